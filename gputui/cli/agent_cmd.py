@@ -1,0 +1,1 @@
+"""`gputui agent`: run the host agent locally and print its stream."""

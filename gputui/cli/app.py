@@ -1,0 +1,13 @@
+"""The typer application object that command modules register on."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="gputui",
+    help="Terminal fleet monitor for NVIDIA GPU hosts.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)

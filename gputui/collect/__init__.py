@@ -1,0 +1,1 @@
+"""Sources of readings (SSH, subprocess, the demo fleet) and the FleetMonitor that folds them."""

@@ -1,0 +1,304 @@
+"""The data model shared by every layer.
+
+The first half holds the readings exactly as the agent sends them (docs/protocol.md): they are
+msgspec structs so the collector decodes a JSON line straight into the domain type, with no
+copy per reading (at 1,000 hosts x 8 GPUs x 1 Hz that copy would be the hottest code in the
+process). The second half holds what gputui concludes from them: verdicts, host states and the
+fleet snapshot published once per tick.
+
+Every field that a GPU may not support is optional; None means "not reported", never zero.
+Units are in the field names: _c Celsius, _w watts, _mib MiB, _mhz MHz, _pct percent, _s seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+# Clock-event reason bits (nvmlDeviceGetCurrentClocksEventReasons).
+CLOCK_EVENT_GPU_IDLE = 0x1
+CLOCK_EVENT_APPLICATIONS_CLOCKS_SETTING = 0x2
+CLOCK_EVENT_SW_POWER_CAP = 0x4
+CLOCK_EVENT_HW_SLOWDOWN = 0x8
+CLOCK_EVENT_SYNC_BOOST = 0x10
+CLOCK_EVENT_SW_THERMAL_SLOWDOWN = 0x20
+CLOCK_EVENT_HW_THERMAL_SLOWDOWN = 0x40
+CLOCK_EVENT_HW_POWER_BRAKE_SLOWDOWN = 0x80
+CLOCK_EVENT_DISPLAY_CLOCK_SETTING = 0x100
+
+CLOCK_EVENT_NAMES: dict[int, str] = {
+    CLOCK_EVENT_GPU_IDLE: "GPU idle",
+    CLOCK_EVENT_APPLICATIONS_CLOCKS_SETTING: "application clocks setting",
+    CLOCK_EVENT_SW_POWER_CAP: "software power cap",
+    CLOCK_EVENT_HW_SLOWDOWN: "hardware slowdown",
+    CLOCK_EVENT_SYNC_BOOST: "sync boost",
+    CLOCK_EVENT_SW_THERMAL_SLOWDOWN: "software thermal slowdown",
+    CLOCK_EVENT_HW_THERMAL_SLOWDOWN: "hardware thermal slowdown",
+    CLOCK_EVENT_HW_POWER_BRAKE_SLOWDOWN: "hardware power brake",
+    CLOCK_EVENT_DISPLAY_CLOCK_SETTING: "display clock setting",
+}
+
+
+def clock_event_words(mask: int) -> list[str]:
+    """The clock-event reason bits of `mask` in words, lowest bit first."""
+    return [name for bit, name in CLOCK_EVENT_NAMES.items() if mask & bit]
+
+
+# --------------------------------------------------------------------------------------------
+# Wire types: what the agent sends (protocol v1). Field names are the JSON keys.
+# --------------------------------------------------------------------------------------------
+
+
+class GpuInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One GPU's inventory, read once when the agent starts."""
+
+    index: int
+    uuid: str
+    name: str
+    serial: str | None = None
+    pci_bus_id: str | None = None
+    memory_total_mib: float | None = None
+    power_limit_w: float | None = None  # enforced limit at start (TDP unless capped)
+    temp_shutdown_c: float | None = None
+    temp_slowdown_c: float | None = None
+    temp_gpu_max_c: float | None = None  # max operating temperature
+    temp_mem_max_c: float | None = None
+    sm_clock_max_mhz: int | None = None
+    mem_clock_max_mhz: int | None = None
+    pcie_gen_max: int | None = None
+    pcie_width_max: int | None = None
+    nvlink_count: int | None = None  # links present on this GPU
+    ecc_enabled: bool | None = None
+
+
+class GpuProcess(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A compute process on one GPU."""
+
+    pid: int
+    name: str | None = None
+    used_memory_mib: float | None = None
+
+
+GpuStatus = Literal["ok", "lost", "reset_required", "error"]
+
+
+class GpuReading(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One GPU's readings in one sample.
+
+    Fast fields come in every sample; slow fields only in samples with `slow` set (and are None
+    otherwise). A GPU whose status is not "ok" carries no readings, only `error`.
+    """
+
+    index: int
+    status: GpuStatus = "ok"
+    error: str | None = None  # NVML error text when status != "ok"
+    # fast
+    util_pct: float | None = None  # SM utilisation over the last sample period
+    mem_util_pct: float | None = None  # memory controller utilisation
+    mem_used_mib: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None
+    power_limit_w: float | None = None  # enforced limit now
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    clock_events: int | None = None  # clock-event reason bit mask
+    # slow
+    ecc_corrected_volatile: int | None = None
+    ecc_uncorrected_volatile: int | None = None
+    ecc_corrected_aggregate: int | None = None
+    ecc_uncorrected_aggregate: int | None = None
+    remap_corrected: int | None = None  # rows remapped for correctable errors
+    remap_uncorrected: int | None = None  # rows remapped for uncorrectable errors
+    remap_pending: bool | None = None  # a remap waits for a GPU reset
+    remap_failure: bool | None = None  # no spare row was left
+    retired_pages_sbe: int | None = None  # pre-Ampere page retirement
+    retired_pages_dbe: int | None = None
+    retired_pages_pending: bool | None = None
+    pcie_gen: int | None = None
+    pcie_width: int | None = None
+    pcie_replay: int | None = None  # cumulative PCIe replay counter
+    nvlink_active: int | None = None  # links in the active state
+    nvlink_replay: int | None = None  # summed over links, cumulative
+    nvlink_recovery: int | None = None
+    nvlink_crc_flit: int | None = None
+    nvlink_crc_data: int | None = None
+    recovery_action: int | None = None  # 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain+reset
+    processes: list[GpuProcess] | None = None
+
+
+class Hello(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="hello", tag_field="type"):
+    """First line of every stream: who is talking and which GPUs it has."""
+
+    v: int
+    host: str
+    agent_version: str
+    backend: Literal["nvml", "smi", "sim"]
+    interval_s: float
+    slow_every: int  # slow signals are read every `slow_every` samples
+    driver_version: str | None = None
+    nvml_version: str | None = None
+    cuda_version: str | None = None
+    gpus: list[GpuInfo] = msgspec.field(default_factory=list)
+    persistence_mode: bool | None = None  # all GPUs in persistence mode
+
+
+class Sample(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="sample", tag_field="type"):
+    """One reading of every GPU."""
+
+    v: int
+    t: float  # agent's clock, Unix seconds
+    seq: int  # 0, 1, 2, ... per stream
+    gpus: list[GpuReading]
+    slow: bool = False  # slow fields were read in this sample
+
+
+EventKind = Literal["xid", "ecc_dbe", "gpu_lost", "reset_required"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="event", tag_field="type"):
+    """Something that happened between samples, pushed at once."""
+
+    v: int
+    t: float
+    kind: EventKind
+    gpu: int | None = None  # index; None when NVML could not attribute it
+    uuid: str | None = None
+    xid: int | None = None  # set for kind == "xid"
+    text: str = ""
+
+
+class AgentError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="error", tag_field="type"):
+    """A failure the agent hit. `fatal` errors are followed by the agent exiting."""
+
+    v: int
+    t: float
+    code: str  # machine-readable, e.g. nvml_init_failed, no_gpu, smi_failed
+    text: str
+    gpu: int | None = None
+    fatal: bool = False
+
+
+AgentMessage = Hello | Sample | Event | AgentError
+
+
+# --------------------------------------------------------------------------------------------
+# Domain types: what gputui concludes.
+# --------------------------------------------------------------------------------------------
+
+
+class Level(enum.IntEnum):
+    """Health level; larger is worse, so max() gives the worst."""
+
+    OK = 0
+    UNKNOWN = 1  # readings missing: not known good, not known bad
+    WARN = 2
+    CRITICAL = 3
+    FAILED = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Action(enum.Enum):
+    """NVIDIA's recommended action, ordered by how much it disrupts."""
+
+    NONE = "none"
+    RESTART_APP = "restart app"
+    RESET_GPU = "reset GPU"
+    REBOOT_NODE = "reboot node"
+    DRAIN = "drain"
+    RMA = "RMA"
+
+    @property
+    def rank(self) -> int:
+        return _ACTION_RANK[self]
+
+
+_ACTION_RANK = {a: i for i, a in enumerate(Action)}
+
+
+class Reason(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a GPU or host is at its level."""
+
+    code: str  # machine code: temp_slowdown, xid_79, gpu_lost, ...
+    level: Level
+    text: str  # human sentence with the numbers
+    action: Action = Action.NONE
+    gpu: int | None = None
+    latched: bool = False  # stays until cleared by the operator or a GPU reset
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """A level with its reasons, worst first."""
+
+    level: Level
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def worst(self) -> Reason | None:
+        return self.reasons[0] if self.reasons else None
+
+    @property
+    def action(self) -> Action:
+        return max((r.action for r in self.reasons), key=lambda a: a.rank, default=Action.NONE)
+
+
+OK_VERDICT = Verdict(level=Level.OK)
+UNKNOWN_VERDICT = Verdict(level=Level.UNKNOWN)
+
+
+class HostVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    """The host's own verdict plus one per GPU (keyed by index)."""
+
+    host: Verdict
+    gpus: dict[int, Verdict] = msgspec.field(default_factory=dict)
+
+
+class HostState(enum.Enum):
+    """Connection state of a host, shown everywhere beside its health."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    DEGRADED = "degraded"  # streaming, but with fewer signals (nvidia-smi fallback, missing fields)
+    STALE = "stale"  # connected, but no sample for 3 intervals
+    UNREACHABLE = "unreachable"
+
+
+class FleetEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An entry of the fleet's event log: agent events, verdict and connection changes."""
+
+    t: float  # collector's clock, Unix seconds
+    host: str
+    kind: str  # xid, ecc_dbe, gpu_lost, reset_required, verdict, state, agent_error, action
+    text: str
+    level: Level = Level.OK
+    gpu: int | None = None
+    uuid: str | None = None
+    xid: int | None = None
+
+
+class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything known about one host at one tick."""
+
+    name: str
+    state: HostState
+    state_reason: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    hello: Hello | None = None
+    sample: Sample | None = None  # last good sample (kept while stale/unreachable)
+    sample_age_s: float | None = None  # seconds since `sample` arrived
+    verdict: HostVerdict = msgspec.field(default_factory=lambda: HostVerdict(host=UNKNOWN_VERDICT))
+    marked_failed: bool = False  # the operator took it out of service
+
+
+class FleetSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole fleet at one tick, published to the TUI, reports and the journal."""
+
+    t: float
+    hosts: tuple[HostSnapshot, ...]
+    events: tuple[FleetEvent, ...] = ()  # new since the previous snapshot

@@ -1,0 +1,1 @@
+"""Operator actions, the journal and triage."""

@@ -1,0 +1,1 @@
+"""Headless output for the CLI: rich tables, JSON and Markdown."""
