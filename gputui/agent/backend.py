@@ -1,0 +1,66 @@
+"""The interface every agent backend offers (nvml, smi, sim), and its error type.
+
+The run loop (main.py) owns the wire format: it adds `type`, `v`, `t`, `seq`, `host` and the
+agent's own fields. A backend only says what the GPUs report, as plain dicts whose keys are the
+protocol's field names (docs/protocol.md; core/model.py on the collector side):
+
+- hello() -> {"driver_version", "nvml_version", "cuda_version", "persistence_mode",
+  "gpus": [GpuInfo dicts]}; any key may be absent when unknown.
+- sample(slow) -> {"gpus": [GpuReading dicts]}, one per GPU, ordered by index. Slow fields
+  only when `slow` is true. A field a GPU does not support is absent, never None.
+
+Events (XIDs, double-bit ECC, a GPU found lost while sampling) go out through the `emit`
+callback given to start_events(): a dict with "kind" and optionally "gpu", "uuid", "xid",
+"text". start_events() is called once, after hello() and before the first sample(); `emit` is
+thread-safe, so an event thread may call it at any time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+Json = Dict[str, Any]
+EventSink = Callable[[Json], None]
+
+# What process_fault() may ask the run loop to do (scripted faults of the simulator).
+FAULT_CRASH = "crash"  # write a fatal error line and exit non-zero
+FAULT_HANG = "hang"  # stop writing, keep the channel open until stdin closes
+
+
+class BackendError(Exception):
+    """A failure that stops a backend; becomes an `error` line with `code` (fatal)."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class Backend:
+    """Base class of the agent backends; subclasses override hello() and sample()."""
+
+    #: The `backend` field of hello: "nvml", "smi" or "sim".
+    name = "nvml"
+
+    def hello(self) -> Json:
+        """Inventory, read once at start. Raises BackendError when no GPU can be read."""
+        raise NotImplementedError
+
+    def sample(self, slow: bool) -> Json:
+        """One reading of every GPU; never raises for a single GPU's failure."""
+        raise NotImplementedError
+
+    def start_events(self, emit: EventSink) -> None:
+        """Begin pushing events through `emit` (default: the backend has no pushed events)."""
+        self._emit: EventSink | None = emit
+
+    def process_fault(self) -> str | None:
+        """FAULT_CRASH or FAULT_HANG when a scripted fault is due now; None on real hosts."""
+        return None
+
+    def fault_text(self) -> str:
+        """The message of the error line written for FAULT_CRASH."""
+        return "agent crashed"
+
+    def close(self) -> None:
+        """Stop threads and release the library (idempotent)."""
