@@ -13,6 +13,12 @@ Events (XIDs, double-bit ECC, a GPU found lost while sampling) go out through th
 callback given to start_events(): a dict with "kind" and optionally "gpu", "uuid", "xid",
 "text". start_events() is called once, after hello() and before the first sample(); `emit` is
 thread-safe, so an event thread may call it at any time.
+
+Constructors (main.py builds the backend named by --backend):
+- NvmlBackend(nvml): `nvml` is the pynvml module or the simulated one (simnvml.py).
+- SmiBackend(interval_s: float): the nvidia-smi fallback (smi.py); it reads its own stream.
+A constructor that cannot start raises BackendError (codes: nvml_init_failed, no_gpu,
+smi_not_found, smi_failed); main.py turns it into a fatal `error` line and exit code 3.
 """
 
 from __future__ import annotations
