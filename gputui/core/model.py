@@ -291,9 +291,16 @@ class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     hello: Hello | None = None
     sample: Sample | None = None  # last good sample (kept while stale/unreachable)
-    sample_age_s: float | None = None  # seconds since `sample` arrived
+    sample_t: float | None = None  # collector's clock when `sample` arrived (Unix seconds)
+    backend: str | None = None  # nvml, smi, sim: from the hello
+    spare: bool = False  # listed as a spare in hosts.toml
+    decode_errors: int = 0  # lines of this host's stream that did not decode
     verdict: HostVerdict = msgspec.field(default_factory=lambda: HostVerdict(host=UNKNOWN_VERDICT))
     marked_failed: bool = False  # the operator took it out of service
+
+    def age_s(self, now: float) -> float | None:
+        """Seconds since the last sample arrived, at `now`."""
+        return None if self.sample_t is None else max(0.0, now - self.sample_t)
 
 
 class FleetSnapshot(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,138 @@
+"""The demo fleet: simulated GPU hosts behind real SSH servers on loopback.
+
+`DemoFleet` generates a host key and a client key in a private temporary directory, starts the
+servers in a child process (gputui.collect.demo_server), and writes an ssh_config and a
+known_hosts for them, so the collector reaches the simulated hosts exactly as it reaches real
+ones: aliases resolved through ssh_config, host keys verified, the agent shipped over SSH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from gputui.collect.ssh import SshOptions
+
+START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class DemoHost:
+    name: str
+    port: int
+    scenario: dict[str, object]
+    seed: int
+
+
+class DemoFleetError(Exception):
+    pass
+
+
+class DemoFleet:
+    """N simulated hosts; use as `async with DemoFleet(8) as fleet:`."""
+
+    def __init__(self, n_hosts: int, seed: int = 1, scenario: str | None = None) -> None:
+        if n_hosts < 1:
+            raise DemoFleetError("the demo fleet needs at least one host")
+        self.n_hosts = n_hosts
+        self.seed = seed
+        self.scenario = scenario  # one named scenario for every host, instead of the demo mix
+        self.hosts: list[DemoHost] = []
+        self.directory: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ssh_options(self) -> SshOptions:
+        assert self.directory is not None
+        return SshOptions(
+            config_files=(self.directory / "ssh_config",),
+            known_hosts=self.directory / "known_hosts",
+            keepalive_interval_s=5.0,
+            max_handshakes=64,
+        )
+
+    async def __aenter__(self) -> DemoFleet:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def _assignment(self) -> list[tuple[str, dict[str, object]]]:
+        from gputui.collect.scenarios import demo_assignment, load_scenario
+
+        if self.scenario is not None:
+            scenario = load_scenario(self.scenario)
+            return [(f"sim-{i + 1:03d}", scenario) for i in range(self.n_hosts)]
+        return demo_assignment(self.n_hosts, self.seed)
+
+    def start(self) -> None:
+        assignment = self._assignment()
+        directory = Path(tempfile.mkdtemp(prefix="gputui-demo-"))
+        directory.chmod(0o700)
+        self.directory = directory
+        host_key = asyncssh.generate_private_key("ssh-ed25519")
+        client_key = asyncssh.generate_private_key("ssh-ed25519")
+        host_key.write_private_key(str(directory / "host_key"))
+        client_key.write_private_key(str(directory / "client_key"))
+        client_key.write_public_key(str(directory / "client_key.pub"))
+        names = [name for name, _ in assignment]
+        (directory / "hosts.json").write_text(json.dumps(names))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "gputui.collect.demo_server", str(directory)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=(directory / "server.log").open("wb"),
+        )
+        ports = self._wait_for_ports(directory)
+        pub = host_key.export_public_key("openssh").decode().strip()
+        with (directory / "known_hosts").open("w") as kh, (directory / "ssh_config").open("w") as cfg:
+            for i, (name, scenario) in enumerate(assignment):
+                port = ports[name]
+                kh.write(f"[127.0.0.1]:{port} {pub}\n")
+                cfg.write(
+                    f"Host {name}\n  HostName 127.0.0.1\n  Port {port}\n  User gputui\n"
+                    f"  IdentityFile {directory / 'client_key'}\n\n"
+                )
+                self.hosts.append(DemoHost(name, port, scenario, self.seed * 100_003 + i))
+
+    def _wait_for_ports(self, directory: Path) -> dict[str, int]:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        path = directory / "ports.json"
+        while time.monotonic() < deadline:
+            if path.exists():
+                ports: dict[str, int] = json.loads(path.read_text())
+                return ports
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                log = (directory / "server.log").read_text(errors="replace").strip()
+                self.stop()
+                raise DemoFleetError(f"demo SSH servers failed to start: {log[-500:]}")
+            time.sleep(0.02)
+        self.stop()
+        raise DemoFleetError(f"demo SSH servers did not start within {START_TIMEOUT_S:g} s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                assert proc.stdin is not None
+                proc.stdin.close()  # the server's signal to stop and kill its agents
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None

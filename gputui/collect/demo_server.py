@@ -1,0 +1,133 @@
+"""SSH servers for the demo fleet: one listener per simulated host on loopback.
+
+Run as a child process (`python -m gputui.collect.demo_server DIR N`) so the servers' CPU is not
+the collector's. Each exec request runs the requested command through /bin/sh exactly as sshd
+would, so the collector ships and starts the real agent the same way it does on a GPU host.
+When the channel closes the command's stdin closes, and the agent exits.
+
+Protocol with the parent: DIR holds host_key and client_key.pub; once every listener is up
+this writes DIR/ports.json ({"sim-001": port, ...}) atomically. It exits when its stdin closes
+(the parent died or stopped it), killing every agent it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import asyncssh
+
+
+def raise_fd_limit() -> None:
+    """Lift the soft open-files limit to the hard one: each host costs several descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class _Server(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return True  # authentication required: public key only (authorized_client_keys)
+
+
+async def _run_command(process: asyncssh.SSHServerProcess[bytes], children: set[asyncio.subprocess.Process]) -> None:
+    command = process.command or "true"
+    proc = await asyncio.create_subprocess_shell(
+        command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    children.add(proc)
+    try:
+        await process.redirect(stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr)
+        code = await proc.wait()
+        # Let the redirected output drain before the exit status goes out.
+        await process.stdout.drain()
+        process.exit(code if code >= 0 else 128 - code)
+    except (asyncssh.Error, OSError, BrokenPipeError):
+        pass
+    finally:
+        children.discard(proc)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 2)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def serve(directory: Path, names: list[str]) -> None:
+    raise_fd_limit()
+    host_key = asyncssh.read_private_key(str(directory / "host_key"))
+    authorized = asyncssh.import_authorized_keys((directory / "client_key.pub").read_text())
+    children: set[asyncio.subprocess.Process] = set()
+
+    def process_factory(process: asyncssh.SSHServerProcess[bytes]) -> asyncio.Task[None]:
+        return asyncio.ensure_future(_run_command(process, children))
+
+    servers: list[asyncssh.SSHAcceptor] = []
+    ports: dict[str, int] = {}
+    for name in names:
+        acceptor = await asyncssh.listen(
+            "127.0.0.1", 0,
+            server_factory=_Server,
+            server_host_keys=[host_key],
+            authorized_client_keys=authorized,
+            process_factory=process_factory,
+            encoding=None,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            keepalive_interval=5,
+        )
+        servers.append(acceptor)
+        ports[name] = acceptor.get_port()
+    tmp = directory / "ports.json.tmp"
+    tmp.write_text(json.dumps(ports))
+    tmp.replace(directory / "ports.json")
+
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.create_future()
+    stop_signal = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_signal.set)
+
+    def watch_stdin() -> None:
+        with contextlib.suppress(Exception):
+            sys.stdin.buffer.read()
+        loop.call_soon_threadsafe(lambda: stdin_closed.done() or stdin_closed.set_result(None))
+
+    # A daemon thread: a blocked read must not keep the process alive at exit.
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    await asyncio.wait(
+        [stdin_closed, asyncio.ensure_future(stop_signal.wait())],
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    for acceptor in servers:
+        acceptor.close()
+    for proc in list(children):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    directory = Path(argv[0])
+    names = json.loads((directory / "hosts.json").read_text())
+    asyncio.run(serve(directory, names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

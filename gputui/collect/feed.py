@@ -1,0 +1,70 @@
+"""The interface between a source (one host's stream) and the monitor that owns its state.
+
+Sources only report what they see; the monitor decides what it means. Keeping this a small
+protocol lets SSH, local subprocess and in-memory test sources share one monitor.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from typing import Protocol
+
+from gputui.core.model import HostState
+
+
+class HostFeed(Protocol):
+    """What a source calls as things happen on its host."""
+
+    name: str
+
+    def set_state(self, state: HostState, reason: str = "") -> None: ...
+
+    def on_line(self, line: bytes) -> None: ...
+
+    def on_too_long(self, length: int) -> None: ...
+
+    def silent_for(self) -> float:
+        """Seconds since the last line arrived on the current stream."""
+        ...
+
+    def expected_interval(self) -> float:
+        """The sample interval the host streams at, in seconds."""
+        ...
+
+
+class Source(abc.ABC):
+    """One host's stream: connects, runs the agent, reconnects, until cancelled."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def run(self, feed: HostFeed) -> None:
+        """Stream forever; returns only when cancelled."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most sources need none
+        """Release shared resources (called once after all runs are cancelled)."""
+
+
+class Backoff:
+    """Capped exponential backoff with "equal jitter": a delay drawn from [ceiling/2, ceiling].
+
+    Jitter spreads the reconnects of a fleet that lost its network at the same moment,
+    so sshd's MaxStartups is not hit by a synchronised storm.
+    """
+
+    def __init__(
+        self, initial_s: float = 1.0, cap_s: float = 60.0, rng: random.Random | None = None
+    ) -> None:
+        self.initial_s = initial_s
+        self.cap_s = cap_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.initial_s * (2**self.attempt))
+        self.attempt += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0

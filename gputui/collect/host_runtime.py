@@ -1,0 +1,244 @@
+"""One host's live state inside the monitor: decoding, verdicts, history, state changes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gputui.collect.history import HostHistory
+from gputui.collect.protocol import StreamDecoder
+from gputui.core.health import HostHealth, Thresholds
+from gputui.core.model import (
+    UNKNOWN_VERDICT,
+    AgentError,
+    Event,
+    FleetEvent,
+    Hello,
+    HostSnapshot,
+    HostState,
+    HostVerdict,
+    Level,
+    Sample,
+)
+
+STALE_AFTER_INTERVALS = 3
+
+
+class HostRuntime:
+    """Implements the sources' HostFeed; the monitor reads its snapshot once per tick."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        interval_s: float,
+        labels: dict[str, str] | None = None,
+        spare: bool = False,
+        thresholds: Thresholds | None = None,
+        history_len: int = 300,
+        emit: Callable[[FleetEvent, bool], None],
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self.labels = labels or {}
+        self.spare = spare
+        self.history_len = history_len
+        self.health = HostHealth(thresholds)
+        self.decoder = StreamDecoder()
+        self.state = HostState.CONNECTING
+        self.state_reason = ""
+        self.hello: Hello | None = None
+        self.sample: Sample | None = None
+        self.sample_t: float | None = None
+        self.history: HostHistory | None = None
+        self.verdict = HostVerdict(host=UNKNOWN_VERDICT)
+        self.marked_failed = False
+        self._emit = emit
+        self._clock = clock
+        self._mono = monotonic
+        self._last_line_mono: float | None = None
+        self._stream_start_mono = monotonic()
+        self._snapshot: HostSnapshot | None = None
+        self._reported_bad = 0
+
+    # -- HostFeed ---------------------------------------------------------------------------
+
+    def set_state(self, state: HostState, reason: str = "") -> None:
+        if state is HostState.CONNECTING:
+            self._stream_start_mono = self._mono()
+            self._last_line_mono = None
+        if state is self.state and reason == self.state_reason:
+            return
+        old = self.state
+        self.state = state
+        self.state_reason = reason
+        self._snapshot = None
+        if state is not old:
+            worse = state in (HostState.UNREACHABLE, HostState.STALE)
+            text = f"{old.value} -> {state.value}" + (f": {reason}" if reason else "")
+            self._emit(
+                FleetEvent(
+                    t=self._clock(), host=self.name, kind="state", text=text,
+                    level=Level.WARN if worse else Level.OK,
+                ),
+                False,
+            )
+
+    def on_line(self, line: bytes) -> None:
+        self._last_line_mono = self._mono()
+        msg = self.decoder.decode(line)
+        if msg is None:
+            self._note_bad_lines()
+        elif isinstance(msg, Sample):
+            self._on_sample(msg)
+        elif isinstance(msg, Event):
+            self._on_event(msg)
+        elif isinstance(msg, Hello):
+            self._on_hello(msg)
+        elif isinstance(msg, AgentError):
+            self._on_error(msg)
+
+    def on_too_long(self, length: int) -> None:
+        self._last_line_mono = self._mono()
+        self.decoder.stats.too_long += 1
+        self.decoder.stats.last_problem = f"line of {length} bytes over the limit, dropped"
+        self._note_bad_lines()
+
+    def silent_for(self) -> float:
+        last = self._last_line_mono if self._last_line_mono is not None else self._stream_start_mono
+        return self._mono() - last
+
+    def expected_interval(self) -> float:
+        return self.hello.interval_s if self.hello is not None else self.interval_s
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _on_hello(self, hello: Hello) -> None:
+        same_gpus = self.hello is not None and [g.uuid for g in self.hello.gpus] == [
+            g.uuid for g in hello.gpus
+        ]
+        self.hello = hello
+        if not same_gpus or self.history is None:
+            self.history = HostHistory(hello.gpus, self.history_len)
+        if not hello.gpus:
+            self.set_state(HostState.UNREACHABLE, "no GPU found on the host")
+        elif hello.backend == "smi":
+            self.set_state(
+                HostState.DEGRADED, "nvidia-smi fallback: no pushed XID events, fewer signals"
+            )
+        else:
+            self.set_state(HostState.STREAMING)
+        self._snapshot = None
+
+    def _on_sample(self, sample: Sample) -> None:
+        if self.hello is None:
+            return  # a sample before hello cannot be interpreted; the agent always says hello
+        now = self._clock()
+        self.sample = sample
+        self.sample_t = now
+        if self.history is not None:
+            self.history.append(now, sample)
+        if self.state in (HostState.STALE, HostState.CONNECTING):
+            self.set_state(
+                HostState.DEGRADED if self.hello.backend == "smi" else HostState.STREAMING
+            )
+        self._apply_verdict(self.health.evaluate(self.hello, sample, now), now)
+
+    def _on_event(self, event: Event) -> None:
+        now = self._clock()
+        self.health.observe_event(event, now)
+        level = Level.WARN
+        if self.hello is not None and self.sample is not None:
+            self._apply_verdict(self.health.evaluate(self.hello, self.sample, now), now)
+            if event.gpu is not None and event.gpu in self.verdict.gpus:
+                level = self.verdict.gpus[event.gpu].level
+        what = f"XID {event.xid}" if event.kind == "xid" else event.kind.replace("_", " ")
+        gpu = f"GPU{event.gpu} " if event.gpu is not None else ""
+        self._emit(
+            FleetEvent(
+                t=now, host=self.name, kind=event.kind, text=f"{gpu}{what}: {event.text}".strip(),
+                level=level, gpu=event.gpu, uuid=event.uuid, xid=event.xid,
+            ),
+            True,  # pushed events are published at once, not at the next tick
+        )
+
+    def _on_error(self, err: AgentError) -> None:
+        self._emit(
+            FleetEvent(
+                t=self._clock(), host=self.name, kind="agent_error",
+                text=f"{err.code}: {err.text}", level=Level.WARN, gpu=err.gpu,
+            ),
+            False,
+        )
+        if err.fatal:
+            self.set_state(HostState.UNREACHABLE, f"agent error {err.code}: {err.text}")
+
+    def _apply_verdict(self, verdict: HostVerdict, now: float) -> None:
+        old = self.verdict.host
+        self.verdict = verdict
+        self._snapshot = None
+        new = verdict.host
+        if new.level != old.level and not (old.level is Level.UNKNOWN and new.level is Level.OK):
+            worst = new.worst
+            text = f"{old.level.label} -> {new.level.label}"
+            if worst is not None and new.level > Level.OK:
+                text += f": {worst.text}"
+            self._emit(
+                FleetEvent(
+                    t=now, host=self.name, kind="verdict", text=text, level=new.level,
+                    gpu=worst.gpu if worst is not None else None,
+                ),
+                new.level >= Level.CRITICAL,
+            )
+
+    def _note_bad_lines(self) -> None:
+        stats = self.decoder.stats
+        self._snapshot = None
+        # One log line per burst of bad input, not one per line.
+        if stats.bad in (1, 10, 100, 1000) or stats.bad % 10000 == 0:
+            self._emit(
+                FleetEvent(
+                    t=self._clock(), host=self.name, kind="protocol",
+                    text=f"{stats.bad} bad line(s) from the agent; last: {stats.last_problem}",
+                    level=Level.WARN,
+                ),
+                False,
+            )
+
+    # -- per tick ---------------------------------------------------------------------------
+
+    def check_stale(self) -> None:
+        if self.state not in (HostState.STREAMING, HostState.DEGRADED) or self.sample_t is None:
+            return
+        age = self._clock() - self.sample_t
+        limit = STALE_AFTER_INTERVALS * self.expected_interval()
+        if age > limit:
+            self.set_state(HostState.STALE, f"no sample for {age:.0f} s")
+
+    def clear(self, gpu: int | None = None) -> None:
+        """Operator clears latched reasons (after a GPU reset or a repair)."""
+        self.health.clear(gpu)
+        if self.hello is not None and self.sample is not None:
+            now = self._clock()
+            self._apply_verdict(self.health.evaluate(self.hello, self.sample, now), now)
+
+    def set_marked_failed(self, marked: bool) -> None:
+        if marked != self.marked_failed:
+            self.marked_failed = marked
+            self._snapshot = None
+
+    def snapshot(self) -> HostSnapshot:
+        snap = self._snapshot
+        if snap is None:
+            snap = HostSnapshot(
+                name=self.name, state=self.state, state_reason=self.state_reason,
+                labels=self.labels, hello=self.hello, sample=self.sample,
+                sample_t=self.sample_t,
+                backend=self.hello.backend if self.hello is not None else None,
+                spare=self.spare, decode_errors=self.decoder.stats.bad,
+                verdict=self.verdict, marked_failed=self.marked_failed,
+            )
+            self._snapshot = snap
+        return snap

@@ -1,0 +1,95 @@
+"""How the agent is started on a host: the command line and what goes down its stdin."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+from dataclasses import dataclass
+
+EXIT_NO_PYTHON = 127  # POSIX shells' "command not found"
+
+
+@dataclass(frozen=True)
+class AgentInvocation:
+    """A command for the host's shell plus bytes written to its stdin once it starts.
+
+    stdin stays open afterwards: its end is how the agent learns the collector went away.
+    """
+
+    command: str
+    stdin: bytes = b""
+
+
+@dataclass(frozen=True)
+class AgentArgs:
+    """The agent's own arguments (gputui/agent/main.py)."""
+
+    backend: str = "auto"
+    interval_s: float = 1.0
+    slow_every: int = 10
+    host: str | None = None  # reported name (simulated hosts)
+    scenario: dict[str, object] | None = None  # sim only
+    seed: int | None = None
+    once: bool = False
+
+    def argv(self) -> list[str]:
+        args = [
+            "--backend", self.backend,
+            "--interval", f"{self.interval_s:g}",
+            "--slow-every", str(self.slow_every),
+        ]
+        if self.host:
+            args += ["--host", self.host]
+        if self.scenario is not None:
+            args += ["--scenario-json", json.dumps(self.scenario, separators=(",", ":"))]
+        if self.seed is not None:
+            args += ["--seed", str(self.seed)]
+        if self.once:
+            args.append("--once")
+        return args
+
+
+def remote_invocation(python: str, args: AgentArgs) -> AgentInvocation:
+    """Ship the agent bundle over stdin and run it with the host's python.
+
+    The bundle carries a copy of pynvml (from the local nvidia-ml-py) that the agent imports
+    only when the host has none, so nothing is installed or written on the host.
+    """
+    from gputui.agent.bundle import bootstrap_command, build_bundle
+
+    bundle = _cached_bundle(build_bundle)
+    python_q = shlex.quote(python)
+    run = bootstrap_command(python, len(bundle), args.argv())
+    # `command -v` first so a host without python gets a clear reason, not a shell error.
+    command = (
+        f"command -v {python_q} >/dev/null 2>&1 || "
+        f"{{ echo 'gputui: {python} not found on this host' >&2; exit {EXIT_NO_PYTHON}; }}; "
+        f"exec {run}"
+    )
+    return AgentInvocation(command=command, stdin=bundle)
+
+
+_BUNDLE: bytes | None = None
+
+
+def _cached_bundle(build: object) -> bytes:
+    global _BUNDLE
+    if _BUNDLE is None:
+        _BUNDLE = build(include_pynvml=True)  # type: ignore[operator]
+    assert _BUNDLE is not None
+    return _BUNDLE
+
+
+def describe_exit(status: int | None, sig: str | None, last_stderr: str) -> str:
+    """The reason line for an agent that ended."""
+    tail = f": {last_stderr}" if last_stderr else ""
+    if sig:
+        return f"agent killed by signal {sig}{tail}"
+    if status is None:
+        return f"agent stream closed{tail}"
+    if status == EXIT_NO_PYTHON:
+        return f"no python on the host{tail}"
+    if status > 128 and status - 128 in signal.Signals._value2member_map_:
+        return f"agent killed by {signal.Signals(status - 128).name}{tail}"
+    return f"agent exited with code {status}{tail}"

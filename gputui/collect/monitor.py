@@ -1,0 +1,197 @@
+"""FleetMonitor: runs every host's source, folds their streams into state, publishes snapshots.
+
+Data moves one way: sources -> HostRuntime -> one FleetSnapshot per tick -> subscribers (TUI,
+reports, the journal). Subscribers never reach back into connections. A subscriber that falls
+behind gets the newest snapshot, not a backlog; events are carried in every snapshot published
+since the subscriber last read, so none is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from gputui.collect.feed import Source
+from gputui.collect.host_runtime import HostRuntime
+from gputui.core.health import Thresholds
+from gputui.core.model import FleetEvent, FleetSnapshot, HostState
+
+URGENT_MIN_SPACING_S = 0.05  # pushed events publish at once, but at most 20 times a second
+EVENT_LOG_LEN = 2000
+
+
+@dataclass
+class HostPlan:
+    """A host to monitor: its source and how to present it."""
+
+    source: Source
+    interval_s: float = 1.0
+    labels: dict[str, str] = field(default_factory=dict)
+    spare: bool = False
+
+
+class _Subscription:
+    def __init__(self) -> None:
+        self.latest: FleetSnapshot | None = None
+        self.pending_events: list[FleetEvent] = []
+        self.wake = asyncio.Event()
+
+    def offer(self, snap: FleetSnapshot) -> None:
+        self.pending_events.extend(snap.events)
+        self.latest = snap
+        self.wake.set()
+
+    def take(self) -> FleetSnapshot:
+        snap = self.latest
+        assert snap is not None
+        events = tuple(self.pending_events)
+        self.pending_events = []
+        self.latest = None
+        self.wake.clear()
+        if events != snap.events:
+            snap = FleetSnapshot(t=snap.t, hosts=snap.hosts, events=events)
+        return snap
+
+
+class FleetMonitor:
+    """Owns per-host state and the tick; `async with` starts and stops every source."""
+
+    def __init__(
+        self,
+        plans: Sequence[HostPlan],
+        *,
+        thresholds: Thresholds | None = None,
+        tick_s: float = 1.0,
+        history_len: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tick_s = tick_s
+        self._clock = clock
+        self._plans = list(plans)
+        self.hosts: dict[str, HostRuntime] = {}
+        for plan in self._plans:
+            name = plan.source.name
+            if name in self.hosts:
+                raise ValueError(f"host {name} listed twice")
+            self.hosts[name] = HostRuntime(
+                name, interval_s=plan.interval_s, labels=plan.labels, spare=plan.spare,
+                thresholds=thresholds, history_len=history_len, emit=self._on_event, clock=clock,
+            )
+        self.events: deque[FleetEvent] = deque(maxlen=EVENT_LOG_LEN)
+        self._new_events: list[FleetEvent] = []
+        self._subs: list[_Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._urgent = asyncio.Event()
+        self._last_publish = 0.0
+        self._latest: FleetSnapshot | None = None
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FleetMonitor:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        for plan in self._plans:
+            runtime = self.hosts[plan.source.name]
+            self._tasks.append(asyncio.create_task(plan.source.run(runtime), name=runtime.name))
+        self._tasks.append(asyncio.create_task(self._ticker(), name="gputui-tick"))
+
+    async def stop(self) -> None:
+        """Cancel every source (closing its connection, which ends its agent) and wait."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        closers = {id(type(p.source)): p.source for p in self._plans}
+        for source in closers.values():
+            with contextlib.suppress(Exception):
+                await source.close()
+        for sub in self._subs:
+            sub.wake.set()
+
+    # -- events and ticks -------------------------------------------------------------------
+
+    def _on_event(self, event: FleetEvent, urgent: bool) -> None:
+        self.events.append(event)
+        self._new_events.append(event)
+        if urgent:
+            self._urgent.set()
+
+    async def _ticker(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            next_tick += self.tick_s
+            timeout = max(0.0, next_tick - time.monotonic())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), timeout)
+            if self._urgent.is_set():
+                self._urgent.clear()
+                since = time.monotonic() - self._last_publish
+                if since < URGENT_MIN_SPACING_S:
+                    await asyncio.sleep(URGENT_MIN_SPACING_S - since)
+                next_tick -= self.tick_s  # an urgent publish does not shift the regular tick
+            else:
+                for runtime in self.hosts.values():
+                    runtime.check_stale()
+            self.publish()
+            if time.monotonic() - next_tick > self.tick_s:
+                next_tick = time.monotonic()  # fell behind (suspended laptop): don't burst
+
+    def publish(self) -> FleetSnapshot:
+        """Build the snapshot now and hand it to every subscriber."""
+        snap = FleetSnapshot(
+            t=self._clock(),
+            hosts=tuple(rt.snapshot() for rt in self.hosts.values()),
+            events=tuple(self._new_events),
+        )
+        self._new_events = []
+        self._latest = snap
+        self._last_publish = time.monotonic()
+        for sub in self._subs:
+            sub.offer(snap)
+        return snap
+
+    def snapshot(self) -> FleetSnapshot:
+        """The most recent snapshot (built now if none was published yet)."""
+        return self._latest if self._latest is not None else self.publish()
+
+    async def snapshots(self) -> AsyncIterator[FleetSnapshot]:
+        """Every published snapshot, newest-wins when the consumer is slower than the tick."""
+        sub = _Subscription()
+        self._subs.append(sub)
+        try:
+            while not self._closed:
+                await sub.wake.wait()
+                if sub.latest is None:
+                    continue
+                yield sub.take()
+        finally:
+            self._subs.remove(sub)
+
+    # -- operator ---------------------------------------------------------------------------
+
+    def set_marked_failed(self, host: str, marked: bool) -> None:
+        self.hosts[host].set_marked_failed(marked)
+
+    def clear(self, host: str, gpu: int | None = None) -> None:
+        self.hosts[host].clear(gpu)
+
+    def settled(self) -> bool:
+        """Every host has answered (sampled) or failed: what `gputui report` waits for."""
+        for rt in self.hosts.values():
+            if rt.state is HostState.CONNECTING:
+                return False
+            if rt.state in (HostState.STREAMING, HostState.DEGRADED) and rt.sample is None:
+                return False
+        return True

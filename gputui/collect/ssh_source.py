@@ -1,0 +1,137 @@
+"""A host streamed over SSH: connect, ship the agent down the channel, read lines, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import asyncssh
+
+from gputui.collect.feed import Backoff, HostFeed, Source
+from gputui.collect.launch import AgentInvocation, describe_exit
+from gputui.collect.lines import LineSplitter
+from gputui.collect.ssh import HostError, SshContext
+from gputui.core.model import HostState
+
+# A stream silent for this many intervals is considered hung and restarted (the monitor has
+# already shown it stale after 3).
+HUNG_AFTER_INTERVALS = 10
+
+
+class AgentSession(asyncssh.SSHClientSession[bytes]):
+    """Receives the agent's stdout as lines and keeps the last stderr line for the reason."""
+
+    def __init__(self, feed: HostFeed) -> None:
+        self._splitter = LineSplitter(self._on_line, feed.on_too_long)
+        self.last_stderr = ""
+        self._stderr_buf = b""
+        self.exit_status: int | None = None
+        self.exit_signal: str | None = None
+        self.done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.lines = 0
+        self._feed = feed
+
+    def _on_line(self, line: bytes) -> None:
+        self.lines += 1
+        self._feed.on_line(line)
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self._keep_stderr(data)
+        else:
+            self._splitter.feed(data)
+
+    def _keep_stderr(self, data: bytes) -> None:
+        # Only the last complete line matters (a Python traceback ends with the exception).
+        buf = (self._stderr_buf + data)[-4096:]
+        lines = [ln for ln in buf.split(b"\n") if ln.strip()]
+        if lines:
+            self.last_stderr = lines[-1].decode("utf-8", "replace").strip()[:300]
+        self._stderr_buf = buf
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def exit_signal_received(
+        self, signal: str, core_dumped: bool, msg: str, lang: str
+    ) -> None:
+        self.exit_signal = signal
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+class SshSource(Source):
+    """One host over SSH with reconnects, capped exponential backoff and a hang watchdog."""
+
+    def __init__(
+        self,
+        name: str,
+        ssh: SshContext,
+        invocation: Callable[[], AgentInvocation],
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.name = name
+        self._ssh = ssh
+        self._invocation = invocation
+        self._backoff = backoff or Backoff()
+
+    async def run(self, feed: HostFeed) -> None:
+        reason = ""
+        while True:
+            feed.set_state(HostState.CONNECTING, f"reconnecting: {reason}" if reason else "")
+            try:
+                conn = await self._ssh.connect(self.name)
+            except HostError as exc:
+                reason = exc.text
+                feed.set_state(HostState.UNREACHABLE, reason)
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            try:
+                reason, streamed = await self._stream(conn, feed)
+            finally:
+                conn.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.wait_closed(), 5)
+            if streamed:
+                self._backoff.reset()
+            feed.set_state(HostState.UNREACHABLE, reason)
+            await asyncio.sleep(self._backoff.next_delay())
+
+    async def _stream(self, conn: asyncssh.SSHClientConnection, feed: HostFeed) -> tuple[str, bool]:
+        """Run the agent until its stream ends; the reason it ended and whether it streamed."""
+        inv = self._invocation()
+        try:
+            chan, session = await conn.create_session(
+                lambda: AgentSession(feed), inv.command, encoding=None
+            )
+        except (asyncssh.Error, OSError) as exc:
+            return f"cannot start the agent: {exc}", False
+        if inv.stdin:
+            chan.write(inv.stdin)
+        hung = False
+        while not session.done.done():
+            interval = feed.expected_interval()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(session.done), timeout=interval)
+            if feed.silent_for() > HUNG_AFTER_INTERVALS * interval and not session.done.done():
+                hung = True
+                chan.close()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(session.done), timeout=5)
+                break
+        streamed = session.lines > 0
+        if hung:
+            return (
+                f"agent stopped writing for {HUNG_AFTER_INTERVALS * feed.expected_interval():g} s"
+                " (hung); restarted",
+                streamed,
+            )
+        exc = session.done.result() if session.done.done() else None
+        if exc is not None and session.exit_status is None:
+            if isinstance(exc, asyncssh.ConnectionLost) or "keepalive" in str(exc).lower():
+                return f"connection lost: {exc}", streamed
+            return f"connection lost: {type(exc).__name__}: {exc}", streamed
+        return describe_exit(session.exit_status, session.exit_signal, session.last_stderr), streamed
