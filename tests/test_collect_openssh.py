@@ -1,0 +1,135 @@
+"""The collector against a real OpenSSH sshd: what users actually run.
+
+Covers an alias resolved through ssh_config (HostName/Port/User/IdentityFile), a host behind a
+ProxyJump bastion (one shared bastion connection for all hosts behind it), a changed host key,
+a wrong client key, and a host that goes down and comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from gputui.collect.feed import Backoff
+from gputui.collect.launch import AgentInvocation
+from gputui.collect.ssh import SshContext, SshOptions
+from gputui.collect.ssh_source import SshSource
+from gputui.core.model import HostState
+from tests.openssh import OpenSshServer, ssh_keygen
+from tests.test_collect_ssh import RecordingFeed, running, wait_until
+
+pytestmark = pytest.mark.system
+
+# A stand-in agent: hello, then a sample every 0.1 s until its stdin closes.
+STREAMER = r"""
+import json, sys, threading, time, os
+threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
+print(json.dumps({"v": 1, "type": "hello", "host": os.uname().nodename, "agent_version": "t",
+                  "backend": "sim", "interval_s": 0.1, "slow_every": 10, "gpus": []}), flush=True)
+seq = 0
+while True:
+    print(json.dumps({"v": 1, "type": "sample", "t": time.time(), "seq": seq, "gpus": []}), flush=True)
+    seq += 1
+    time.sleep(0.1)
+"""
+INVOCATION = AgentInvocation(command=f"{shlex.quote(sys.executable)} -c {shlex.quote(STREAMER)}")
+
+
+class Site:
+    """Two sshds (a bastion and a GPU host) and the client files that reach them."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.client_pub = ssh_keygen(tmp / "id_ed25519")
+        self.bastion = OpenSshServer(tmp, "bastion", [self.client_pub])
+        self.gpu = OpenSshServer(tmp, "gpu", [self.client_pub])
+        self.known_hosts = tmp / "known_hosts"
+        self.known_hosts.write_text(
+            self.bastion.known_hosts_line() + "\n" + self.gpu.known_hosts_line() + "\n"
+        )
+        key = tmp / "id_ed25519"
+        user = self.gpu.user
+        (tmp / "ssh_config").write_text(
+            f"Host bastion\n  HostName 127.0.0.1\n  Port {self.bastion.port}\n  User {user}\n"
+            f"  IdentityFile {key}\n\n"
+            f"Host gpu-direct\n  HostName 127.0.0.1\n  Port {self.gpu.port}\n  User {user}\n"
+            f"  IdentityFile {key}\n\n"
+            f"Host gpu-behind-1 gpu-behind-2\n  HostName 127.0.0.1\n  Port {self.gpu.port}\n"
+            f"  User {user}\n  IdentityFile {key}\n  ProxyJump bastion\n"
+        )
+
+    def context(self) -> SshContext:
+        return SshContext(SshOptions(
+            config_files=(self.tmp / "ssh_config",), known_hosts=self.known_hosts,
+            connect_timeout_s=5, keepalive_interval_s=1, keepalive_count_max=2,
+        ))
+
+
+@pytest.fixture
+def site(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Site(tmp_path)
+    s.bastion.start()
+    s.gpu.start()
+    yield s
+    s.bastion.stop()
+    s.gpu.stop()
+
+
+def fast() -> Backoff:
+    return Backoff(initial_s=0.1, cap_s=0.5)
+
+
+async def test_alias_from_ssh_config_streams(site: Site) -> None:
+    feed = RecordingFeed("gpu-direct")
+    async with running(SshSource("gpu-direct", site.context(), lambda: INVOCATION), feed):
+        await wait_until(lambda: len(feed.lines) >= 3)
+    assert b'"type": "hello"' in feed.lines[0]
+    assert site.gpu.accepted_logins() == 1
+
+
+async def test_proxyjump_shares_one_bastion_connection(site: Site) -> None:
+    ctx = site.context()
+    feeds = [RecordingFeed("gpu-behind-1"), RecordingFeed("gpu-behind-2")]
+    async with running(SshSource("gpu-behind-1", ctx, lambda: INVOCATION), feeds[0]), \
+            running(SshSource("gpu-behind-2", ctx, lambda: INVOCATION), feeds[1]):
+        await wait_until(lambda: all(len(f.lines) >= 3 for f in feeds))
+    assert site.bastion.accepted_logins() == 1  # one bastion login serves both targets
+    assert site.gpu.accepted_logins() == 2
+    assert site.bastion.log.read_text().count("direct-tcpip") >= 2
+
+
+async def test_changed_host_key_is_refused_with_advice(site: Site) -> None:
+    other = ssh_keygen(site.tmp / "other_host_key")
+    site.known_hosts.write_text(f"[127.0.0.1]:{site.gpu.port} {other}\n")
+    feed = RecordingFeed("gpu-direct")
+    async with running(SshSource("gpu-direct", site.context(), lambda: INVOCATION), feed):
+        await wait_until(lambda: bool(feed.reasons(HostState.UNREACHABLE)))
+    reason = feed.reasons(HostState.UNREACHABLE)[0]
+    assert "CHANGED" in reason and f"ssh-keygen -f {site.known_hosts} -R '[127.0.0.1]:{site.gpu.port}'" in reason
+    assert site.gpu.accepted_logins() == 0
+
+
+async def test_wrong_key_is_refused_as_auth_failure(site: Site) -> None:
+    (site.gpu.dir / "authorized_keys").write_text(ssh_keygen(site.tmp / "someone_else") + "\n")
+    feed = RecordingFeed("gpu-direct")
+    async with running(SshSource("gpu-direct", site.context(), lambda: INVOCATION), feed):
+        await wait_until(lambda: bool(feed.reasons(HostState.UNREACHABLE)))
+    assert feed.reasons(HostState.UNREACHABLE)[0].startswith("authentication failed for ")
+
+
+async def test_host_down_then_back_without_restarting(site: Site) -> None:
+    feed = RecordingFeed("gpu-direct")
+    async with running(SshSource("gpu-direct", site.context(), lambda: INVOCATION, fast()), feed):
+        await wait_until(lambda: len(feed.lines) >= 3)
+        site.gpu.stop()
+        await wait_until(lambda: any("refused" in r for r in feed.reasons(HostState.UNREACHABLE)))
+        n = len(feed.lines)
+        site.gpu.start()
+        await wait_until(lambda: len(feed.lines) >= n + 3, timeout=20)
+    first_loss = feed.reasons(HostState.UNREACHABLE)[0]
+    assert "connection lost" in first_loss or "agent" in first_loss
+    await asyncio.sleep(0)
