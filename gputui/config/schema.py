@@ -1,0 +1,127 @@
+"""The hosts.toml file as written: msgspec structs that mirror its tables one to one.
+
+These are the *file's* types. load.py turns them into the types the rest of gputui uses
+(HostSpec, SshSettings, Config in model.py), after checks that span several keys.
+
+Every struct forbids unknown fields so that a typo (`intervall = 2`) is an error that names the
+key instead of a setting silently left at its default. Every field's `description` is the
+"expected ..." phrase of its error message (errors.py reads it back through msgspec.inspect).
+Tables whose keys are names chosen by the user (groups, labels, actions) are plain dicts here
+and are converted one entry at a time, because msgspec paths do not name dict keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Backend = Literal["auto", "nvml", "smi", "sim"]
+BACKENDS: tuple[Backend, ...] = ("auto", "nvml", "smi", "sim")
+
+DEFAULT_INTERVAL_S = 1.0
+DEFAULT_SLOW_EVERY = 10
+DEFAULT_BACKEND: Backend = "auto"
+DEFAULT_PYTHON = "python3"
+DEFAULT_SIM_SCENARIO = "healthy"
+DEFAULT_GROUP = "default"
+MAX_INTERVAL_S = 3600.0
+
+DEFAULT_SSH_CONFIG = "~/.ssh/config"
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_KEEPALIVE_INTERVAL_S = 5.0
+DEFAULT_KEEPALIVE_COUNT_MAX = 3
+DEFAULT_MAX_HANDSHAKES = 64
+
+Interval = Annotated[
+    float,
+    msgspec.Meta(gt=0, le=MAX_INTERVAL_S, description="a number of seconds > 0 and <= 3600"),
+]
+SlowEvery = Annotated[int, msgspec.Meta(ge=1, description="a whole number of samples >= 1")]
+BackendField = Annotated[Backend, msgspec.Meta(description='one of "auto", "nvml", "smi", "sim"')]
+Scenario = Annotated[
+    str, msgspec.Meta(min_length=1, description='a simulator scenario name such as "demo"')
+]
+Python = Annotated[
+    str, msgspec.Meta(min_length=1, description='the python command on the host, e.g. "python3"')
+]
+HostEntry = Annotated[
+    str, msgspec.Meta(description='a host name or range (a string), e.g. "gpu[001-128]"')
+]
+HostList = Annotated[
+    list[HostEntry],
+    msgspec.Meta(description='an array of host names or ranges, e.g. ["gpu[001-128]", "dgx-a"]'),
+]
+PathField = Annotated[str, msgspec.Meta(min_length=1, description="a file path (a string)")]
+PathList = Annotated[list[PathField], msgspec.Meta(description="an array of file paths")]
+
+
+class DefaultsTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[defaults]`: what every group gets unless it says otherwise."""
+
+    interval: Interval = DEFAULT_INTERVAL_S
+    slow_every: SlowEvery = DEFAULT_SLOW_EVERY
+    backend: BackendField = DEFAULT_BACKEND
+    python: Python = DEFAULT_PYTHON
+    scenario: Scenario | None = None
+
+
+class GroupTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[groups.NAME]`: hosts, spares, labels and per-group overrides (None: use [defaults])."""
+
+    hosts: HostList = msgspec.field(default_factory=list)
+    spares: HostList = msgspec.field(default_factory=list)
+    labels: Annotated[
+        dict[str, Any], msgspec.Meta(description='a table of labels, e.g. { rack = "r12" }')
+    ] = msgspec.field(default_factory=dict)
+    interval: Interval | None = None
+    slow_every: SlowEvery | None = None
+    backend: BackendField | None = None
+    scenario: Scenario | None = None
+    python: Python | None = None
+
+
+class SshTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[ssh]`: how the collector connects. Per-host settings belong in ~/.ssh/config."""
+
+    config_files: PathList | None = None  # None: ~/.ssh/config when it exists
+    known_hosts: PathField = DEFAULT_KNOWN_HOSTS
+    identity_files: PathList = msgspec.field(default_factory=list)
+    connect_timeout_s: Annotated[
+        float, msgspec.Meta(gt=0, le=600, description="a number of seconds > 0 and <= 600")
+    ] = DEFAULT_CONNECT_TIMEOUT_S
+    keepalive_interval_s: Annotated[
+        float,
+        msgspec.Meta(ge=0, le=3600, description="a number of seconds >= 0 and <= 3600 (0: off)"),
+    ] = DEFAULT_KEEPALIVE_INTERVAL_S
+    keepalive_count_max: Annotated[int, msgspec.Meta(ge=1, description="a whole number >= 1")] = (
+        DEFAULT_KEEPALIVE_COUNT_MAX
+    )
+    max_handshakes: Annotated[
+        int, msgspec.Meta(ge=1, description="a whole number of connections >= 1")
+    ] = DEFAULT_MAX_HANDSHAKES
+    strict_host_keys: Annotated[bool, msgspec.Meta(description="true or false")] = True
+
+
+_Table = Annotated[dict[str, Any], msgspec.Meta(description="a table")]
+
+
+class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The whole file."""
+
+    hosts: HostList = msgspec.field(default_factory=list)  # the simple case: group "default"
+    defaults: Annotated[DefaultsTable, msgspec.Meta(description="a table [defaults]")] = (
+        msgspec.field(default_factory=DefaultsTable)
+    )
+    ssh: Annotated[SshTable, msgspec.Meta(description="a table [ssh]")] = msgspec.field(
+        default_factory=SshTable
+    )
+    groups: Annotated[dict[str, Any], msgspec.Meta(description="tables [groups.NAME]")] = (
+        msgspec.field(default_factory=dict)
+    )
+    thresholds: _Table = msgspec.field(default_factory=dict)
+    risk: _Table = msgspec.field(default_factory=dict)
+    actions: Annotated[dict[str, Any], msgspec.Meta(description="tables [actions.NAME]")] = (
+        msgspec.field(default_factory=dict)
+    )
