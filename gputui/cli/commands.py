@@ -3,3 +3,5 @@
 from __future__ import annotations
 
 from gputui.cli import agent_cmd  # noqa: F401
+from gputui.cli import report_cmd  # noqa: F401
+from gputui.cli import risk_cmd  # noqa: F401

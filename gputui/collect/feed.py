@@ -42,9 +42,6 @@ class Source(abc.ABC):
     async def run(self, feed: HostFeed) -> None:
         """Stream forever; returns only when cancelled."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, most sources need none
-        """Release shared resources (called once after all runs are cancelled)."""
-
 
 class Backoff:
     """Capped exponential backoff with "equal jitter": a delay drawn from [ceiling/2, ceiling].

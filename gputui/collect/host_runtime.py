@@ -55,6 +55,7 @@ class HostRuntime:
         self.history: HostHistory | None = None
         self.verdict = HostVerdict(host=UNKNOWN_VERDICT)
         self.marked_failed = False
+        self.answered = False  # sampled once, or failed once: what a one-shot report waits for
         self._emit = emit
         self._clock = clock
         self._mono = monotonic
@@ -72,6 +73,8 @@ class HostRuntime:
         if state is self.state and reason == self.state_reason:
             return
         old = self.state
+        if state is HostState.UNREACHABLE:
+            self.answered = True
         self.state = state
         self.state_reason = reason
         self._snapshot = None
@@ -138,6 +141,7 @@ class HostRuntime:
         now = self._clock()
         self.sample = sample
         self.sample_t = now
+        self.answered = True
         if self.history is not None:
             self.history.append(now, sample)
         if self.state in (HostState.STALE, HostState.CONNECTING):

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from gputui.collect.feed import Source
@@ -68,8 +68,10 @@ class FleetMonitor:
         tick_s: float = 1.0,
         history_len: int = 300,
         clock: Callable[[], float] = time.time,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.tick_s = tick_s
+        self._closers = list(closers)
         self._clock = clock
         self._plans = list(plans)
         self.hosts: dict[str, HostRuntime] = {}
@@ -113,10 +115,9 @@ class FleetMonitor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        closers = {id(type(p.source)): p.source for p in self._plans}
-        for source in closers.values():
+        for close in self._closers:  # shared resources (the SSH context's bastions)
             with contextlib.suppress(Exception):
-                await source.close()
+                await close()
         for sub in self._subs:
             sub.wake.set()
 
@@ -189,9 +190,4 @@ class FleetMonitor:
 
     def settled(self) -> bool:
         """Every host has answered (sampled) or failed: what `gputui report` waits for."""
-        for rt in self.hosts.values():
-            if rt.state is HostState.CONNECTING:
-                return False
-            if rt.state in (HostState.STREAMING, HostState.DEGRADED) and rt.sample is None:
-                return False
-        return True
+        return all(rt.answered for rt in self.hosts.values())

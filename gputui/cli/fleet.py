@@ -1,0 +1,73 @@
+"""What several commands share: loading hosts.toml with friendly errors, and collecting one
+consistent snapshot of a configured or simulated fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import typer
+
+from gputui.collect.demo import DemoFleetError
+from gputui.collect.fleet import monitor_config, monitor_demo
+from gputui.collect.monitor import FleetMonitor
+from gputui.collect.scenarios import ScenarioError
+from gputui.config import Config, ConfigError, load_config, resolve_hosts_path
+from gputui.core.model import FleetSnapshot
+
+EXIT_USAGE = 2  # bad config or arguments (typer's own usage errors also exit 2)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print `message` on stderr; the caller raises the returned Exit."""
+    typer.echo(f"gputui: {message}", err=True)
+    return typer.Exit(code)
+
+
+def load_hosts(path: Path | None) -> Config:
+    try:
+        return load_config(resolve_hosts_path(path))
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def open_monitor(
+    hosts: Path | None, demo: int | None, *, interval_s: float = 1.0, tick_s: float = 1.0,
+    seed: int = 1,
+) -> AsyncIterator[FleetMonitor]:
+    """A running monitor over the demo fleet (`demo` hosts) or the configured one."""
+    try:
+        if demo is not None:
+            async with monitor_demo(demo, seed=seed, interval_s=interval_s, tick_s=tick_s) as m:
+                yield m
+        else:
+            config = load_hosts(hosts)
+            async with monitor_config(config, tick_s=tick_s) as m:
+                yield m
+    except (DemoFleetError, ScenarioError) as exc:
+        raise fail(str(exc)) from None
+
+
+async def settle(monitor: FleetMonitor, wait_s: float) -> FleetSnapshot:
+    """Wait until every host answered or failed (or `wait_s` passed); that snapshot."""
+    deadline = time.monotonic() + wait_s
+    while not monitor.settled() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for rt in monitor.hosts.values():
+        rt.check_stale()
+    return monitor.publish()
+
+
+async def collect_once(hosts: Path | None, demo: int | None, wait_s: float) -> FleetSnapshot:
+    async with open_monitor(hosts, demo) as monitor:
+        return await settle(monitor, wait_s)
+
+
+def count_fleet_gpus(hosts: Path | None, demo: int | None, wait_s: float = 20.0) -> int:
+    """GPUs in the fleet now, from the agents' inventories (for `gputui risk`)."""
+    snap = asyncio.run(collect_once(hosts, demo, wait_s))
+    return sum(len(h.hello.gpus) for h in snap.hosts if h.hello is not None and not h.marked_failed)

@@ -1,0 +1,51 @@
+"""`gputui report`: one consistent fleet snapshot for cron, scripts and monitoring plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gputui.cli.app import app
+from gputui.cli.fleet import collect_once, fail
+from gputui.core.hoststats import fleet_status
+from gputui.render.report import report_json, report_markdown, report_table
+
+
+class ReportFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def report(
+    hosts: Annotated[Path | None, typer.Option("--hosts", help="hosts.toml (default: $GPUTUI_HOSTS, then the user config dir)")] = None,
+    demo: Annotated[int | None, typer.Option("--demo", help="Report on N simulated hosts behind local SSH servers instead")] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format")] = ReportFormat.table,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for every host to answer")] = 15.0,
+) -> None:
+    """Collect until every host answered (or --wait passed) and print one fleet snapshot.
+
+    Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a host unreachable or unread, unless a
+    host is critical), as monitoring plugins report.
+    """
+    if hosts is not None and demo is not None:
+        raise fail("--hosts and --demo exclude each other")
+    if demo is not None and not 1 <= demo <= 5000:
+        raise fail("--demo takes a number of hosts from 1 to 5000")
+    if wait <= 0:
+        raise fail("--wait must be a positive number of seconds")
+    snapshot = asyncio.run(collect_once(hosts, demo, wait))
+    if fmt is ReportFormat.json:
+        typer.echo(report_json(snapshot))
+    elif fmt is ReportFormat.markdown:
+        typer.echo(report_markdown(snapshot), nl=False)
+    else:
+        width = max(80, shutil.get_terminal_size((80, 24)).columns)
+        typer.echo(report_table(snapshot, width=width), nl=False)
+    raise typer.Exit(int(fleet_status(snapshot)))

@@ -1,0 +1,239 @@
+"""`gputui report` output: a fleet snapshot as a table, stable JSON, or Markdown.
+
+The JSON form is a documented interface (docs/report.md): keys are only ever added, and every
+number carries its unit in its name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gputui.core.hoststats import HostStats, PluginStatus, fleet_status, host_stats, host_status
+from gputui.core.model import FleetSnapshot, GpuReading, HostSnapshot, HostState, Level, Reason
+
+REPORT_SCHEMA_VERSION = 1
+
+LEVEL_STYLE = {
+    Level.OK: "green",
+    Level.UNKNOWN: "dim",
+    Level.WARN: "yellow",
+    Level.CRITICAL: "bold red",
+    Level.FAILED: "bold white on red",
+}
+STATE_STYLE = {
+    HostState.STREAMING: "",
+    HostState.DEGRADED: "yellow",
+    HostState.CONNECTING: "dim",
+    HostState.STALE: "magenta",
+    HostState.UNREACHABLE: "bold magenta",
+}
+
+
+def _round(x: float | None, nd: int = 1) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def host_label(host: HostSnapshot) -> str:
+    """What a host is, in one word: its verdict, or why there is none."""
+    if host.marked_failed:
+        return "marked-failed"
+    if host.state in (HostState.UNREACHABLE, HostState.STALE, HostState.CONNECTING):
+        return host.state.value
+    return host.verdict.host.level.label
+
+
+def host_why(host: HostSnapshot) -> str:
+    """The one sentence that explains the label."""
+    if host.state in (HostState.UNREACHABLE, HostState.STALE) and host.state_reason:
+        return host.state_reason
+    worst = host.verdict.host.worst
+    if worst is not None and worst.level > Level.OK:
+        return worst.text
+    if host.state is HostState.DEGRADED:
+        return host.state_reason
+    return ""
+
+
+def _reason_json(r: Reason) -> dict[str, Any]:
+    return {
+        "code": r.code, "level": r.level.label, "text": r.text, "action": r.action.value,
+        "gpu": r.gpu, "latched": r.latched,
+    }
+
+
+def _gpu_json(host: HostSnapshot, r: GpuReading) -> dict[str, Any]:
+    info = next((g for g in host.hello.gpus if g.index == r.index), None) if host.hello else None
+    verdict = host.verdict.gpus.get(r.index)
+    return {
+        "index": r.index,
+        "uuid": info.uuid if info else None,
+        "name": info.name if info else None,
+        "status": r.status,
+        "level": verdict.level.label if verdict else "unknown",
+        "util_pct": r.util_pct,
+        "temp_c": r.temp_c,
+        "power_w": _round(r.power_w),
+        "power_limit_w": _round(r.power_limit_w if r.power_limit_w is not None else (info.power_limit_w if info else None)),
+        "mem_used_mib": r.mem_used_mib,
+        "mem_total_mib": info.memory_total_mib if info else None,
+        "sm_clock_mhz": r.sm_clock_mhz,
+        "clock_events": r.clock_events,
+        "reasons": [_reason_json(x) for x in verdict.reasons] if verdict else [],
+    }
+
+
+def host_json(host: HostSnapshot, now: float) -> dict[str, Any]:
+    stats = host_stats(host)
+    verdict = host.verdict.host
+    age = host.age_s(now)
+    return {
+        "name": host.name,
+        "state": host.state.value,
+        "state_reason": host.state_reason,
+        "status": host_status(host).name,
+        "level": verdict.level.label,
+        "label": host_label(host),
+        "why": host_why(host),
+        "action": verdict.action.value,
+        "marked_failed": host.marked_failed,
+        "spare": host.spare,
+        "labels": dict(host.labels),
+        "backend": host.backend,
+        "driver_version": host.hello.driver_version if host.hello else None,
+        "sample_age_s": _round(age, 2),
+        "gpus_total": stats.gpus,
+        "gpus_reporting": stats.gpus_reporting,
+        "util_mean_pct": _round(stats.util_mean_pct),
+        "temp_max_c": stats.temp_max_c,
+        "power_w": _round(stats.power_w),
+        "power_limit_w": _round(stats.power_limit_w),
+        "mem_used_mib": _round(stats.mem_used_mib, 0),
+        "mem_total_mib": _round(stats.mem_total_mib, 0),
+        "decode_errors": host.decode_errors,
+        "reasons": [_reason_json(r) for r in verdict.reasons],
+        "gpus": [_gpu_json(host, r) for r in host.sample.gpus] if host.sample else [],
+    }
+
+
+def summary(snapshot: FleetSnapshot) -> dict[str, Any]:
+    by_label: dict[str, int] = {}
+    gpus = 0
+    for h in snapshot.hosts:
+        by_label[host_label(h)] = by_label.get(host_label(h), 0) + 1
+        gpus += len(h.hello.gpus) if h.hello else 0
+    return {"hosts": len(snapshot.hosts), "gpus": gpus, "hosts_by_label": by_label}
+
+
+def report_json(snapshot: FleetSnapshot) -> str:
+    status = fleet_status(snapshot)
+    doc = {
+        "schema": REPORT_SCHEMA_VERSION,
+        "time": _iso(snapshot.t),
+        "status": status.name,
+        "exit_code": int(status),
+        "summary": summary(snapshot),
+        "hosts": [host_json(h, snapshot.t) for h in _ordered(snapshot)],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _ordered(snapshot: FleetSnapshot) -> list[HostSnapshot]:
+    """Worst first (the order an operator reads in), then by name."""
+    order = {PluginStatus.CRITICAL: 0, PluginStatus.UNKNOWN: 1, PluginStatus.WARNING: 2, PluginStatus.OK: 3}
+    return sorted(
+        snapshot.hosts,
+        key=lambda h: (order[host_status(h)], -h.verdict.host.level, h.name),
+    )
+
+
+def summary_line(snapshot: FleetSnapshot) -> str:
+    s = summary(snapshot)
+    status = fleet_status(snapshot)
+    parts = ", ".join(f"{n} {label}" for label, n in sorted(s["hosts_by_label"].items()))
+    return f"GPUTUI {status.name} - {s['hosts']} hosts, {s['gpus']} GPUs: {parts}"
+
+
+def _fmt(x: float | None, unit: str = "", nd: int = 0) -> str:
+    return "-" if x is None else f"{x:.{nd}f}{unit}"
+
+
+def _power(stats: HostStats) -> str:
+    if stats.power_w is None:
+        return "-"
+    if stats.power_limit_w:
+        return f"{stats.power_w / 1000:.1f}/{stats.power_limit_w / 1000:.1f}"
+    return f"{stats.power_w / 1000:.1f}"
+
+
+def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
+    """A table that reads in an 80-column terminal; details of troubled hosts below it."""
+    table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
+    table.add_column("HOST", no_wrap=True, overflow="ellipsis", max_width=16)
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("GPU", justify="right")
+    table.add_column("UTIL", justify="right")
+    table.add_column("TEMP", justify="right")
+    table.add_column("kW", justify="right")
+    table.add_column("WHY", overflow="ellipsis", no_wrap=True, ratio=1)
+    hosts = _ordered(snapshot)
+    for h in hosts:
+        stats = host_stats(h)
+        label = host_label(h)
+        style = STATE_STYLE.get(h.state, "") if label in (s.value for s in HostState) else LEVEL_STYLE[h.verdict.host.level]
+        gpus = f"{stats.gpus_reporting}/{stats.gpus}" if stats.gpus_reporting != stats.gpus else str(stats.gpus)
+        dim = h.state in (HostState.STALE, HostState.UNREACHABLE)
+        table.add_row(
+            h.name,
+            Text(label, style=style),
+            gpus,
+            _fmt(stats.util_mean_pct, "%"),
+            _fmt(stats.temp_max_c, "C"),
+            _power(stats),
+            host_why(h),
+            style="dim" if dim else "",
+        )
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
+    console.print(table)
+    console.print()
+    console.print(summary_line(snapshot))
+    details = [h for h in hosts if h.verdict.host.level >= Level.WARN and not h.marked_failed]
+    if details:
+        console.print()
+        for h in details:
+            console.print(f"{h.name}: {h.verdict.host.level.label}, recommended: {h.verdict.action.value}")
+            for r in h.verdict.host.reasons[:8]:
+                console.print(f"  - [{r.level.label}] {r.text} -> {r.action.value}", soft_wrap=False)
+            if len(h.verdict.host.reasons) > 8:
+                console.print(f"  ... {len(h.verdict.host.reasons) - 8} more")
+    return buf.getvalue()
+
+
+def report_markdown(snapshot: FleetSnapshot) -> str:
+    lines = [
+        f"# gputui fleet report ({_iso(snapshot.t)})",
+        "",
+        f"**{summary_line(snapshot)}**",
+        "",
+        "| host | state | GPUs | util | max temp | power kW | why | action |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for h in _ordered(snapshot):
+        stats = host_stats(h)
+        why = host_why(h).replace("|", "\\|")
+        lines.append(
+            f"| {h.name} | {host_label(h)} | {stats.gpus} | {_fmt(stats.util_mean_pct, '%')} | "
+            f"{_fmt(stats.temp_max_c, ' C')} | {_power(stats)} | {why} | {h.verdict.action.value} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,127 @@
+"""FleetMonitor over scripted SSH hosts: states, verdicts, events, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from gputui.collect.feed import Backoff
+from gputui.collect.launch import AgentInvocation
+from gputui.collect.monitor import FleetMonitor, HostPlan
+from gputui.collect.ssh import SshContext
+from gputui.collect.ssh_source import SshSource
+from gputui.core.model import HostState, Level
+from tests.sshfake import FakeFleet, FakeHost, hello_line, sample_line
+from tests.test_collect_ssh import wait_until
+
+INV = AgentInvocation(command="agent")
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
+    f = FakeFleet(tmp_path)
+    yield f
+    await f.close()
+
+
+def plan(name: str, ctx: SshContext, interval: float = 0.1) -> HostPlan:
+    return HostPlan(
+        source=SshSource(name, ctx, lambda: INV, Backoff(0.05, 0.2)), interval_s=interval,
+        labels={"rack": "r1"},
+    )
+
+
+async def test_snapshot_carries_state_readings_and_verdict(fleet: FakeFleet) -> None:
+    await fleet.add(FakeHost("gpu001"))
+    ctx = SshContext(fleet.options())
+    async with FleetMonitor([plan("gpu001", ctx)], tick_s=0.1) as mon:
+        await wait_until(mon.settled)
+        snap = mon.publish()
+    (host,) = snap.hosts
+    assert host.state is HostState.STREAMING
+    assert host.labels == {"rack": "r1"}
+    assert host.sample is not None and host.sample.gpus[0].temp_c == 50.0
+    assert host.verdict.host.level is Level.OK
+    assert host.hello is not None and len(host.hello.gpus) == 2
+
+
+async def test_hot_gpu_turns_critical_and_is_logged(fleet: FakeFleet) -> None:
+    async def heat(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write(hello_line(host.name))
+        for seq in range(1000):
+            process.stdout.write(sample_line(seq, temp=50.0 if seq < 3 else 90.0))
+            await asyncio.sleep(0.05)
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=heat))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.1) as mon:
+        await wait_until(lambda: mon.snapshot().hosts[0].verdict.host.level >= Level.CRITICAL)
+    verdicts = [e for e in mon.events if e.kind == "verdict"]
+    assert verdicts and verdicts[-1].level is Level.CRITICAL and "89" in verdicts[-1].text
+
+
+async def test_xid_event_latches_and_is_published_at_once(fleet: FakeFleet) -> None:
+    async def xid(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write(hello_line(host.name))
+        process.stdout.write(sample_line(0))
+        await asyncio.sleep(0.2)
+        event = {"v": 1, "type": "event", "t": 1.0, "kind": "xid", "gpu": 1, "xid": 79,
+                 "text": "GPU has fallen off the bus"}
+        process.stdout.write(json.dumps(event).encode() + b"\n")
+        for seq in range(1, 1000):
+            process.stdout.write(sample_line(seq))
+            await asyncio.sleep(0.05)
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=xid))
+    seen = []
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=5.0) as mon:
+        async def consume() -> None:
+            async for snap in mon.snapshots():
+                seen.extend(snap.events)
+                if any(e.kind == "xid" for e in snap.events):
+                    return
+
+        # With a 5 s tick, only the urgent path can deliver the event within 2 s.
+        await asyncio.wait_for(consume(), 2.0)
+        await asyncio.sleep(0.3)  # more healthy samples arrive
+        host = mon.publish().hosts[0]
+    assert host.verdict.gpus[1].level is Level.FAILED
+    assert any(r.code == "xid_79" and r.latched for r in host.verdict.host.reasons)
+
+
+async def test_silent_host_goes_stale_then_unreachable_as_hung(fleet: FakeFleet) -> None:
+    async def hang(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write(hello_line(host.name, interval=0.05))
+        process.stdout.write(sample_line(0))
+        await asyncio.sleep(3600)
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=hang))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()), 0.05)], tick_s=0.05) as mon:
+        await wait_until(lambda: mon.hosts["gpu001"].state is HostState.STALE)
+        stale = mon.snapshot().hosts[0]
+        await wait_until(lambda: any("hung" in e.text for e in mon.events))
+    assert stale.sample is not None  # last good values are kept
+    assert "no sample for" in stale.state_reason
+
+
+async def test_garbage_is_counted_not_fatal(fleet: FakeFleet) -> None:
+    async def garbage(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write(hello_line(host.name))
+        for seq in range(1000):
+            process.stdout.write(b"{not json\n" + sample_line(seq))
+            await asyncio.sleep(0.05)
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=garbage))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.1) as mon:
+        await wait_until(lambda: mon.hosts["gpu001"].decoder.stats.malformed >= 5)
+        snap = mon.publish()
+    assert snap.hosts[0].state is HostState.STREAMING
+    assert snap.hosts[0].decode_errors >= 5
+    assert any(e.kind == "protocol" for e in mon.events)
