@@ -1,0 +1,549 @@
+"""Health verdicts: from one host's readings and events to a level per GPU and per host.
+
+`HostHealth` is stateful, one per host, fed every sample and every pushed event:
+
+- Temperature and memory use have hysteresis: a reason raised at a limit stays until the value
+  falls below the limit minus the band, so a value that wobbles at a limit never flaps.
+- Clock-event bits are held for a few seconds after they were last seen, for the same reason.
+- Slow signals (ECC, remaps, PCIe, NVLink, recovery action) arrive every 10-60 s and are None in
+  the fast samples between: their reasons are the judgement of the latest sample that carried
+  the field, not cleared by the samples that did not.
+- Counter rules ("rises") compare each counter with its value in the previous sample that had
+  it; the first sets the baseline. A counter that goes down means the GPU was reset.
+- Reasons driven by XIDs, uncorrectable ECC, row-remap failure and lost GPUs latch: they stay
+  until the operator clears them or a GPU reset is seen, so a GPU that logged XID 79 is not
+  green on the next sample just because NVML answers again.
+
+Reason codes, levels and actions are listed in REASON_CODES (and docs/health.md).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from gputui.core.model import (
+    CLOCK_EVENT_HW_POWER_BRAKE_SLOWDOWN,
+    CLOCK_EVENT_HW_SLOWDOWN,
+    CLOCK_EVENT_HW_THERMAL_SLOWDOWN,
+    CLOCK_EVENT_SW_THERMAL_SLOWDOWN,
+    OK_VERDICT,
+    Action,
+    Event,
+    GpuInfo,
+    GpuReading,
+    Hello,
+    HostVerdict,
+    Level,
+    Reason,
+    Sample,
+    Verdict,
+)
+from gputui.core.straggler import StragglerDetector
+from gputui.core.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from gputui.core.xid import (
+    RESETTING_RECOVERY_ACTIONS,
+    recovery_action,
+    xid154_action,
+    xid_info,
+)
+
+__all__ = ["REASON_CODES", "HostHealth", "Thresholds"]
+
+# Reason codes other than xid_<N>: code -> (level, action). The level of recovery_action follows
+# the field's value; the one here is that of any non-zero value.
+REASON_CODES: dict[str, tuple[Level, Action]] = {
+    "temp_high": (Level.WARN, Action.NONE),
+    "temp_slowdown": (Level.CRITICAL, Action.DRAIN),
+    "sw_thermal": (Level.WARN, Action.NONE),
+    "hw_slowdown": (Level.CRITICAL, Action.DRAIN),
+    "hw_thermal": (Level.CRITICAL, Action.DRAIN),
+    "hw_power_brake": (Level.CRITICAL, Action.DRAIN),
+    "mem_full": (Level.WARN, Action.NONE),
+    "ecc_uncorrectable": (Level.CRITICAL, Action.RESET_GPU),
+    "remap_pending": (Level.WARN, Action.RESET_GPU),
+    "remap_failure": (Level.FAILED, Action.RMA),
+    "retired_pages_pending": (Level.WARN, Action.RESET_GPU),
+    "pcie_downgraded": (Level.WARN, Action.REBOOT_NODE),
+    "pcie_replay_rising": (Level.WARN, Action.NONE),
+    "nvlink_errors_rising": (Level.WARN, Action.NONE),
+    "nvlink_down": (Level.CRITICAL, Action.RESET_GPU),
+    "recovery_action": (Level.CRITICAL, Action.RESET_GPU),
+    "straggler": (Level.WARN, Action.NONE),
+    "xid_63_rate": (Level.WARN, Action.NONE),
+    "gpu_lost": (Level.FAILED, Action.REBOOT_NODE),
+    "reset_required": (Level.CRITICAL, Action.RESET_GPU),
+    "read_error": (Level.UNKNOWN, Action.NONE),
+    "no_readings": (Level.UNKNOWN, Action.NONE),
+    # host-level
+    "gpu_missing": (Level.CRITICAL, Action.REBOOT_NODE),
+    "gpu_not_in_inventory": (Level.WARN, Action.NONE),
+    "no_gpus": (Level.UNKNOWN, Action.NONE),
+}
+
+# Cumulative counters: a rise feeds a rule, a fall means the GPU was reset.
+_COUNTERS = (
+    "ecc_corrected_volatile",
+    "ecc_uncorrected_volatile",
+    "pcie_replay",
+    "nvlink_replay",
+    "nvlink_recovery",
+    "nvlink_crc_flit",
+    "nvlink_crc_data",
+)
+_NVLINK_COUNTERS = ("nvlink_replay", "nvlink_recovery", "nvlink_crc_flit", "nvlink_crc_data")
+
+# Clock-event bits that mean trouble (SwPowerCap at TDP is normal, idle is normal).
+_CLOCK_BITS: tuple[tuple[int, str, str], ...] = (
+    (CLOCK_EVENT_HW_THERMAL_SLOWDOWN, "hw_thermal", "hardware thermal slowdown"),
+    (CLOCK_EVENT_HW_POWER_BRAKE_SLOWDOWN, "hw_power_brake", "hardware power brake"),
+    (CLOCK_EVENT_HW_SLOWDOWN, "hw_slowdown", "hardware slowdown"),
+    (CLOCK_EVENT_SW_THERMAL_SLOWDOWN, "sw_thermal", "software thermal slowdown"),
+)
+
+_Key = tuple[int | None, str]  # (GPU index or None for the host, reason code)
+
+
+def _num(x: float) -> str:
+    """A number as an operator reads it: 89, 89.5."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
+
+
+def _gpu(idx: int | None) -> str:
+    return "host" if idx is None else f"GPU{idx}"
+
+
+def _reason(code: str, gpu: int | None, text: str, *, latched: bool = False) -> Reason:
+    level, action = REASON_CODES[code]
+    return Reason(code=code, level=level, action=action, text=text, gpu=gpu, latched=latched)
+
+
+def _sort_key(r: Reason) -> tuple[int, int, int, str]:
+    return (-r.level, -r.action.rank, -1 if r.gpu is None else r.gpu, r.code)
+
+
+def _verdict(reasons: Iterable[Reason], floor: Level = Level.OK) -> Verdict:
+    ordered = tuple(sorted(reasons, key=_sort_key))
+    if not ordered and floor is Level.OK:
+        return OK_VERDICT
+    level = max([floor, *(r.level for r in ordered)])
+    return Verdict(level=level, reasons=ordered)
+
+
+def _has_fast(r: GpuReading) -> bool:
+    return any(
+        v is not None for v in (r.util_pct, r.temp_c, r.mem_used_mib, r.power_w, r.sm_clock_mhz)
+    )
+
+
+class HostHealth:
+    """Stateful per host: hysteresis, latches, counter baselines for 'rises'."""
+
+    def __init__(self, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = thresholds or DEFAULT_THRESHOLDS
+        self._latched: dict[_Key, Reason] = {}
+        self._xid_counts: dict[tuple[int | None, int], int] = {}
+        self._xid_times: dict[tuple[int | None, int], deque[float]] = {}  # XIDs with a rate rule
+        self._xid154_t: dict[int | None, float] = {}  # agent time of the latest XID 154
+        self._bands: set[_Key] = set()  # hysteresis reasons currently raised
+        self._bit_seen: dict[_Key, float] = {}  # clock-event reason -> last time seen
+        self._slow: dict[_Key, Reason] = {}  # judgement of the latest sample with the field
+        self._counters: dict[int, dict[str, int]] = {}
+        self._rises: dict[_Key, tuple[float, str]] = {}  # rise reason -> (when, text)
+        self._down: set[int] = set()  # GPUs last read as lost or needing a reset
+        self._recovery: dict[int, int] = {}  # last recovery-action value read
+        self._uuids: dict[int, str] = {}
+        self._straggler = StragglerDetector(self.thresholds)
+
+    # ----------------------------------------------------------------------------------------
+    # Events and operator actions
+    # ----------------------------------------------------------------------------------------
+
+    def observe_event(self, event: Event, now: float) -> None:
+        """Latch what a pushed event says (XIDs, double-bit ECC, lost GPU, reset required)."""
+        gpu = event.gpu
+        if gpu is None and event.uuid is not None:
+            gpu = next((i for i, u in self._uuids.items() if u == event.uuid), None)
+        who = _gpu(gpu)
+        if event.kind == "xid" and event.xid is not None:
+            self._observe_xid(gpu, event, now)
+        elif event.kind == "ecc_dbe":
+            self._latch(_reason("ecc_uncorrectable", gpu, f"{who} double-bit ECC error event"))
+        elif event.kind == "gpu_lost":
+            text = f"{who} is lost (fell off the bus)" + (f": {event.text}" if event.text else "")
+            self._latch(_reason("gpu_lost", gpu, text))
+        elif event.kind == "reset_required":
+            self._latch(_reason("reset_required", gpu, f"{who} needs a GPU reset"))
+
+    def _observe_xid(self, gpu: int | None, event: Event, now: float) -> None:
+        assert event.xid is not None
+        xid = event.xid
+        info = xid_info(xid)
+        key = (gpu, xid)
+        count = self._xid_counts[key] = self._xid_counts.get(key, 0) + 1
+        level, action = info.level, info.action
+        text = f"{_gpu(gpu)} XID {xid}: {info.meaning}"
+        if count > 1:
+            text += f" ({count} times)"
+        detail = info.action_text
+        th = self.thresholds
+        if xid in (31, 63):
+            times = self._xid_times.setdefault(key, deque())
+            times.append(now)
+        if xid == 31:
+            window = th.xid_31_window_h
+            recent = self._recent(key, now, window)
+            if recent >= th.xid_31_repeat_count:
+                # Faults that follow one GPU across jobs point at the GPU, not the application.
+                level, action = Level.CRITICAL, Action.RESET_GPU
+                detail = f"{recent} times in {_num(window)} h on this GPU: suspect the GPU"
+        elif xid == 154:
+            named = xid154_action(event.text)
+            self._xid154_t[gpu] = event.t
+            if named is not None:
+                ra = recovery_action(named)
+                level, action = ra.level, ra.action
+                detail = f"recovery action is now: {ra.name}"
+            else:
+                detail = "recovery action not named; the recovery-action field will tell"
+        self._latched[(gpu, f"xid_{xid}")] = Reason(
+            code=f"xid_{xid}",
+            level=level,
+            action=action,
+            text=f"{text}; {detail}",
+            gpu=gpu,
+            latched=True,
+        )
+
+    def _recent(self, key: tuple[int | None, int], now: float, window_h: float) -> int:
+        times = self._xid_times.get(key)
+        if not times:
+            return 0
+        while times and times[0] < now - window_h * 3600:
+            times.popleft()
+        return len(times)
+
+    def _latch(self, reason: Reason) -> None:
+        self._latched[(reason.gpu, reason.code)] = Reason(
+            code=reason.code,
+            level=reason.level,
+            action=reason.action,
+            text=reason.text,
+            gpu=reason.gpu,
+            latched=True,
+        )
+
+    def clear(self, gpu: int | None = None) -> None:
+        """The operator clears latched reasons: of one GPU, or of every GPU and the host."""
+
+        def mine(owner: int | None) -> bool:
+            return gpu is None or owner == gpu
+
+        self._latched = {k: v for k, v in self._latched.items() if not mine(k[0])}
+        self._xid_counts = {k: v for k, v in self._xid_counts.items() if not mine(k[0])}
+        self._xid_times = {k: v for k, v in self._xid_times.items() if not mine(k[0])}
+        self._xid154_t = {k: v for k, v in self._xid154_t.items() if not mine(k)}
+
+    def _reset_seen(self, gpu: int) -> None:
+        """A GPU reset was seen: what was latched or pending on the old GPU state is gone."""
+        self.clear(gpu)
+        for store in (self._slow, self._rises):
+            for key in [k for k in store if k[0] == gpu]:
+                del store[key]
+        self._counters.pop(gpu, None)
+        self._down.discard(gpu)
+
+    def _forget_gpu(self, gpu: int) -> None:
+        """Another GPU now sits at this index (its UUID changed): start from nothing."""
+        self._reset_seen(gpu)
+        self._bands = {k for k in self._bands if k[0] != gpu}
+        for key in [k for k in self._bit_seen if k[0] == gpu]:
+            del self._bit_seen[key]
+        self._recovery.pop(gpu, None)
+        self._straggler.forget(gpu)
+
+    # ----------------------------------------------------------------------------------------
+    # Evaluation
+    # ----------------------------------------------------------------------------------------
+
+    def evaluate(self, hello: Hello, sample: Sample, now: float) -> HostVerdict:
+        """The verdict of every GPU and of the host at this sample (`now`: collector clock)."""
+        inventory = {g.index: g for g in hello.gpus}
+        for idx, info in inventory.items():
+            if self._uuids.get(idx, info.uuid) != info.uuid:
+                self._forget_gpu(idx)
+            self._uuids[idx] = info.uuid
+        readings = {r.index: r for r in sample.gpus}
+        stragglers = self._straggler.update(
+            {i: r for i, r in readings.items() if r.status == "ok" and _has_fast(r)}
+        )
+
+        gpus: dict[int, Verdict] = {}
+        host_reasons: list[Reason] = []
+        for idx in sorted(inventory.keys() | readings.keys()):
+            reading = readings.get(idx)
+            reasons, floor = self._gpu_reasons(idx, inventory.get(idx), reading, sample, now)
+            if idx in stragglers:
+                reasons.append(_reason("straggler", idx, f"GPU{idx} straggles: {stragglers[idx]}"))
+            reasons.extend(r for (g, _), r in self._latched.items() if g == idx)
+            verdict = _verdict(reasons, floor)
+            gpus[idx] = verdict
+            host_reasons.extend(verdict.reasons)
+
+        missing = sorted(inventory.keys() - readings.keys())
+        if missing:
+            names = ", ".join(f"GPU{i}" for i in missing)
+            text = f"{len(missing)} of {len(inventory)} GPUs missing from the sample: {names}"
+            host_reasons.append(_reason("gpu_missing", None, text))
+        for idx in sorted(readings.keys() - inventory.keys()):
+            text = f"GPU{idx} reports readings but is not in the agent's inventory"
+            host_reasons.append(_reason("gpu_not_in_inventory", None, text))
+        host_reasons.extend(r for (g, _), r in self._latched.items() if g is None)
+        floor = Level.OK
+        if not gpus:
+            host_reasons.append(_reason("no_gpus", None, "no GPU in the inventory or the sample"))
+            floor = Level.UNKNOWN
+        return HostVerdict(host=_verdict(host_reasons, floor), gpus=gpus)
+
+    def _gpu_reasons(
+        self, idx: int, info: GpuInfo | None, r: GpuReading | None, sample: Sample, now: float
+    ) -> tuple[list[Reason], Level]:
+        """The unlatched reasons of one GPU, and the lowest level it can have."""
+        if r is None:
+            return [_reason("no_readings", idx, f"GPU{idx} missing from the sample")], Level.UNKNOWN
+        if r.status != "ok":
+            return self._status_reasons(idx, r), Level.UNKNOWN
+        if idx in self._down:
+            # NVML answers "GPU is lost" / "reset required" until the GPU is reset: a GPU that
+            # reads normally again was reset (or the node rebooted).
+            self._reset_seen(idx)
+        self._judge_counters(idx, r, now)
+        self._judge_slow_fields(idx, info, r, sample)
+        reasons: list[Reason] = []
+        reasons.extend(self._temperature(idx, info, r))
+        reasons.extend(self._memory(idx, info, r))
+        reasons.extend(self._clock_events(idx, r, now))
+        reasons.extend(v for k, v in self._slow.items() if k[0] == idx)
+        hold = self.thresholds.counter_rise_hold_s
+        for key, (t, text) in list(self._rises.items()):
+            if key[0] == idx:
+                if now - t <= hold:
+                    reasons.append(_reason(key[1], idx, text))
+                else:
+                    del self._rises[key]
+        reasons.extend(self._xid_rates(idx, now))
+        if not _has_fast(r):
+            reasons.append(_reason("no_readings", idx, f"GPU{idx} reported no readings"))
+            return reasons, Level.UNKNOWN
+        return reasons, Level.OK
+
+    def _status_reasons(self, idx: int, r: GpuReading) -> list[Reason]:
+        error = f": {r.error}" if r.error else ""
+        if r.status == "lost":
+            self._down.add(idx)
+            self._latch(_reason("gpu_lost", idx, f"GPU{idx} is lost (fell off the bus){error}"))
+            return []
+        if r.status == "reset_required":
+            self._down.add(idx)
+            self._latch(_reason("reset_required", idx, f"GPU{idx} needs a GPU reset{error}"))
+            return []
+        return [_reason("read_error", idx, f"GPU{idx} could not be read{error}")]
+
+    # -- fast signals --------------------------------------------------------------------------
+
+    def _band(self, key: _Key, value: float, limit: float, band: float, strict: bool) -> bool:
+        """Hysteresis: raised at the limit, lowered only below limit - band."""
+        if key in self._bands:
+            raised = value >= limit - band
+        else:
+            raised = value > limit if strict else value >= limit
+        if raised:
+            self._bands.add(key)
+        else:
+            self._bands.discard(key)
+        return raised
+
+    def _temperature(self, idx: int, info: GpuInfo | None, r: GpuReading) -> list[Reason]:
+        if r.temp_c is None:
+            return []
+        th = self.thresholds
+        t = r.temp_c
+        slowdown = info.temp_slowdown_c if info is not None else None
+        slow_name = "slowdown"
+        if slowdown is None:
+            slowdown, slow_name = th.temp_fallback_slowdown_c, "fallback slowdown"
+        gpu_max = info.temp_gpu_max_c if info is not None else None
+        if gpu_max is not None:
+            high, high_name = gpu_max, f"max operating {_num(gpu_max)} C"
+        else:
+            high = slowdown - th.temp_high_margin_c
+            high_name = f"{slow_name} {_num(slowdown)} C - {_num(th.temp_high_margin_c)} C"
+        h = th.hysteresis_c
+        in_slowdown = self._band((idx, "temp_slowdown"), t, slowdown, h, strict=False)
+        in_high = self._band((idx, "temp_high"), t, high, h, strict=False)
+        if in_slowdown:
+            text = f"GPU{idx} {_num(t)} C >= {slow_name} {_num(slowdown)} C"
+            if t < slowdown:
+                text = f"GPU{idx} {_num(t)} C, reached {slow_name} {_num(slowdown)} C"
+                text += f" (clears below {_num(slowdown - h)} C)"
+            return [_reason("temp_slowdown", idx, text)]  # temp_high would say less
+        if in_high:
+            text = f"GPU{idx} {_num(t)} C >= {high_name}"
+            if t < high:
+                text = f"GPU{idx} {_num(t)} C, reached {high_name}"
+                text += f" (clears below {_num(high - h)} C)"
+            return [_reason("temp_high", idx, text)]
+        return []
+
+    def _memory(self, idx: int, info: GpuInfo | None, r: GpuReading) -> list[Reason]:
+        total = info.memory_total_mib if info is not None else None
+        if r.mem_used_mib is None or not total:
+            return []
+        th = self.thresholds
+        pct = 100.0 * r.mem_used_mib / total
+        limit = th.mem_used_warn_pct
+        if self._band((idx, "mem_full"), pct, limit, th.mem_hysteresis_pct, strict=True):
+            text = f"GPU{idx} memory {pct:.1f}% used > {_num(limit)}%"
+            if pct <= limit:
+                text = f"GPU{idx} memory {pct:.1f}% used, was > {_num(limit)}%"
+                text += f" (clears below {_num(limit - th.mem_hysteresis_pct)}%)"
+            return [_reason("mem_full", idx, text)]
+        return []
+
+    def _clock_events(self, idx: int, r: GpuReading, now: float) -> list[Reason]:
+        mask = r.clock_events
+        hold = self.thresholds.clock_event_hold_s
+        reasons: list[Reason] = []
+        for bit, code, words in _CLOCK_BITS:
+            key = (idx, code)
+            if mask is not None and mask & bit:
+                self._bit_seen[key] = now
+                reasons.append(_reason(code, idx, f"GPU{idx} clock event: {words}"))
+            elif key in self._bit_seen:
+                ago = now - self._bit_seen[key]
+                if ago <= hold:
+                    text = f"GPU{idx} clock event: {words} (seen {_num(round(ago))} s ago)"
+                    reasons.append(_reason(code, idx, text))
+                else:
+                    del self._bit_seen[key]
+        codes = {x.code for x in reasons}
+        if "hw_slowdown" in codes and codes & {"hw_thermal", "hw_power_brake"}:
+            # The HwSlowdown bit comes with its cause's bit: the cause says more.
+            reasons = [x for x in reasons if x.code != "hw_slowdown"]
+        return reasons
+
+    # -- slow signals --------------------------------------------------------------------------
+
+    def _judge_counters(self, idx: int, r: GpuReading, now: float) -> None:
+        values = {name: v for name in _COUNTERS if (v := getattr(r, name)) is not None}
+        if not values:
+            return
+        base = self._counters.get(idx)
+        if base is not None and any(v < base[n] for n, v in values.items() if n in base):
+            self._reset_seen(idx)  # counters restart from zero when the GPU is reset
+            base = None
+        if base is None:
+            self._counters[idx] = values
+            return
+        th = self.thresholds
+        if "pcie_replay" in values and "pcie_replay" in base:
+            rise = values["pcie_replay"] - base["pcie_replay"]
+            if rise >= th.pcie_replay_rise_min:
+                text = f"GPU{idx} PCIe replay counter +{rise} (now {values['pcie_replay']})"
+                self._rises[(idx, "pcie_replay_rising")] = (now, text)
+        rises = {
+            n.removeprefix("nvlink_"): values[n] - base[n]
+            for n in _NVLINK_COUNTERS
+            if n in values and n in base and values[n] > base[n]
+        }
+        if sum(rises.values()) >= th.nvlink_errors_rise_min:
+            parts = ", ".join(f"{n} +{d}" for n, d in rises.items())
+            self._rises[(idx, "nvlink_errors_rising")] = (now, f"GPU{idx} NVLink errors: {parts}")
+        base.update(values)
+
+    def _set_slow(
+        self, idx: int, code: str, text: str | None, reason: Reason | None = None
+    ) -> None:
+        key = (idx, code)
+        if reason is None and text is not None:
+            reason = _reason(code, idx, text)
+        if reason is None:
+            self._slow.pop(key, None)
+        else:
+            self._slow[key] = reason
+
+    def _judge_slow_fields(
+        self, idx: int, info: GpuInfo | None, r: GpuReading, sample: Sample
+    ) -> None:
+        """Judge every slow field this reading carries; keep the judgement of those it lacks."""
+        th = self.thresholds
+        if r.recovery_action is not None:
+            # First: a withdrawn reset action means a reset, which wipes older judgements.
+            self._judge_recovery_action(idx, r.recovery_action, sample)
+        if r.ecc_uncorrected_volatile is not None and r.ecc_uncorrected_volatile > 0:
+            n = r.ecc_uncorrected_volatile
+            self._latch(
+                _reason(
+                    "ecc_uncorrectable", idx, f"GPU{idx} {n} uncorrectable ECC errors since reset"
+                )
+            )
+        if r.remap_failure:
+            self._latch(_reason("remap_failure", idx, f"GPU{idx} row remap failed: no spare rows"))
+        if r.remap_pending is not None:
+            text = f"GPU{idx} row remap pending: a GPU reset applies it"
+            self._set_slow(idx, "remap_pending", text if r.remap_pending else None)
+        if r.retired_pages_pending is not None:
+            text = f"GPU{idx} page retirement pending: a GPU reset applies it"
+            self._set_slow(idx, "retired_pages_pending", text if r.retired_pages_pending else None)
+        self._judge_pcie(idx, info, r, th)
+        if r.nvlink_active is not None and info is not None and info.nvlink_count:
+            down = r.nvlink_active < info.nvlink_count
+            text = f"GPU{idx} NVLink {r.nvlink_active} of {info.nvlink_count} links active"
+            self._set_slow(idx, "nvlink_down", text if down else None)
+
+    def _judge_pcie(self, idx: int, info: GpuInfo | None, r: GpuReading, th: Thresholds) -> None:
+        if info is None or (r.pcie_gen is None and r.pcie_width is None):
+            return
+        if r.util_pct is None or r.util_pct <= th.pcie_load_util_pct:
+            return  # links train down at idle: keep the judgement made under load
+        low = []
+        if r.pcie_gen is not None and info.pcie_gen_max and r.pcie_gen < info.pcie_gen_max:
+            low.append(f"Gen{r.pcie_gen} < max Gen{info.pcie_gen_max}")
+        if r.pcie_width is not None and info.pcie_width_max and r.pcie_width < info.pcie_width_max:
+            low.append(f"x{r.pcie_width} < max x{info.pcie_width_max}")
+        text = f"GPU{idx} PCIe {', '.join(low)} at {_num(round(r.util_pct))}% util"
+        self._set_slow(idx, "pcie_downgraded", text if low else None)
+
+    def _judge_recovery_action(self, idx: int, value: int, sample: Sample) -> None:
+        previous = self._recovery.get(idx)
+        self._recovery[idx] = value
+        if value == 0:
+            self._set_slow(idx, "recovery_action", None)
+            if previous in RESETTING_RECOVERY_ACTIONS:
+                self._reset_seen(idx)  # the driver withdraws these only after a reset
+            elif idx in self._xid154_t and self._xid154_t[idx] <= sample.t:
+                # Read after the XID 154: the action it named is no longer asked for.
+                self._latched.pop((idx, "xid_154"), None)
+                del self._xid154_t[idx]
+            return
+        ra = recovery_action(value)
+        reason = Reason(
+            code="recovery_action",
+            level=ra.level,
+            action=ra.action,
+            text=f"GPU{idx} recovery action {value}: {ra.name}",
+            gpu=idx,
+        )
+        self._set_slow(idx, "recovery_action", None, reason)
+
+    def _xid_rates(self, idx: int, now: float) -> list[Reason]:
+        th = self.thresholds
+        n = self._recent((idx, 63), now, th.xid_63_window_h)
+        rate = n / th.xid_63_window_h
+        if n and rate >= th.xid_63_rate_per_hour:
+            text = (
+                f"GPU{idx} {n} row remaps (XID 63) in {_num(th.xid_63_window_h)} h: "
+                f"{rate:.2f}/h >= {th.xid_63_rate_per_hour:g}/h"
+            )
+            return [_reason("xid_63_rate", idx, text)]
+        return []
