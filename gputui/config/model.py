@@ -147,8 +147,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     def _unknown(self, target: str, problem: str, name: str) -> ConfigError:
         choices = [*self.groups, *(spec.name for spec in self.hosts)]
-        groups = ", ".join(self.groups)
+        groups = _clip(", ".join(self.groups))
+        hosts = _clip(fold_hosts([spec.name for spec in self.hosts]))
         return ConfigError(
             f"unknown target {json.dumps(target)}{did_you_mean(name, choices)}: {problem} in "
-            f"{self.path} (groups: {groups}; hosts: {fold_hosts([h.name for h in self.hosts])})"
+            f"{self.path} (groups: {groups}; hosts: {hosts})"
         )
+
+
+def _clip(text: str, width: int = 120) -> str:
+    # A fleet of irregular names folds badly; the message stays one readable paragraph.
+    return text if len(text) <= width else text[: width - 3] + "..."

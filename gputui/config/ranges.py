@@ -52,11 +52,37 @@ def split_entry(entry: str) -> list[str]:
     return parts
 
 
+_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+_SPAN = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:/\s*(\d+)\s*)?$")
+
+
+def _check_spans(text: str, budget: int, limit: int) -> None:
+    """Refuse a bracket of more than `budget` numbers before ClusterShell sees it.
+
+    ClusterShell builds every number of a range in memory while parsing, so gpu[1-1000000000]
+    would exhaust memory before NodeSet's len() could be checked.
+    """
+    for bracket in _BRACKET.finditer(text):
+        total = 0
+        for item in bracket[1].split(","):
+            span = _SPAN.match(item)
+            if span:
+                step = max(int(span[3] or 1), 1)
+                total += max(int(span[2]) - int(span[1]), 0) // step + 1
+            else:
+                total += 1
+            if total > budget:
+                raise HostRangeError(f"expands to more than {limit} hosts, the most gputui watches")
+
+
 def _nodeset(text: str) -> NodeSet:
     try:
         return NodeSet(text, resolver=RESOLVER_NOGROUP)
     except NodeSetException as exc:
         raise HostRangeError(f"not a valid host range: {_clustershell_reason(exc)}") from None
+    except ValueError:
+        # Some malformed brackets ("[--^[ -b-1:]") escape ClusterShell as a bare ValueError.
+        raise HostRangeError("not a valid host range") from None
 
 
 def _clustershell_reason(exc: NodeSetException) -> str:
@@ -113,6 +139,7 @@ def expand_hosts(
     for part in parts:
         if not part.strip():
             raise HostRangeError("empty item in a comma list")
+        _check_spans(part, limit - len(names), limit)
         nodes = _nodeset(part.strip())
         if len(nodes) == 0:
             raise HostRangeError("expands to no hosts")
