@@ -18,6 +18,7 @@ from gputui.config import (
     load_config,
     resolve_hosts_path,
 )
+from gputui.core.health import Thresholds
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "hosts.example.toml"
@@ -51,6 +52,7 @@ def test_the_example_file_loads() -> None:
     assert config.host("sim2").scenario == "demo"
     assert config.actions["custom"]["argv"] == ["/usr/local/bin/notify", "{node}", "{reason}"]
     assert config.action_presets == ()
+    assert config.thresholds == Thresholds()  # the example shows the defaults
 
 
 def test_the_example_shows_every_key_with_a_comment() -> None:
@@ -194,7 +196,7 @@ def test_thresholds_risk_and_actions_are_carried() -> None:
     )
     assert config.action_presets == ("slurm",)
     assert config.actions == {"page": {"argv": ["pager", "{node}"], "confirm": False}}
-    assert config.thresholds["mem_used_warn_pct"] == 90
+    assert config.thresholds == Thresholds(mem_used_warn_pct=90)
     assert config.risk["window_hours"] == 48
 
 
@@ -407,6 +409,19 @@ def test_unterminated_toml_points_at_the_end() -> None:
             'actions.drain: expected a table [actions.drain] with argv = [...], got "scontrol"',
         ),
         ('hosts = ["a"]\nthresholds = 3', "thresholds: expected a table, got 3"),
+        (
+            'hosts = ["a"]\n[thresholds]\nmem_used_warn = 90',
+            'thresholds.mem_used_warn: unknown key "mem_used_warn" '
+            '(did you mean "mem_used_warn_pct"?)',
+        ),
+        (
+            'hosts = ["a"]\n[thresholds]\nmem_used_warn_pct = 120',
+            "thresholds.mem_used_warn_pct: expected a number <= 100.0, got 120",
+        ),
+        (
+            'hosts = ["a"]\n[thresholds]\nstraggler_samples = 0',
+            "expected a whole number >= 1, got 0",
+        ),
     ],
 )
 def test_a_bad_file_gets_one_paragraph_naming_the_key(text: str, expected: str) -> None:

@@ -37,6 +37,7 @@ from gputui.config.schema import (
     HostsFile,
     SshTable,
 )
+from gputui.core.health import Thresholds
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -197,7 +198,7 @@ class _Builder:
             hosts=hosts,
             groups=groups,
             ssh=self._ssh(top.ssh),
-            thresholds=top.thresholds,
+            thresholds=self.convert(top.thresholds, Thresholds, "thresholds"),
             risk=top.risk,
             actions=actions,
             action_presets=presets,

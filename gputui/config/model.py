@@ -29,6 +29,7 @@ from gputui.config.schema import (
     DEFAULT_SLOW_EVERY,
     Backend,
 )
+from gputui.core.health import Thresholds
 
 Transport = Literal["ssh", "local"]
 
@@ -102,7 +103,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     hosts: list[HostSpec]  # file order: groups in order, each group's hosts then its spares
     groups: dict[str, HostGroup]  # file order
     ssh: SshSettings = msgspec.field(default_factory=SshSettings)
-    thresholds: dict[str, Any] = msgspec.field(default_factory=dict)  # [thresholds], raw
+    thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
     risk: dict[str, Any] = msgspec.field(default_factory=dict)  # [risk], raw
     actions: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # [actions.NAME], raw
     action_presets: tuple[str, ...] = ()  # [actions] presets = [...]
