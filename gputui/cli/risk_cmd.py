@@ -1,0 +1,439 @@
+"""`gputui risk`: the fleet's failure risk, as a table that explains each figure, or as JSON.
+
+The figures come from core.risk_report (pure); this module parses the options, counts the
+fleet's GPUs and renders. A bad input is one line on stderr and exit status 2, never a
+traceback; the JSON schema is documented in docs/risk.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any, NoReturn, cast
+
+import msgspec
+import typer
+from rich.console import Console, Group
+from rich.table import Table
+
+from gputui.cli.app import app
+from gputui.core.risk import RiskSettings
+from gputui.core.risk_report import RiskReport, risk_report
+
+_PROG = "gputui risk"
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    raise _Fail(message, code)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        _fail(message)
+
+
+def _finite_at_least(value: float | None, flag: str, low: float, *, strict: bool = False) -> None:
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value > low if strict else value >= low)
+    _check(ok, f"{flag} must be {'>' if strict else '>='} {low:g}, got {value:g}")
+
+
+def _count_fleet_gpus(hosts: Path | None, demo: int | None) -> int:
+    """GPUs of a live collection; the collector's fleet module does the counting."""
+    module: ModuleType | None = None
+    try:
+        module = importlib.import_module("gputui.cli.fleet")
+    except ModuleNotFoundError as exc:
+        if exc.name != "gputui.cli.fleet":
+            _fail(f"the collector could not be loaded: {exc}", 1)
+    except ImportError as exc:
+        _fail(f"the collector could not be loaded: {exc}", 1)
+    count = getattr(module, "count_fleet_gpus", None)
+    if count is None:
+        _fail("--hosts and --demo need the collector, which this build lacks; give --gpus N", 1)
+    try:
+        return int(cast(Callable[[Path | None, int | None], int], count)(hosts, demo))
+    except Exception as exc:  # the command line's boundary: a message, not a traceback
+        _fail(f"could not count the fleet's GPUs: {exc}", 1)
+
+
+def _validate(opts: dict[str, Any]) -> None:
+    sources = [f for f in ("--gpus", "--hosts", "--demo") if opts[f] is not None]
+    _check(len(sources) == 1, "give exactly one of --gpus N, --hosts PATH or --demo N")
+    _check(opts["--gpus"] is None or opts["--gpus"] >= 1, "--gpus must be at least 1")
+    _check(opts["--demo"] is None or opts["--demo"] >= 1, "--demo must be at least 1 host")
+    _finite_at_least(opts["--rate"], "--rate (failures per GPU-hour)", 0)
+    _finite_at_least(opts["--hours"], "--hours", 0, strict=True)
+    _check(
+        (opts["--job-gpus"] is None) == (opts["--job-hours"] is None),
+        "--job-gpus and --job-hours go together: give both or neither",
+    )
+    _check(opts["--job-gpus"] is None or opts["--job-gpus"] >= 1, "--job-gpus must be at least 1")
+    _finite_at_least(opts["--job-hours"], "--job-hours", 0, strict=True)
+    _finite_at_least(opts["--checkpoint-minutes"], "--checkpoint-minutes", 0)
+    _finite_at_least(opts["--restart-minutes"], "--restart-minutes", 0)
+    detect = opts["--detect"]
+    _check(
+        detect is None or 0 <= detect <= 1,
+        f"--detect is a probability and must be in [0, 1], got {detect}",
+    )
+    _finite_at_least(opts["--recover-minutes"], "--recover-minutes", 0, strict=True)
+    _finite_at_least(opts["--within-minutes"], "--within-minutes", 0)
+    _check(
+        (opts["--failures"] is None) == (opts["--exposure-gpu-hours"] is None),
+        "--failures and --exposure-gpu-hours go together: give both or neither",
+    )
+    _check(opts["--failures"] is None or opts["--failures"] >= 0, "--failures must be >= 0")
+    _finite_at_least(opts["--exposure-gpu-hours"], "--exposure-gpu-hours", 0, strict=True)
+    _check(opts["--max-k"] is None or 0 <= opts["--max-k"] <= 100, "--max-k must be in [0, 100]")
+    _check(opts["--format"] in ("table", "json"), "--format must be table or json")
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+
+def _p(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _rate(x: float) -> str:
+    return f"{x:.2e}/GPU-h"
+
+
+def _hours(x: float | None) -> str:
+    if x is None:
+        return "never"
+    return f"{x:,.1f} h" if x >= 1 else f"{x * 60:,.1f} min"
+
+
+def _minutes(x: float | None) -> str:
+    return "never" if x is None else f"{x:,.1f} min"
+
+
+Row = tuple[str, str, str]  # figure, value, what it means
+
+
+def report_sections(report: RiskReport) -> list[tuple[str, list[Row]]]:
+    """The report as titled sections of rows: figure, value and one line of meaning."""
+    r = report
+    sections: list[tuple[str, list[Row]]] = []
+
+    f = r.fleet
+    max_k = len(f.pmf) - 1
+    rows: list[Row] = [
+        ("expected failures", f"{f.expected_failures:.3g}", "Lambda = n x rate x hours")
+    ]
+    for term in f.pmf:
+        what = {0: "no failure", 1: "exactly 1 failure"}.get(term.k, f"exactly {term.k} failures")
+        rows.append((f"P(N = {term.k})", _p(term.p), f"{what} in the window (Poisson)"))
+    rows += [
+        (f"P(N > {max_k})", _p(f.p_more_than_max_k), f"more than {max_k} failures"),
+        ("P(N >= 1)", _p(f.p_at_least_one), "at least one failure: 1 - e^-Lambda"),
+        (
+            "failures to plan for",
+            f"{f.failures_p95}",
+            "N stays at or below this with probability 0.95",
+        ),
+        ("fleet MTBF", _hours(f.mtbf_hours), "mean time between failures anywhere: 1 / (n x rate)"),
+    ]
+    title = (
+        f"Fleet: {r.gpus:,} GPUs ({r.gpus_source}), {r.hours:g} h window, "
+        f"rate {_rate(r.rate_per_gpu_hour)} ({r.rate_source})"
+    )
+    sections.append((title, rows))
+
+    d = r.detection
+    sections.append(
+        (
+            f"Detection: each failure caught with probability gamma = {d.gamma:g}",
+            [
+                ("expected undetected", f"{d.expected_undetected:.3g}", "(1 - gamma) x Lambda"),
+                (
+                    "P(no undetected failure)",
+                    _p(d.p_no_undetected_failure),
+                    "e^-((1 - gamma) x Lambda)",
+                ),
+            ],
+        )
+    )
+
+    v = r.recovery
+    sections.append(
+        (
+            f"Recovery: exponential, mean tau = {v.mean_minutes:g} min",
+            [
+                (
+                    f"P(recovery <= {v.target_minutes:g} min)",
+                    _p(v.p_within_target),
+                    "1 - e^(-t / tau)",
+                ),
+                (
+                    "fleet availability",
+                    _p(v.fleet_availability),
+                    "share of time no GPU is down: MTBF / (MTBF + tau)",
+                ),
+                ("GPU availability", f"{v.gpu_availability:.6f}", "share of GPUs up, on average"),
+            ],
+        )
+    )
+
+    if r.job is not None:
+        j, c = r.job, r.job.checkpoint
+        sections.append(
+            (
+                f"Job: {j.gpus:,} GPUs for {j.hours:g} h",
+                [
+                    (
+                        "P(job survives)",
+                        _p(j.survival_probability),
+                        "no failure on any of its GPUs: e^-(k x rate x D)",
+                    ),
+                    (
+                        "expected failures",
+                        f"{j.expected_failures:.3g}",
+                        "k x rate x D: restarts to expect",
+                    ),
+                    (
+                        "job MTTF",
+                        _hours(j.mttf_hours),
+                        "mean time to the job's first failure: 1 / (k x rate)",
+                    ),
+                    (
+                        "checkpoint every (Young)",
+                        _minutes(c.young_interval_minutes),
+                        f"sqrt(2 x write x MTTF), write = {c.write_minutes:g} min",
+                    ),
+                    (
+                        "checkpoint every (Daly)",
+                        _minutes(c.daly_interval_minutes),
+                        "Young's interval minus the write time",
+                    ),
+                    (
+                        "ETTR at the optimum",
+                        _p(c.ettr_at_optimum),
+                        f"share of time training; restart = {c.restart_minutes:g} min",
+                    ),
+                ],
+            )
+        )
+
+    b = r.bayes
+    rows = [
+        (
+            "prior mean",
+            _rate(b.prior_mean_per_gpu_hour),
+            f"Gamma({b.prior_alpha:g}, {b.prior_beta_gpu_hours:,.0f} GPU-h)",
+        ),
+    ]
+    if b.failures is not None and b.exposure_gpu_hours is not None:
+        observed = (
+            "n/a" if b.observed_rate_per_gpu_hour is None else _rate(b.observed_rate_per_gpu_hour)
+        )
+        rows.append(
+            (
+                "observed rate",
+                observed,
+                f"{b.failures} failures in {b.exposure_gpu_hours:,.0f} GPU-h",
+            )
+        )
+    ci = b.credible_95
+    rows += [
+        (
+            "posterior mean",
+            _rate(b.posterior_mean_per_gpu_hour),
+            "(alpha + failures) / (beta + GPU-hours)",
+        ),
+        (
+            "95% credible interval",
+            f"{ci.low:.2e} - {ci.high:.2e}",
+            "the rate lies here with probability 0.95",
+        ),
+    ]
+    if b.garwood_95 is not None:
+        g = b.garwood_95
+        rows.append(
+            (
+                "95% Garwood interval",
+                f"{g.low:.2e} - {g.high:.2e}",
+                "exact confidence interval of the record alone",
+            )
+        )
+    rows.append(
+        (
+            "P(no failure in window)",
+            _p(b.p_no_failure_in_window),
+            f"predictive over the rate's uncertainty, {b.window_exposure_gpu_hours:,.0f} GPU-h",
+        )
+    )
+    sections.append(("Failure rate: Gamma prior updated by the record", rows))
+
+    if r.health_adjusted is not None:
+        h = r.health_adjusted
+        sections.append(
+            (
+                "Health-adjusted (a heuristic: the multipliers are not calibrated)",
+                [
+                    (
+                        "adjusted rate",
+                        _rate(h.rate_per_gpu_hour),
+                        "each GPU's rate x its verdict's multiplier",
+                    ),
+                    (
+                        "P(N >= 1)",
+                        _p(h.p_at_least_one),
+                        "at least one failure at the adjusted rate",
+                    ),
+                ],
+            )
+        )
+    return sections
+
+
+def render_tables(report: RiskReport) -> Group:
+    """One table per section, columns aligned across them."""
+    tables = []
+    for title, rows in report_sections(report):
+        table = Table(
+            title=title,
+            title_justify="left",
+            title_style="bold cyan",
+            show_header=False,
+            box=None,
+            padding=(0, 1),
+        )
+        table.add_column("figure", style="bold", width=24, no_wrap=True)
+        table.add_column("value", justify="right", width=19, no_wrap=True)
+        table.add_column("what it means", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        tables.append(table)
+    return Group(*tables)
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------
+
+
+@app.command("risk")
+def risk_command(
+    gpus: Annotated[int | None, typer.Option("--gpus", help="Fleet size in GPUs.")] = None,
+    hosts: Annotated[
+        Path | None, typer.Option("--hosts", help="Count the GPUs of this hosts.toml's fleet.")
+    ] = None,
+    demo: Annotated[
+        int | None, typer.Option("--demo", help="Count the GPUs of an N-host demo fleet.")
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", help="Failures per GPU-hour (default: the Bayesian estimate)."),
+    ] = None,
+    hours: Annotated[float | None, typer.Option("--hours", help="Window T in hours.")] = None,
+    job_gpus: Annotated[int | None, typer.Option("--job-gpus", help="GPUs of a job.")] = None,
+    job_hours: Annotated[
+        float | None, typer.Option("--job-hours", help="Hours of the job.")
+    ] = None,
+    checkpoint_minutes: Annotated[
+        float | None, typer.Option("--checkpoint-minutes", help="Time to write a checkpoint.")
+    ] = None,
+    restart_minutes: Annotated[
+        float | None, typer.Option("--restart-minutes", help="Restart overhead after a failure.")
+    ] = None,
+    detect: Annotated[
+        float | None, typer.Option("--detect", help="Probability gamma that a failure is detected.")
+    ] = None,
+    recover_minutes: Annotated[
+        float | None, typer.Option("--recover-minutes", help="Mean recovery time tau.")
+    ] = None,
+    within_minutes: Annotated[
+        float | None, typer.Option("--within-minutes", help="t of P(recovery <= t); default 10.")
+    ] = None,
+    failures: Annotated[
+        int | None, typer.Option("--failures", help="Failures observed in the exposure.")
+    ] = None,
+    exposure_gpu_hours: Annotated[
+        float | None, typer.Option("--exposure-gpu-hours", help="Monitored GPU-hours.")
+    ] = None,
+    max_k: Annotated[
+        int | None, typer.Option("--max-k", help="List P(N = k) for k = 0..K; default 3.")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Fleet failure risk: Poisson fleet, job survival, detection, recovery, Bayesian rate."""
+    opts: dict[str, Any] = {
+        "--gpus": gpus,
+        "--hosts": hosts,
+        "--demo": demo,
+        "--rate": rate,
+        "--hours": hours,
+        "--job-gpus": job_gpus,
+        "--job-hours": job_hours,
+        "--checkpoint-minutes": checkpoint_minutes,
+        "--restart-minutes": restart_minutes,
+        "--detect": detect,
+        "--recover-minutes": recover_minutes,
+        "--within-minutes": within_minutes,
+        "--failures": failures,
+        "--exposure-gpu-hours": exposure_gpu_hours,
+        "--max-k": max_k,
+        "--format": output_format,
+    }
+    try:
+        _validate(opts)
+        report = _report(opts)
+    except _Fail as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.code) from None
+    if output_format == "json":
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n")
+    else:
+        Console().print(render_tables(report))
+
+
+_SETTING_OF_FLAG = {
+    "--hours": "window_hours",
+    "--job-gpus": "job_gpus",
+    "--job-hours": "job_hours",
+    "--checkpoint-minutes": "checkpoint_minutes",
+    "--restart-minutes": "restart_minutes",
+    "--detect": "detect_gamma",
+    "--recover-minutes": "recover_minutes",
+    "--within-minutes": "recover_target_minutes",
+    "--max-k": "max_k",
+}
+
+
+def _report(opts: dict[str, Any]) -> RiskReport:
+    overrides = {
+        field: opts[flag] for flag, field in _SETTING_OF_FLAG.items() if opts[flag] is not None
+    }
+    settings = msgspec.structs.replace(RiskSettings(), **overrides)
+    if opts["--gpus"] is not None:
+        n_gpus, source = int(opts["--gpus"]), "given"
+    else:
+        n_gpus = _count_fleet_gpus(opts["--hosts"], opts["--demo"])
+        source = "hosts" if opts["--hosts"] is not None else "demo"
+    try:
+        return risk_report(
+            n_gpus,
+            settings,
+            rate_per_gpu_hour=opts["--rate"],
+            failures=opts["--failures"],
+            exposure_gpu_hours=opts["--exposure-gpu-hours"],
+            gpus_source=source,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
