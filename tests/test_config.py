@@ -66,6 +66,15 @@ def test_the_example_shows_every_key_with_a_comment() -> None:
     assert re.search(r"^# presets = \[\"slurm\"\]", text, re.MULTILINE)
 
 
+def test_the_docs_describe_every_key() -> None:
+    from gputui.config.schema import DefaultsTable, GroupTable, HostsFile, SshTable
+
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    for table in (HostsFile, DefaultsTable, GroupTable, SshTable, Thresholds):
+        for field in table.__struct_fields__:
+            assert f"| `{field}` |" in doc or f"`[{field}]`" in doc, f"{table.__name__}.{field}"
+
+
 def test_simple_hosts_form_the_default_group_with_default_settings() -> None:
     config = load('hosts = ["dgx-a", "gpu[01-02]"]')
     assert [h.name for h in config.hosts] == ["dgx-a", "gpu01", "gpu02"]
