@@ -19,6 +19,7 @@ from gputui.config import (
     resolve_hosts_path,
 )
 from gputui.core.health import Thresholds
+from gputui.core.risk import HazardMultipliers, RiskSettings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "hosts.example.toml"
@@ -53,6 +54,7 @@ def test_the_example_file_loads() -> None:
     assert config.actions["custom"]["argv"] == ["/usr/local/bin/notify", "{node}", "{reason}"]
     assert config.action_presets == ()
     assert config.thresholds == Thresholds()  # the example shows the defaults
+    assert config.risk == RiskSettings()
 
 
 def test_the_example_shows_every_key_with_a_comment() -> None:
@@ -70,9 +72,12 @@ def test_the_docs_describe_every_key() -> None:
     from gputui.config.schema import DefaultsTable, GroupTable, HostsFile, SshTable
 
     doc = (REPO / "docs" / "configuration.md").read_text()
-    for table in (HostsFile, DefaultsTable, GroupTable, SshTable, Thresholds):
+    for table in (HostsFile, DefaultsTable, GroupTable, SshTable, Thresholds, RiskSettings):
         for field in table.__struct_fields__:
-            assert f"| `{field}` |" in doc or f"`[{field}]`" in doc, f"{table.__name__}.{field}"
+            documented = (
+                re.search(rf"\| `(\[\w+\.)?\[?{field}\]?` \|", doc) or f"`[{field}]`" in doc
+            )
+            assert documented, f"{table.__name__}.{field} is not in docs/configuration.md"
 
 
 def test_simple_hosts_form_the_default_group_with_default_settings() -> None:
@@ -196,6 +201,8 @@ def test_thresholds_risk_and_actions_are_carried() -> None:
         mem_used_warn_pct = 90
         [risk]
         window_hours = 48
+        [risk.multipliers]
+        warn = 3
         [actions]
         presets = ["slurm"]
         [actions.page]
@@ -206,7 +213,7 @@ def test_thresholds_risk_and_actions_are_carried() -> None:
     assert config.action_presets == ("slurm",)
     assert config.actions == {"page": {"argv": ["pager", "{node}"], "confirm": False}}
     assert config.thresholds == Thresholds(mem_used_warn_pct=90)
-    assert config.risk["window_hours"] == 48
+    assert config.risk == RiskSettings(window_hours=48, multipliers=HazardMultipliers(warn=3))
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,11 +432,23 @@ def test_unterminated_toml_points_at_the_end() -> None:
         ),
         (
             'hosts = ["a"]\n[thresholds]\nmem_used_warn_pct = 120',
-            "thresholds.mem_used_warn_pct: expected a number <= 100.0, got 120",
+            "thresholds.mem_used_warn_pct: expected a number >= 0 and <= 100, got 120",
         ),
         (
             'hosts = ["a"]\n[thresholds]\nstraggler_samples = 0',
             "expected a whole number >= 1, got 0",
+        ),
+        (
+            'hosts = ["a"]\n[risk]\ndetect_gamma = 1.5',
+            "risk.detect_gamma: expected a number >= 0 and <= 1, got 1.5",
+        ),
+        (
+            'hosts = ["a"]\n[risk.multipliers]\nwarm = 2',
+            'risk.multipliers.warm: unknown key "warm" (did you mean "warn"?)',
+        ),
+        (
+            'hosts = ["a"]\n[risk]\njob_gpus = "all"',
+            'risk.job_gpus: expected a whole number >= 1, got "all"',
         ),
     ],
 )

@@ -240,6 +240,38 @@ def _walk(
     return node, description
 
 
+def _bounds(t: msgspec.inspect.IntType | msgspec.inspect.FloatType) -> str:
+    parts = [
+        f"{op} {limit:g}"
+        for op, limit in ((">", t.gt), (">=", t.ge), ("<", t.lt), ("<=", t.le))
+        if limit is not None
+    ]
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _describe(t: msgspec.inspect.Type) -> str | None:
+    """What a field of type `t` accepts, in words, for fields without a description.
+
+    msgspec's own message names the constraint it checked or the type, never both; the type
+    information has both, so "job_gpus" reads "a whole number >= 1" whatever was wrong.
+    """
+    if isinstance(t, msgspec.inspect.IntType):
+        return "a whole number" + _bounds(t)
+    if isinstance(t, msgspec.inspect.FloatType):
+        return "a number" + _bounds(t)
+    if isinstance(t, msgspec.inspect.StrType):
+        return "a string"
+    if isinstance(t, msgspec.inspect.BoolType):
+        return "true or false"
+    if isinstance(t, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(show_value(v) for v in t.values)
+    if isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
+        return "an array"
+    if isinstance(t, (msgspec.inspect.DictType, msgspec.inspect.StructType)):
+        return "a table"
+    return None
+
+
 def _msgspec_expectation(types: str, rest: str) -> str:
     """ "Expected `float | null` >= 0.0" -> "a number >= 0.0" for fields without a description."""
     words = [_TYPE_WORDS.get(t.strip(), f"`{t.strip()}`") for t in types.split("|")]
@@ -279,15 +311,13 @@ def from_validation_error(
         key = _render_path(prefix, [*tokens, missing["name"]])
         return ConfigError("this key is required", source=source, key=key)
 
-    _, description = _walk(schema, tokens)
+    node, description = _walk(schema, tokens)
+    if description is None and node is not None:
+        description = _describe(node)
     if description is None:
         expected = _EXPECTED.match(message)
         if expected:
             description = _msgspec_expectation(expected["types"], expected["rest"])
-        elif message.startswith("Invalid enum value"):
-            node, _ = _walk(schema, tokens)
-            if isinstance(node, msgspec.inspect.LiteralType):
-                description = "one of " + ", ".join(show_value(v) for v in node.values)
     found, value = _lookup(raw, tokens)
     detail = f"expected {description}" if description else _lower_first(message)
     if found:

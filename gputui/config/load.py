@@ -38,6 +38,7 @@ from gputui.config.schema import (
     SshTable,
 )
 from gputui.core.health import Thresholds
+from gputui.core.risk import RiskSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -199,7 +200,7 @@ class _Builder:
             groups=groups,
             ssh=self._ssh(top.ssh),
             thresholds=self.convert(top.thresholds, Thresholds, "thresholds"),
-            risk=top.risk,
+            risk=self.convert(top.risk, RiskSettings, "risk"),
             actions=actions,
             action_presets=presets,
         )

@@ -30,6 +30,7 @@ from gputui.config.schema import (
     Backend,
 )
 from gputui.core.health import Thresholds
+from gputui.core.risk import RiskSettings
 
 Transport = Literal["ssh", "local"]
 
@@ -104,7 +105,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     groups: dict[str, HostGroup]  # file order
     ssh: SshSettings = msgspec.field(default_factory=SshSettings)
     thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
-    risk: dict[str, Any] = msgspec.field(default_factory=dict)  # [risk], raw
+    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
     actions: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # [actions.NAME], raw
     action_presets: tuple[str, ...] = ()  # [actions] presets = [...]
 
