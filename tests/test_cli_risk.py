@@ -9,19 +9,33 @@ import types
 from typing import Any
 
 import pytest
-import typer.main
-from click.testing import CliRunner, Result
+import typer
+from typer.testing import CliRunner, Result
 
-import gputui.cli.risk_cmd  # noqa: F401  (registers the command)
 from gputui.cli.app import app
+from gputui.cli.risk_cmd import risk_command
 from tests.test_risk import erlang_quantile
 
 SEED = ["--gpus", "100", "--rate", "0.01", "--hours", "1", "--detect", "0.9"]
 
 
+def _cli() -> typer.Typer:
+    """An app with `risk` as a subcommand, whatever else is registered on the real one."""
+    cli = typer.Typer()
+    cli.callback()(lambda: None)
+    cli.command("risk")(risk_command)
+    return cli
+
+
+CLI = _cli()
+
+
 def run(*args: str) -> Result:
-    # get_group keeps `risk` a subcommand however many commands are registered.
-    return CliRunner().invoke(typer.main.get_group(app), ["risk", *args])
+    return CliRunner().invoke(CLI, ["risk", *args])
+
+
+def test_risk_is_registered_on_the_app() -> None:
+    assert any(c.name == "risk" and c.callback is risk_command for c in app.registered_commands)
 
 
 def run_json(*args: str) -> Any:
