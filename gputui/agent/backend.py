@@ -68,5 +68,9 @@ class Backend:
         """The message of the error line written for FAULT_CRASH."""
         return "agent crashed"
 
+    def crash_exit_code(self) -> int:
+        """The exit status after FAULT_CRASH."""
+        return 1
+
     def close(self) -> None:
         """Stop threads and release the library (idempotent)."""

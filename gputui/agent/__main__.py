@@ -1,0 +1,7 @@
+"""`python -m gputui.agent`: run the agent."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""The agent's command line: pick a backend, stream until the channel closes.
+
+    python -m gputui.agent [--backend auto|nvml|smi|sim] [--scenario-json JSON] [--seed N]
+        [--interval S] [--slow-every N] [--duration S] [--host NAME] [--once]
+
+`auto` tries NVML through pynvml, then nvidia-smi, and says on stderr which it took; when
+neither works it writes a fatal `error` line and exits 3. Stdout carries only protocol lines
+(docs/protocol.md); anything for a person goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from .backend import Backend, BackendError
+from .runner import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, Runner
+from .stream import StreamWriter, stdin_is_channel, watch_stdin
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gputui-agent",
+        description="Stream this host's GPU readings as JSON lines (gputui protocol v1).",
+    )
+    p.add_argument("--backend", choices=("auto", "nvml", "smi", "sim"), default="auto")
+    p.add_argument("--scenario-json", default=None, help="scenario for --backend sim, as JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+    p.add_argument("--slow-every", type=int, default=10, help="read slow signals every N samples")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--host", default=None, help="host name to report (default: this host's)")
+    p.add_argument("--once", action="store_true", help="hello and one full sample, then exit")
+    p.add_argument(
+        "--stdin-watch",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="exit when stdin closes (auto: when stdin is a pipe or socket, as over SSH)",
+    )
+    return p
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"gputui-agent: {text}\n")
+    sys.stderr.flush()
+
+
+def _nvml_backend() -> Backend:
+    try:
+        import pynvml
+    except ImportError as exc:
+        raise BackendError("nvml_init_failed", f"pynvml is not importable: {exc}") from exc
+    from .nvml_backend import NvmlBackend
+
+    return NvmlBackend(pynvml)
+
+
+def _smi_backend(interval_s: float) -> Backend:
+    from .smi import SmiBackend  # only hosts without NVML bindings pay for importing it
+
+    return SmiBackend(interval_s=interval_s)
+
+
+def _sim_backend(args: argparse.Namespace) -> Backend:
+    from .sim_backend import SimBackend
+
+    scenario: Any = {"name": "healthy"}
+    if args.scenario_json:
+        try:
+            scenario = json.loads(args.scenario_json)
+        except ValueError as exc:
+            raise BackendError("bad_scenario", f"--scenario-json is not JSON: {exc}") from exc
+    try:
+        return SimBackend(scenario, seed=args.seed)
+    except ValueError as exc:
+        raise BackendError("bad_scenario", f"scenario: {exc}") from exc
+
+
+def pick_backend(args: argparse.Namespace) -> Backend:
+    """The backend --backend names; for auto, the first of nvml, smi that starts."""
+    if args.backend == "sim":
+        return _sim_backend(args)
+    if args.backend == "nvml":
+        return _nvml_backend()
+    if args.backend == "smi":
+        return _smi_backend(args.interval)
+    failures = []
+    for name, make in (("nvml", _nvml_backend), ("smi", lambda: _smi_backend(args.interval))):
+        try:
+            backend = make()
+        except BackendError as exc:
+            failures.append(f"{name}: {exc.text}")
+            continue
+        _say(f"using the {name} backend" + (f" ({failures[0]})" if failures else ""))
+        return backend
+    raise BackendError("no_backend", "no GPU backend works here: " + "; ".join(failures))
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGHUP (the session went away) end the stream like stdin's EOF does."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, lambda *_: stop.set())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.interval <= 0 or args.slow_every < 1:
+        _say("--interval must be > 0 and --slow-every >= 1")
+        return EXIT_USAGE
+    stop = threading.Event()
+    writer = StreamWriter(sys.stdout.buffer, stop)
+    if args.stdin_watch == "on" or (args.stdin_watch == "auto" and stdin_is_channel()):
+        watch_stdin(stop)
+    _install_signal_handlers(stop)
+    try:
+        backend = pick_backend(args)
+    except BackendError as exc:
+        runner = Runner(_NoBackend(), writer, stop, host="")
+        runner.error(exc.code, exc.text, fatal=True)
+        _say(exc.text)
+        return EXIT_USAGE if exc.code == "bad_scenario" else EXIT_BACKEND
+    runner = Runner(
+        backend,
+        writer,
+        stop,
+        host=args.host or socket.gethostname(),
+        interval_s=args.interval,
+        slow_every=args.slow_every,
+        duration_s=args.duration,
+        once=args.once,
+    )
+    try:
+        return runner.run()
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+class _NoBackend(Backend):
+    """Stands in when no backend started, so the error line is written the usual way."""
+
+    name = "none"

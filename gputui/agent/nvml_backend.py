@@ -1,0 +1,617 @@
+"""The NVML backend: reads GPUs through pynvml, or anything with pynvml's surface (simnvml).
+
+Every call goes through one wrapper (_Reader.call) that sorts NVML's answers the way an
+operator needs them sorted:
+- NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION: the field is left out, and the call is
+  not tried again on that GPU (a board that lacks NVLink lacks it on every tick);
+- GPU_IS_LOST, RESET_REQUIRED: the whole GPU changes state, reported once as an event and in
+  every sample as its status, while the other GPUs keep streaming;
+- anything else: the field is left out of this sample only.
+
+Fast signals are read every sample, slow ones when the run loop asks (every `slow_every`).
+XIDs and double-bit ECC errors come from an NVML event set waited on in a daemon thread and
+are pushed the moment NVML hands them over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Any, Callable
+
+from .backend import Backend, BackendError, EventSink, Json
+
+# Every pynvml name this module uses: the simulated NVML must offer each one with the same
+# signature and value (tests/test_simnvml_surface.py checks it against the real pynvml).
+NVML_FUNCTIONS = (
+    "nvmlInit",
+    "nvmlShutdown",
+    "nvmlSystemGetDriverVersion",
+    "nvmlSystemGetNVMLVersion",
+    "nvmlSystemGetCudaDriverVersion",
+    "nvmlSystemGetProcessName",
+    "nvmlDeviceGetCount",
+    "nvmlDeviceGetHandleByIndex",
+    "nvmlDeviceGetIndex",
+    "nvmlDeviceGetName",
+    "nvmlDeviceGetUUID",
+    "nvmlDeviceGetSerial",
+    "nvmlDeviceGetPciInfo",
+    "nvmlDeviceGetMemoryInfo",
+    "nvmlDeviceGetEnforcedPowerLimit",
+    "nvmlDeviceGetTemperatureThreshold",
+    "nvmlDeviceGetMaxClockInfo",
+    "nvmlDeviceGetMaxPcieLinkGeneration",
+    "nvmlDeviceGetMaxPcieLinkWidth",
+    "nvmlDeviceGetEccMode",
+    "nvmlDeviceGetPersistenceMode",
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetPowerUsage",
+    "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetTotalEccErrors",
+    "nvmlDeviceGetRemappedRows",
+    "nvmlDeviceGetRetiredPages",
+    "nvmlDeviceGetRetiredPagesPendingStatus",
+    "nvmlDeviceGetCurrPcieLinkGeneration",
+    "nvmlDeviceGetCurrPcieLinkWidth",
+    "nvmlDeviceGetPcieReplayCounter",
+    "nvmlDeviceGetNvLinkState",
+    "nvmlDeviceGetNvLinkErrorCounter",
+    "nvmlDeviceGetFieldValues",
+    "nvmlDeviceGetComputeRunningProcesses",
+    "nvmlDeviceGetSupportedEventTypes",
+    "nvmlDeviceRegisterEvents",
+    "nvmlEventSetCreate",
+    "nvmlEventSetWait_v2",
+    "nvmlEventSetWait",
+    "nvmlEventSetFree",
+)
+NVML_CONSTANTS = (
+    "NVML_SUCCESS",
+    "NVML_ERROR_INVALID_ARGUMENT",
+    "NVML_ERROR_NOT_SUPPORTED",
+    "NVML_ERROR_NO_PERMISSION",
+    "NVML_ERROR_TIMEOUT",
+    "NVML_ERROR_FUNCTION_NOT_FOUND",
+    "NVML_ERROR_GPU_IS_LOST",
+    "NVML_ERROR_RESET_REQUIRED",
+    "NVML_TEMPERATURE_GPU",
+    "NVML_TEMPERATURE_THRESHOLD_SHUTDOWN",
+    "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN",
+    "NVML_TEMPERATURE_THRESHOLD_MEM_MAX",
+    "NVML_TEMPERATURE_THRESHOLD_GPU_MAX",
+    "NVML_CLOCK_SM",
+    "NVML_CLOCK_MEM",
+    "NVML_MEMORY_ERROR_TYPE_CORRECTED",
+    "NVML_MEMORY_ERROR_TYPE_UNCORRECTED",
+    "NVML_VOLATILE_ECC",
+    "NVML_AGGREGATE_ECC",
+    "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS",
+    "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR",
+    "NVML_NVLINK_ERROR_DL_REPLAY",
+    "NVML_NVLINK_ERROR_DL_RECOVERY",
+    "NVML_NVLINK_ERROR_DL_CRC_FLIT",
+    "NVML_NVLINK_ERROR_DL_CRC_DATA",
+    "NVML_NVLINK_MAX_LINKS",
+    "NVML_FEATURE_ENABLED",
+    "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION",
+    "nvmlEventTypeXidCriticalError",
+    "nvmlEventTypeDoubleBitEccError",
+)
+NVML_ERROR_CLASSES = ("NVMLError", "NVMLError_GpuIsLost", "NVMLError_NotSupported")
+
+_MIB = float(1 << 20)
+_EVENT_WAIT_MS = 500
+
+
+class _Gone(Exception):
+    """A GPU left service: lost (off the bus) or waiting for a reset."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+class _Gpu:
+    """What the backend remembers about one GPU between samples."""
+
+    def __init__(self, index: int, handle: Any) -> None:
+        self.index = index
+        self.handle = handle
+        self.uuid = ""
+        self.status = "ok"  # ok | lost | reset_required
+        self.error = ""
+        self.unsupported: set[str] = set()  # call keys NVML refused for good
+        self.nvlinks = 0
+        self.ecc_enabled: bool | None = None
+
+
+def _text(value: Any) -> str:
+    """pynvml returns bytes from older releases and str from newer ones."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _handle_key(handle: Any) -> Any:
+    """A key that names the same device whichever handle object NVML returns for it:
+    pynvml's handles are ctypes pointers (equal by address, not by identity)."""
+    try:
+        import ctypes
+
+        return ("ptr", ctypes.cast(handle, ctypes.c_void_p).value)
+    except Exception:
+        return ("obj", id(handle))
+
+
+class NvmlBackend(Backend):
+    """Reads every GPU of the host through `nvml` (pynvml, or simnvml.SimNvml)."""
+
+    name = "nvml"
+
+    def __init__(self, nvml: Any) -> None:
+        self._nvml = nvml
+        self._emit: EventSink | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._event_set: Any = None
+        self._closed = False
+        self.transient_errors = 0  # calls that failed once and were left out of a sample
+        try:
+            nvml.nvmlInit()
+        except Exception as exc:
+            raise BackendError("nvml_init_failed", f"nvmlInit failed: {exc}") from exc
+        try:
+            count = int(nvml.nvmlDeviceGetCount())
+        except nvml.NVMLError as exc:
+            raise BackendError("nvml_init_failed", f"nvmlDeviceGetCount: {exc}") from exc
+        if count == 0:
+            raise BackendError("no_gpu", "NVML sees no GPU on this host")
+        self._unsupported_codes = {
+            nvml.NVML_ERROR_NOT_SUPPORTED,
+            nvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+            nvml.NVML_ERROR_NO_PERMISSION,
+        }
+        self._gpus: list[_Gpu] = []
+        for i in range(count):
+            gpu = _Gpu(i, None)
+            try:
+                gpu.handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            except nvml.NVMLError as exc:
+                self._mark(gpu, self._gone(exc) or _Gone("error", str(exc)))
+            self._gpus.append(gpu)
+        self._by_handle: dict[Any, _Gpu] = {
+            _handle_key(g.handle): g for g in self._gpus if g.handle is not None
+        }
+
+    # -- the one call wrapper ----------------------------------------------------------------
+
+    def _gone(self, exc: Any) -> _Gone | None:
+        code = getattr(exc, "value", None)
+        if code == self._nvml.NVML_ERROR_GPU_IS_LOST:
+            return _Gone("lost", str(exc))
+        if code == self._nvml.NVML_ERROR_RESET_REQUIRED:
+            return _Gone("reset_required", str(exc))
+        return None
+
+    def _call(self, gpu: _Gpu, key: str, fn_name: str, *args: Any) -> Any:
+        """nvml.fn_name(*args), or None when this GPU cannot answer it (see module doc).
+        Raises _Gone when the GPU is lost or needs a reset."""
+        if key in gpu.unsupported:
+            return None
+        fn: Callable[..., Any] | None = getattr(self._nvml, fn_name, None)
+        if fn is None:  # an older pynvml without this function
+            gpu.unsupported.add(key)
+            return None
+        try:
+            return fn(*args)
+        except self._nvml.NVMLError as exc:
+            gone = self._gone(exc)
+            if gone is not None:
+                raise gone from None
+            if getattr(exc, "value", None) in self._unsupported_codes:
+                gpu.unsupported.add(key)
+            else:
+                self.transient_errors += 1
+            return None
+
+    def _mark(self, gpu: _Gpu, gone: _Gone) -> None:
+        """Record a GPU leaving service, and say so once."""
+        if gpu.status == gone.status:
+            return
+        gpu.status = gone.status
+        gpu.error = gone.error
+        kind = {"lost": "gpu_lost", "reset_required": "reset_required"}.get(gone.status)
+        if kind is not None:
+            text = f"GPU {gpu.index}: {gone.error}"
+            self._push({"kind": kind, "gpu": gpu.index, "uuid": gpu.uuid or None, "text": text})
+
+    def _push(self, event: Json) -> None:
+        if self._emit is not None:
+            self._emit({k: v for k, v in event.items() if v is not None})
+
+    # -- hello -------------------------------------------------------------------------------
+
+    def hello(self) -> Json:
+        nvml = self._nvml
+        out: Json = {"gpus": [self._info(g) for g in self._gpus]}
+        for key, fn_name in (
+            ("driver_version", "nvmlSystemGetDriverVersion"),
+            ("nvml_version", "nvmlSystemGetNVMLVersion"),
+        ):
+            # Missing in an old pynvml, or refused: the field is left out.
+            with contextlib.suppress(Exception):
+                out[key] = _text(getattr(nvml, fn_name)())
+        with contextlib.suppress(Exception):
+            cuda = int(nvml.nvmlSystemGetCudaDriverVersion())
+            out["cuda_version"] = f"{cuda // 1000}.{cuda % 1000 // 10}"
+        modes = []
+        for g in self._gpus:
+            try:
+                modes.append(self._call(g, "persistence", "nvmlDeviceGetPersistenceMode", g.handle))
+            except _Gone:
+                modes.append(None)
+        if modes and all(m is not None for m in modes):
+            out["persistence_mode"] = all(m == nvml.NVML_FEATURE_ENABLED for m in modes)
+        return out
+
+    def _info(self, gpu: _Gpu) -> Json:
+        nvml, h = self._nvml, gpu.handle
+        info: Json = {"index": gpu.index, "uuid": "", "name": "unknown"}
+        if gpu.status != "ok":
+            return info
+        try:
+            gpu.uuid = _text(self._call(gpu, "uuid", "nvmlDeviceGetUUID", h) or "")
+            info["uuid"] = gpu.uuid
+            name = self._call(gpu, "name", "nvmlDeviceGetName", h)
+            if name is not None:
+                info["name"] = _text(name)
+            serial = self._call(gpu, "serial", "nvmlDeviceGetSerial", h)
+            if serial is not None:
+                info["serial"] = _text(serial)
+            pci = self._call(gpu, "pci", "nvmlDeviceGetPciInfo", h)
+            if pci is not None:
+                info["pci_bus_id"] = _text(pci.busId)
+            mem = self._call(gpu, "mem", "nvmlDeviceGetMemoryInfo", h)
+            if mem is not None:
+                info["memory_total_mib"] = round(mem.total / _MIB, 1)
+            limit = self._call(gpu, "power_limit", "nvmlDeviceGetEnforcedPowerLimit", h)
+            if limit is not None:
+                info["power_limit_w"] = round(limit / 1000.0, 1)
+            for field, const in (
+                ("temp_shutdown_c", "NVML_TEMPERATURE_THRESHOLD_SHUTDOWN"),
+                ("temp_slowdown_c", "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN"),
+                ("temp_gpu_max_c", "NVML_TEMPERATURE_THRESHOLD_GPU_MAX"),
+                ("temp_mem_max_c", "NVML_TEMPERATURE_THRESHOLD_MEM_MAX"),
+            ):
+                value = self._call(
+                    gpu, field, "nvmlDeviceGetTemperatureThreshold", h, getattr(nvml, const)
+                )
+                # Boards without a sensor for a threshold report 0 rather than an error.
+                if value:
+                    info[field] = float(value)
+            for field, clock in (
+                ("sm_clock_max_mhz", nvml.NVML_CLOCK_SM),
+                ("mem_clock_max_mhz", nvml.NVML_CLOCK_MEM),
+            ):
+                value = self._call(gpu, field, "nvmlDeviceGetMaxClockInfo", h, clock)
+                if value is not None:
+                    info[field] = int(value)
+            gen = self._call(gpu, "pcie_gen_max", "nvmlDeviceGetMaxPcieLinkGeneration", h)
+            if gen is not None:
+                info["pcie_gen_max"] = int(gen)
+            width = self._call(gpu, "pcie_width_max", "nvmlDeviceGetMaxPcieLinkWidth", h)
+            if width is not None:
+                info["pcie_width_max"] = int(width)
+            gpu.nvlinks = self._count_nvlinks(gpu)
+            info["nvlink_count"] = gpu.nvlinks
+            ecc = self._call(gpu, "ecc_mode", "nvmlDeviceGetEccMode", h)
+            if ecc is not None:
+                gpu.ecc_enabled = ecc[0] == nvml.NVML_FEATURE_ENABLED
+                info["ecc_enabled"] = gpu.ecc_enabled
+        except _Gone as gone:
+            self._mark(gpu, gone)
+        return info
+
+    def _count_nvlinks(self, gpu: _Gpu) -> int:
+        """Links present: probe link 0, 1, ... until NVML says there is no such link."""
+        nvml = self._nvml
+        stop = {nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_INVALID_ARGUMENT}
+        count = 0
+        for link in range(int(getattr(nvml, "NVML_NVLINK_MAX_LINKS", 18))):
+            try:
+                nvml.nvmlDeviceGetNvLinkState(gpu.handle, link)
+            except nvml.NVMLError as exc:
+                gone = self._gone(exc)
+                if gone is not None:
+                    raise gone from None
+                if getattr(exc, "value", None) in stop:
+                    break
+                continue  # present but not answering now; don't count it
+            except AttributeError:
+                break
+            count += 1
+        return count
+
+    # -- samples -----------------------------------------------------------------------------
+
+    def sample(self, slow: bool) -> Json:
+        return {"gpus": [self._reading(g, slow) for g in self._gpus]}
+
+    def _reading(self, gpu: _Gpu, slow: bool) -> Json:
+        if gpu.status == "lost" or (gpu.status == "reset_required" and not slow):
+            # A lost GPU stays lost until the node is rebooted; a GPU waiting for a reset is
+            # probed again on slow ticks only, so a dead board costs one call per slow tick.
+            return {"index": gpu.index, "status": gpu.status, "error": gpu.error}
+        reading: Json = {"index": gpu.index}
+        try:
+            self._fast(gpu, reading)
+            if slow:
+                self._slow(gpu, reading)
+        except _Gone as gone:
+            self._mark(gpu, gone)
+            return {"index": gpu.index, "status": gpu.status, "error": gpu.error}
+        gpu.status, gpu.error = "ok", ""  # a reset brought it back
+        return reading
+
+    def _fast(self, gpu: _Gpu, r: Json) -> None:
+        nvml, h = self._nvml, gpu.handle
+        rates = self._call(gpu, "util", "nvmlDeviceGetUtilizationRates", h)
+        if rates is not None:
+            r["util_pct"] = float(rates.gpu)
+            r["mem_util_pct"] = float(rates.memory)
+        mem = self._call(gpu, "mem", "nvmlDeviceGetMemoryInfo", h)
+        if mem is not None:
+            r["mem_used_mib"] = round(mem.used / _MIB, 1)
+        temp = self._call(gpu, "temp", "nvmlDeviceGetTemperature", h, nvml.NVML_TEMPERATURE_GPU)
+        if temp is not None:
+            r["temp_c"] = float(temp)
+        power = self._call(gpu, "power", "nvmlDeviceGetPowerUsage", h)
+        if power is not None:
+            r["power_w"] = round(power / 1000.0, 1)
+        limit = self._call(gpu, "power_limit", "nvmlDeviceGetEnforcedPowerLimit", h)
+        if limit is not None:
+            r["power_limit_w"] = round(limit / 1000.0, 1)
+        for field, clock in (
+            ("sm_clock_mhz", nvml.NVML_CLOCK_SM),
+            ("mem_clock_mhz", nvml.NVML_CLOCK_MEM),
+        ):
+            value = self._call(gpu, field, "nvmlDeviceGetClockInfo", h, clock)
+            if value is not None:
+                r[field] = int(value)
+        # "Clock event reasons" is the R535+ name of "throttle reasons"; older pynvml or
+        # drivers only have the old one.
+        reasons = self._call(gpu, "clock_events", "nvmlDeviceGetCurrentClocksEventReasons", h)
+        if reasons is None and "clock_events" in gpu.unsupported:
+            reasons = self._call(
+                gpu, "clock_throttle", "nvmlDeviceGetCurrentClocksThrottleReasons", h
+            )
+        if reasons is not None:
+            r["clock_events"] = int(reasons)
+
+    def _slow(self, gpu: _Gpu, r: Json) -> None:
+        self._ecc(gpu, r)
+        self._remap(gpu, r)
+        self._pcie(gpu, r)
+        if gpu.nvlinks:
+            self._nvlink(gpu, r)
+        self._recovery(gpu, r)
+        self._processes(gpu, r)
+
+    def _ecc(self, gpu: _Gpu, r: Json) -> None:
+        if gpu.ecc_enabled is False:
+            return  # counters of a board with ECC off mean nothing
+        nvml, h = self._nvml, gpu.handle
+        for field, kind, counter in (
+            ("ecc_corrected_volatile", "CORRECTED", "VOLATILE"),
+            ("ecc_uncorrected_volatile", "UNCORRECTED", "VOLATILE"),
+            ("ecc_corrected_aggregate", "CORRECTED", "AGGREGATE"),
+            ("ecc_uncorrected_aggregate", "UNCORRECTED", "AGGREGATE"),
+        ):
+            value = self._call(
+                gpu,
+                field,
+                "nvmlDeviceGetTotalEccErrors",
+                h,
+                getattr(nvml, "NVML_MEMORY_ERROR_TYPE_" + kind),
+                getattr(nvml, f"NVML_{counter}_ECC"),
+            )
+            if value is not None:
+                r[field] = int(value)
+
+    def _remap(self, gpu: _Gpu, r: Json) -> None:
+        nvml, h = self._nvml, gpu.handle
+        rows = self._call(gpu, "remap", "nvmlDeviceGetRemappedRows", h)
+        if rows is not None:
+            r["remap_corrected"] = int(rows[0])
+            r["remap_uncorrected"] = int(rows[1])
+            r["remap_pending"] = bool(rows[2])
+            r["remap_failure"] = bool(rows[3])
+            return
+        if "remap" not in gpu.unsupported:
+            return  # a passing failure, not a pre-Ampere board
+        # Before Ampere, bad memory is handled by retiring pages instead of remapping rows.
+        for field, cause in (
+            ("retired_pages_sbe", "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS"),
+            ("retired_pages_dbe", "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR"),
+        ):
+            pages = self._call(gpu, field, "nvmlDeviceGetRetiredPages", h, getattr(nvml, cause))
+            if pages is not None:
+                r[field] = len(pages)
+        pending = self._call(gpu, "retired_pending", "nvmlDeviceGetRetiredPagesPendingStatus", h)
+        if pending is not None:
+            r["retired_pages_pending"] = bool(pending)
+
+    def _pcie(self, gpu: _Gpu, r: Json) -> None:
+        h = gpu.handle
+        for field, fn_name in (
+            ("pcie_gen", "nvmlDeviceGetCurrPcieLinkGeneration"),
+            ("pcie_width", "nvmlDeviceGetCurrPcieLinkWidth"),
+            ("pcie_replay", "nvmlDeviceGetPcieReplayCounter"),
+        ):
+            value = self._call(gpu, field, fn_name, h)
+            if value is not None:
+                r[field] = int(value)
+
+    def _nvlink(self, gpu: _Gpu, r: Json) -> None:
+        nvml, h = self._nvml, gpu.handle
+        states = [
+            self._call(gpu, "nvlink_state", "nvmlDeviceGetNvLinkState", h, link)
+            for link in range(gpu.nvlinks)
+        ]
+        if all(s is not None for s in states):
+            r["nvlink_active"] = sum(1 for s in states if s == nvml.NVML_FEATURE_ENABLED)
+        for field, counter in (
+            ("nvlink_replay", "NVML_NVLINK_ERROR_DL_REPLAY"),
+            ("nvlink_recovery", "NVML_NVLINK_ERROR_DL_RECOVERY"),
+            ("nvlink_crc_flit", "NVML_NVLINK_ERROR_DL_CRC_FLIT"),
+            ("nvlink_crc_data", "NVML_NVLINK_ERROR_DL_CRC_DATA"),
+        ):
+            total: int | None = None
+            for link in range(gpu.nvlinks):
+                value = self._call(
+                    gpu, field, "nvmlDeviceGetNvLinkErrorCounter", h, link, getattr(nvml, counter)
+                )
+                if value is None:
+                    if field in gpu.unsupported:
+                        break
+                    continue
+                total = (total or 0) + int(value)
+            if total is not None:
+                r[field] = total
+
+    def _recovery(self, gpu: _Gpu, r: Json) -> None:
+        nvml = self._nvml
+        field_id = getattr(nvml, "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION", 230)
+        values = self._call(gpu, "recovery", "nvmlDeviceGetFieldValues", gpu.handle, [field_id])
+        if not values:
+            return
+        value = values[0]
+        if value.nvmlReturn == nvml.NVML_SUCCESS:
+            r["recovery_action"] = int(value.value.uiVal)
+        elif value.nvmlReturn in self._unsupported_codes:
+            gpu.unsupported.add("recovery")  # drivers before R565 lack the field
+
+    def _processes(self, gpu: _Gpu, r: Json) -> None:
+        procs = self._call(gpu, "processes", "nvmlDeviceGetComputeRunningProcesses", gpu.handle)
+        if procs is None:
+            return
+        out = []
+        for p in procs:
+            proc: Json = {"pid": int(p.pid)}
+            name = self._process_name(int(p.pid))
+            if name:
+                proc["name"] = name
+            used = getattr(p, "usedGpuMemory", None)
+            if used is not None:  # None where the driver cannot say (WDDM, MIG)
+                proc["used_memory_mib"] = round(used / _MIB, 1)
+            out.append(proc)
+        r["processes"] = out
+
+    def _process_name(self, pid: int) -> str | None:
+        try:
+            return os.path.basename(_text(self._nvml.nvmlSystemGetProcessName(pid))) or None
+        except Exception:  # the process ended between the two calls, or no permission
+            return None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def start_events(self, emit: EventSink) -> None:
+        self._emit = emit
+        for gpu in self._gpus:
+            if gpu.status != "ok":  # lost before the first sample: say so now
+                status, gpu.status = gpu.status, "ok"
+                self._mark(gpu, _Gone(status, gpu.error))
+        nvml = self._nvml
+        try:
+            event_set = nvml.nvmlEventSetCreate()
+        except Exception:
+            return  # no events on this host; samples still flow
+        wanted = nvml.nvmlEventTypeXidCriticalError | nvml.nvmlEventTypeDoubleBitEccError
+        registered = 0
+        for gpu in self._gpus:
+            if gpu.status != "ok":
+                continue
+            try:
+                types = int(nvml.nvmlDeviceGetSupportedEventTypes(gpu.handle)) & wanted
+                if types:
+                    nvml.nvmlDeviceRegisterEvents(gpu.handle, types, event_set)
+                    registered += 1
+            except nvml.NVMLError:
+                continue  # this GPU cannot deliver events; the others still can
+        if not registered:
+            with contextlib.suppress(Exception):
+                nvml.nvmlEventSetFree(event_set)
+            return
+        self._event_set = event_set
+        self._thread = threading.Thread(target=self._event_loop, name="nvml-events", daemon=True)
+        self._thread.start()
+
+    def _event_loop(self) -> None:
+        nvml = self._nvml
+        wait = getattr(nvml, "nvmlEventSetWait_v2", None) or nvml.nvmlEventSetWait
+        while not self._stop.is_set():
+            try:
+                data = wait(self._event_set, _EVENT_WAIT_MS)
+            except nvml.NVMLError as exc:
+                if getattr(exc, "value", None) != nvml.NVML_ERROR_TIMEOUT:
+                    # A lost GPU can make the set fail on every wait: don't spin on it.
+                    self._stop.wait(_EVENT_WAIT_MS / 1000.0)
+                continue
+            except Exception:
+                self._stop.wait(_EVENT_WAIT_MS / 1000.0)
+                continue
+            try:
+                self._push(self._event(data))
+            except Exception:  # one odd event must not end event delivery
+                continue
+
+    def _event(self, data: Any) -> Json:
+        nvml = self._nvml
+        gpu = self._by_handle.get(_handle_key(data.device))
+        index: int | None = gpu.index if gpu is not None else None
+        if gpu is None:
+            try:
+                index = int(nvml.nvmlDeviceGetIndex(data.device))
+            except Exception:
+                index = None
+        uuid = self._gpus[index].uuid if index is not None and index < len(self._gpus) else ""
+        if data.eventType & nvml.nvmlEventTypeXidCriticalError:
+            xid = int(data.eventData)
+            where = f"GPU {index}" if index is not None else "a GPU"
+            return {
+                "kind": "xid",
+                "gpu": index,
+                "uuid": uuid or None,
+                "xid": xid,
+                "text": f"Xid {xid} on {where}",
+            }
+        return {
+            "kind": "ecc_dbe",
+            "gpu": index,
+            "uuid": uuid or None,
+            "text": "double-bit ECC error",
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=2 * _EVENT_WAIT_MS / 1000.0)
+            if thread.is_alive():
+                return  # still inside NVML: freeing the set under it could crash
+        nvml = self._nvml
+        try:
+            if self._event_set is not None:
+                nvml.nvmlEventSetFree(self._event_set)
+            nvml.nvmlShutdown()
+        except Exception:
+            pass  # shutting down anyway

@@ -1,0 +1,156 @@
+"""The scenario schema of the simulator, and its validation (docs/scenarios.md).
+
+A scenario is a plain dict (TOML on the collector side, JSON on the agent's command line, so
+hosts with Python 3.8 and no tomllib can run it). validate_scenario() is the single definition
+of the schema: the agent calls it before simulating and the collector calls it when it loads a
+file, so both reject the same mistakes with the same messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+MODELS = ("H100-SXM", "A100-SXM", "V100-SXM2")
+WORKLOADS = ("training", "inference", "idle")
+
+# Faults of the agent process itself, not of a GPU: they take no `gpus`.
+PROCESS_FAULTS = ("agent_crash", "hang")
+
+_Check = Callable[[str, Any], Any]
+
+
+def _number(lo: float, hi: float, lo_open: bool = False) -> _Check:
+    def check(where: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        bad_lo = value <= lo if lo_open else value < lo
+        if bad_lo or value > hi:
+            rel = ">" if lo_open else ">="
+            raise ValueError(f"{where}: expected a number {rel} {lo} and <= {hi}, got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _integer(lo: int, hi: int) -> _Check:
+    def check(where: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"{where}: expected an integer from {lo} to {hi}, got {value!r}")
+        return value
+
+    return check
+
+
+def _choice(options: tuple[int, ...]) -> _Check:
+    def check(where: str, value: Any) -> int:
+        if isinstance(value, bool) or value not in options:
+            raise ValueError(f"{where}: expected one of {list(options)}, got {value!r}")
+        return int(value)
+
+    return check
+
+
+# Per fault kind: its own keys, each with (checker, default). A default of None means the key
+# is optional and absent when not given; `...` marks a required key.
+_REQUIRED: Any = ...
+FAULT_KEYS: dict[str, dict[str, tuple[_Check, Any]]] = {
+    "xid": {"xid": (_integer(1, 1000), _REQUIRED)},
+    "ecc_dbe": {},
+    "ecc_sbe_storm": {"rate": (_number(0, 1e6, lo_open=True), 200.0)},
+    "thermal_runaway": {"rise_c": (_number(0, 100, lo_open=True), 30.0)},
+    "power_brake": {},
+    "pcie_downgrade": {
+        "gen": (_integer(1, 6), None),
+        "width": (_choice((1, 2, 4, 8, 16)), 8),
+        "replay_rate": (_number(0, 1e6), 5.0),
+    },
+    "nvlink_errors": {
+        "rate": (_number(0, 1e6), 20.0),
+        "links_down": (_integer(0, 18), 0),
+    },
+    "row_remap_pending": {},
+    "row_remap_failure": {},
+    "gpu_lost": {},
+    "straggler": {"factor": (_number(0, 1, lo_open=True), 0.6)},
+    "agent_crash": {"exit_code": (_integer(1, 255), 1)},
+    "hang": {},
+}
+FAULT_KINDS = tuple(FAULT_KEYS)
+_COMMON_FAULT_KEYS = ("kind", "gpus", "at", "duration")
+_TOP_KEYS = ("name", "description", "gpus", "model", "workload", "fault")
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _unknown_keys(where: str, given: Any, allowed: tuple[str, ...]) -> None:
+    extra = sorted(set(given) - set(allowed))
+    if extra:
+        raise ValueError(f"{where}: unknown key {extra[0]!r} (expected one of {list(allowed)})")
+
+
+def _validate_fault(where: str, raw: Any, n_gpus: int) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a table, got {raw!r}")
+    kind = raw.get("kind")
+    if kind not in FAULT_KEYS:
+        raise ValueError(f"{where}.kind: expected one of {list(FAULT_KINDS)}, got {kind!r}")
+    own = FAULT_KEYS[kind]
+    _unknown_keys(where, raw, _COMMON_FAULT_KEYS + tuple(own))
+    if "at" not in raw:
+        raise ValueError(f"{where}.at: missing (seconds from the start)")
+    fault: dict[str, Any] = {"kind": kind, "at": _number(0, 1e9)(f"{where}.at", raw["at"])}
+    if "duration" in raw:
+        fault["duration"] = _number(0, 1e9, lo_open=True)(f"{where}.duration", raw["duration"])
+    gpus = raw.get("gpus")
+    if kind in PROCESS_FAULTS:
+        if gpus not in (None, []):
+            raise ValueError(f"{where}.gpus: {kind} is a fault of the agent process, not a GPU")
+        fault["gpus"] = []
+    else:
+        if gpus is None:
+            raise ValueError(f"{where}.gpus: missing (a list of GPU indices)")
+        if not isinstance(gpus, list) or not gpus:
+            raise ValueError(f"{where}.gpus: expected a non-empty list of GPU indices")
+        check = _integer(0, n_gpus - 1)
+        fault["gpus"] = sorted({check(f"{where}.gpus[{i}]", g) for i, g in enumerate(gpus)})
+    for key, (check, default) in own.items():
+        if key in raw:
+            fault[key] = check(f"{where}.{key}", raw[key])
+        elif default is _REQUIRED:
+            raise ValueError(f"{where}.{key}: missing (required for kind {kind!r})")
+        elif default is not None:
+            fault[key] = default
+    return fault
+
+
+def validate_scenario(d: Any) -> dict[str, Any]:
+    """A checked, normalised copy of scenario `d`, with defaults filled and faults sorted by
+    start time. Raises ValueError whose message starts with the offending key."""
+    if not isinstance(d, dict):
+        raise ValueError(f"scenario: expected a table, got {type(d).__name__}")
+    _unknown_keys("scenario", d, _TOP_KEYS)
+    out: dict[str, Any] = {
+        "name": _text("name", d.get("name", "unnamed")),
+        "description": _text("description", d.get("description", "")),
+        "gpus": _integer(1, 64)("gpus", d.get("gpus", 8)),
+        "model": d.get("model", "H100-SXM"),
+        "workload": d.get("workload", "training"),
+    }
+    if out["model"] not in MODELS:
+        raise ValueError(f"model: expected one of {list(MODELS)}, got {out['model']!r}")
+    if out["workload"] not in WORKLOADS:
+        raise ValueError(f"workload: expected one of {list(WORKLOADS)}, got {out['workload']!r}")
+    raw_faults = d.get("fault", [])
+    if not isinstance(raw_faults, list):
+        raise ValueError("fault: expected a list of tables ([[fault]] in TOML)")
+    faults: list[dict[str, Any]] = [
+        _validate_fault(f"fault[{i}]", f, out["gpus"]) for i, f in enumerate(raw_faults)
+    ]
+    out["fault"] = sorted(faults, key=lambda f: f["at"])
+    return out

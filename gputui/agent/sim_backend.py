@@ -1,0 +1,40 @@
+"""The `sim` backend: the NVML backend, unchanged, reading a simulated NVML."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .backend import FAULT_CRASH, FAULT_HANG
+from .nvml_backend import NvmlBackend
+from .simnvml import SimNvml
+from .simulation import Simulation
+
+
+class SimBackend(NvmlBackend):
+    """NvmlBackend over SimNvml, plus the scripted faults of the agent process itself."""
+
+    name = "sim"
+
+    def __init__(
+        self,
+        scenario: dict[str, Any],
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.simulation = Simulation(scenario, seed=seed, clock=clock)
+        self.nvml = SimNvml(self.simulation)
+        super().__init__(self.nvml)
+
+    def process_fault(self) -> str | None:
+        fault = self.simulation.process_fault()
+        if fault == "crash":
+            return FAULT_CRASH
+        if fault == "hang":
+            return FAULT_HANG
+        return None
+
+    def fault_text(self) -> str:
+        return f"agent crashed (scenario {self.simulation.scenario['name']!r})"
+
+    def crash_exit_code(self) -> int:
+        return self.simulation.crash_exit_code()

@@ -1,0 +1,114 @@
+"""The agent's two ends of the channel: JSON lines out, end-of-input in.
+
+Over SSH the channel is the agent's only tie to the collector. When it dies, the agent must
+die with it (no orphans on GPU hosts), so both ends count as "stop": stdout refusing a write
+(BrokenPipe) and stdin reaching EOF (the collector's side closed). Stdin is watched by a daemon
+thread so the agent notices within one blocking read, not at its next write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import time
+from typing import IO, Any
+
+from .backend import Json
+
+MAX_LINE_BYTES = 1 << 20  # the collector cuts longer lines off (docs/protocol.md)
+
+
+def _prune(value: Any) -> Any:
+    """`value` without None entries in its dicts: an absent field means "not reported"."""
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def encode(msg: Json) -> bytes:
+    """One protocol line: compact JSON, ASCII (so always valid UTF-8), newline-terminated."""
+    text = json.dumps(_prune(msg), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.encode("ascii") + b"\n"
+
+
+class StreamWriter:
+    """Writes messages as lines to a binary stream, one whole line at a time.
+
+    The sampler and the event thread both write, so each line is written and flushed under
+    one lock: lines never interleave, and an event reaches the collector at once.
+    """
+
+    def __init__(self, out: IO[bytes], stop: threading.Event) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._stop = stop
+        self.closed = False  # the reader went away
+        self.muted = False  # a scripted hang: keep the channel open, say nothing
+
+    def write(self, msg: Json) -> bool:
+        """Write `msg`; False when it was not written (muted, or the channel is gone)."""
+        try:
+            line = encode(msg)
+        except ValueError as exc:  # NaN or infinity from a broken reading
+            line = encode(_error_for(msg, "encode_failed", f"could not encode a line: {exc}"))
+        if len(line) > MAX_LINE_BYTES:
+            text = f"{msg.get('type')} line of {len(line)} bytes dropped (limit {MAX_LINE_BYTES})"
+            line = encode(_error_for(msg, "line_too_long", text))
+        with self._lock:
+            if self.closed or self.muted:
+                return False
+            try:
+                self._out.write(line)
+                self._out.flush()
+            except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+                self._closed_under_us()
+                return False
+        return True
+
+    def _closed_under_us(self) -> None:
+        self.closed = True
+        self._stop.set()
+        # Point the descriptor at /dev/null so the interpreter's final flush of this stream
+        # does not print a BrokenPipeError traceback on the way out (Python's own advice).
+        try:
+            fd = self._out.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _error_for(msg: Json, code: str, text: str) -> Json:
+    t = msg.get("t") or time.time()
+    return {"type": "error", "v": msg.get("v", 1), "t": t, "code": code, "text": text}
+
+
+def stdin_is_channel(fd: int = 0) -> bool:
+    """True when stdin is a pipe or socket (how SSH runs a command): its EOF then means the
+    collector has gone. A terminal or /dev/null says nothing about liveness."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def watch_stdin(stop: threading.Event, fd: int = 0) -> threading.Thread:
+    """Set `stop` when `fd` reaches end of input; what arrives on it is discarded."""
+
+    def run() -> None:
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    thread = threading.Thread(target=run, name="stdin-watch", daemon=True)
+    thread.start()
+    return thread
