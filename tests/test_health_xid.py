@@ -185,3 +185,10 @@ def test_xid_154_released_when_field_reads_none_after_it() -> None:
     rig.event("xid", gpu=0, xid=154, text="recovery action changed to 0x3 (Drain P2P)")
     assert "xid_154" in codes(rig.step({0: {"recovery_action": 3}}))
     assert codes(rig.step({0: {"recovery_action": 0}})) == set()
+
+
+def test_xid_for_a_gpu_outside_the_inventory_shows_on_the_host() -> None:
+    rig = Rig(n=2)
+    rig.event("xid", gpu=5, xid=79)
+    v = rig.step()
+    assert v.host.level is Level.FAILED and "xid_79" in {r.code for r in v.host.reasons}

@@ -166,7 +166,7 @@ class HostHealth:
             gpu = next((i for i, u in self._uuids.items() if u == event.uuid), None)
         who = _gpu(gpu)
         if event.kind == "xid" and event.xid is not None:
-            self._observe_xid(gpu, event, now)
+            self._observe_xid(gpu, event.xid, event, now)
         elif event.kind == "ecc_dbe":
             self._latch(_reason("ecc_uncorrectable", gpu, f"{who} double-bit ECC error event"))
         elif event.kind == "gpu_lost":
@@ -175,9 +175,7 @@ class HostHealth:
         elif event.kind == "reset_required":
             self._latch(_reason("reset_required", gpu, f"{who} needs a GPU reset"))
 
-    def _observe_xid(self, gpu: int | None, event: Event, now: float) -> None:
-        assert event.xid is not None
-        xid = event.xid
+    def _observe_xid(self, gpu: int | None, xid: int, event: Event, now: float) -> None:
         info = xid_info(xid)
         key = (gpu, xid)
         count = self._xid_counts[key] = self._xid_counts.get(key, 0) + 1
@@ -298,7 +296,9 @@ class HostHealth:
         for idx in sorted(readings.keys() - inventory.keys()):
             text = f"GPU{idx} reports readings but is not in the agent's inventory"
             host_reasons.append(_reason("gpu_not_in_inventory", None, text))
-        host_reasons.extend(r for (g, _), r in self._latched.items() if g is None)
+        # Host-level latches, and those of GPUs the host no longer lists (an event can name
+        # an index that never appears in a sample): they must show somewhere.
+        host_reasons.extend(r for (g, _), r in self._latched.items() if g not in gpus)
         floor = Level.OK
         if not gpus:
             host_reasons.append(_reason("no_gpus", None, "no GPU in the inventory or the sample"))
