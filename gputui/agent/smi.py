@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import subprocess
 import time
 from typing import TYPE_CHECKING
@@ -123,10 +124,17 @@ class SmiBackend(Backend):
     run a fake nvidia-smi script through the Python interpreter)."""
 
     name = "smi"
+    #: nvidia-smi gives its slow fields (PCIe link, ECC) in every period, so every sample is
+    #: a slow one whatever the run loop asks.
+    slow_every = 1
 
     def __init__(self, interval_s: float = 1.0, smi: str | Sequence[str] = "nvidia-smi") -> None:
+        """Raises BackendError(smi_not_found) at once when there is no such command, so that
+        picking a backend by trying them moves on."""
         self.interval_s = interval_s
         self._smi = [smi] if isinstance(smi, str) else list(smi)
+        if shutil.which(self._smi[0]) is None:
+            raise BackendError("smi_not_found", f"{self._smi[0]} not found on this host")
         self._stream: _LineStream | None = None
         self._assembler = SampleAssembler(interval_s=interval_s)
         self._first = True
