@@ -484,6 +484,9 @@ def test_load_config_names_the_file_it_cannot_read(tmp_path: Path) -> None:
         load_config(tmp_path / "none.toml")
     with pytest.raises(ConfigError, match="is a directory"):
         load_config(tmp_path)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b'\xef\xbb\xbfhosts = ["a"]\r\n')
+    assert [h.name for h in load_config(bom).hosts] == ["a"]
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b'hosts = ["\xff"]')
     with pytest.raises(ConfigError, match="not UTF-8"):

@@ -101,7 +101,8 @@ def load_config(path: Path | str) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot be read: {exc.strerror or exc}", source=source) from None
     try:
-        text = data.decode("utf-8")
+        # utf-8-sig: Windows editors start files with a byte-order mark, which TOML forbids.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"not valid TOML: the file is not UTF-8 text (byte {exc.start})", source=source
@@ -238,7 +239,7 @@ class _Builder:
             HostSpec(
                 name=host,
                 group=name,
-                labels=labels,
+                labels=dict(labels),  # each its own: no host can change another's
                 interval_s=table.interval or defaults.interval,
                 slow_every=table.slow_every or defaults.slow_every,
                 backend=backend,
