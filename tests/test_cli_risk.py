@@ -158,3 +158,11 @@ def test_without_the_collector_it_says_so(monkeypatch: pytest.MonkeyPatch) -> No
     result = run("--demo", "8")
     assert result.exit_code == 1 and "collector" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_collection_without_gpus_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = types.ModuleType("gputui.cli.fleet")
+    fleet.count_fleet_gpus = lambda hosts, demo: 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gputui.cli.fleet", fleet)
+    result = run("--demo", "2")
+    assert result.exit_code == 1 and "no GPU" in result.stderr and result.stdout == ""

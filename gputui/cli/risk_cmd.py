@@ -63,9 +63,15 @@ def _count_fleet_gpus(hosts: Path | None, demo: int | None) -> int:
     if count is None:
         _fail("--hosts and --demo need the collector, which this build lacks; give --gpus N", 1)
     try:
-        return int(cast(Callable[[Path | None, int | None], int], count)(hosts, demo))
+        n = int(cast(Callable[[Path | None, int | None], int], count)(hosts, demo))
+    except typer.Exit:
+        raise  # the collector said why, and chose the exit status
     except Exception as exc:  # the command line's boundary: a message, not a traceback
         _fail(f"could not count the fleet's GPUs: {exc}", 1)
+    if n <= 0:
+        # Zero is what an unanswered collection looks like; a risk of 0 would be a lie.
+        _fail("the collection found no GPU: no host answered with its inventory", 1)
+    return n
 
 
 def _validate(opts: dict[str, Any]) -> None:
