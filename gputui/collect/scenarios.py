@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from gputui.agent.scenario import MODELS, WORKLOADS, validate_scenario
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
+    import tomli as tomllib
 
 DEMO_MIX = "demo"
 
