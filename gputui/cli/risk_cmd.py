@@ -347,25 +347,32 @@ def risk_command(
         float | None,
         typer.Option("--rate", help="Failures per GPU-hour (default: the Bayesian estimate)."),
     ] = None,
-    hours: Annotated[float | None, typer.Option("--hours", help="Window T in hours.")] = None,
+    hours: Annotated[
+        float | None, typer.Option("--hours", help="Window T in hours; default 24.")
+    ] = None,
     job_gpus: Annotated[int | None, typer.Option("--job-gpus", help="GPUs of a job.")] = None,
     job_hours: Annotated[
         float | None, typer.Option("--job-hours", help="Hours of the job.")
     ] = None,
     checkpoint_minutes: Annotated[
-        float | None, typer.Option("--checkpoint-minutes", help="Time to write a checkpoint.")
+        float | None,
+        typer.Option("--checkpoint-minutes", help="Minutes to write a checkpoint; default 1."),
     ] = None,
     restart_minutes: Annotated[
-        float | None, typer.Option("--restart-minutes", help="Restart overhead after a failure.")
+        float | None,
+        typer.Option("--restart-minutes", help="Minutes of restart after a failure; default 10."),
     ] = None,
     detect: Annotated[
-        float | None, typer.Option("--detect", help="Probability gamma that a failure is detected.")
+        float | None,
+        typer.Option("--detect", help="Probability gamma that a failure is detected; default 0.9."),
     ] = None,
     recover_minutes: Annotated[
-        float | None, typer.Option("--recover-minutes", help="Mean recovery time tau.")
+        float | None,
+        typer.Option("--recover-minutes", help="Mean recovery time tau in minutes; default 10."),
     ] = None,
     within_minutes: Annotated[
-        float | None, typer.Option("--within-minutes", help="t of P(recovery <= t); default 10.")
+        float | None,
+        typer.Option("--within-minutes", help="t of P(recovery <= t) in minutes; default 10."),
     ] = None,
     failures: Annotated[
         int | None, typer.Option("--failures", help="Failures observed in the exposure.")
