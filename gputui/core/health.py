@@ -20,14 +20,14 @@ Reason codes, levels and actions are listed in REASON_CODES (and docs/health.md)
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+
+import msgspec
 
 from gputui.core.model import (
     CLOCK_EVENT_HW_POWER_BRAKE_SLOWDOWN,
     CLOCK_EVENT_HW_SLOWDOWN,
     CLOCK_EVENT_HW_THERMAL_SLOWDOWN,
     CLOCK_EVENT_SW_THERMAL_SLOWDOWN,
-    OK_VERDICT,
     Action,
     Event,
     GpuInfo,
@@ -39,6 +39,7 @@ from gputui.core.model import (
     Sample,
     Verdict,
 )
+from gputui.core.reasons import REASON_CODES, fmt_num, reason, verdict_of, who
 from gputui.core.straggler import StragglerDetector
 from gputui.core.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from gputui.core.xid import (
@@ -49,37 +50,6 @@ from gputui.core.xid import (
 )
 
 __all__ = ["REASON_CODES", "HostHealth", "Thresholds"]
-
-# Reason codes other than xid_<N>: code -> (level, action). The level of recovery_action follows
-# the field's value; the one here is that of any non-zero value.
-REASON_CODES: dict[str, tuple[Level, Action]] = {
-    "temp_high": (Level.WARN, Action.NONE),
-    "temp_slowdown": (Level.CRITICAL, Action.DRAIN),
-    "sw_thermal": (Level.WARN, Action.NONE),
-    "hw_slowdown": (Level.CRITICAL, Action.DRAIN),
-    "hw_thermal": (Level.CRITICAL, Action.DRAIN),
-    "hw_power_brake": (Level.CRITICAL, Action.DRAIN),
-    "mem_full": (Level.WARN, Action.NONE),
-    "ecc_uncorrectable": (Level.CRITICAL, Action.RESET_GPU),
-    "remap_pending": (Level.WARN, Action.RESET_GPU),
-    "remap_failure": (Level.FAILED, Action.RMA),
-    "retired_pages_pending": (Level.WARN, Action.RESET_GPU),
-    "pcie_downgraded": (Level.WARN, Action.REBOOT_NODE),
-    "pcie_replay_rising": (Level.WARN, Action.NONE),
-    "nvlink_errors_rising": (Level.WARN, Action.NONE),
-    "nvlink_down": (Level.CRITICAL, Action.RESET_GPU),
-    "recovery_action": (Level.CRITICAL, Action.RESET_GPU),
-    "straggler": (Level.WARN, Action.NONE),
-    "xid_63_rate": (Level.WARN, Action.NONE),
-    "gpu_lost": (Level.FAILED, Action.REBOOT_NODE),
-    "reset_required": (Level.CRITICAL, Action.RESET_GPU),
-    "read_error": (Level.UNKNOWN, Action.NONE),
-    "no_readings": (Level.UNKNOWN, Action.NONE),
-    # host-level
-    "gpu_missing": (Level.CRITICAL, Action.REBOOT_NODE),
-    "gpu_not_in_inventory": (Level.WARN, Action.NONE),
-    "no_gpus": (Level.UNKNOWN, Action.NONE),
-}
 
 # Cumulative counters: a rise feeds a rule, a fall means the GPU was reset.
 _COUNTERS = (
@@ -102,32 +72,6 @@ _CLOCK_BITS: tuple[tuple[int, str, str], ...] = (
 )
 
 _Key = tuple[int | None, str]  # (GPU index or None for the host, reason code)
-
-
-def _num(x: float) -> str:
-    """A number as an operator reads it: 89, 89.5."""
-    return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
-
-
-def _gpu(idx: int | None) -> str:
-    return "host" if idx is None else f"GPU{idx}"
-
-
-def _reason(code: str, gpu: int | None, text: str, *, latched: bool = False) -> Reason:
-    level, action = REASON_CODES[code]
-    return Reason(code=code, level=level, action=action, text=text, gpu=gpu, latched=latched)
-
-
-def _sort_key(r: Reason) -> tuple[int, int, int, str]:
-    return (-r.level, -r.action.rank, -1 if r.gpu is None else r.gpu, r.code)
-
-
-def _verdict(reasons: Iterable[Reason], floor: Level = Level.OK) -> Verdict:
-    ordered = tuple(sorted(reasons, key=_sort_key))
-    if not ordered and floor is Level.OK:
-        return OK_VERDICT
-    level = max([floor, *(r.level for r in ordered)])
-    return Verdict(level=level, reasons=ordered)
 
 
 def _has_fast(r: GpuReading) -> bool:
@@ -164,23 +108,23 @@ class HostHealth:
         gpu = event.gpu
         if gpu is None and event.uuid is not None:
             gpu = next((i for i, u in self._uuids.items() if u == event.uuid), None)
-        who = _gpu(gpu)
+        name = who(gpu)
         if event.kind == "xid" and event.xid is not None:
             self._observe_xid(gpu, event.xid, event, now)
         elif event.kind == "ecc_dbe":
-            self._latch(_reason("ecc_uncorrectable", gpu, f"{who} double-bit ECC error event"))
+            self._latch(reason("ecc_uncorrectable", gpu, f"{name} double-bit ECC error event"))
         elif event.kind == "gpu_lost":
-            text = f"{who} is lost (fell off the bus)" + (f": {event.text}" if event.text else "")
-            self._latch(_reason("gpu_lost", gpu, text))
+            detail = f": {event.text}" if event.text else ""
+            self._latch(reason("gpu_lost", gpu, f"{name} is lost (fell off the bus){detail}"))
         elif event.kind == "reset_required":
-            self._latch(_reason("reset_required", gpu, f"{who} needs a GPU reset"))
+            self._latch(reason("reset_required", gpu, f"{name} needs a GPU reset"))
 
     def _observe_xid(self, gpu: int | None, xid: int, event: Event, now: float) -> None:
         info = xid_info(xid)
         key = (gpu, xid)
         count = self._xid_counts[key] = self._xid_counts.get(key, 0) + 1
         level, action = info.level, info.action
-        text = f"{_gpu(gpu)} XID {xid}: {info.meaning}"
+        text = f"{who(gpu)} XID {xid}: {info.meaning}"
         if count > 1:
             text += f" ({count} times)"
         detail = info.action_text
@@ -194,7 +138,7 @@ class HostHealth:
             if recent >= th.xid_31_repeat_count:
                 # Faults that follow one GPU across jobs point at the GPU, not the application.
                 level, action = Level.CRITICAL, Action.RESET_GPU
-                detail = f"{recent} times in {_num(window)} h on this GPU: suspect the GPU"
+                detail = f"{recent} times in {fmt_num(window)} h on this GPU: suspect the GPU"
         elif xid == 154:
             named = xid154_action(event.text)
             self._xid154_t[gpu] = event.t
@@ -221,15 +165,8 @@ class HostHealth:
             times.popleft()
         return len(times)
 
-    def _latch(self, reason: Reason) -> None:
-        self._latched[(reason.gpu, reason.code)] = Reason(
-            code=reason.code,
-            level=reason.level,
-            action=reason.action,
-            text=reason.text,
-            gpu=reason.gpu,
-            latched=True,
-        )
+    def _latch(self, r: Reason) -> None:
+        self._latched[(r.gpu, r.code)] = msgspec.structs.replace(r, latched=True)
 
     def clear(self, gpu: int | None = None) -> None:
         """The operator clears latched reasons: of one GPU, or of every GPU and the host."""
@@ -251,7 +188,7 @@ class HostHealth:
         self._counters.pop(gpu, None)
         self._down.discard(gpu)
 
-    def _forget_gpu(self, gpu: int) -> None:
+    def _forgetwho(self, gpu: int) -> None:
         """Another GPU now sits at this index (its UUID changed): start from nothing."""
         self._reset_seen(gpu)
         self._bands = {k for k in self._bands if k[0] != gpu}
@@ -269,7 +206,7 @@ class HostHealth:
         inventory = {g.index: g for g in hello.gpus}
         for idx, info in inventory.items():
             if self._uuids.get(idx, info.uuid) != info.uuid:
-                self._forget_gpu(idx)
+                self._forgetwho(idx)
             self._uuids[idx] = info.uuid
         readings = {r.index: r for r in sample.gpus}
         stragglers = self._straggler.update(
@@ -282,9 +219,9 @@ class HostHealth:
             reading = readings.get(idx)
             reasons, floor = self._gpu_reasons(idx, inventory.get(idx), reading, sample, now)
             if idx in stragglers:
-                reasons.append(_reason("straggler", idx, f"GPU{idx} straggles: {stragglers[idx]}"))
+                reasons.append(reason("straggler", idx, f"GPU{idx} straggles: {stragglers[idx]}"))
             reasons.extend(r for (g, _), r in self._latched.items() if g == idx)
-            verdict = _verdict(reasons, floor)
+            verdict = verdict_of(reasons, floor)
             gpus[idx] = verdict
             host_reasons.extend(verdict.reasons)
 
@@ -292,25 +229,25 @@ class HostHealth:
         if missing:
             names = ", ".join(f"GPU{i}" for i in missing)
             text = f"{len(missing)} of {len(inventory)} GPUs missing from the sample: {names}"
-            host_reasons.append(_reason("gpu_missing", None, text))
+            host_reasons.append(reason("gpu_missing", None, text))
         for idx in sorted(readings.keys() - inventory.keys()):
             text = f"GPU{idx} reports readings but is not in the agent's inventory"
-            host_reasons.append(_reason("gpu_not_in_inventory", None, text))
+            host_reasons.append(reason("gpu_not_in_inventory", None, text))
         # Host-level latches, and those of GPUs the host no longer lists (an event can name
         # an index that never appears in a sample): they must show somewhere.
         host_reasons.extend(r for (g, _), r in self._latched.items() if g not in gpus)
         floor = Level.OK
         if not gpus:
-            host_reasons.append(_reason("no_gpus", None, "no GPU in the inventory or the sample"))
+            host_reasons.append(reason("no_gpus", None, "no GPU in the inventory or the sample"))
             floor = Level.UNKNOWN
-        return HostVerdict(host=_verdict(host_reasons, floor), gpus=gpus)
+        return HostVerdict(host=verdict_of(host_reasons, floor), gpus=gpus)
 
     def _gpu_reasons(
         self, idx: int, info: GpuInfo | None, r: GpuReading | None, sample: Sample, now: float
     ) -> tuple[list[Reason], Level]:
         """The unlatched reasons of one GPU, and the lowest level it can have."""
         if r is None:
-            return [_reason("no_readings", idx, f"GPU{idx} missing from the sample")], Level.UNKNOWN
+            return [reason("no_readings", idx, f"GPU{idx} missing from the sample")], Level.UNKNOWN
         if r.status != "ok":
             return self._status_reasons(idx, r), Level.UNKNOWN
         if idx in self._down:
@@ -328,12 +265,12 @@ class HostHealth:
         for key, (t, text) in list(self._rises.items()):
             if key[0] == idx:
                 if now - t <= hold:
-                    reasons.append(_reason(key[1], idx, text))
+                    reasons.append(reason(key[1], idx, text))
                 else:
                     del self._rises[key]
         reasons.extend(self._xid_rates(idx, now))
         if not _has_fast(r):
-            reasons.append(_reason("no_readings", idx, f"GPU{idx} reported no readings"))
+            reasons.append(reason("no_readings", idx, f"GPU{idx} reported no readings"))
             return reasons, Level.UNKNOWN
         return reasons, Level.OK
 
@@ -341,13 +278,13 @@ class HostHealth:
         error = f": {r.error}" if r.error else ""
         if r.status == "lost":
             self._down.add(idx)
-            self._latch(_reason("gpu_lost", idx, f"GPU{idx} is lost (fell off the bus){error}"))
+            self._latch(reason("gpu_lost", idx, f"GPU{idx} is lost (fell off the bus){error}"))
             return []
         if r.status == "reset_required":
             self._down.add(idx)
-            self._latch(_reason("reset_required", idx, f"GPU{idx} needs a GPU reset{error}"))
+            self._latch(reason("reset_required", idx, f"GPU{idx} needs a GPU reset{error}"))
             return []
-        return [_reason("read_error", idx, f"GPU{idx} could not be read{error}")]
+        return [reason("read_error", idx, f"GPU{idx} could not be read{error}")]
 
     # -- fast signals --------------------------------------------------------------------------
 
@@ -374,25 +311,25 @@ class HostHealth:
             slowdown, slow_name = th.temp_fallback_slowdown_c, "fallback slowdown"
         gpu_max = info.temp_gpu_max_c if info is not None else None
         if gpu_max is not None:
-            high, high_name = gpu_max, f"max operating {_num(gpu_max)} C"
+            high, high_name = gpu_max, f"max operating {fmt_num(gpu_max)} C"
         else:
             high = slowdown - th.temp_high_margin_c
-            high_name = f"{slow_name} {_num(slowdown)} C - {_num(th.temp_high_margin_c)} C"
+            high_name = f"{slow_name} {fmt_num(slowdown)} C - {fmt_num(th.temp_high_margin_c)} C"
         h = th.hysteresis_c
         in_slowdown = self._band((idx, "temp_slowdown"), t, slowdown, h, strict=False)
         in_high = self._band((idx, "temp_high"), t, high, h, strict=False)
         if in_slowdown:
-            text = f"GPU{idx} {_num(t)} C >= {slow_name} {_num(slowdown)} C"
+            text = f"GPU{idx} {fmt_num(t)} C >= {slow_name} {fmt_num(slowdown)} C"
             if t < slowdown:
-                text = f"GPU{idx} {_num(t)} C, reached {slow_name} {_num(slowdown)} C"
-                text += f" (clears below {_num(slowdown - h)} C)"
-            return [_reason("temp_slowdown", idx, text)]  # temp_high would say less
+                text = f"GPU{idx} {fmt_num(t)} C, reached {slow_name} {fmt_num(slowdown)} C"
+                text += f" (clears below {fmt_num(slowdown - h)} C)"
+            return [reason("temp_slowdown", idx, text)]  # temp_high would say less
         if in_high:
-            text = f"GPU{idx} {_num(t)} C >= {high_name}"
+            text = f"GPU{idx} {fmt_num(t)} C >= {high_name}"
             if t < high:
-                text = f"GPU{idx} {_num(t)} C, reached {high_name}"
-                text += f" (clears below {_num(high - h)} C)"
-            return [_reason("temp_high", idx, text)]
+                text = f"GPU{idx} {fmt_num(t)} C, reached {high_name}"
+                text += f" (clears below {fmt_num(high - h)} C)"
+            return [reason("temp_high", idx, text)]
         return []
 
     def _memory(self, idx: int, info: GpuInfo | None, r: GpuReading) -> list[Reason]:
@@ -403,11 +340,11 @@ class HostHealth:
         pct = 100.0 * r.mem_used_mib / total
         limit = th.mem_used_warn_pct
         if self._band((idx, "mem_full"), pct, limit, th.mem_hysteresis_pct, strict=True):
-            text = f"GPU{idx} memory {pct:.1f}% used > {_num(limit)}%"
+            text = f"GPU{idx} memory {pct:.1f}% used > {fmt_num(limit)}%"
             if pct <= limit:
-                text = f"GPU{idx} memory {pct:.1f}% used, was > {_num(limit)}%"
-                text += f" (clears below {_num(limit - th.mem_hysteresis_pct)}%)"
-            return [_reason("mem_full", idx, text)]
+                text = f"GPU{idx} memory {pct:.1f}% used, was > {fmt_num(limit)}%"
+                text += f" (clears below {fmt_num(limit - th.mem_hysteresis_pct)}%)"
+            return [reason("mem_full", idx, text)]
         return []
 
     def _clock_events(self, idx: int, r: GpuReading, now: float) -> list[Reason]:
@@ -418,12 +355,12 @@ class HostHealth:
             key = (idx, code)
             if mask is not None and mask & bit:
                 self._bit_seen[key] = now
-                reasons.append(_reason(code, idx, f"GPU{idx} clock event: {words}"))
+                reasons.append(reason(code, idx, f"GPU{idx} clock event: {words}"))
             elif key in self._bit_seen:
                 ago = now - self._bit_seen[key]
                 if ago <= hold:
-                    text = f"GPU{idx} clock event: {words} (seen {_num(round(ago))} s ago)"
-                    reasons.append(_reason(code, idx, text))
+                    text = f"GPU{idx} clock event: {words} (seen {fmt_num(round(ago))} s ago)"
+                    reasons.append(reason(code, idx, text))
                 else:
                     del self._bit_seen[key]
         codes = {x.code for x in reasons}
@@ -461,16 +398,14 @@ class HostHealth:
             self._rises[(idx, "nvlink_errors_rising")] = (now, f"GPU{idx} NVLink errors: {parts}")
         base.update(values)
 
-    def _set_slow(
-        self, idx: int, code: str, text: str | None, reason: Reason | None = None
-    ) -> None:
+    def _set_slow(self, idx: int, code: str, text: str | None, given: Reason | None = None) -> None:
+        """Record the judgement of a slow field: `given`, else a reason with `text`, else none."""
         key = (idx, code)
-        if reason is None and text is not None:
-            reason = _reason(code, idx, text)
-        if reason is None:
+        judged = given if given is not None else None if text is None else reason(code, idx, text)
+        if judged is None:
             self._slow.pop(key, None)
         else:
-            self._slow[key] = reason
+            self._slow[key] = judged
 
     def _judge_slow_fields(
         self, idx: int, info: GpuInfo | None, r: GpuReading, sample: Sample
@@ -483,12 +418,12 @@ class HostHealth:
         if r.ecc_uncorrected_volatile is not None and r.ecc_uncorrected_volatile > 0:
             n = r.ecc_uncorrected_volatile
             self._latch(
-                _reason(
+                reason(
                     "ecc_uncorrectable", idx, f"GPU{idx} {n} uncorrectable ECC errors since reset"
                 )
             )
         if r.remap_failure:
-            self._latch(_reason("remap_failure", idx, f"GPU{idx} row remap failed: no spare rows"))
+            self._latch(reason("remap_failure", idx, f"GPU{idx} row remap failed: no spare rows"))
         if r.remap_pending is not None:
             text = f"GPU{idx} row remap pending: a GPU reset applies it"
             self._set_slow(idx, "remap_pending", text if r.remap_pending else None)
@@ -511,7 +446,7 @@ class HostHealth:
             low.append(f"Gen{r.pcie_gen} < max Gen{info.pcie_gen_max}")
         if r.pcie_width is not None and info.pcie_width_max and r.pcie_width < info.pcie_width_max:
             low.append(f"x{r.pcie_width} < max x{info.pcie_width_max}")
-        text = f"GPU{idx} PCIe {', '.join(low)} at {_num(round(r.util_pct))}% util"
+        text = f"GPU{idx} PCIe {', '.join(low)} at {fmt_num(round(r.util_pct))}% util"
         self._set_slow(idx, "pcie_downgraded", text if low else None)
 
     def _judge_recovery_action(self, idx: int, value: int, sample: Sample) -> None:
@@ -527,14 +462,14 @@ class HostHealth:
                 del self._xid154_t[idx]
             return
         ra = recovery_action(value)
-        reason = Reason(
+        judged = Reason(
             code="recovery_action",
             level=ra.level,
             action=ra.action,
             text=f"GPU{idx} recovery action {value}: {ra.name}",
             gpu=idx,
         )
-        self._set_slow(idx, "recovery_action", None, reason)
+        self._set_slow(idx, "recovery_action", None, judged)
 
     def _xid_rates(self, idx: int, now: float) -> list[Reason]:
         th = self.thresholds
@@ -542,8 +477,8 @@ class HostHealth:
         rate = n / th.xid_63_window_h
         if n and rate >= th.xid_63_rate_per_hour:
             text = (
-                f"GPU{idx} {n} row remaps (XID 63) in {_num(th.xid_63_window_h)} h: "
+                f"GPU{idx} {n} row remaps (XID 63) in {fmt_num(th.xid_63_window_h)} h: "
                 f"{rate:.2f}/h >= {th.xid_63_rate_per_hour:g}/h"
             )
-            return [_reason("xid_63_rate", idx, text)]
+            return [reason("xid_63_rate", idx, text)]
         return []

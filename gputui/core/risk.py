@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from scipy import stats
 
 from gputui.core.model import Level
 
@@ -22,6 +21,14 @@ from gputui.core.model import Level
 # and BLOOM are close), worth one observed failure, so a fleet's own record outweighs it fast.
 DEFAULT_PRIOR_MEAN_PER_GPU_HOUR = 2e-5
 DEFAULT_PRIOR_STRENGTH_FAILURES = 1.0
+
+
+def _stats() -> Any:
+    """scipy.stats, imported on first use: it takes most of a second to import, and the
+    settings and the closed forms (what the TUI and hosts.toml loading need first) use none."""
+    from scipy import stats
+
+    return stats
 
 
 def _require(ok: bool, message: str) -> None:
@@ -61,13 +68,13 @@ def failure_count_pmf(expected: float, k_max: int) -> list[float]:
     """P(N = k) for k = 0..k_max, N ~ Poisson(expected)."""
     _check_nonnegative(expected, "the expected number of failures")
     _check_nonnegative(k_max, "the largest k")
-    return [float(p) for p in stats.poisson.pmf(range(k_max + 1), expected)]
+    return [float(p) for p in _stats().poisson.pmf(range(k_max + 1), expected)]
 
 
 def p_at_least(expected: float, k: int) -> float:
     """P(N >= k), N ~ Poisson(expected)."""
     _check_nonnegative(expected, "the expected number of failures")
-    return 1.0 if k <= 0 else float(stats.poisson.sf(k - 1, expected))
+    return 1.0 if k <= 0 else float(_stats().poisson.sf(k - 1, expected))
 
 
 def p_any_failure(expected: float) -> float:
@@ -79,7 +86,7 @@ def p_any_failure(expected: float) -> float:
 def failure_count_quantile(expected: float, q: float) -> int:
     """The smallest k with P(N <= k) >= q: how many failures to plan for at confidence q."""
     _check_probability(q, "the quantile")
-    return int(stats.poisson.ppf(q, expected)) if expected > 0 else 0
+    return int(_stats().poisson.ppf(q, expected)) if expected > 0 else 0
 
 
 def fleet_mtbf_hours(n_gpus: int, rate_per_gpu_hour: float) -> float:
@@ -186,7 +193,7 @@ def credible_interval(belief: GammaRate, level: float = 0.95) -> tuple[float, fl
     _require(0 < level < 1, f"the credible level must be in (0, 1), got {level:g}")
     tail = (1 - level) / 2
     scale = 1 / belief.beta_gpu_hours
-    lo, hi = stats.gamma.ppf([tail, 1 - tail], belief.alpha, scale=scale)
+    lo, hi = _stats().gamma.ppf([tail, 1 - tail], belief.alpha, scale=scale)
     return float(lo), float(hi)
 
 
@@ -203,8 +210,8 @@ def garwood_interval(
     )
     _require(0 < level < 1, f"the confidence level must be in (0, 1), got {level:g}")
     tail = (1 - level) / 2
-    lo = 0.0 if failures == 0 else float(stats.chi2.ppf(tail, 2 * failures))
-    hi = float(stats.chi2.ppf(1 - tail, 2 * failures + 2))
+    lo = 0.0 if failures == 0 else float(_stats().chi2.ppf(tail, 2 * failures))
+    hi = float(_stats().chi2.ppf(1 - tail, 2 * failures + 2))
     return lo / (2 * exposure_gpu_hours), hi / (2 * exposure_gpu_hours)
 
 
@@ -259,7 +266,7 @@ def rank_nodes(
         post = gamma_posterior(prior, node.failures, node.exposure_gpu_hours)
         lo, hi = credible_interval(post)
         scale = 1 / post.beta_gpu_hours
-        p_lemon = float(stats.gamma.sf(lemon_factor * fleet_mean, post.alpha, scale=scale))
+        p_lemon = float(_stats().gamma.sf(lemon_factor * fleet_mean, post.alpha, scale=scale))
         ranked.append(
             NodeRisk(
                 name=node.name,
