@@ -154,8 +154,11 @@ class NvmlBackend(Backend):
 
     name = "nvml"
 
-    def __init__(self, nvml: Any) -> None:
+    def __init__(self, nvml: Any, event_thread: bool = True) -> None:
         self._nvml = nvml
+        # Without the thread, events wait in NVML until pump_events() is called: tests that
+        # fast-forward a simulated clock use this to place events deterministically.
+        self._event_thread = event_thread
         self._emit: EventSink | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -549,8 +552,27 @@ class NvmlBackend(Backend):
                 nvml.nvmlEventSetFree(event_set)
             return
         self._event_set = event_set
-        self._thread = threading.Thread(target=self._event_loop, name="nvml-events", daemon=True)
-        self._thread.start()
+        if self._event_thread:
+            self._thread = threading.Thread(
+                target=self._event_loop, name="nvml-events", daemon=True
+            )
+            self._thread.start()
+
+    def pump_events(self) -> int:
+        """Deliver, in the calling thread, every event NVML holds now; the number delivered.
+        (For backends built with event_thread=False.)"""
+        nvml = self._nvml
+        if self._event_set is None:
+            return 0
+        wait = getattr(nvml, "nvmlEventSetWait_v2", None) or nvml.nvmlEventSetWait
+        delivered = 0
+        while True:
+            try:
+                data = wait(self._event_set, 0)
+            except nvml.NVMLError:
+                return delivered
+            self._push(self._event(data))
+            delivered += 1
 
     def _event_loop(self) -> None:
         nvml = self._nvml

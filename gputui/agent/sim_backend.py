@@ -20,10 +20,11 @@ class SimBackend(NvmlBackend):
         scenario: dict[str, Any],
         seed: int = 0,
         clock: Callable[[], float] | None = None,
+        event_thread: bool = True,
     ) -> None:
         self.simulation = Simulation(scenario, seed=seed, clock=clock)
         self.nvml = SimNvml(self.simulation)
-        super().__init__(self.nvml)
+        super().__init__(self.nvml, event_thread=event_thread)
 
     def process_fault(self) -> str | None:
         fault = self.simulation.process_fault()
