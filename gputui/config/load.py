@@ -204,6 +204,7 @@ class _Builder:
             risk=self.convert(top.risk, RiskSettings, "risk"),
             actions=actions,
             action_presets=presets,
+            journal_path=self._path(top.journal.path) if top.journal.path else None,
         )
 
     def _scenario_error(self, prefix: str, backend: str, backend_key: str) -> ConfigError:

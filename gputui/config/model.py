@@ -108,6 +108,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
     actions: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # [actions.NAME], raw
     action_presets: tuple[str, ...] = ()  # [actions] presets = [...]
+    journal_path: Path | None = None  # [journal] path; None: the default location
 
     def host(self, name: str) -> HostSpec:
         """The host called `name`; KeyError when there is none."""

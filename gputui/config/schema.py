@@ -107,6 +107,12 @@ class SshTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 _Table = Annotated[dict[str, Any], msgspec.Meta(description="a table")]
 
 
+class JournalTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[journal]`: where the operator journal lives (default: the user state dir)."""
+
+    path: PathField | None = None
+
+
 class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -124,4 +130,7 @@ class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     risk: _Table = msgspec.field(default_factory=dict)
     actions: Annotated[dict[str, Any], msgspec.Meta(description="tables [actions.NAME]")] = (
         msgspec.field(default_factory=dict)
+    )
+    journal: Annotated[JournalTable, msgspec.Meta(description="a table [journal]")] = msgspec.field(
+        default_factory=JournalTable
     )
