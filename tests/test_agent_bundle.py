@@ -1,0 +1,123 @@
+"""The agent bundle: shipped over stdin, run from memory, on Python 3.8 too."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gputui.agent.bundle import EXIT_SHORT_BUNDLE, bootstrap_command, build_bundle
+from gputui.collect.protocol import StreamDecoder
+from gputui.core.model import AgentError, Hello, Sample
+
+PY38 = "/root/.pyenv/versions/3.8.18/bin/python3"
+
+
+def _python38() -> str:
+    if not os.access(PY38, os.X_OK):
+        pytest.skip(f"no Python 3.8 at {PY38}")
+    return PY38
+
+
+def run_bundle(
+    python: str, args: list[str], *, include_pynvml: bool = False, cwd: Path | None = None
+) -> tuple[int, bytes, bytes]:
+    """Start the agent as the collector does: the bootstrap command through a shell, the
+    bundle down stdin, stdin then held open until the agent ends by itself."""
+    bundle = build_bundle(include_pynvml=include_pynvml)
+    command = bootstrap_command(python, len(bundle), args)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd or Path.cwd())}
+    p = subprocess.Popen(
+        command,
+        shell=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+    )
+    assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+    try:
+        p.stdin.write(bundle)
+        p.stdin.flush()
+        out = p.stdout.read()
+        rc = p.wait(timeout=60)
+    finally:
+        p.stdin.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return rc, out, p.stderr.read()
+
+
+SIM_ARGS = ["--backend", "sim", "--interval", "0.1", "--duration", "0.6", "--host", "sim-007"]
+
+
+def _decode(out: bytes) -> list[object]:
+    decoder = StreamDecoder()
+    msgs = [decoder.decode(line) for line in out.splitlines()]
+    assert decoder.stats.bad == 0, decoder.stats.last_problem
+    return msgs
+
+
+def test_bundle_runs_from_memory_and_streams(tmp_path: Path) -> None:
+    rc, out, err = run_bundle(sys.executable, SIM_ARGS, cwd=tmp_path)
+    assert rc == 0, err
+    msgs = _decode(out)
+    hello = msgs[0]
+    assert isinstance(hello, Hello) and hello.host == "sim-007" and hello.backend == "sim"
+    assert sum(isinstance(m, Sample) for m in msgs) >= 4
+    assert list(tmp_path.iterdir()) == []  # nothing written on the "host"
+
+
+def test_bundle_runs_under_python38_with_the_shipped_pynvml(tmp_path: Path) -> None:
+    python = _python38()
+    rc, out, err = run_bundle(python, SIM_ARGS, include_pynvml=True, cwd=tmp_path)
+    assert rc == 0, err
+    msgs = _decode(out)
+    assert isinstance(msgs[0], Hello) and any(isinstance(m, Sample) for m in msgs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shipped_pynvml_imports_under_python38() -> None:
+    """Python 3.8 has no pynvml here: the shipped copy must import and reach NVML itself
+    (which fails on a machine without a driver, and streams on one with a GPU)."""
+    rc, out, err = run_bundle(_python38(), ["--backend", "nvml", "--once"], include_pynvml=True)
+    first = _decode(out)[0]
+    if isinstance(first, AgentError):
+        assert rc == 3 and first.code == "nvml_init_failed", err
+        assert "not importable" not in first.text
+    else:
+        assert rc == 0 and isinstance(first, Hello) and first.backend == "nvml"
+
+
+def test_a_short_bundle_exits_75() -> None:
+    bundle = build_bundle()
+    command = bootstrap_command(sys.executable, len(bundle), SIM_ARGS)
+    done = subprocess.run(command, shell=True, input=bundle[:1000], capture_output=True, timeout=30)
+    assert done.returncode == EXIT_SHORT_BUNDLE
+    assert done.stdout == b""
+
+
+def test_bootstrap_command_quotes_every_word() -> None:
+    args = ["--scenario-json", '{"name": "it\'s", "fault": []}', "--host", "a b;rm -rf /"]
+    words = shlex.split(bootstrap_command("/usr/bin/python3", 1234, args))
+    assert words[:3] == ["/usr/bin/python3", "-B", "-c"]
+    assert "read(1234)" in words[3]
+    assert words[4:] == args
+
+
+def test_bundle_holds_every_agent_module_and_nothing_of_the_collector() -> None:
+    text = build_bundle().decode("utf-8")
+    here = Path(__file__).parent.parent / "gputui" / "agent"
+    for module in here.glob("*.py"):
+        if module.name not in ("bundle.py", "__main__.py"):
+            assert f"'gputui_agent.{module.stem}'" in text or module.stem == "__init__"
+    assert "'gputui_agent.bundle'" not in text
+    assert "import msgspec" not in text and "from gputui." not in text
+    assert "'pynvml'" not in text
+    assert "'pynvml'" in build_bundle(include_pynvml=True).decode("utf-8")
