@@ -4,7 +4,8 @@ The demo fleet's SSH servers and agents run in other processes; the RSS measured
 collector's alone. Prints RSS at the checkpoints and the change between the first and the
 last, and writes the figures as JSON.
 
-    python benchmarks/monitor_memory.py --hosts 200 --minutes 1 10 --out benchmarks/results/memory.json
+    python benchmarks/monitor_memory.py --hosts 200 --minutes 1 10 \
+        --out benchmarks/results/memory.json
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ async def run(hosts: int, minutes: list[float]) -> dict[str, object]:
         while not monitor.settled() and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         streaming = sum(1 for h in monitor.hosts.values() if h.sample is not None)
-        print(f"{streaming}/{hosts} hosts streaming after {time.monotonic() - t0:.1f} s", flush=True)
+        print(
+            f"{streaming}/{hosts} hosts streaming after {time.monotonic() - t0:.1f} s", flush=True
+        )
         for m in minutes:
             await asyncio.sleep(max(0.0, t0 + 60 * m - time.monotonic()))
             samples = sum((h.sample.seq + 1) if h.sample else 0 for h in monitor.hosts.values())
@@ -63,7 +66,7 @@ async def run(hosts: int, minutes: list[float]) -> dict[str, object]:
         "collector_cpu_pct_of_one_core": round(100 * cpu_s / (time.monotonic() - t0), 1),
         "snapshots_consumed": consumer_snapshots,
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                   f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
     }
 
 

@@ -18,7 +18,9 @@ REQUIRE_SYSTEM = os.environ.get("GPUTUI_REQUIRE_SYSTEM") == "1"
 def need_program(name: str, *candidates: str) -> str:
     """The path of a system program, or skip (fail under GPUTUI_REQUIRE_SYSTEM=1)."""
     for cand in (name, *candidates):
-        path = shutil.which(cand) or (cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None)
+        path = shutil.which(cand) or (
+            cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None
+        )
         if path:
             return path
     message = f"{name} is not installed (make sysdeps installs it)"

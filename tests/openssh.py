@@ -7,6 +7,7 @@ simulate a host going away and coming back.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -27,7 +28,11 @@ def ssh_keygen(path: Path) -> str:
     """Generate an ed25519 key pair at `path`; the public key line."""
     keygen = need_program("ssh-keygen")
     subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path.with_suffix(".pub").read_text().strip() if path.suffix else Path(f"{path}.pub").read_text().strip()
+    return (
+        path.with_suffix(".pub").read_text().strip()
+        if path.suffix
+        else Path(f"{path}.pub").read_text().strip()
+    )
 
 
 class OpenSshServer:
@@ -85,10 +90,8 @@ class OpenSshServer:
         if self.proc is None:
             return
         for pid in [*_descendants(self.proc.pid), self.proc.pid]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
         self.proc.wait(timeout=10)
         self.proc = None
 

@@ -23,27 +23,59 @@ Script = Callable[["asyncssh.SSHServerProcess[bytes]", "FakeHost"], Awaitable[in
 
 
 def hello_line(host: str, gpus: int = 2, interval: float = 0.1, backend: str = "sim") -> bytes:
-    return json.dumps({
-        "v": 1, "type": "hello", "host": host, "agent_version": "test", "backend": backend,
-        "interval_s": interval, "slow_every": 10,
-        "gpus": [
-            {"index": i, "uuid": f"GPU-{host}-{i}", "name": "NVIDIA H100 80GB HBM3",
-             "memory_total_mib": 81559, "power_limit_w": 700, "temp_slowdown_c": 89,
-             "temp_shutdown_c": 92, "temp_gpu_max_c": 87}
-            for i in range(gpus)
-        ],
-    }).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "hello",
+                "host": host,
+                "agent_version": "test",
+                "backend": backend,
+                "interval_s": interval,
+                "slow_every": 10,
+                "gpus": [
+                    {
+                        "index": i,
+                        "uuid": f"GPU-{host}-{i}",
+                        "name": "NVIDIA H100 80GB HBM3",
+                        "memory_total_mib": 81559,
+                        "power_limit_w": 700,
+                        "temp_slowdown_c": 89,
+                        "temp_shutdown_c": 92,
+                        "temp_gpu_max_c": 87,
+                    }
+                    for i in range(gpus)
+                ],
+            }
+        ).encode()
+        + b"\n"
+    )
 
 
 def sample_line(seq: int, gpus: int = 2, temp: float = 50.0, t: float = 0.0) -> bytes:
-    return json.dumps({
-        "v": 1, "type": "sample", "t": t or float(seq), "seq": seq,
-        "gpus": [
-            {"index": i, "util_pct": 90, "temp_c": temp, "power_w": 500, "mem_used_mib": 40000,
-             "sm_clock_mhz": 1980, "clock_events": 0}
-            for i in range(gpus)
-        ],
-    }).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "v": 1,
+                "type": "sample",
+                "t": t or float(seq),
+                "seq": seq,
+                "gpus": [
+                    {
+                        "index": i,
+                        "util_pct": 90,
+                        "temp_c": temp,
+                        "power_w": 500,
+                        "mem_used_mib": 40000,
+                        "sm_clock_mhz": 1980,
+                        "clock_events": 0,
+                    }
+                    for i in range(gpus)
+                ],
+            }
+        ).encode()
+        + b"\n"
+    )
 
 
 async def stream_forever(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
@@ -129,7 +161,8 @@ class FakeFleet:
                 reader.cancel()
 
         acceptor = await asyncssh.listen(
-            "127.0.0.1", 0,
+            "127.0.0.1",
+            0,
             server_factory=Server,
             server_host_keys=[fleet.host_key],
             authorized_client_keys=asyncssh.import_authorized_keys(

@@ -32,7 +32,8 @@ print(json.dumps({"v": 1, "type": "hello", "host": os.uname().nodename, "agent_v
                   "backend": "sim", "interval_s": 0.1, "slow_every": 10, "gpus": []}), flush=True)
 seq = 0
 while True:
-    print(json.dumps({"v": 1, "type": "sample", "t": time.time(), "seq": seq, "gpus": []}), flush=True)
+    msg = {"v": 1, "type": "sample", "t": time.time(), "seq": seq, "gpus": []}
+    print(json.dumps(msg), flush=True)
     seq += 1
     time.sleep(0.1)
 """
@@ -63,10 +64,15 @@ class Site:
         )
 
     def context(self) -> SshContext:
-        return SshContext(SshOptions(
-            config_files=(self.tmp / "ssh_config",), known_hosts=self.known_hosts,
-            connect_timeout_s=5, keepalive_interval_s=1, keepalive_count_max=2,
-        ))
+        return SshContext(
+            SshOptions(
+                config_files=(self.tmp / "ssh_config",),
+                known_hosts=self.known_hosts,
+                connect_timeout_s=5,
+                keepalive_interval_s=1,
+                keepalive_count_max=2,
+            )
+        )
 
 
 @pytest.fixture
@@ -94,8 +100,10 @@ async def test_alias_from_ssh_config_streams(site: Site) -> None:
 async def test_proxyjump_shares_one_bastion_connection(site: Site) -> None:
     ctx = site.context()
     feeds = [RecordingFeed("gpu-behind-1"), RecordingFeed("gpu-behind-2")]
-    async with running(SshSource("gpu-behind-1", ctx, lambda: INVOCATION), feeds[0]), \
-            running(SshSource("gpu-behind-2", ctx, lambda: INVOCATION), feeds[1]):
+    async with (
+        running(SshSource("gpu-behind-1", ctx, lambda: INVOCATION), feeds[0]),
+        running(SshSource("gpu-behind-2", ctx, lambda: INVOCATION), feeds[1]),
+    ):
         await wait_until(lambda: all(len(f.lines) >= 3 for f in feeds))
     assert site.bastion.accepted_logins() == 1  # one bastion login serves both targets
     assert site.gpu.accepted_logins() == 2
@@ -109,7 +117,10 @@ async def test_changed_host_key_is_refused_with_advice(site: Site) -> None:
     async with running(SshSource("gpu-direct", site.context(), lambda: INVOCATION), feed):
         await wait_until(lambda: bool(feed.reasons(HostState.UNREACHABLE)))
     reason = feed.reasons(HostState.UNREACHABLE)[0]
-    assert "CHANGED" in reason and f"ssh-keygen -f {site.known_hosts} -R '[127.0.0.1]:{site.gpu.port}'" in reason
+    assert (
+        "CHANGED" in reason
+        and f"ssh-keygen -f {site.known_hosts} -R '[127.0.0.1]:{site.gpu.port}'" in reason
+    )
     assert site.gpu.accepted_logins() == 0
 
 

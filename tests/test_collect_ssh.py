@@ -196,12 +196,17 @@ async def test_refused_port_and_unknown_name_have_their_reasons(tmp_path: Path) 
         "Host closed\n  HostName 127.0.0.1\n  Port 1\n"
         "Host nowhere\n  HostName no-such-host.invalid\n"
     )
-    ctx = SshContext(SshOptions(config_files=(tmp_path / "ssh_config",),
-                                known_hosts=tmp_path / "kh", connect_timeout_s=3))
+    ctx = SshContext(
+        SshOptions(
+            config_files=(tmp_path / "ssh_config",),
+            known_hosts=tmp_path / "kh",
+            connect_timeout_s=3,
+        )
+    )
     for alias, expected in (("closed", "connection refused"), ("nowhere", "cannot resolve")):
         feed = RecordingFeed(alias)
         async with running(SshSource(alias, ctx, lambda: INVOCATION), feed):
-            await wait_until(lambda: bool(feed.reasons(HostState.UNREACHABLE)))
+            await wait_until(lambda f=feed: bool(f.reasons(HostState.UNREACHABLE)))  # type: ignore[misc]
         assert feed.reasons(HostState.UNREACHABLE)[0].startswith(expected)
 
 

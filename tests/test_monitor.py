@@ -30,7 +30,8 @@ async def fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def plan(name: str, ctx: SshContext, interval: float = 0.1) -> HostPlan:
     return HostPlan(
-        source=SshSource(name, ctx, lambda: INV, Backoff(0.05, 0.2)), interval_s=interval,
+        source=SshSource(name, ctx, lambda: INV, Backoff(0.05, 0.2)),
+        interval_s=interval,
         labels={"rack": "r1"},
     )
 
@@ -69,8 +70,15 @@ async def test_xid_event_latches_and_is_published_at_once(fleet: FakeFleet) -> N
         process.stdout.write(hello_line(host.name))
         process.stdout.write(sample_line(0))
         await asyncio.sleep(0.2)
-        event = {"v": 1, "type": "event", "t": 1.0, "kind": "xid", "gpu": 1, "xid": 79,
-                 "text": "GPU has fallen off the bus"}
+        event = {
+            "v": 1,
+            "type": "event",
+            "t": 1.0,
+            "kind": "xid",
+            "gpu": 1,
+            "xid": 79,
+            "text": "GPU has fallen off the bus",
+        }
         process.stdout.write(json.dumps(event).encode() + b"\n")
         for seq in range(1, 1000):
             process.stdout.write(sample_line(seq))
@@ -80,6 +88,7 @@ async def test_xid_event_latches_and_is_published_at_once(fleet: FakeFleet) -> N
     await fleet.add(FakeHost("gpu001", script=xid))
     seen = []
     async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=5.0) as mon:
+
         async def consume() -> None:
             async for snap in mon.snapshots():
                 seen.extend(snap.events)
@@ -102,7 +111,9 @@ async def test_silent_host_goes_stale_then_unreachable_as_hung(fleet: FakeFleet)
         return 0
 
     await fleet.add(FakeHost("gpu001", script=hang))
-    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()), 0.05)], tick_s=0.05) as mon:
+    async with FleetMonitor(
+        [plan("gpu001", SshContext(fleet.options()), 0.05)], tick_s=0.05
+    ) as mon:
         await wait_until(lambda: mon.hosts["gpu001"].state is HostState.STALE)
         stale = mon.snapshot().hosts[0]
         await wait_until(lambda: any("hung" in e.text for e in mon.events))

@@ -36,7 +36,11 @@ def load_hosts(path: Path | None) -> Config:
 
 @contextlib.asynccontextmanager
 async def open_monitor(
-    hosts: Path | None, demo: int | None, *, interval_s: float = 1.0, tick_s: float = 1.0,
+    hosts: Path | None,
+    demo: int | None,
+    *,
+    interval_s: float = 1.0,
+    tick_s: float = 1.0,
     seed: int = 1,
 ) -> AsyncIterator[FleetMonitor]:
     """A running monitor over the demo fleet (`demo` hosts) or the configured one."""

@@ -24,10 +24,22 @@ class ReportFormat(str, enum.Enum):
 
 @app.command()
 def report(
-    hosts: Annotated[Path | None, typer.Option("--hosts", help="hosts.toml (default: $GPUTUI_HOSTS, then the user config dir)")] = None,
-    demo: Annotated[int | None, typer.Option("--demo", help="Report on N simulated hosts behind local SSH servers instead")] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", help="Output format")] = ReportFormat.table,
-    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for every host to answer")] = 15.0,
+    hosts: Annotated[
+        Path | None,
+        typer.Option(
+            "--hosts", help="hosts.toml (default: $GPUTUI_HOSTS, then the user config dir)"
+        ),
+    ] = None,
+    demo: Annotated[
+        int | None,
+        typer.Option("--demo", help="Report on N simulated hosts behind local SSH servers instead"),
+    ] = None,
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", help="Output format")
+    ] = ReportFormat.table,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for every host to answer")
+    ] = 15.0,
 ) -> None:
     """Collect until every host answered (or --wait passed) and print one fleet snapshot.
 

@@ -96,7 +96,10 @@ class DemoFleet:
         )
         ports = self._wait_for_ports(directory)
         pub = host_key.export_public_key("openssh").decode().strip()
-        with (directory / "known_hosts").open("w") as kh, (directory / "ssh_config").open("w") as cfg:
+        with (
+            (directory / "known_hosts").open("w") as kh,
+            (directory / "ssh_config").open("w") as cfg,
+        ):
             for i, (name, scenario) in enumerate(assignment):
                 port = ports[name]
                 kh.write(f"[127.0.0.1]:{port} {pub}\n")

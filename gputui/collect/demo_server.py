@@ -38,7 +38,9 @@ class _Server(asyncssh.SSHServer):
         return True  # authentication required: public key only (authorized_client_keys)
 
 
-async def _run_command(process: asyncssh.SSHServerProcess[bytes], children: set[asyncio.subprocess.Process]) -> None:
+async def _run_command(
+    process: asyncssh.SSHServerProcess[bytes], children: set[asyncio.subprocess.Process]
+) -> None:
     command = process.command or "true"
     proc = await asyncio.create_subprocess_shell(
         command,
@@ -81,7 +83,8 @@ async def serve(directory: Path, names: list[str]) -> None:
     ports: dict[str, int] = {}
     for name in names:
         acceptor = await asyncssh.listen(
-            "127.0.0.1", 0,
+            "127.0.0.1",
+            0,
             server_factory=_Server,
             server_host_keys=[host_key],
             authorized_client_keys=authorized,
@@ -107,7 +110,7 @@ async def serve(directory: Path, names: list[str]) -> None:
     def watch_stdin() -> None:
         with contextlib.suppress(Exception):
             sys.stdin.buffer.read()
-        loop.call_soon_threadsafe(lambda: stdin_closed.done() or stdin_closed.set_result(None))
+        loop.call_soon_threadsafe(_resolve, stdin_closed)
 
     # A daemon thread: a blocked read must not keep the process alive at exit.
     threading.Thread(target=watch_stdin, daemon=True).start()
@@ -120,6 +123,11 @@ async def serve(directory: Path, names: list[str]) -> None:
     for proc in list(children):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def main(argv: list[str]) -> int:

@@ -33,8 +33,12 @@ def ssh_options(settings: SshSettings) -> SshOptions:
 def agent_args(spec: HostSpec, once: bool = False, seed: int | None = None) -> AgentArgs:
     scenario = load_scenario(spec.scenario or "healthy") if spec.backend == "sim" else None
     return AgentArgs(
-        backend=spec.backend, interval_s=spec.interval_s, slow_every=spec.slow_every,
-        host=spec.name if spec.backend == "sim" else None, scenario=scenario, seed=seed,
+        backend=spec.backend,
+        interval_s=spec.interval_s,
+        slow_every=spec.slow_every,
+        host=spec.name if spec.backend == "sim" else None,
+        scenario=scenario,
+        seed=seed,
         once=once,
     )
 
@@ -54,8 +58,10 @@ def plans_for_config(
     ssh = SshContext(ssh_options(config.ssh))
     plans = [
         HostPlan(
-            source=source_for(spec, ssh), interval_s=spec.interval_s,
-            labels={"group": spec.group, **spec.labels}, spare=spec.spare,
+            source=source_for(spec, ssh),
+            interval_s=spec.interval_s,
+            labels={"group": spec.group, **spec.labels},
+            spare=spec.spare,
         )
         for spec in (specs if specs is not None else config.hosts)
     ]
@@ -67,14 +73,19 @@ def plans_for_demo(fleet: DemoFleet, interval_s: float = 1.0) -> tuple[list[Host
     plans: list[HostPlan] = []
     for host in fleet.hosts:
         args = AgentArgs(
-            backend="sim", interval_s=interval_s, slow_every=10, host=host.name,
-            scenario=host.scenario, seed=host.seed,
+            backend="sim",
+            interval_s=interval_s,
+            slow_every=10,
+            host=host.name,
+            scenario=host.scenario,
+            seed=host.seed,
         )
         labels = {"group": "demo", "scenario": str(host.scenario.get("name", "?"))}
         plans.append(
             HostPlan(
                 source=SshSource(host.name, ssh, lambda a=args: remote_invocation("python3", a)),  # type: ignore[misc]
-                interval_s=interval_s, labels=labels,
+                interval_s=interval_s,
+                labels=labels,
             )
         )
     return plans, ssh
@@ -82,12 +93,18 @@ def plans_for_demo(fleet: DemoFleet, interval_s: float = 1.0) -> tuple[list[Host
 
 @contextlib.asynccontextmanager
 async def monitor_config(
-    config: Config, *, tick_s: float = 1.0, history_len: int = 300,
+    config: Config,
+    *,
+    tick_s: float = 1.0,
+    history_len: int = 300,
     specs: Sequence[HostSpec] | None = None,
 ) -> AsyncIterator[FleetMonitor]:
     plans, ssh = plans_for_config(config, specs)
     monitor = FleetMonitor(
-        plans, thresholds=config.thresholds, tick_s=tick_s, history_len=history_len,
+        plans,
+        thresholds=config.thresholds,
+        tick_s=tick_s,
+        history_len=history_len,
         closers=[ssh.close],
     )
     async with monitor:
@@ -96,13 +113,22 @@ async def monitor_config(
 
 @contextlib.asynccontextmanager
 async def monitor_demo(
-    n_hosts: int, *, seed: int = 1, interval_s: float = 1.0, tick_s: float = 1.0,
-    history_len: int = 300, thresholds: Thresholds | None = None, scenario: str | None = None,
+    n_hosts: int,
+    *,
+    seed: int = 1,
+    interval_s: float = 1.0,
+    tick_s: float = 1.0,
+    history_len: int = 300,
+    thresholds: Thresholds | None = None,
+    scenario: str | None = None,
 ) -> AsyncIterator[FleetMonitor]:
     async with DemoFleet(n_hosts, seed=seed, scenario=scenario) as fleet:
         plans, ssh = plans_for_demo(fleet, interval_s)
         monitor = FleetMonitor(
-            plans, thresholds=thresholds, tick_s=tick_s, history_len=history_len,
+            plans,
+            thresholds=thresholds,
+            tick_s=tick_s,
+            history_len=history_len,
             closers=[ssh.close],
         )
         async with monitor:

@@ -63,18 +63,20 @@ class HostHistory:
         self._head = (slot + 1) % self.capacity
         self._n = min(self._n + 1, self.capacity)
 
-    def series(self, gpu_index: int, metric: Metric, last: int | None = None) -> npt.NDArray[np.float32]:
+    def series(
+        self, gpu_index: int, metric: Metric, last: int | None = None
+    ) -> npt.NDArray[np.float32]:
         """One GPU's metric in time order, oldest first (NaN where it was not reported)."""
         row = self._index_of.get(gpu_index)
         if row is None or self._n == 0:
             return np.empty(0, dtype=np.float32)
-        return self._ordered(self.values[row, metric], last)
+        series: npt.NDArray[np.float32] = self.values[row, metric][self._order(last)]
+        return series
 
     def times(self, last: int | None = None) -> npt.NDArray[np.float64]:
-        return self._ordered(self.t, last)
+        return self.t[self._order(last)]
 
-    def _ordered(self, ring: npt.NDArray[np.generic], last: int | None) -> npt.NDArray[np.generic]:
+    def _order(self, last: int | None) -> npt.NDArray[np.intp]:
+        """Ring indices of the last `last` samples, oldest first."""
         n = self._n if last is None else min(last, self._n)
-        end = self._head
-        idx = np.arange(end - n, end) % self.capacity
-        return ring[idx]
+        return np.arange(self._head - n, self._head) % self.capacity

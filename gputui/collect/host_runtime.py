@@ -83,7 +83,10 @@ class HostRuntime:
             text = f"{old.value} -> {state.value}" + (f": {reason}" if reason else "")
             self._emit(
                 FleetEvent(
-                    t=self._clock(), host=self.name, kind="state", text=text,
+                    t=self._clock(),
+                    host=self.name,
+                    kind="state",
+                    text=text,
                     level=Level.WARN if worse else Level.OK,
                 ),
                 False,
@@ -162,8 +165,14 @@ class HostRuntime:
         gpu = f"GPU{event.gpu} " if event.gpu is not None else ""
         self._emit(
             FleetEvent(
-                t=now, host=self.name, kind=event.kind, text=f"{gpu}{what}: {event.text}".strip(),
-                level=level, gpu=event.gpu, uuid=event.uuid, xid=event.xid,
+                t=now,
+                host=self.name,
+                kind=event.kind,
+                text=f"{gpu}{what}: {event.text}".strip(),
+                level=level,
+                gpu=event.gpu,
+                uuid=event.uuid,
+                xid=event.xid,
             ),
             True,  # pushed events are published at once, not at the next tick
         )
@@ -171,8 +180,12 @@ class HostRuntime:
     def _on_error(self, err: AgentError) -> None:
         self._emit(
             FleetEvent(
-                t=self._clock(), host=self.name, kind="agent_error",
-                text=f"{err.code}: {err.text}", level=Level.WARN, gpu=err.gpu,
+                t=self._clock(),
+                host=self.name,
+                kind="agent_error",
+                text=f"{err.code}: {err.text}",
+                level=Level.WARN,
+                gpu=err.gpu,
             ),
             False,
         )
@@ -191,7 +204,11 @@ class HostRuntime:
                 text += f": {worst.text}"
             self._emit(
                 FleetEvent(
-                    t=now, host=self.name, kind="verdict", text=text, level=new.level,
+                    t=now,
+                    host=self.name,
+                    kind="verdict",
+                    text=text,
+                    level=new.level,
                     gpu=worst.gpu if worst is not None else None,
                 ),
                 new.level >= Level.CRITICAL,
@@ -204,7 +221,9 @@ class HostRuntime:
         if stats.bad in (1, 10, 100, 1000) or stats.bad % 10000 == 0:
             self._emit(
                 FleetEvent(
-                    t=self._clock(), host=self.name, kind="protocol",
+                    t=self._clock(),
+                    host=self.name,
+                    kind="protocol",
                     text=f"{stats.bad} bad line(s) from the agent; last: {stats.last_problem}",
                     level=Level.WARN,
                 ),
@@ -237,12 +256,18 @@ class HostRuntime:
         snap = self._snapshot
         if snap is None:
             snap = HostSnapshot(
-                name=self.name, state=self.state, state_reason=self.state_reason,
-                labels=self.labels, hello=self.hello, sample=self.sample,
+                name=self.name,
+                state=self.state,
+                state_reason=self.state_reason,
+                labels=self.labels,
+                hello=self.hello,
+                sample=self.sample,
                 sample_t=self.sample_t,
                 backend=self.hello.backend if self.hello is not None else None,
-                spare=self.spare, decode_errors=self.decoder.stats.bad,
-                verdict=self.verdict, marked_failed=self.marked_failed,
+                spare=self.spare,
+                decode_errors=self.decoder.stats.bad,
+                verdict=self.verdict,
+                marked_failed=self.marked_failed,
             )
             self._snapshot = snap
         return snap

@@ -35,9 +35,12 @@ class AgentArgs:
 
     def argv(self) -> list[str]:
         args = [
-            "--backend", self.backend,
-            "--interval", f"{self.interval_s:g}",
-            "--slow-every", str(self.slow_every),
+            "--backend",
+            self.backend,
+            "--interval",
+            f"{self.interval_s:g}",
+            "--slow-every",
+            str(self.slow_every),
         ]
         if self.host:
             args += ["--host", self.host]

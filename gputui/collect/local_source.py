@@ -51,7 +51,10 @@ class LocalSource(Source):
             feed.set_state(HostState.CONNECTING)
             transport, proto = await loop.subprocess_exec(
                 lambda: _AgentProtocol(feed),
-                sys.executable, "-m", "gputui.agent", *self._args.argv(),
+                sys.executable,
+                "-m",
+                "gputui.agent",
+                *self._args.argv(),
             )
             try:
                 await proto.exited

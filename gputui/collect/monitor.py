@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from gputui.collect.feed import Source
 from gputui.collect.host_runtime import HostRuntime
 from gputui.core.health import Thresholds
-from gputui.core.model import FleetEvent, FleetSnapshot, HostState
+from gputui.core.model import FleetEvent, FleetSnapshot
 
 URGENT_MIN_SPACING_S = 0.05  # pushed events publish at once, but at most 20 times a second
 EVENT_LOG_LEN = 2000
@@ -80,8 +80,14 @@ class FleetMonitor:
             if name in self.hosts:
                 raise ValueError(f"host {name} listed twice")
             self.hosts[name] = HostRuntime(
-                name, interval_s=plan.interval_s, labels=plan.labels, spare=plan.spare,
-                thresholds=thresholds, history_len=history_len, emit=self._on_event, clock=clock,
+                name,
+                interval_s=plan.interval_s,
+                labels=plan.labels,
+                spare=plan.spare,
+                thresholds=thresholds,
+                history_len=history_len,
+                emit=self._on_event,
+                clock=clock,
             )
         self.events: deque[FleetEvent] = deque(maxlen=EVENT_LOG_LEN)
         self._new_events: list[FleetEvent] = []

@@ -42,7 +42,9 @@ class StreamDecoder:
         """The message on `line`, or None (counted in `stats`) when it is not a valid one."""
         if len(line) > self.max_line_bytes:
             self.stats.too_long += 1
-            self.stats.last_problem = f"line of {len(line)} bytes over the {self.max_line_bytes} limit"
+            self.stats.last_problem = (
+                f"line of {len(line)} bytes over the {self.max_line_bytes} limit"
+            )
             return None
         if not line.strip():
             return None  # blank lines (a final empty read) are not an error

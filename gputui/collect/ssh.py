@@ -196,13 +196,21 @@ class SshContext:
                 target = self.resolve(host.split(":")[0])
                 if ":" in host:
                     target = SshTarget(
-                        target.alias, target.hostname, int(host.split(":")[1]),
-                        target.user, target.identity_files, None,
+                        target.alias,
+                        target.hostname,
+                        int(host.split(":")[1]),
+                        target.user,
+                        target.identity_files,
+                        None,
                     )
                 if user:
                     target = SshTarget(
-                        target.alias, target.hostname, target.port, user,
-                        target.identity_files, None,
+                        target.alias,
+                        target.hostname,
+                        target.port,
+                        user,
+                        target.identity_files,
+                        None,
                     )
                 try:
                     tunnel = await self._connect_target(target, tunnel)
@@ -226,7 +234,8 @@ class SshContext:
                     "host_key_changed",
                     f"host key of {name} CHANGED (does not match {kh}); refusing to connect. "
                     f"If the host was reinstalled, verify the new key out of band, then: "
-                    f"ssh-keygen -f {kh} -R '{name}' && ssh-keyscan {port}{target.hostname} >> {kh}",
+                    f"ssh-keygen -f {kh} -R '{name}' && "
+                    f"ssh-keyscan {port}{target.hostname} >> {kh}",
                 )
             return HostError(
                 "host_key_unknown",
@@ -247,7 +256,9 @@ class SshContext:
                 "timeout", f"no answer from {where} within {self.options.connect_timeout_s:g} s"
             )
         if isinstance(exc, asyncssh.ChannelOpenError):
-            return HostError("tunnel_failed", f"cannot reach {where} through ProxyJump: {exc.reason}")
+            return HostError(
+                "tunnel_failed", f"cannot reach {where} through ProxyJump: {exc.reason}"
+            )
         if isinstance(exc, OSError):
             return HostError("network", f"{where}: {exc.strerror or exc}")
         return HostError("ssh_error", f"{where}: {type(exc).__name__}: {exc}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import cast
 
 import asyncssh
 
@@ -53,9 +54,7 @@ class AgentSession(asyncssh.SSHClientSession[bytes]):
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
 
-    def exit_signal_received(
-        self, signal: str, core_dumped: bool, msg: str, lang: str
-    ) -> None:
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
         self.exit_signal = signal
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -104,11 +103,12 @@ class SshSource(Source):
         """Run the agent until its stream ends; the reason it ended and whether it streamed."""
         inv = self._invocation()
         try:
-            chan, session = await conn.create_session(
+            chan, ssh_session = await conn.create_session(
                 lambda: AgentSession(feed), inv.command, encoding=None
             )
         except (asyncssh.Error, OSError) as exc:
             return f"cannot start the agent: {exc}", False
+        session = cast(AgentSession, ssh_session)
         if inv.stdin:
             chan.write(inv.stdin)
         hung = False
@@ -129,9 +129,11 @@ class SshSource(Source):
                 " (hung); restarted",
                 streamed,
             )
-        exc = session.done.result() if session.done.done() else None
-        if exc is not None and session.exit_status is None:
-            if isinstance(exc, asyncssh.ConnectionLost) or "keepalive" in str(exc).lower():
-                return f"connection lost: {exc}", streamed
-            return f"connection lost: {type(exc).__name__}: {exc}", streamed
-        return describe_exit(session.exit_status, session.exit_signal, session.last_stderr), streamed
+        lost = session.done.result() if session.done.done() else None
+        if lost is not None and session.exit_status is None:
+            if isinstance(lost, asyncssh.ConnectionLost) or "keepalive" in str(lost).lower():
+                return f"connection lost: {lost}", streamed
+            return f"connection lost: {type(lost).__name__}: {lost}", streamed
+        return describe_exit(
+            session.exit_status, session.exit_signal, session.last_stderr
+        ), streamed

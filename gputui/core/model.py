@@ -126,11 +126,15 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     nvlink_recovery: int | None = None
     nvlink_crc_flit: int | None = None
     nvlink_crc_data: int | None = None
-    recovery_action: int | None = None  # 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain+reset
+    recovery_action: int | None = (
+        None  # 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain+reset
+    )
     processes: list[GpuProcess] | None = None
 
 
-class Hello(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="hello", tag_field="type"):
+class Hello(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="hello", tag_field="type"
+):
     """First line of every stream: who is talking and which GPUs it has."""
 
     v: int
@@ -146,7 +150,9 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="
     persistence_mode: bool | None = None  # all GPUs in persistence mode
 
 
-class Sample(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="sample", tag_field="type"):
+class Sample(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="sample", tag_field="type"
+):
     """One reading of every GPU."""
 
     v: int
@@ -159,7 +165,9 @@ class Sample(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag=
 EventKind = Literal["xid", "ecc_dbe", "gpu_lost", "reset_required"]
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="event", tag_field="type"):
+class Event(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="event", tag_field="type"
+):
     """Something that happened between samples, pushed at once."""
 
     v: int
@@ -171,7 +179,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="
     text: str = ""
 
 
-class AgentError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="error", tag_field="type"):
+class AgentError(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="error", tag_field="type"
+):
     """A failure the agent hit. `fatal` errors are followed by the agent exiting."""
 
     v: int
@@ -201,7 +211,7 @@ class Level(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return str(self.name).lower()
 
 
 class Action(enum.Enum):

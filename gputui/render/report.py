@@ -41,7 +41,7 @@ def _round(x: float | None, nd: int = 1) -> float | None:
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
+    return str(dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds"))
 
 
 def host_label(host: HostSnapshot) -> str:
@@ -49,7 +49,7 @@ def host_label(host: HostSnapshot) -> str:
     if host.marked_failed:
         return "marked-failed"
     if host.state in (HostState.UNREACHABLE, HostState.STALE, HostState.CONNECTING):
-        return host.state.value
+        return str(host.state.value)
     return host.verdict.host.level.label
 
 
@@ -67,8 +67,12 @@ def host_why(host: HostSnapshot) -> str:
 
 def _reason_json(r: Reason) -> dict[str, Any]:
     return {
-        "code": r.code, "level": r.level.label, "text": r.text, "action": r.action.value,
-        "gpu": r.gpu, "latched": r.latched,
+        "code": r.code,
+        "level": r.level.label,
+        "text": r.text,
+        "action": r.action.value,
+        "gpu": r.gpu,
+        "latched": r.latched,
     }
 
 
@@ -84,7 +88,11 @@ def _gpu_json(host: HostSnapshot, r: GpuReading) -> dict[str, Any]:
         "util_pct": r.util_pct,
         "temp_c": r.temp_c,
         "power_w": _round(r.power_w),
-        "power_limit_w": _round(r.power_limit_w if r.power_limit_w is not None else (info.power_limit_w if info else None)),
+        "power_limit_w": _round(
+            r.power_limit_w
+            if r.power_limit_w is not None
+            else (info.power_limit_w if info else None)
+        ),
         "mem_used_mib": r.mem_used_mib,
         "mem_total_mib": info.memory_total_mib if info else None,
         "sm_clock_mhz": r.sm_clock_mhz,
@@ -150,7 +158,12 @@ def report_json(snapshot: FleetSnapshot) -> str:
 
 def _ordered(snapshot: FleetSnapshot) -> list[HostSnapshot]:
     """Worst first (the order an operator reads in), then by name."""
-    order = {PluginStatus.CRITICAL: 0, PluginStatus.UNKNOWN: 1, PluginStatus.WARNING: 2, PluginStatus.OK: 3}
+    order = {
+        PluginStatus.CRITICAL: 0,
+        PluginStatus.UNKNOWN: 1,
+        PluginStatus.WARNING: 2,
+        PluginStatus.OK: 3,
+    }
     return sorted(
         snapshot.hosts,
         key=lambda h: (order[host_status(h)], -h.verdict.host.level, h.name),
@@ -190,8 +203,16 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
     for h in hosts:
         stats = host_stats(h)
         label = host_label(h)
-        style = STATE_STYLE.get(h.state, "") if label in (s.value for s in HostState) else LEVEL_STYLE[h.verdict.host.level]
-        gpus = f"{stats.gpus_reporting}/{stats.gpus}" if stats.gpus_reporting != stats.gpus else str(stats.gpus)
+        style = (
+            STATE_STYLE.get(h.state, "")
+            if label in (s.value for s in HostState)
+            else LEVEL_STYLE[h.verdict.host.level]
+        )
+        gpus = (
+            f"{stats.gpus_reporting}/{stats.gpus}"
+            if stats.gpus_reporting != stats.gpus
+            else str(stats.gpus)
+        )
         dim = h.state in (HostState.STALE, HostState.UNREACHABLE)
         table.add_row(
             h.name,
@@ -204,7 +225,9 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
             style="dim" if dim else "",
         )
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
+    console = Console(
+        file=buf, width=width, force_terminal=False, color_system=None, highlight=False
+    )
     console.print(table)
     console.print()
     console.print(summary_line(snapshot))
@@ -212,9 +235,14 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
     if details:
         console.print()
         for h in details:
-            console.print(f"{h.name}: {h.verdict.host.level.label}, recommended: {h.verdict.action.value}")
+            console.print(
+                f"{h.name}: {h.verdict.host.level.label}, "
+                f"recommended: {h.verdict.host.action.value}"
+            )
             for r in h.verdict.host.reasons[:8]:
-                console.print(f"  - [{r.level.label}] {r.text} -> {r.action.value}", soft_wrap=False)
+                console.print(
+                    f"  - [{r.level.label}] {r.text} -> {r.action.value}", soft_wrap=False
+                )
             if len(h.verdict.host.reasons) > 8:
                 console.print(f"  ... {len(h.verdict.host.reasons) - 8} more")
     return buf.getvalue()
@@ -234,6 +262,7 @@ def report_markdown(snapshot: FleetSnapshot) -> str:
         why = host_why(h).replace("|", "\\|")
         lines.append(
             f"| {h.name} | {host_label(h)} | {stats.gpus} | {_fmt(stats.util_mean_pct, '%')} | "
-            f"{_fmt(stats.temp_max_c, ' C')} | {_power(stats)} | {why} | {h.verdict.action.value} |"
+            f"{_fmt(stats.temp_max_c, ' C')} | {_power(stats)} | {why} | "
+            f"{h.verdict.host.action.value} |"
         )
     return "\n".join(lines) + "\n"
