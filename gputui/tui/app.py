@@ -1,0 +1,464 @@
+"""The Textual app: one snapshot per tick in, one batched screen update out.
+
+The monitor runs beside the app on the same event loop (its work per tick is small); each
+snapshot reaches the app as one message, and the app applies it inside `batch_update()` so a
+tick is one repaint however many hosts changed. Operator flows run as workers, so a dialog
+waiting for an answer never holds up the ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.theme import Theme
+
+from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level, Sample
+from gputui.render.report import host_label, host_why
+from gputui.tui.commands import HostCommands
+from gputui.tui.fleetview import LABEL_RANK, severity
+from gputui.tui.hostview import gpu_views
+from gputui.tui.operator import OperatorPort, Outcome, Prepared, RequestKind, SessionOperator
+from gputui.tui.palette import Palette
+from gputui.tui.screens.dialogs import ActionPicker, ConfirmDialog, PreviewDialog, ReasonDialog
+from gputui.tui.screens.fleet import FleetScreen
+from gputui.tui.screens.help import HelpScreen
+from gputui.tui.screens.host import HostData, HostScreen
+from gputui.tui.session import MonitorSession
+from gputui.tui.widgets.gpu_grid import GRID_HELP
+from gputui.tui.widgets.risk_panel import Record
+
+HOST_EVENTS = 50  # recent events kept per host for its screen
+TICK_SAMPLES = 600  # per-tick timings kept for `tick_ms` (the benchmark reads them)
+
+
+class FleetUpdated(Message):
+    """The monitor published a snapshot."""
+
+    def __init__(self, snapshot: FleetSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class GpuTuiApp(App[None]):
+    CSS_PATH = "gputui.tcss"
+    TITLE = "gputui"
+    COMMANDS: ClassVar = App.COMMANDS | {HostCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("x", "mark_failed", "Mark failed"),
+        Binding("u", "resume", "Resume"),
+        Binding("a", "run_action", "Action"),
+        Binding("c", "clear_latched", "Clear latched", show=False),
+        Binding("b", "toggle_bell", "Bell on/off", show=False),
+    ]
+
+    def __init__(
+        self,
+        session: MonitorSession,
+        *,
+        operator: OperatorPort | None = None,
+        risk_table: Mapping[str, Any] | None = None,
+        record: Record | None = None,
+        bell: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.operator: OperatorPort = operator or SessionOperator(lambda: session.monitor)
+        self.bell_on = bell
+        self.snapshot: FleetSnapshot | None = None
+        self.by_name: dict[str, HostSnapshot] = {}
+        self.tick_ms: deque[float] = deque(maxlen=TICK_SAMPLES)
+        self.ticks = 0
+        self.palette = Palette.from_theme(None)
+        self._clock = clock
+        self._risk_table = risk_table
+        self._record = record
+        self._applied = asyncio.Event()
+        self._quitting = False
+        self._slow: dict[str, tuple[float, Sample]] = {}
+        self._host_events: dict[str, deque[FleetEvent]] = {}
+        self._settled: dict[str, str] = {}
+
+    # -- screens --------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[Any]:
+        return FleetScreen(self.open_host, self._risk_table, self._record)
+
+    @property
+    def fleet_screen(self) -> FleetScreen:
+        screen = self.screen_stack[0]
+        assert isinstance(screen, FleetScreen)
+        return screen
+
+    def on_mount(self) -> None:
+        # The default screen composes after the app mounts: start once it is on screen.
+        self.call_after_refresh(self._start)
+
+    def _start(self) -> None:
+        self._set_palette(self.current_theme)
+        self.theme_changed_signal.subscribe(self, self._set_palette)
+        self.fleet_screen.set_note("starting the monitor...")
+        self.session.start(self._deliver, self._monitor_failed)
+
+    def _set_palette(self, theme: Theme) -> None:
+        self.palette = Palette.from_theme(theme)
+        self.fleet_screen.set_palette(self.palette)
+
+    # -- ticks ----------------------------------------------------------------------------
+
+    async def _deliver(self, snapshot: FleetSnapshot) -> None:
+        """Post one message per snapshot; return once it is applied (or the app is going)."""
+        if self._quitting:
+            return
+        self._applied.clear()
+        self.post_message(FleetUpdated(snapshot))
+        await self._applied.wait()
+
+    def on_fleet_updated(self, message: FleetUpdated) -> None:
+        started = time.perf_counter()
+        try:
+            with self.batch_update():
+                self._apply(message.snapshot)
+        finally:
+            self.tick_ms.append((time.perf_counter() - started) * 1000)
+            self.ticks += 1
+            self._applied.set()
+
+    def _apply(self, snapshot: FleetSnapshot) -> None:
+        first = self.snapshot is None
+        self.snapshot = snapshot
+        self.by_name = {h.name: h for h in snapshot.hosts}
+        for host in snapshot.hosts:
+            sample = host.sample
+            if sample is not None and sample.slow:
+                held = self._slow.get(host.name)
+                if held is None or held[1] is not sample:
+                    self._slow[host.name] = (host.sample_t or snapshot.t, sample)
+        events = list(snapshot.events) + self._announce(snapshot)
+        for event in events:
+            self._remember(event)
+        screen = self.fleet_screen
+        if first:
+            screen.set_note("")
+        screen.apply(snapshot)
+        screen.add_events(events)
+        if isinstance(self.screen, HostScreen):
+            self.screen.update_data()
+
+    def _announce(self, snapshot: FleetSnapshot) -> list[FleetEvent]:
+        """Hosts whose state got worse since the last tick: a log line each, one toast."""
+        worse: list[FleetEvent] = []
+        for host in snapshot.hosts:
+            label = host_label(host)
+            now_bad = severity(label)
+            if now_bad is None:
+                continue  # connecting or marked failed: not a judgement of the host
+            before = self._settled.get(host.name)
+            self._settled[host.name] = label
+            was_bad = severity(before) if before is not None else None
+            if was_bad is not None and now_bad > was_bad:
+                why = host_why(host)
+                worse.append(
+                    FleetEvent(
+                        t=snapshot.t,
+                        host=host.name,
+                        kind="alert",
+                        text=f"worse: {before} -> {label}" + (f": {why}" if why else ""),
+                        level=host.verdict.host.level
+                        if label in ("warn", "critical", "failed")
+                        else Level.WARN,
+                    )
+                )
+        if worse:
+            names = ", ".join(e.host for e in worse[:5]) + (" ..." if len(worse) > 5 else "")
+            serious = any(e.level >= Level.CRITICAL for e in worse)
+            self.notify(
+                f"{len(worse)} host(s) worse: {names}",
+                severity="error" if serious else "warning",
+                timeout=6,
+            )
+            if self.bell_on:
+                self.bell()
+        return worse
+
+    def _remember(self, event: FleetEvent) -> None:
+        per_host = self._host_events.get(event.host)
+        if per_host is None:
+            per_host = self._host_events[event.host] = deque(maxlen=HOST_EVENTS)
+        per_host.appendleft(event)
+
+    def log_event(self, host: str, kind: str, text: str, level: Level = Level.OK) -> None:
+        """A line of the app's own (operator actions and their output) in the event log."""
+        event = FleetEvent(t=self._clock(), host=host, kind=kind, text=text, level=level)
+        self._remember(event)
+        self.fleet_screen.add_events([event])
+
+    def _monitor_failed(self, exc: BaseException) -> None:
+        message = f"the monitor stopped: {exc}"
+        self.fleet_screen.set_note(message)
+        self.log_event("gputui", "error", message, Level.CRITICAL)
+        self.notify(message, severity="error", timeout=30)
+
+    # -- hosts ----------------------------------------------------------------------------
+
+    def hosts_worst_first(self) -> list[tuple[str, str]]:
+        labelled = [(h.name, host_label(h)) for h in self.by_name.values()]
+        return sorted(labelled, key=lambda nl: (LABEL_RANK.get(nl[1], 99), nl[0]))
+
+    def selected_host(self) -> str | None:
+        screen = self.screen
+        if isinstance(screen, HostScreen):
+            return screen.host
+        return self.fleet_screen.selected_host()
+
+    def open_host(self, name: str) -> None:
+        if name not in self.by_name:
+            return
+        if isinstance(self.screen, HostScreen):
+            self.pop_screen()
+        self.push_screen(HostScreen(name, self.host_data, self.neighbour))
+
+    def host_data(self, name: str) -> HostData | None:
+        host = self.by_name.get(name)
+        snapshot = self.snapshot
+        if host is None or snapshot is None:
+            return None
+        monitor = self.session.monitor
+        runtime = monitor.hosts.get(name) if monitor is not None else None
+        history = runtime.history if runtime is not None else None
+        views = gpu_views(host, history, self._slow.get(name), snapshot.t)
+        events = list(self._host_events.get(name, ()))[:12]
+        return HostData(host, views, events, snapshot.t, self.palette)
+
+    def neighbour(self, name: str, step: int) -> str | None:
+        """The host `step` rows from `name` in the fleet table's order (wrapping)."""
+        order = self.fleet_screen.table.shown or list(self.by_name)
+        if name not in order:
+            return order[0] if order else None
+        return order[(order.index(name) + step) % len(order)]
+
+    # -- actions --------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Close every connection (so every agent exits with it), then leave."""
+        if self._quitting:
+            return
+        self._quitting = True
+        self.fleet_screen.set_note("stopping: closing every connection...")
+        self._applied.set()
+        await self.session.close()
+        self.exit()
+
+    def action_help(self) -> None:
+        sections: list[tuple[str, Iterable[BindingType]]] = [
+            ("Everywhere", self.BINDINGS),
+            ("Fleet screen", FleetScreen.BINDINGS),
+            (
+                "Fleet table",
+                [
+                    Binding("enter", "", "open the host (or click a row)"),
+                    Binding("up,down,pageup,pagedown", "", "move"),
+                    Binding("click header", "", "sort by that column"),
+                ],
+            ),
+            ("GPU grid", GRID_HELP),
+            ("Host screen", HostScreen.BINDINGS),
+            ("Command palette", [Binding("ctrl+p", "", "every action, and open any host by name")]),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def action_toggle_bell(self) -> None:
+        self.bell_on = not self.bell_on
+        self.notify(f"bell {'on' if self.bell_on else 'off'} for hosts that get worse", timeout=3)
+
+    def _target(self) -> str | None:
+        host = self.selected_host()
+        if host is None:
+            self.notify("no host selected", severity="warning", timeout=3)
+        return host
+
+    def _outcome(self, host: str, outcome: Outcome) -> None:
+        level = Level.OK if outcome.ok else Level.WARN
+        self.log_event(host, "action", outcome.text, level)
+        self.notify(outcome.text, severity="information" if outcome.ok else "error", timeout=8)
+
+    async def _prepare(self, kind: RequestKind, host: str, **how: Any) -> Prepared | None:
+        try:
+            return await self.operator.prepare(kind, host, **how)
+        except ValueError as exc:
+            self._outcome(host, Outcome(False, str(exc)))
+            return None
+
+    async def _carry_out(
+        self, prepared: Prepared, *, ask: bool, question: str = ""
+    ) -> Outcome | None:
+        """Preview and confirm (when `ask`), run with its output in the log, log the outcome."""
+        if ask and not await self.push_screen_wait(PreviewDialog(prepared, question=question)):
+            return None
+        host = prepared.host
+        self.log_event(host, "action", f"{prepared.summary}: started")
+        outcome = await self.operator.run(
+            prepared, lambda line: self.log_event(host, "output", line)
+        )
+        self._outcome(host, outcome)
+        return outcome
+
+    def action_mark_failed(self) -> None:
+        host = self._target()
+        if host is not None:
+            self._mark_failed_flow(host)
+
+    @work(exclusive=True, group="operator")
+    async def _mark_failed_flow(self, host: str) -> None:
+        snap = self.by_name.get(host)
+        if snap is not None and snap.marked_failed:
+            self.notify(f"{host} is already marked failed (u resumes it)", timeout=4)
+            return
+        reason = ""
+        if snap is not None:
+            worst = snap.verdict.host.worst
+            reason = worst.text if worst is not None and worst.level > Level.OK else host_why(snap)
+        hint = (
+            "Reason (journaled; configured drain actions pass it to the scheduler):"
+            if self.operator.journaled
+            else "Reason (this session only: no journal is open):"
+        )
+        answer = await self.push_screen_wait(ReasonDialog(host, reason, hint=hint))
+        if answer is None:
+            return
+        prepared = await self._prepare("fail", host, reason=answer)
+        if prepared is not None:
+            # The reason dialog was the confirmation, unless commands are about to run.
+            await self._carry_out(prepared, ask=prepared.commands > 0)
+
+    def action_resume(self) -> None:
+        host = self._target()
+        if host is not None:
+            self._resume_flow(host)
+
+    @work(exclusive=True, group="operator")
+    async def _resume_flow(self, host: str) -> None:
+        snap = self.by_name.get(host)
+        if snap is not None and not snap.marked_failed:
+            self.notify(f"{host} is not marked failed", timeout=4)
+            return
+        prepared = await self._prepare("resume", host)
+        if prepared is None:
+            return
+        outcome = await self._carry_out(prepared, ask=True)
+        if outcome is not None and outcome.refused:
+            forced = await self._prepare("resume", host, force=True)
+            if forced is not None:
+                await self._carry_out(forced, ask=True, question=f"Force: {forced.summary}?")
+
+    def action_run_action(self) -> None:
+        host = self._target()
+        if host is not None:
+            self._action_flow(host)
+
+    @work(exclusive=True, group="operator")
+    async def _action_flow(self, host: str) -> None:
+        choices = self.operator.actions(host)
+        if not choices:
+            self.notify("no actions are configured ([actions] in hosts.toml)", timeout=5)
+            return
+        snap = self.by_name.get(host)
+        picked = await self.push_screen_wait(
+            ActionPicker(host, choices, host_why(snap) if snap is not None else "")
+        )
+        if picked is None:
+            return
+        action, reason = picked
+        prepared = await self._prepare("action", host, action=action, reason=reason)
+        if prepared is not None:
+            await self._carry_out(prepared, ask=True)
+
+    def action_clear_latched(self) -> None:
+        host = self._target()
+        if host is not None:
+            self._clear_flow(host)
+
+    @work(exclusive=True, group="operator")
+    async def _clear_flow(self, host: str) -> None:
+        monitor = self.session.monitor
+        if monitor is None:
+            return
+        question = f"Clear the latched reasons of {host}?"
+        detail = "Do this after the GPU was reset or repaired; live conditions come back at once."
+        if not await self.push_screen_wait(ConfirmDialog(question, detail, yes="Clear")):
+            return
+        monitor.clear(host)
+        self.log_event(host, "action", "latched reasons cleared by the operator")
+
+    # -- command palette ------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        fleet = self.fleet_screen
+        for tab, title in (
+            ("fleet", "Fleet table"),
+            ("grid", "GPU grid"),
+            ("risk", "Risk panel"),
+            ("events", "Event log"),
+        ):
+            yield SystemCommand(
+                f"Show {title}",
+                f"Switch to the {title.lower()} tab",
+                lambda t=tab: self._show_tab(t),
+            )
+        yield SystemCommand(
+            "Filter", "Filter the fleet table or the event log (/)", fleet.action_filter
+        )
+        yield SystemCommand(
+            "Sort", "Sort the fleet table by the next column (s)", fleet.action_sort
+        )
+        yield SystemCommand(
+            "Reverse sort", "Reverse the fleet table's order (S)", fleet.action_sort_reverse
+        )
+        yield SystemCommand(
+            "Grid colour", "Colour the GPU grid by the next metric (m)", fleet.action_grid_mode
+        )
+        yield SystemCommand(
+            "Open selected host",
+            "The host screen of the selected host (enter)",
+            self._open_selected,
+        )
+        yield SystemCommand(
+            "Mark host failed", "Take the selected host out of service (x)", self.action_mark_failed
+        )
+        yield SystemCommand(
+            "Resume host", "Return the selected host to service (u)", self.action_resume
+        )
+        yield SystemCommand(
+            "Run action", "Run a configured action on the selected host (a)", self.action_run_action
+        )
+        yield SystemCommand(
+            "Clear latched reasons", "After a GPU reset or repair (c)", self.action_clear_latched
+        )
+        yield SystemCommand(
+            "Toggle bell",
+            "Ring the terminal bell when a host gets worse (b)",
+            self.action_toggle_bell,
+        )
+        yield SystemCommand("Help", "Every key (?)", self.action_help)
+
+    def _show_tab(self, tab: str) -> None:
+        while isinstance(self.screen, HostScreen):
+            self.pop_screen()
+        self.fleet_screen.action_tab(tab)
+
+    def _open_selected(self) -> None:
+        host = self.selected_host()
+        if host is not None:
+            self.open_host(host)

@@ -1,0 +1,35 @@
+"""Command palette provider: open any host by name (ctrl+p, then type part of its name)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from gputui.tui.app import GpuTuiApp
+
+MAX_DISCOVERY = 20  # hosts listed before anything is typed: the worst first
+
+
+class HostCommands(Provider):
+    @property
+    def _app(self) -> GpuTuiApp:
+        return cast("GpuTuiApp", self.app)
+
+    async def discover(self) -> Hits:
+        app = self._app
+        for name, label in app.hosts_worst_first()[:MAX_DISCOVERY]:
+            yield DiscoveryHit(f"Open host {name}", partial(app.open_host, name), help=label)
+
+    async def search(self, query: str) -> Hits:
+        app = self._app
+        matcher = self.matcher(query)
+        for name, label in app.hosts_worst_first():
+            command = f"Open host {name}"
+            score = matcher.match(command)
+            if score > 0:
+                yield Hit(
+                    score, matcher.highlight(command), partial(app.open_host, name), help=label
+                )

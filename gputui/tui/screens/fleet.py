@@ -1,0 +1,276 @@
+"""The main screen: the fleet table, the GPU grid, the risk panel and the event log as tabs.
+
+Only the visible tab is brought up to date on a tick; a tab catches up with the newest
+snapshot when it is shown (the table's keyed diff and the grid's repaint need no history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
+
+from gputui.core.model import FleetEvent, FleetSnapshot
+from gputui.tui.fleetview import SORT_OF_COLUMN, SortKey
+from gputui.tui.gridview import GridMode
+from gputui.tui.palette import DEFAULT_PALETTE, Palette
+from gputui.tui.summary import summary_text
+from gputui.tui.widgets.event_log import EventLog
+from gputui.tui.widgets.filter_box import FilterBox
+from gputui.tui.widgets.fleet_table import FleetTable
+from gputui.tui.widgets.gpu_grid import GpuGrid, GridPanel
+from gputui.tui.widgets.risk_panel import Record, RiskPanel
+
+TABS = ("fleet", "grid", "risk", "events")
+RECENT_LINES = 4
+TALL = 34  # rows from which the recent-events strip is worth its space
+FLEET_FILTER_HINT = "filter: text  state:warn  rack=r1  -state:ok   (enter keeps, esc clears)"
+EVENT_FILTER_HINT = "filter: level:warn  host:gpu01*  kind:xid  text   (enter keeps, esc clears)"
+
+
+class FleetScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "tab('fleet')", "Fleet"),
+        Binding("2", "tab('grid')", "Grid"),
+        Binding("3", "tab('risk')", "Risk"),
+        Binding("4", "tab('events')", "Events"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "sort_reverse", "Reverse sort", show=False),
+        Binding("m", "grid_mode", "Grid colour", show=False),
+    ]
+
+    def __init__(
+        self,
+        open_host: Callable[[str], None],
+        risk_table: Mapping[str, Any] | None = None,
+        record: Record | None = None,
+    ) -> None:
+        super().__init__(classes="fleet-screen")
+        self._open_host = open_host
+        self._risk_table = risk_table
+        self._record = record
+        self.snapshot: FleetSnapshot | None = None
+        self.palette: Palette = DEFAULT_PALETTE
+        self.note = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("gputui  starting the monitor...", style="dim"), id="summary")
+        with TabbedContent(initial="fleet", id="tabs"):
+            with TabPane("1 Fleet", id="fleet"):
+                yield FleetTable(id="fleet-table")
+                yield FilterBox(placeholder=FLEET_FILTER_HINT, id="fleet-filter", classes="filter")
+                yield Static(id="fleet-status", classes="status")
+            with TabPane("2 Grid", id="grid"):
+                yield GridPanel(id="grid-panel")
+            with TabPane("3 Risk", id="risk"):
+                yield RiskPanel(self._risk_table, self._record, id="risk-panel")
+            with TabPane("4 Events", id="events"):
+                yield EventLog(id="event-log")
+                yield FilterBox(placeholder=EVENT_FILTER_HINT, id="events-filter", classes="filter")
+                yield Static(id="events-status", classes="status")
+        yield Static(id="recent")
+        yield Footer()
+
+    # -- widgets --------------------------------------------------------------------------
+
+    @property
+    def table(self) -> FleetTable:
+        return self.query_one(FleetTable)
+
+    @property
+    def grid_panel(self) -> GridPanel:
+        return self.query_one(GridPanel)
+
+    @property
+    def event_log(self) -> EventLog:
+        return self.query_one(EventLog)
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self._status()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height >= TALL, "-tall")
+        self._summary()
+
+    # -- data -----------------------------------------------------------------------------
+
+    def apply(self, snapshot: FleetSnapshot) -> None:
+        """Bring the visible parts to `snapshot` (called inside the app's batch update)."""
+        self.snapshot = snapshot
+        self._summary()
+        self._apply_tab(self.active_tab)
+
+    def _apply_tab(self, tab: str) -> None:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        if tab == "fleet":
+            self.table.apply(snapshot)
+            self._status()
+        elif tab == "grid":
+            self.grid_panel.apply(snapshot)
+        # The risk figures are cheap to keep current and slow to compute on demand.
+        self.query_one(RiskPanel).apply(snapshot)
+
+    def add_events(self, events: Sequence[FleetEvent]) -> None:
+        if not events:
+            return
+        log = self.event_log
+        log.add(events)
+        self.query_one("#recent", Static).update(Text("\n".join(log.lines(RECENT_LINES))))
+        self._events_status()
+
+    def set_note(self, note: str) -> None:
+        """A word about the monitor itself (starting, stopping, failed) in the summary line."""
+        self.note = note
+        self._summary()
+
+    def _summary(self) -> None:
+        summary = self.query_one("#summary", Static)
+        if self.snapshot is None:
+            summary.update(Text(f"gputui  {self.note}", style="dim"))
+            return
+        width = summary.content_size.width or self.size.width
+        summary.update(summary_text(self.snapshot, self.palette, self.note, width))
+
+    def set_palette(self, palette: Palette) -> None:
+        self.palette = palette
+        self.table.set_palette(palette)
+        self.grid_panel.set_palette(palette)
+        self.event_log.set_palette(palette)
+        if self.snapshot is not None:
+            self.apply(self.snapshot)
+
+    def selected_host(self) -> str | None:
+        if self.active_tab == "grid":
+            return self.grid_panel.grid.selected_host
+        return self.table.selected_host
+
+    def _status(self) -> None:
+        table = self.table
+        shown, total = table.row_count, table.total
+        order = table.sort_key.value + (" (reversed)" if table.sort_reverse else "")
+        text = f"{shown} of {total} hosts" if table.filter else f"{total} hosts"
+        text += f", sorted by {order} (s)"
+        if table.filter:
+            text += f", filter: {table.filter.text} (/)"
+        else:
+            text += ", / filters, enter opens a host"
+        self.query_one("#fleet-status", Static).update(Text(text, style="dim"))
+
+    def _events_status(self) -> None:
+        log = self.event_log
+        text = f"{log.shown} of {len(log.entries)} events, newest first"
+        if log.filter:
+            text += f", filter: {log.filter.text}"
+        self.query_one("#events-status", Static).update(Text(text, style="dim"))
+
+    # -- actions --------------------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id or "fleet"
+        self._apply_tab(tab)
+        focus: dict[str, type[Widget]] = {
+            "fleet": FleetTable,
+            "grid": GpuGrid,
+            "risk": RiskPanel,
+            "events": EventLog,
+        }
+        self.query_one(focus[tab]).focus()
+        if tab == "grid" and (host := self.table.selected_host) is not None:
+            self.grid_panel.grid.select_host(host)
+
+    def action_filter(self) -> None:
+        tab = self.active_tab
+        if tab not in ("fleet", "events"):
+            self.action_tab("fleet")
+            tab = "fleet"
+        box = self.query_one(f"#{tab}-filter", FilterBox)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Changed, ".filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._set_filter(event.input.id or "", event.value)
+
+    def _set_filter(self, box_id: str, text: str) -> None:
+        if box_id == "fleet-filter":
+            self.table.set_filter(text)
+            self._status()
+        else:
+            self.event_log.set_filter(text)
+            self._events_status()
+
+    @on(Input.Submitted, ".filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        box = event.input
+        if not box.value.strip():
+            box.remove_class("-shown")
+        self._focus_tab_widget()
+
+    @on(FilterBox.Cleared)
+    def _filter_cleared(self, event: FilterBox.Cleared) -> None:
+        self._set_filter(event.box.id or "", "")
+        event.box.remove_class("-shown")
+        self._focus_tab_widget()
+
+    def _focus_tab_widget(self) -> None:
+        if self.active_tab == "events":
+            self.event_log.focus()
+        else:
+            self.table.focus()
+
+    def action_sort(self) -> None:
+        table = self.table
+        table.set_sort(table.sort_key.next(), False)
+        self._status()
+
+    def action_sort_reverse(self) -> None:
+        table = self.table
+        table.set_sort(table.sort_key, not table.sort_reverse)
+        self._status()
+
+    def action_grid_mode(self) -> GridMode:
+        if self.active_tab != "grid":
+            self.action_tab("grid")
+        return self.grid_panel.cycle_mode()
+
+    @on(DataTable.HeaderSelected)
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        key = SORT_OF_COLUMN.get(str(event.column_key.value))
+        if key is None:
+            return
+        table = self.table
+        reverse = not table.sort_reverse if key is table.sort_key else False
+        table.set_sort(key, reverse)
+        self._status()
+
+    @on(DataTable.RowSelected)
+    def _row_chosen(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self._open_host(event.row_key.value)
+
+    @on(GpuGrid.Chosen)
+    def _cell_chosen(self, event: GpuGrid.Chosen) -> None:
+        self._open_host(event.host)
+
+    def set_sort(self, key: SortKey, reverse: bool = False) -> None:
+        self.table.set_sort(key, reverse)
+        self._status()

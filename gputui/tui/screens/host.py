@@ -1,0 +1,113 @@
+"""The host screen: one host in full, updated every tick while it is open."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.console import RenderableType
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import ItemGrid, VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from gputui.core.model import FleetEvent, HostSnapshot
+from gputui.tui.hostview import GpuView, events_text, gpu_text, gpu_title, reasons_text, title_text
+from gputui.tui.palette import DEFAULT_PALETTE, LABELS, Palette
+
+PANEL_MIN_WIDTH = 78  # two panels side by side from about 160 columns
+
+
+@dataclass(frozen=True)
+class HostData:
+    """What the app hands the screen each tick."""
+
+    host: HostSnapshot
+    gpus: list[GpuView]
+    events: list[FleetEvent]  # newest first
+    now: float
+    palette: Palette
+
+
+class GpuPanel(Widget):
+    """One GPU: readings with sparklines, slow signals, its reasons. Bordered by its level."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(classes="gpu-panel")
+        self.index = index
+        self.view: GpuView | None = None
+        self.palette = DEFAULT_PALETTE
+
+    def show(self, view: GpuView, palette: Palette) -> None:
+        self.view, self.palette = view, palette
+        self.border_title = gpu_title(view)
+        level = view.verdict.level.label if view.verdict is not None else "unknown"
+        for label in LABELS:
+            self.set_class(label == level, f"-{label}")
+        self.refresh(layout=True)
+
+    def render(self) -> RenderableType:
+        if self.view is None:
+            return ""
+        return gpu_text(self.view, self.content_size.width or 80, self.palette)
+
+
+class HostScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("left_square_bracket", "neighbour(-1)", "Prev host"),
+        Binding("right_square_bracket", "neighbour(1)", "Next host"),
+    ]
+
+    def __init__(
+        self,
+        host: str,
+        source: Callable[[str], HostData | None],
+        neighbour: Callable[[str, int], str | None],
+    ) -> None:
+        super().__init__(classes="host-screen")
+        self.host = host
+        self._source = source
+        self._neighbour = neighbour
+        self._panels: dict[int, GpuPanel] = {}
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="host-body"):
+            yield Static(id="host-title")
+            yield Static(id="host-reasons")
+            yield ItemGrid(id="gpu-panels", min_column_width=PANEL_MIN_WIDTH)
+            yield Static(id="host-events")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.update_data()
+
+    def update_data(self) -> None:
+        data = self._source(self.host)
+        if data is None:
+            self.query_one("#host-title", Static).update(f"{self.host}: not in the fleet")
+            return
+        self.query_one("#host-title", Static).update(title_text(data.host, data.now, data.palette))
+        self.query_one("#host-reasons", Static).update(reasons_text(data.host, data.palette))
+        self.query_one("#host-events", Static).update(events_text(data.events, data.palette))
+        indices = [v.info.index for v in data.gpus]
+        if indices != list(self._panels):
+            grid = self.query_one("#gpu-panels", ItemGrid)
+            grid.remove_children()
+            self._panels = {i: GpuPanel(i) for i in indices}
+            grid.mount_all(self._panels.values())
+        for view in data.gpus:
+            self._panels[view.info.index].show(view, data.palette)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_neighbour(self, step: int) -> None:
+        other = self._neighbour(self.host, step)
+        if other is not None and other != self.host:
+            self.host = other
+            self.query_one("#host-body", VerticalScroll).scroll_home(animate=False)
+            self.update_data()

@@ -1,0 +1,47 @@
+"""The one-line fleet summary at the top of the main screen."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from gputui.core.model import FleetSnapshot
+from gputui.render.report import host_label
+from gputui.tui.palette import LABELS, Palette
+from gputui.tui.widgets.event_log import clock
+
+# Used when the full words do not fit the line (an 80-column terminal with every state).
+SHORT = {
+    "failed": "fail",
+    "critical": "crit",
+    "unreachable": "unreach",
+    "connecting": "conn",
+    "marked-failed": "marked",
+    "unknown": "unkn",
+}
+
+
+def summary_text(snapshot: FleetSnapshot, palette: Palette, note: str = "", width: int = 0) -> Text:
+    """`12:00:03  32 hosts 256 GPUs │ 2 critical 1 warn 29 ok`, worst first, fitted to `width`."""
+    counts: dict[str, int] = {}
+    gpus = 0
+    for host in snapshot.hosts:
+        label = host_label(host)
+        counts[label] = counts.get(label, 0) + 1
+        gpus += len(host.hello.gpus) if host.hello is not None else 0
+
+    def build(short: bool) -> Text:
+        text = Text.assemble(
+            (clock(snapshot.t), "bold"), f"  {len(snapshot.hosts)} hosts {gpus} GPUs ", ("│", "dim")
+        )
+        for label in LABELS:
+            n = counts.get(label, 0)
+            if n:
+                text.append(f" {n} ")
+                text.append(SHORT.get(label, label) if short else label, style=palette.chip(label))
+        if note:
+            text.append("  ")
+            text.append(note, style="dim")
+        return text
+
+    full = build(False)
+    return full if not width or full.cell_len <= width else build(True)

@@ -1,0 +1,58 @@
+"""The risk panel: fleet failure odds from the GPUs the monitor sees.
+
+Figures are recomputed only when their inputs change (GPU count, verdict counts, the journal's
+record), in a worker thread: the risk model imports scipy, and nothing of it may stall a tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from gputui.core.model import FleetSnapshot
+from gputui.tui.riskview import RiskInputs, compute, render, risk_inputs
+
+Record = Callable[[], "tuple[int, float] | None"]
+
+
+class RiskPanel(VerticalScroll):
+    def __init__(
+        self,
+        risk_table: Mapping[str, Any] | None = None,
+        record: Record | None = None,
+        *,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.risk_table = dict(risk_table or {})
+        self._record = record
+        self._inputs: RiskInputs | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Waiting for the first GPUs to report...", style="dim"), id="risk-body")
+
+    def apply(self, snapshot: FleetSnapshot) -> None:
+        record = self._record() if self._record is not None else None
+        inputs = risk_inputs(snapshot, record)
+        if inputs == self._inputs or inputs.gpus == 0:
+            return
+        self._inputs = inputs
+        self._compute(inputs)
+
+    @work(thread=True, exclusive=True, group="risk")
+    def _compute(self, inputs: RiskInputs) -> None:
+        try:
+            body = render(compute(inputs, self.risk_table))
+        except ValueError as exc:
+            body = Text(str(exc), style="bold red")
+        self.app.call_from_thread(self._show, body)
+
+    def _show(self, body: RenderableType) -> None:
+        self.query_one("#risk-body", Static).update(body)
