@@ -36,7 +36,9 @@ def ssh_keygen(path: Path) -> str:
 
 
 class OpenSshServer:
-    def __init__(self, directory: Path, name: str, authorized_keys: list[str]) -> None:
+    def __init__(
+        self, directory: Path, name: str, authorized_keys: list[str], extra_config: str = ""
+    ) -> None:
         self.sshd = need_program("sshd", "/usr/sbin/sshd")
         self.dir = directory / name
         self.dir.mkdir(parents=True)
@@ -62,7 +64,7 @@ class OpenSshServer:
             "PermitRootLogin prohibit-password\n"
             "AllowTcpForwarding yes\n"
             "MaxStartups 100:30:200\n"
-            "LogLevel DEBUG1\n"
+            "LogLevel DEBUG1\n" + extra_config
         )
         self.proc: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:

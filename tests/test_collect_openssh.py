@@ -144,3 +144,70 @@ async def test_host_down_then_back_without_restarting(site: Site) -> None:
     first_loss = feed.reasons(HostState.UNREACHABLE)[0]
     assert "connection lost" in first_loss or "agent" in first_loss
     await asyncio.sleep(0)
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "smi"
+
+
+def smi_host(tmp: Path, client_pub: str, with_smi: bool) -> OpenSshServer:
+    """An sshd whose sessions see a PATH with a stand-in nvidia-smi (or none)."""
+    bindir = tmp / "bin"
+    bindir.mkdir(exist_ok=True)
+    if with_smi:
+        wrapper = bindir / "nvidia-smi"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"export FAKE_SMI_HELLO={FIXTURES / 'h100_hello.csv'}\n"
+            f"export FAKE_SMI_TEMPERATURE={FIXTURES / 'h100_temperature.txt'}\n"
+            f"export FAKE_SMI_STREAM={FIXTURES / 'h100_training.csv'}\n"
+            "export FAKE_SMI_PERIOD_S=0.1\n"
+            f'exec {sys.executable} {FIXTURES / "fake_nvidia_smi.py"} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    return OpenSshServer(
+        tmp, "nopython", [client_pub], extra_config=f"SetEnv PATH={bindir}:/usr/bin:/bin\n"
+    )
+
+
+@pytest.mark.parametrize("with_smi", [True, False], ids=["smi-fallback", "nothing"])
+async def test_host_without_python_falls_back_to_nvidia_smi(tmp_path: Path, with_smi: bool) -> None:
+    from gputui.collect.launch import AgentArgs, remote_invocation
+    from gputui.collect.monitor import FleetMonitor, HostPlan
+
+    client_pub = ssh_keygen(tmp_path / "id_ed25519")
+    server = smi_host(tmp_path, client_pub, with_smi)
+    (tmp_path / "known_hosts").write_text(server.known_hosts_line() + "\n")
+    (tmp_path / "ssh_config").write_text(
+        f"Host gpu\n  HostName 127.0.0.1\n  Port {server.port}\n  User {server.user}\n"
+        f"  IdentityFile {tmp_path / 'id_ed25519'}\n"
+    )
+    ctx = SshContext(
+        SshOptions(
+            config_files=(tmp_path / "ssh_config",),
+            known_hosts=tmp_path / "known_hosts",
+            connect_timeout_s=5,
+        )
+    )
+    # A python that does not exist on the host stands for a host without python.
+    args = AgentArgs(backend="auto", interval_s=0.1)
+    plan = HostPlan(
+        source=SshSource("gpu", ctx, lambda: remote_invocation("no-such-python3", args), fast()),
+        interval_s=0.1,
+    )
+    server.start()
+    try:
+        async with FleetMonitor([plan], tick_s=0.1) as mon:
+            rt = mon.hosts["gpu"]
+            if with_smi:
+                await wait_until(lambda: rt.sample is not None and rt.sample.seq >= 2, timeout=20)
+            else:
+                await wait_until(lambda: rt.state is HostState.UNREACHABLE, timeout=20)
+            snap = mon.publish().hosts[0]
+    finally:
+        server.stop()
+    if with_smi:
+        assert snap.state is HostState.DEGRADED and "nvidia-smi" in snap.state_reason
+        assert snap.backend == "smi" and snap.hello is not None and len(snap.hello.gpus) == 8
+        assert snap.sample is not None and snap.sample.gpus[0].temp_c is not None
+    else:
+        assert snap.state_reason == "neither python nor nvidia-smi found on this host"

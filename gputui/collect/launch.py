@@ -19,6 +19,8 @@ class AgentInvocation:
 
     command: str
     stdin: bytes = b""
+    smi: bool = False  # the output is nvidia-smi's session stream, not protocol lines
+    fallback: AgentInvocation | None = None  # tried when the host has no python
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,30 @@ class AgentArgs:
         return args
 
 
+def smi_invocation(interval_s: float) -> AgentInvocation:
+    """nvidia-smi streaming over one exec, for hosts where python cannot be used."""
+    from gputui.agent.smi_parse import session_command
+
+    check = (
+        "command -v nvidia-smi >/dev/null 2>&1 || "
+        f"{{ echo 'gputui: neither python nor nvidia-smi found on this host' >&2; "
+        f"exit {EXIT_NO_PYTHON}; }}; "
+    )
+    return AgentInvocation(command=check + session_command(interval_s), smi=True)
+
+
 def remote_invocation(python: str, args: AgentArgs) -> AgentInvocation:
     """Ship the agent bundle over stdin and run it with the host's python.
 
     The bundle carries a copy of pynvml (from the local nvidia-ml-py) that the agent imports
-    only when the host has none, so nothing is installed or written on the host.
+    only when the host has none, so nothing is installed or written on the host. With the
+    `auto` backend, a host without python falls back to streaming nvidia-smi (degraded); with
+    `smi`, nvidia-smi is streamed directly.
     """
     from gputui.agent.bundle import bootstrap_command, build_bundle
+
+    if args.backend == "smi":
+        return smi_invocation(args.interval_s)
 
     bundle = _cached_bundle(build_bundle)
     python_q = shlex.quote(python)
@@ -70,7 +89,8 @@ def remote_invocation(python: str, args: AgentArgs) -> AgentInvocation:
         f"{{ echo 'gputui: {python} not found on this host' >&2; exit {EXIT_NO_PYTHON}; }}; "
         f"exec {run}"
     )
-    return AgentInvocation(command=command, stdin=bundle)
+    fallback = smi_invocation(args.interval_s) if args.backend == "auto" else None
+    return AgentInvocation(command=command, stdin=bundle, fallback=fallback)
 
 
 _BUNDLE: bytes | None = None
@@ -92,7 +112,8 @@ def describe_exit(status: int | None, sig: str | None, last_stderr: str) -> str:
     if status is None:
         return f"agent stream closed{tail}"
     if status == EXIT_NO_PYTHON:
-        return f"no python on the host{tail}"
+        # The launch commands explain themselves on stderr ("gputui: ... not found").
+        return last_stderr.removeprefix("gputui: ") or "command not found on the host"
     if status > 128 and status - 128 in signal.Signals._value2member_map_:
         return f"agent killed by {signal.Signals(status - 128).name}{tail}"
     return f"agent exited with code {status}{tail}"

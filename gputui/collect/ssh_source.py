@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 import asyncssh
 
 from gputui.collect.feed import Backoff, HostFeed, Source
-from gputui.collect.launch import AgentInvocation, describe_exit
+from gputui.collect.launch import EXIT_NO_PYTHON, AgentInvocation, describe_exit
 from gputui.collect.lines import LineSplitter
+from gputui.collect.smi_adapter import SmiLineAdapter
 from gputui.collect.ssh import HostError, SshContext
 from gputui.core.model import HostState
 
@@ -20,10 +21,16 @@ from gputui.core.model import HostState
 HUNG_AFTER_INTERVALS = 10
 
 
+class LineSink(Protocol):
+    def on_line(self, line: bytes) -> None: ...
+
+    def on_too_long(self, length: int) -> None: ...
+
+
 class AgentSession(asyncssh.SSHClientSession[bytes]):
     """Receives the agent's stdout as lines and keeps the last stderr line for the reason."""
 
-    def __init__(self, feed: HostFeed) -> None:
+    def __init__(self, feed: LineSink) -> None:
         self._splitter = LineSplitter(self._on_line, feed.on_too_long)
         self.last_stderr = ""
         self._stderr_buf = b""
@@ -89,7 +96,10 @@ class SshSource(Source):
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
             try:
-                reason, streamed = await self._stream(conn, feed)
+                inv = self._invocation()
+                reason, streamed, status = await self._stream(conn, feed, inv)
+                if status == EXIT_NO_PYTHON and inv.fallback is not None and not streamed:
+                    reason, streamed, status = await self._stream(conn, feed, inv.fallback)
             finally:
                 conn.close()
                 with contextlib.suppress(Exception):
@@ -99,15 +109,23 @@ class SshSource(Source):
             feed.set_state(HostState.UNREACHABLE, reason)
             await asyncio.sleep(self._backoff.next_delay())
 
-    async def _stream(self, conn: asyncssh.SSHClientConnection, feed: HostFeed) -> tuple[str, bool]:
-        """Run the agent until its stream ends; the reason it ended and whether it streamed."""
-        inv = self._invocation()
+    async def _stream(
+        self, conn: asyncssh.SSHClientConnection, feed: HostFeed, inv: AgentInvocation
+    ) -> tuple[str, bool, int | None]:
+        """Run the agent until its stream ends: why it ended, whether it streamed, exit code."""
+        sink: LineSink = feed
+        smi: SmiLineAdapter | None = None
+        if inv.smi:
+            smi = SmiLineAdapter(
+                self.name, feed.expected_interval(), feed.on_line, feed.on_too_long
+            )
+            sink = smi
         try:
             chan, ssh_session = await conn.create_session(
-                lambda: AgentSession(feed), inv.command, encoding=None
+                lambda: AgentSession(sink), inv.command, encoding=None
             )
         except (asyncssh.Error, OSError) as exc:
-            return f"cannot start the agent: {exc}", False
+            return f"cannot start the agent: {exc}", False, None
         session = cast(AgentSession, ssh_session)
         if inv.stdin:
             chan.write(inv.stdin)
@@ -116,6 +134,8 @@ class SshSource(Source):
             interval = feed.expected_interval()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(session.done), timeout=interval)
+            if smi is not None:
+                smi.poll()
             if feed.silent_for() > HUNG_AFTER_INTERVALS * interval and not session.done.done():
                 hung = True
                 chan.close()
@@ -123,17 +143,17 @@ class SshSource(Source):
                     await asyncio.wait_for(asyncio.shield(session.done), timeout=5)
                 break
         streamed = session.lines > 0
+        status = session.exit_status
+        if smi is not None and status != EXIT_NO_PYTHON:
+            smi.end(status, session.last_stderr)
         if hung:
-            return (
-                f"agent stopped writing for {HUNG_AFTER_INTERVALS * feed.expected_interval():g} s"
-                " (hung); restarted",
-                streamed,
-            )
+            what = "nvidia-smi" if smi is not None else "agent"
+            silent = HUNG_AFTER_INTERVALS * feed.expected_interval()
+            return f"{what} stopped writing for {silent:g} s (hung); restarted", streamed, None
         lost = session.done.result() if session.done.done() else None
-        if lost is not None and session.exit_status is None:
+        if lost is not None and status is None:
             if isinstance(lost, asyncssh.ConnectionLost) or "keepalive" in str(lost).lower():
-                return f"connection lost: {lost}", streamed
-            return f"connection lost: {type(lost).__name__}: {lost}", streamed
-        return describe_exit(
-            session.exit_status, session.exit_signal, session.last_stderr
-        ), streamed
+                return f"connection lost: {lost}", streamed, None
+            return f"connection lost: {type(lost).__name__}: {lost}", streamed, None
+        reason = describe_exit(status, session.exit_signal, session.last_stderr)
+        return reason, streamed, status
