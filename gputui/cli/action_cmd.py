@@ -1,0 +1,121 @@
+"""`gputui action run|list`: run one configured action on a node, or list the actions."""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import shlex
+from typing import Annotated
+
+import typer
+
+from gputui.cli.app import app
+from gputui.cli.ops_common import (
+    EXIT_FAILED,
+    DryRunOption,
+    HostsOption,
+    JournalOption,
+    YesOption,
+    confirm,
+    operator_actions,
+    run_operation,
+    show_preview,
+    table,
+    user_errors,
+)
+from gputui.ops.catalog import ActionDef
+
+action_app = typer.Typer(help="Run one configured action on a node, or list them.")
+app.add_typer(action_app, name="action")
+
+
+class ListFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+@action_app.command("run")
+def action_run(
+    name: Annotated[str, typer.Argument(help="The action, e.g. drain (see `gputui action list`)")],
+    host: Annotated[str, typer.Argument(help="The node, as named in hosts.toml")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Fills {reason}")] = "",
+    job: Annotated[str | None, typer.Option("--job", help="Fills {job}")] = None,
+    gpu: Annotated[int | None, typer.Option("--gpu", help="Fills {gpu} (a GPU index)")] = None,
+    uuid: Annotated[str | None, typer.Option("--uuid", help="Fills {uuid}")] = None,
+    spare: Annotated[
+        str | None, typer.Option("--spare", help="Fills {spare} (default: the proposed spare)")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Skip the scheduler-state guard (asks first)")
+    ] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    hosts: HostsOption = None,
+    journal: JournalOption = None,
+) -> None:
+    """Run action NAME for HOST. It is journaled; no node state changes (see `gputui node`)."""
+    with operator_actions(hosts, journal) as ops, user_errors():
+        op = ops.prepare_action(
+            name, host, reason=reason, job=job, gpu=gpu, uuid=uuid, spare=spare, force=force
+        )
+        if dry_run:
+            show_preview(op)
+            return
+        confirm(op, yes)
+        if not run_operation(ops, op).ok:
+            raise typer.Exit(EXIT_FAILED)
+
+
+@action_app.command("list")
+def action_list(
+    fmt: Annotated[ListFormat, typer.Option("--format", help="Output format")] = ListFormat.table,
+    hosts: HostsOption = None,
+    journal: JournalOption = None,
+) -> None:
+    """The actions hosts.toml defines (presets included), with their commands."""
+    with operator_actions(hosts, journal) as ops:
+        actions = list(ops.catalog)
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps([_action_json(a) for a in actions], indent=2, ensure_ascii=False))
+        return
+    rows = [["ACTION", "FROM", "RUNS ON", "CONFIRM", "COMMANDS"]]
+    for a in actions:
+        runs = ", ".join(filter(None, ["node fail" * a.on_fail, "node resume" * a.on_resume]))
+        commands = " ; ".join(
+            f"[{s.where}] {_show(s.command.text)}" + (" (per line)" * s.for_each_line)
+            for s in a.steps
+        )
+        rows.append(
+            [a.name, a.preset or "custom", runs or "-", "yes" if a.confirm else "no", commands]
+        )
+    typer.echo(table(rows))
+
+
+def _show(args: tuple[str, ...]) -> str:
+    """A template for reading: arguments quoted only where spaces or quotes would mislead."""
+    return " ".join(a if a and not _NEEDS_QUOTES.search(a) else shlex.quote(a) for a in args)
+
+
+_NEEDS_QUOTES = re.compile(r"[\s'\"\\]")
+
+
+def _action_json(a: ActionDef) -> dict[str, object]:
+    return {
+        "name": a.name,
+        "preset": a.preset,
+        "description": a.description,
+        "confirm": a.confirm,
+        "on_fail": a.on_fail,
+        "on_resume": a.on_resume,
+        "guard": a.guard,
+        "steps": [
+            {
+                "argv": list(s.command.text),
+                "where": s.where,
+                "timeout_s": s.timeout_s,
+                "for_each_line": s.for_each_line,
+            }
+            for s in a.steps
+        ],
+    }

@@ -1,0 +1,211 @@
+"""`gputui node fail|resume|spare|list`: take nodes out of service, bring them and spares back.
+
+Each command prints the commands it runs and their output, records everything in the journal,
+and exits 0 when all went well, 1 when a command failed or was refused (the problems are on
+stderr, one line each), 2 for a mistake in the request or the hosts file.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from gputui.cli.app import app
+from gputui.cli.ops_common import (
+    EXIT_FAILED,
+    DryRunOption,
+    HostsOption,
+    JournalOption,
+    YesOption,
+    confirm,
+    local_time,
+    one_line,
+    operator_actions,
+    run_operation,
+    show_preview,
+    table,
+    user_errors,
+)
+from gputui.ops.actions import OperatorActions
+from gputui.ops.nodes import NodeStatus
+from gputui.ops.plans import Operation
+
+node_app = typer.Typer(
+    help="Mark nodes failed, return them to service, bring spares in, list their states.",
+    no_args_is_help=True,
+)
+app.add_typer(node_app, name="node")
+
+
+class ListFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+@node_app.command("fail")
+def node_fail(
+    host: Annotated[str, typer.Argument(help="The node, as named in hosts.toml")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help='Why, e.g. "XID 79"')],
+    action: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--action",
+            "-a",
+            help="An action to run (repeatable, in order); default: those with on_fail = true",
+        ),
+    ] = None,
+    spare: Annotated[
+        bool | None,
+        typer.Option(
+            "--spare/--no-spare",
+            help="Bring the group's first healthy spare in (default: ask on a terminal)",
+        ),
+    ] = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    hosts: HostsOption = None,
+    journal: JournalOption = None,
+) -> None:
+    """Mark HOST failed, then take it out of the scheduler (drain, requeue its jobs...)."""
+    with operator_actions(hosts, journal) as ops, user_errors():
+        op = ops.prepare_fail(host, reason, action)
+        spare_op = ops.prepare_spare(host) if spare is not False else None
+        if dry_run:
+            show_preview(op)
+            if spare_op is not None:
+                typer.echo("then, " + ("with --spare" if spare else "if confirmed") + ":")
+                show_preview(spare_op)
+            return
+        confirm(op, yes)
+        outcome = run_operation(ops, op)
+        typer.echo(f"{host} marked failed: {json.dumps(op.reason, ensure_ascii=False)}")
+        if not outcome.ok:
+            if spare_op is not None:
+                typer.echo(
+                    f"gputui: spare {spare_op.spare} not brought in, as an action failed; "
+                    f"when ready: gputui node spare {host}",
+                    err=True,
+                )
+            raise typer.Exit(EXIT_FAILED)
+        if spare_op is None:
+            if spare:
+                typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)
+                raise typer.Exit(EXIT_FAILED)
+            return
+        if spare:
+            confirm(spare_op, yes, "Bring the spare in?")
+            _bring_spare(ops, spare_op)
+        elif sys.stdin.isatty():
+            show_preview(spare_op)
+            if typer.confirm(f"Bring spare {spare_op.spare} into service?", default=False):
+                _bring_spare(ops, spare_op)
+        else:
+            typer.echo(f"spare {spare_op.spare} can replace {host}: gputui node spare {host}")
+
+
+def _bring_spare(ops: OperatorActions, op: Operation) -> None:
+    outcome = run_operation(ops, op)
+    if not outcome.ok:
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(f"spare {op.spare} in service in place of {op.node}")
+
+
+@node_app.command("resume")
+def node_resume(
+    host: Annotated[str, typer.Argument(help="The node, as named in hosts.toml")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Resume even a node someone else took out of service (asks first)",
+        ),
+    ] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    hosts: HostsOption = None,
+    journal: JournalOption = None,
+) -> None:
+    """Return HOST to service: resume it in the scheduler if gputui took it out, and record it."""
+    with operator_actions(hosts, journal) as ops, user_errors():
+        op = ops.prepare_resume(host, force)
+        if dry_run:
+            show_preview(op)
+            return
+        confirm(op, yes)
+        outcome = run_operation(ops, op)
+        if not outcome.ok:
+            raise typer.Exit(EXIT_FAILED)
+        typer.echo(f"{host} back in service")
+
+
+@node_app.command("spare")
+def node_spare(
+    host: Annotated[str, typer.Argument(help="The failed node the spare replaces")],
+    spare: Annotated[
+        str | None,
+        typer.Option("--spare", help="The spare to use (default: the group's first healthy one)"),
+    ] = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    hosts: HostsOption = None,
+    journal: JournalOption = None,
+) -> None:
+    """Bring a spare of HOST's group into service in its place (runs activate-spare)."""
+    with operator_actions(hosts, journal) as ops, user_errors():
+        op = ops.prepare_spare(host, spare)
+        if op is None:
+            typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)
+            raise typer.Exit(EXIT_FAILED)
+        if dry_run:
+            show_preview(op)
+            return
+        confirm(op, yes)
+        _bring_spare(ops, op)
+
+
+@node_app.command("list")
+def node_list(
+    fmt: Annotated[ListFormat, typer.Option("--format", help="Output format")] = ListFormat.table,
+    hosts: HostsOption = None,
+    journal: JournalOption = None,
+) -> None:
+    """Every node of hosts.toml with its state: in service, failed, spare, spare in use."""
+    with operator_actions(hosts, journal) as ops:
+        nodes = ops.nodes()
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps([_node_json(n) for n in nodes], indent=2, ensure_ascii=False))
+        return
+    rows = [["NODE", "GROUP", "STATE", "SINCE", "BY", "REASON"]]
+    for n in nodes:
+        state = n.status.replace("_", " ")
+        if n.status == "spare_active" and n.detail:
+            state = f"spare, replaces {n.detail}"
+        reason = n.reason if n.status == "failed" else ""
+        rows.append(
+            [
+                n.name,
+                n.group,
+                state,
+                local_time(n.since) if n.status != "spare" else "",
+                n.operator if n.status != "spare" else "",
+                one_line(reason),
+            ]
+        )
+    typer.echo(table(rows))
+
+
+def _node_json(n: NodeStatus) -> dict[str, object]:
+    return {
+        "node": n.name,
+        "group": n.group,
+        "spare": n.spare,
+        "state": n.status,
+        "reason": n.reason,
+        "operator": n.operator,
+        "since": n.since,
+        "detail": n.detail,
+    }

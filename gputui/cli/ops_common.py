@@ -1,0 +1,184 @@
+"""What the node, action and journal commands share: opening the journal and the actions,
+confirmation, running an operation with its output on the terminal, times and durations.
+
+Every mistake of the user ends in `fail()`: one line on stderr and exit status 2. A command
+that ran but failed exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gputui.cli.fleet import fail, load_hosts
+from gputui.collect.fleet import ssh_options
+from gputui.collect.ssh import HostError, SshContext
+from gputui.config import Config, ConfigError, resolve_hosts_path
+from gputui.ops.actions import ActionError, OperatorActions, Outcome
+from gputui.ops.journal import Journal, JournalError, resolve_journal_path
+from gputui.ops.plans import Operation
+
+EXIT_FAILED = 1
+
+HostsOption = Annotated[
+    Path | None,
+    typer.Option("--hosts", help="hosts.toml (default: $GPUTUI_HOSTS, then the user config dir)"),
+]
+JournalOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--journal",
+        help="The journal file (default: $GPUTUI_JOURNAL, then [journal] path in hosts.toml, "
+        "then the user state dir)",
+    ),
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Run without asking (needed when not on a terminal)")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print the exact commands and where they would run")
+]
+
+
+def open_journal(path: Path) -> Journal:
+    try:
+        return Journal.open(path)
+    except JournalError as exc:
+        raise fail(str(exc)) from None
+
+
+def journal_for(config: Config | None, cli_path: Path | None) -> Journal:
+    configured = config.journal_path if config is not None else None
+    return open_journal(resolve_journal_path(cli_path, configured))
+
+
+def journal_without_hosts(hosts: Path | None, cli_path: Path | None) -> Journal:
+    """The journal for commands that need no hosts file, which may still name the journal."""
+    if cli_path is not None:
+        return open_journal(resolve_journal_path(cli_path))
+    try:
+        hosts_path = resolve_hosts_path(hosts)
+    except ConfigError:
+        if hosts is not None:
+            raise fail(f"no hosts file {hosts}") from None
+        return open_journal(resolve_journal_path())  # no hosts file at all: the default
+    return journal_for(load_hosts(hosts_path), None)
+
+
+@contextmanager
+def operator_actions(hosts: Path | None, journal: Path | None) -> Iterator[OperatorActions]:
+    config = load_hosts(hosts)
+    opened = journal_for(config, journal)
+    try:
+        try:
+            ssh = SshContext(ssh_options(config.ssh))
+        except HostError as exc:
+            raise fail(exc.text) from None
+        try:
+            ops = OperatorActions(config, opened, ssh)
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
+        yield ops
+    finally:
+        opened.close()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """ActionError (an unknown action or host, a missing or unsafe value) as one line."""
+    try:
+        yield
+    except ActionError as exc:
+        raise fail(str(exc)) from None
+
+
+def show_preview(op: Operation) -> None:
+    for line in op.preview():
+        typer.echo(line)
+
+
+def confirm(op: Operation, yes: bool, what: str = "Run these commands?") -> None:
+    """Ask on a terminal; refuse without --yes elsewhere. Exits when the answer is no."""
+    if yes or not op.needs_confirm:
+        return
+    if not sys.stdin.isatty():
+        raise fail(
+            f"{op.summary()} needs confirmation: run it on a terminal, or add --yes "
+            "(--dry-run shows the commands)"
+        )
+    show_preview(op)
+    if not typer.confirm(what, default=False):
+        typer.echo("nothing done", err=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def run_operation(ops: OperatorActions, op: Operation) -> Outcome:
+    """Run `op`, its commands and their output on stdout, its problems on stderr."""
+
+    async def go() -> Outcome:
+        try:
+            return await ops.run(op, on_output=typer.echo)
+        finally:
+            await ops.aclose()
+
+    try:
+        outcome = asyncio.run(go())
+    except KeyboardInterrupt:
+        typer.echo(
+            "gputui: interrupted; `gputui journal` shows what ran and what was cut short", err=True
+        )
+        raise typer.Exit(130) from None
+    for line in outcome.errors():
+        typer.echo(f"gputui: {line}", err=True)
+    return outcome
+
+
+# --------------------------------------------------------------------------------------------
+# Times
+# --------------------------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+
+
+def parse_since(text: str, now: float) -> float:
+    """`--since`: a duration back from now (90s, 30m, 2h, 7d, 1w, 1h30m) or a local date/time."""
+    value = text.strip().lower()
+    parts = _DURATION.findall(value)
+    if parts and _DURATION.sub("", value).strip() == "":
+        return now - sum(float(n) * _UNITS[u] for n, u in parts)
+    try:
+        return dt.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise fail(
+            f"--since: expected a duration such as 30m, 2h or 7d, or a date such as 2026-11-01, "
+            f"got {json.dumps(text)}"
+        ) from None
+
+
+def local_time(t: float | None) -> str:
+    if t is None:
+        return ""
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """`text` on one line for a table: control characters escaped, long text cut."""
+    flat = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def table(rows: list[list[str]]) -> str:
+    """Plain aligned columns (the first row is the header): greppable, no box drawing."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
