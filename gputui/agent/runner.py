@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from . import AGENT_VERSION, PROTOCOL_VERSION
 from .backend import FAULT_CRASH, FAULT_HANG, Backend, BackendError, Json
@@ -97,7 +97,11 @@ class Runner:
             self.writer.muted = fault == FAULT_HANG
             if not self.writer.muted:
                 slow = self.once or seq % self.slow_every == 0
-                self._sample(seq, slow)
+                try:
+                    self._sample(seq, slow)
+                except BackendError as exc:  # the backend cannot go on (nvidia-smi exited)
+                    self.error(exc.code, exc.text, fatal=True)
+                    return EXIT_BACKEND
                 seq += 1
             if self.once or self.writer.closed:
                 break
@@ -113,6 +117,8 @@ class Runner:
     def _sample(self, seq: int, slow: bool) -> None:
         try:
             body = self.backend.sample(slow)
+        except BackendError:
+            raise
         except Exception as exc:  # a bug must not end the stream: say it, keep sampling
             text = f"sample failed: {type(exc).__name__}: {exc}"
             if text != self._last_error:  # once per distinct failure, not once a second
