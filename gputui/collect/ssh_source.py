@@ -19,6 +19,9 @@ from gputui.core.model import HostState
 # A stream silent for this many intervals is considered hung and restarted (the monitor has
 # already shown it stale after 3).
 HUNG_AFTER_INTERVALS = 10
+# Before its first line an agent may legitimately be slow: NVML's start-up without persistence
+# mode takes seconds, and a loaded host starts Python slowly.
+STARTUP_GRACE_S = 30.0
 
 
 class LineSink(Protocol):
@@ -136,7 +139,10 @@ class SshSource(Source):
                 await asyncio.wait_for(asyncio.shield(session.done), timeout=interval)
             if smi is not None:
                 smi.poll()
-            if feed.silent_for() > HUNG_AFTER_INTERVALS * interval and not session.done.done():
+            limit = HUNG_AFTER_INTERVALS * interval
+            if not session.lines:
+                limit = max(limit, STARTUP_GRACE_S)
+            if feed.silent_for() > limit and not session.done.done():
                 hung = True
                 chan.close()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -148,6 +154,8 @@ class SshSource(Source):
             smi.end(status, session.last_stderr)
         if hung:
             what = "nvidia-smi" if smi is not None else "agent"
+            if not streamed:
+                return f"{what} wrote nothing for {STARTUP_GRACE_S:g} s; restarted", False, None
             silent = HUNG_AFTER_INTERVALS * feed.expected_interval()
             return f"{what} stopped writing for {silent:g} s (hung); restarted", streamed, None
         lost = session.done.result() if session.done.done() else None
