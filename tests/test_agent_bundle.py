@@ -121,3 +121,20 @@ def test_bundle_holds_every_agent_module_and_nothing_of_the_collector() -> None:
     assert "import msgspec" not in text and "from gputui." not in text
     assert "'pynvml'" not in text
     assert "'pynvml'" in build_bundle(include_pynvml=True).decode("utf-8")
+
+
+def test_every_agent_module_imports_under_python38() -> None:
+    """Catches what ruff's py38 target cannot: a module-level use of a newer API."""
+    python = _python38()
+    here = Path(__file__).parent.parent / "gputui"
+    modules = sorted(
+        p.stem for p in (here / "agent").glob("*.py") if p.stem not in ("__main__", "__init__")
+    )
+    code = (
+        "import importlib, sys; sys.path.insert(0, sys.argv[1]); "
+        "[importlib.import_module('agent.' + m) for m in sys.argv[2:]]"
+    )
+    done = subprocess.run(
+        [python, "-B", "-c", code, str(here), *modules], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
