@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from gputui.agent.sim_backend import SimBackend
-from gputui.agent.simulation import Simulation
+from gputui.agent.simulation import Simulation, kernel_log_at
 from tests.agent_sim import FakeClock, run_fast, scenario
 
 
@@ -151,3 +151,13 @@ def test_unsupported_calls_are_not_retried() -> None:
     for _ in range(5):
         backend.sample(slow=True)
     assert calls == [0] * 8  # one refused call per GPU, then remembered
+
+
+def test_kernel_log_can_be_replayed_from_scenario_and_seed() -> None:
+    """Triage of a simulated host reads its log without asking its agent."""
+    sc = scenario({"kind": "xid", "xid": 79, "gpus": [3], "at": 2.0})
+    clock = FakeClock()
+    live = Simulation(sc, seed=4, clock=clock)
+    clock.t = 30.0
+    assert kernel_log_at(sc, seed=4, elapsed_s=30.0) == live.kernel_log()
+    assert kernel_log_at(sc, seed=4, elapsed_s=1.0) == []

@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     writer = StreamWriter(sys.stdout.buffer, stop)
     if args.stdin_watch == "on" or (args.stdin_watch == "auto" and stdin_is_channel()):
-        watch_stdin(stop)
+        # Say why the stream ends: an empty stdin pipe (some CI runners, `cmd < /dev/null` is
+        # fine) would otherwise look like an agent that quietly gave up.
+        watch_stdin(stop, on_eof=lambda: _say("stdin closed: stopping (see --stdin-watch)"))
     _install_signal_handlers(stop)
     try:
         backend = pick_backend(args)

@@ -439,3 +439,13 @@ class Simulation:
             if f.kind == "agent_crash":
                 return int(f.spec["exit_code"])
         return 1
+
+
+def kernel_log_at(scenario: dict[str, Any], seed: int, elapsed_s: float) -> list[str]:
+    """The kernel log of a simulated host `elapsed_s` seconds after its agent started.
+
+    A simulation is fixed by its scenario and seed, so whoever knows both (the collector that
+    launched the host) can read the host's log without asking the agent: triage of a
+    simulated host reads it here, as it would run dmesg on a real one."""
+    sim = Simulation(scenario, seed=seed, clock=lambda: elapsed_s)
+    return sim.kernel_log()

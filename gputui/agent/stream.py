@@ -13,7 +13,7 @@ import os
 import stat
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from .backend import Json
 
@@ -98,7 +98,9 @@ def stdin_is_channel(fd: int = 0) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def watch_stdin(stop: threading.Event, fd: int = 0) -> threading.Thread:
+def watch_stdin(
+    stop: threading.Event, fd: int = 0, on_eof: Callable[[], None] | None = None
+) -> threading.Thread:
     """Set `stop` when `fd` reaches end of input; what arrives on it is discarded."""
 
     def run() -> None:
@@ -107,6 +109,8 @@ def watch_stdin(stop: threading.Event, fd: int = 0) -> threading.Thread:
                 pass
         except OSError:
             pass
+        if on_eof is not None and not stop.is_set():
+            on_eof()
         stop.set()
 
     thread = threading.Thread(target=run, name="stdin-watch", daemon=True)
