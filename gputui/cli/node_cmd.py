@@ -81,30 +81,30 @@ def node_fail(
                 show_preview(spare_op)
             return
         confirm(op, yes)
+        if spare and spare_op is not None:
+            confirm(spare_op, yes, "And bring the spare in?")  # asked before anything runs
         outcome = run_operation(ops, op)
         typer.echo(f"{host} marked failed: {json.dumps(op.reason, ensure_ascii=False)}")
-        if not outcome.ok:
-            if spare_op is not None:
+        if spare_op is None:
+            if spare:
+                typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)
+        elif not outcome.ok:
+            if spare:
                 typer.echo(
                     f"gputui: spare {spare_op.spare} not brought in, as an action failed; "
                     f"when ready: gputui node spare {host}",
                     err=True,
                 )
-            raise typer.Exit(EXIT_FAILED)
-        if spare_op is None:
-            if spare:
-                typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)
-                raise typer.Exit(EXIT_FAILED)
-            return
-        if spare:
-            confirm(spare_op, yes, "Bring the spare in?")
+        elif spare:
             _bring_spare(ops, spare_op)
-        elif sys.stdin.isatty():
+        elif spare is None and sys.stdin.isatty():
             show_preview(spare_op)
             if typer.confirm(f"Bring spare {spare_op.spare} into service?", default=False):
                 _bring_spare(ops, spare_op)
-        else:
+        elif spare is None:
             typer.echo(f"spare {spare_op.spare} can replace {host}: gputui node spare {host}")
+        if not outcome.ok or (spare and spare_op is None):
+            raise typer.Exit(EXIT_FAILED)
 
 
 def _bring_spare(ops: OperatorActions, op: Operation) -> None:

@@ -256,7 +256,7 @@ class _Loader:
         if not step_tables:
             raise self.error("steps is empty: give at least one step", join_key(key, "steps"))
         steps = tuple(
-            self._step(step, i, table, f"{key}.argv" if table.argv else f"{key}.steps[{i}]")
+            self._step(step, i, table, f"{key}.argv" if table.argv is not None else f"{key}.steps[{i}]")
             for i, step in enumerate(step_tables)
         )
         return ActionDef(
