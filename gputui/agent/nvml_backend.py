@@ -497,8 +497,8 @@ class NvmlBackend(Backend):
         value = values[0]
         if value.nvmlReturn == nvml.NVML_SUCCESS:
             r["recovery_action"] = int(value.value.uiVal)
-        elif value.nvmlReturn in self._unsupported_codes:
-            gpu.unsupported.add("recovery")  # drivers before R565 lack the field
+        elif value.nvmlReturn in self._unsupported_codes | {nvml.NVML_ERROR_INVALID_ARGUMENT}:
+            gpu.unsupported.add("recovery")  # drivers before R565 do not know the field
 
     def _processes(self, gpu: _Gpu, r: Json) -> None:
         procs = self._call(gpu, "processes", "nvmlDeviceGetComputeRunningProcesses", gpu.handle)

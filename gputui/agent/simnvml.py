@@ -518,9 +518,12 @@ class SimNvml:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise NVMLError(NVML_ERROR_TIMEOUT)
-                # Wake when another reader steps the clock, or poll it ourselves: with the
-                # default clock nobody else may be stepping.
-                sim.changed.wait(min(left, 0.05))
+                # Sleep until the next scripted event is due (the default clock runs in real
+                # seconds) or another reader steps the state: no polling, so hundreds of
+                # simulated hosts on one machine cost nothing while nothing happens.
+                due = sim.next_event_at()
+                pause = left if due is None else min(left, max(0.005, due - sim.clock()))
+                sim.changed.wait(pause)
 
     def nvmlEventSetWait(self, eventSet: Any, timeoutms: int) -> Record:
         return self.nvmlEventSetWait_v2(eventSet, timeoutms)

@@ -70,6 +70,10 @@ _XID_TEXT = {
 }
 
 
+# Fault kinds that raise an XID or ECC event when they start.
+_EVENT_FAULTS = ("xid", "ecc_dbe", "ecc_sbe_storm", "row_remap_pending", "row_remap_failure")
+
+
 class SimEvent(NamedTuple):
     t: float
     gpu: int
@@ -422,6 +426,11 @@ class Simulation:
         with self.lock:
             self.advance()
             return list(self._kernel_log)
+
+    def next_event_at(self) -> float | None:
+        """Simulated time of the next scripted fault that raises an NVML event, if any."""
+        pending = [f.at for f in self.faults if f.kind in _EVENT_FAULTS and not f.started]
+        return min(pending) if pending else None
 
     def process_fault(self) -> str | None:
         """ "crash" or "hang" when such a scripted fault of the agent is active now."""
