@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 EXIT_NO_PYTHON = 127  # POSIX shells' "command not found"
@@ -80,7 +81,8 @@ def remote_invocation(python: str, args: AgentArgs) -> AgentInvocation:
     if args.backend == "smi":
         return smi_invocation(args.interval_s)
 
-    bundle = _cached_bundle(build_bundle)
+    # A simulated host needs no NVML bindings: leave pynvml's 330 KB of source out.
+    bundle = _cached_bundle(build_bundle, include_pynvml=args.backend != "sim")
     python_q = shlex.quote(python)
     run = bootstrap_command(python, len(bundle), args.argv())
     # `command -v` first so a host without python gets a clear reason, not a shell error.
@@ -93,15 +95,15 @@ def remote_invocation(python: str, args: AgentArgs) -> AgentInvocation:
     return AgentInvocation(command=command, stdin=bundle, fallback=fallback)
 
 
-_BUNDLE: bytes | None = None
+_BUNDLES: dict[bool, bytes] = {}
 
 
-def _cached_bundle(build: object) -> bytes:
-    global _BUNDLE
-    if _BUNDLE is None:
-        _BUNDLE = build(include_pynvml=True)  # type: ignore[operator]
-    assert _BUNDLE is not None
-    return _BUNDLE
+def _cached_bundle(build: Callable[[bool], bytes], include_pynvml: bool) -> bytes:
+    """Built once per process: every host gets the same bytes."""
+    bundle = _BUNDLES.get(include_pynvml)
+    if bundle is None:
+        bundle = _BUNDLES[include_pynvml] = build(include_pynvml)
+    return bundle
 
 
 def describe_exit(status: int | None, sig: str | None, last_stderr: str) -> str:
