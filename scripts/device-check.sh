@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# On a machine with a real NVIDIA GPU: run the agent's nvml backend for ~20 s beside nvidia-smi,
+# print both side by side with every field that disagrees, and the agent's CPU use.
+# Needs python3 (3.8+), nvidia-smi and pynvml (installed here from PyPI if missing and reachable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nvidia-smi -L
+python3 -c "import pynvml" 2>/dev/null || python3 -m pip install -q nvidia-ml-py \
+    || { echo "pynvml missing and PyPI unreachable: install nvidia-ml-py" >&2; exit 2; }
+python3 scripts/device_check.py --duration "${DURATION:-20}"
