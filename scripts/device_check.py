@@ -119,7 +119,7 @@ def main() -> int:
     )
     bad = 0
     print("\ninventory (nvml | nvidia-smi)")
-    for gn, gs in zip(hello_n["gpus"], hello_s["gpus"]):
+    for gn, gs in zip(hello_n["gpus"], hello_s["gpus"]):  # noqa: B905 (runs on 3.8)
         for f in HELLO_FIELDS:
             a, b = gn.get(f), gs.get(f)
             same = a == b or (
