@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from gputui.collect.demo import DemoFleet
 from gputui.collect.feed import Source
 from gputui.collect.launch import AgentArgs, remote_invocation
 from gputui.collect.local_source import LocalSource
 from gputui.collect.monitor import FleetMonitor, HostPlan
-from gputui.collect.scenarios import load_scenario
+from gputui.collect.scenarios import demo_assignment, is_fleet_mix, load_scenario
 from gputui.collect.ssh import SshContext, SshOptions
 from gputui.collect.ssh_source import SshSource
 from gputui.config import Config, HostSpec, SshSettings
@@ -30,21 +32,55 @@ def ssh_options(settings: SshSettings) -> SshOptions:
     )
 
 
-def agent_args(spec: HostSpec, once: bool = False, seed: int | None = None) -> AgentArgs:
-    scenario = load_scenario(spec.scenario or "healthy") if spec.backend == "sim" else None
+def host_seed(name: str) -> int:
+    """A stable seed per host name, so simulated hosts differ but repeat across runs."""
+    return zlib.crc32(name.encode())
+
+
+def sim_scenarios(specs: Sequence[HostSpec]) -> dict[str, dict[str, Any]]:
+    """The concrete scenario of every simulated host.
+
+    A fleet mix (like `demo`) named for several hosts is spread across them, as `gputui demo`
+    does; a plain scenario is the same for each.
+    """
+    by_name: dict[str, list[HostSpec]] = {}
+    for spec in specs:
+        if spec.backend == "sim":
+            by_name.setdefault(spec.scenario or "healthy", []).append(spec)
+    out: dict[str, dict[str, Any]] = {}
+    for name, hosts in by_name.items():
+        if is_fleet_mix(name):
+            assignment = demo_assignment(len(hosts), seed=1, mix=name)
+            for spec, (_, scenario) in zip(hosts, assignment, strict=True):
+                out[spec.name] = scenario
+        else:
+            scenario = load_scenario(name)
+            for spec in hosts:
+                out[spec.name] = scenario
+    return out
+
+
+def agent_args(
+    spec: HostSpec, scenario: dict[str, Any] | None = None, once: bool = False
+) -> AgentArgs:
+    sim = spec.backend == "sim"
+    if sim and scenario is None:
+        scenario = sim_scenarios([spec])[spec.name]
     return AgentArgs(
         backend=spec.backend,
         interval_s=spec.interval_s,
         slow_every=spec.slow_every,
-        host=spec.name if spec.backend == "sim" else None,
-        scenario=scenario,
-        seed=seed,
+        host=spec.name if sim else None,
+        scenario=scenario if sim else None,
+        seed=host_seed(spec.name) if sim else None,
         once=once,
     )
 
 
-def source_for(spec: HostSpec, ssh: SshContext, once: bool = False) -> Source:
-    args = agent_args(spec, once)
+def source_for(
+    spec: HostSpec, ssh: SshContext, scenario: dict[str, Any] | None = None, once: bool = False
+) -> Source:
+    args = agent_args(spec, scenario, once)
     if spec.transport == "local":
         return LocalSource(spec.name, args)
     python = spec.python
@@ -56,14 +92,16 @@ def plans_for_config(
 ) -> tuple[list[HostPlan], SshContext]:
     """One plan per configured host (or per host of `specs`), sharing one SSH context."""
     ssh = SshContext(ssh_options(config.ssh))
+    chosen = list(specs if specs is not None else config.hosts)
+    scenarios = sim_scenarios(chosen)
     plans = [
         HostPlan(
-            source=source_for(spec, ssh),
+            source=source_for(spec, ssh, scenarios.get(spec.name)),
             interval_s=spec.interval_s,
             labels={"group": spec.group, **spec.labels},
             spare=spec.spare,
         )
-        for spec in (specs if specs is not None else config.hosts)
+        for spec in chosen
     ]
     return plans, ssh
 

@@ -58,6 +58,11 @@ def _read(name_or_path: str) -> tuple[str, dict[str, Any]]:
         raise ScenarioError(f"{label}: not valid TOML: {exc}") from None
 
 
+def is_fleet_mix(name_or_path: str) -> bool:
+    """Whether the named scenario file assigns scenarios across hosts ([mix]) like `demo`."""
+    return "mix" in _read(name_or_path)[1]
+
+
 def load_scenario(name_or_path: str) -> dict[str, Any]:
     """The validated scenario named (packaged) or at a path."""
     label, data = _read(name_or_path)

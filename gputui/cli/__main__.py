@@ -1,0 +1,5 @@
+"""`python -m gputui.cli`."""
+
+from gputui.cli import main
+
+main()
