@@ -22,12 +22,12 @@ from tests.test_collect_ssh import wait_until
 pytestmark = pytest.mark.system
 
 
-def write_hosts(site: Site, scenario: str = "healthy") -> Path:
-    path = site.tmp / "hosts.toml"
+def write_hosts(lab: Site, scenario: str = "healthy") -> Path:
+    path = lab.tmp / "hosts.toml"
     path.write_text(
         "[ssh]\n"
-        f'config_files = ["{site.tmp / "ssh_config"}"]\n'
-        f'known_hosts = "{site.known_hosts}"\n'
+        f'config_files = ["{lab.tmp / "ssh_config"}"]\n'
+        f'known_hosts = "{lab.known_hosts}"\n'
         "connect_timeout_s = 5\nkeepalive_interval_s = 1\nkeepalive_count_max = 2\n"
         "[groups.lab]\n"
         'hosts = ["gpu-direct", "gpu-behind-1"]\n'
