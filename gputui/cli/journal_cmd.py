@@ -74,7 +74,7 @@ def entry_row(e: JournalEntry) -> list[str]:
         return [local_time(e.t), e.node, e.state.replace("_", " "), f"by {e.operator}",
                 one_line(detail)]  # fmt: skip
     if isinstance(e, ActionRun):
-        status = e.status
+        status: str = e.status
         if status == "failed":
             status = f"failed: {e.error}" if e.error else f"failed: exit {e.exit_code}"
         where = "" if e.where == "local" else f" @{e.where}"

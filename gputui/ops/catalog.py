@@ -255,8 +255,9 @@ class _Loader:
         assert step_tables is not None
         if not step_tables:
             raise self.error("steps is empty: give at least one step", join_key(key, "steps"))
+        single = table.argv is not None
         steps = tuple(
-            self._step(step, i, table, f"{key}.argv" if table.argv is not None else f"{key}.steps[{i}]")
+            self._step(step, i, table, f"{key}.argv" if single else f"{key}.steps[{i}]")
             for i, step in enumerate(step_tables)
         )
         return ActionDef(
