@@ -262,3 +262,10 @@ def test_no_world_readable_file_even_with_a_loose_umask(tmp_path: Path) -> None:
             assert files and all(mode(f) == 0o600 for f in files)
     finally:
         os.umask(old)
+
+
+def test_a_write_that_fails_is_a_journal_error(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.sqlite3")
+    j.close()
+    with pytest.raises(JournalError, match="cannot write the journal"):
+        j.record_node_state("n", "failed", "x")

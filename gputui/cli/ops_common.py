@@ -87,7 +87,10 @@ def operator_actions(hosts: Path | None, journal: Path | None) -> Iterator[Opera
             ops = OperatorActions(config, opened, ssh)
         except ConfigError as exc:
             raise fail(str(exc)) from None
-        yield ops
+        try:
+            yield ops
+        except JournalError as exc:  # e.g. the disk is full: said plainly, not as a traceback
+            raise fail(str(exc), EXIT_FAILED) from None
     finally:
         opened.close()
 

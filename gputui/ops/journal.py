@@ -15,6 +15,7 @@ from several threads: a lock serialises its connection.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -22,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,18 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; SQLite's failures (locked too long, disk full) as JournalError."""
+        with self._lock:
+            try:
+                with write_transaction(self._conn) as conn:
+                    yield conn
+            except sqlite3.Error as exc:
+                raise JournalError(f"cannot write the journal {self.path}: {exc}") from None
+
     def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._lock, write_transaction(self._conn) as conn:
+        with self._transaction() as conn:
             cur = conn.execute(sql, params)
             return int(cur.lastrowid or 0)
 
@@ -234,7 +245,7 @@ class Journal:
         rows = [(f.t, f.node, f.gpu, f.uuid, f.kind, int(f.level), f.xid, f.text) for f in faults]
         if not rows:
             return
-        with self._lock, write_transaction(self._conn) as conn:
+        with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO faults (t, node, gpu, uuid, kind, level, xid, text) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -268,7 +279,7 @@ class Journal:
         rows = [(node, hour, value) for (node, hour), value in gpu_hours.items() if value > 0]
         if not rows:
             return
-        with self._lock, write_transaction(self._conn) as conn:
+        with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO exposure (node, hour, gpu_hours) VALUES (?, ?, ?) "
                 "ON CONFLICT (node, hour) DO UPDATE SET gpu_hours = gpu_hours + excluded.gpu_hours",
