@@ -263,9 +263,11 @@ class OperatorActions:
 
     async def run(self, work: Operation | Plan, on_output: OnOutput | None = None) -> Outcome:
         """Carry out an operation (or one plan), journaling each command before and after."""
-        op = work if isinstance(work, Operation) else Operation(
-            kind="action", node=work.node, plans=(work,)
-        )  # fmt: skip
+        op = (
+            work
+            if isinstance(work, Operation)
+            else Operation(kind="action", node=work.node, plans=(work,))
+        )
         run_id = uuid.uuid4().hex
         state: NodeEvent | None = None
         if op.kind == "fail":
@@ -275,9 +277,11 @@ class OperatorActions:
         results: list[ActionOutcome] = []
         for plan in op.plans:
             if results and not results[-1].ok:
-                results.append(ActionOutcome(
-                    plan.action.name, plan.node, "not_run", note="an earlier action failed"
-                ))  # fmt: skip
+                results.append(
+                    ActionOutcome(
+                        plan.action.name, plan.node, "not_run", note="an earlier action failed"
+                    )
+                )
                 continue
             results.append(await self._run_plan(plan, op.force, run_id, on_output))
         ok = all(r.ok for r in results)
@@ -327,18 +331,23 @@ class OperatorActions:
         name, node = plan.action.name, plan.guard_node
         state_name = self.catalog.state_action()
         probe_plan = Plan(
-            action=state_name if state_name is not None else plan.action, node=node,
-            values=plan.probe.values, steps=(plan.probe,),
-        )  # fmt: skip
+            action=state_name if state_name is not None else plan.action,
+            node=node,
+            values=plan.probe.values,
+            steps=(plan.probe,),
+        )
         outcome, result = await self._run_command(
             probe_plan, plan.probe, plan.probe.command(), run_id, emit, quiet=True
         )
         sched = self.catalog.scheduler
         if not outcome.ok or sched is None or sched.read_state is None:
             return ActionOutcome(
-                name, plan.node, "failed", (outcome,),
+                name,
+                plan.node,
+                "failed",
+                (outcome,),
                 f"cannot read the scheduler state of {node}: {outcome.problem()}",
-            )  # fmt: skip
+            )
         try:
             state: SchedulerState = sched.read_state(result.stdout)
         except StateParseError as exc:
@@ -351,10 +360,13 @@ class OperatorActions:
             return ActionOutcome(name, plan.node, "skipped", (outcome,), note)
         if guard == "resume" and not state.ours:
             return ActionOutcome(
-                name, plan.node, "refused", (outcome,),
+                name,
+                plan.node,
+                "refused",
+                (outcome,),
                 f"{node} was taken out of service by someone else ({state.text}); gputui "
                 "returns only nodes it took out itself: add --force to do it anyway",
-            )  # fmt: skip
+            )
         if guard == "fence" and state.out_of_service and not state.ours:
             note = (
                 f"{node} is already out of service by someone else ({state.text}); left as "
@@ -396,7 +408,11 @@ class OperatorActions:
         if not result.ok:
             emit(result.error or f"exit {result.exit_code}")
         outcome = StepOutcome(
-            argv=command.argv, where=command.where, exit_code=result.exit_code,
-            error=result.error, output=result.output, journal_id=done.id,
-        )  # fmt: skip
+            argv=command.argv,
+            where=command.where,
+            exit_code=result.exit_code,
+            error=result.error,
+            output=result.output,
+            journal_id=done.id,
+        )
         return outcome, result

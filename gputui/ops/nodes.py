@@ -41,11 +41,16 @@ def node_statuses(config: Config, latest: Mapping[str, NodeEvent]) -> list[NodeS
             status = "spare_active"
         out.append(
             NodeStatus(
-                name=spec.name, group=spec.group, spare=spec.spare, status=status,
-                reason=ev.reason if ev else "", operator=ev.operator if ev else "",
-                since=ev.t if ev else None, detail=ev.detail if ev else "",
+                name=spec.name,
+                group=spec.group,
+                spare=spec.spare,
+                status=status,
+                reason=ev.reason if ev else "",
+                operator=ev.operator if ev else "",
+                since=ev.t if ev else None,
+                detail=ev.detail if ev else "",
             )
-        )  # fmt: skip
+        )
     return out
 
 

@@ -148,9 +148,13 @@ def build_plan(
         probe_step = _planned(state.steps[0], {**values, "node": guard_node}, 0)
         _render_or_raise(state.name, probe_step)
     return Plan(
-        action=action, node=values["node"], values=dict(values), steps=steps,
-        probe=probe_step, guard_node=guard_node,
-    )  # fmt: skip
+        action=action,
+        node=values["node"],
+        values=dict(values),
+        steps=steps,
+        probe=probe_step,
+        guard_node=guard_node,
+    )
 
 
 def _planned(step: StepDef, values: Mapping[str, str], index: int) -> PlannedStep:

@@ -171,11 +171,16 @@ def _k8s_cordon(node: str) -> list[dict[str, Any]]:
         {"argv": ["kubectl", "label", "--overwrite", "node", node, f"{K8S_CORDONED_LABEL}=true"]},
         {
             "argv": [
-                "kubectl", "annotate", "--overwrite", "node", node,
-                f"{K8S_BY_ANNOTATION}={{operator}}", f"{K8S_REASON_ANNOTATION}={{reason}}",
+                "kubectl",
+                "annotate",
+                "--overwrite",
+                "node",
+                node,
+                f"{K8S_BY_ANNOTATION}={{operator}}",
+                f"{K8S_REASON_ANNOTATION}={{reason}}",
             ]
         },
-    ]  # fmt: skip
+    ]
 
 
 def _k8s_uncordon(node: str) -> list[dict[str, Any]]:
@@ -184,11 +189,15 @@ def _k8s_uncordon(node: str) -> list[dict[str, Any]]:
         {"argv": ["kubectl", "label", "node", node, f"{K8S_CORDONED_LABEL}-"]},
         {
             "argv": [
-                "kubectl", "annotate", "node", node,
-                f"{K8S_BY_ANNOTATION}-", f"{K8S_REASON_ANNOTATION}-",
+                "kubectl",
+                "annotate",
+                "node",
+                node,
+                f"{K8S_BY_ANNOTATION}-",
+                f"{K8S_REASON_ANNOTATION}-",
             ]
         },
-    ]  # fmt: skip
+    ]
 
 
 _TAINT = "gputui.io/failed=true:NoSchedule"

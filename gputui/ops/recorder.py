@@ -97,9 +97,15 @@ class JournalRecorder:
             return None
         uuid = ev.uuid or _uuid_of(hosts.get(ev.host), ev.gpu)
         return Fault(
-            t=ev.t, node=ev.host, kind=ev.kind, level=int(ev.level), gpu=ev.gpu, uuid=uuid,
-            xid=ev.xid, text=ev.text,
-        )  # fmt: skip
+            t=ev.t,
+            node=ev.host,
+            kind=ev.kind,
+            level=int(ev.level),
+            gpu=ev.gpu,
+            uuid=uuid,
+            xid=ev.xid,
+            text=ev.text,
+        )
 
     def _verdict_faults(self, host: HostSnapshot, t: float) -> list[Fault]:
         out: list[Fault] = []
@@ -118,10 +124,15 @@ class JournalRecorder:
                 continue
             out.append(
                 Fault(
-                    t=t, node=host.name, kind=kind, level=int(level), gpu=index,
-                    uuid=_uuid_of(host, index), text=text,
+                    t=t,
+                    node=host.name,
+                    kind=kind,
+                    level=int(level),
+                    gpu=index,
+                    uuid=_uuid_of(host, index),
+                    text=text,
                 )
-            )  # fmt: skip
+            )
         return out
 
     # -- exposure -----------------------------------------------------------------------------
