@@ -136,3 +136,21 @@ async def test_garbage_is_counted_not_fatal(fleet: FakeFleet) -> None:
     assert snap.hosts[0].state is HostState.STREAMING
     assert snap.hosts[0].decode_errors >= 5
     assert any(e.kind == "protocol" for e in mon.events)
+
+
+async def test_missing_core_signals_make_the_host_degraded(fleet: FakeFleet) -> None:
+    async def no_power(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write(hello_line(host.name))
+        for seq in range(1000):
+            msg = json.loads(sample_line(seq))
+            for g in msg["gpus"]:
+                del g["power_w"]
+            process.stdout.write(json.dumps(msg).encode() + b"\n")
+            await asyncio.sleep(0.05)
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=no_power))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.1) as mon:
+        await wait_until(lambda: mon.hosts["gpu001"].state is HostState.DEGRADED)
+        snap = mon.publish().hosts[0]
+    assert snap.state_reason == "missing signals: power (GPU0,1)"

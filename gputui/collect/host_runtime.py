@@ -22,6 +22,28 @@ from gputui.core.model import (
 )
 
 STALE_AFTER_INTERVALS = 3
+SMI_REASON = "nvidia-smi fallback: no pushed XID events, fewer signals"
+CORE_SIGNALS = (
+    ("util_pct", "utilisation"),
+    ("temp_c", "temperature"),
+    ("power_w", "power"),
+    ("mem_used_mib", "memory"),
+)
+
+
+def missing_signals(sample: Sample) -> str:
+    """The core fast signals that GPUs in good standing did not report, e.g. "power (GPU0-7)".
+
+    A GPU that is lost or needs a reset is judged by the health rules, not counted here.
+    """
+    gaps: dict[str, list[int]] = {}
+    for r in sample.gpus:
+        if r.status != "ok":
+            continue
+        for field, words in CORE_SIGNALS:
+            if getattr(r, field) is None:
+                gaps.setdefault(words, []).append(r.index)
+    return "; ".join(f"{w} (GPU{','.join(map(str, idx))})" for w, idx in gaps.items())
 
 
 class HostRuntime:
@@ -63,6 +85,7 @@ class HostRuntime:
         self._stream_start_mono = monotonic()
         self._snapshot: HostSnapshot | None = None
         self._reported_bad = 0
+        self._missing = ""  # core signals absent from the last sample, in words
 
     # -- HostFeed ---------------------------------------------------------------------------
 
@@ -130,13 +153,18 @@ class HostRuntime:
             self.history = HostHistory(hello.gpus, self.history_len)
         if not hello.gpus:
             self.set_state(HostState.UNREACHABLE, "no GPU found on the host")
-        elif hello.backend == "smi":
-            self.set_state(
-                HostState.DEGRADED, "nvidia-smi fallback: no pushed XID events, fewer signals"
-            )
+        else:
+            self._set_streaming_state()
+        self._snapshot = None
+
+    def _set_streaming_state(self) -> None:
+        """Streaming, or degraded when signals an operator relies on are missing."""
+        if self.hello is not None and self.hello.backend == "smi":
+            self.set_state(HostState.DEGRADED, SMI_REASON)
+        elif self._missing:
+            self.set_state(HostState.DEGRADED, f"missing signals: {self._missing}")
         else:
             self.set_state(HostState.STREAMING)
-        self._snapshot = None
 
     def _on_sample(self, sample: Sample) -> None:
         if self.hello is None:
@@ -147,10 +175,10 @@ class HostRuntime:
         self.answered = True
         if self.history is not None:
             self.history.append(now, sample)
-        if self.state in (HostState.STALE, HostState.CONNECTING):
-            self.set_state(
-                HostState.DEGRADED if self.hello.backend == "smi" else HostState.STREAMING
-            )
+        missing = missing_signals(sample)
+        if missing != self._missing or self.state in (HostState.STALE, HostState.CONNECTING):
+            self._missing = missing
+            self._set_streaming_state()
         self._apply_verdict(self.health.evaluate(self.hello, sample, now), now)
 
     def _on_event(self, event: Event) -> None:
