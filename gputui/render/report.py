@@ -191,15 +191,18 @@ def _power(stats: HostStats) -> str:
 
 def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
     """A table that reads in an 80-column terminal; details of troubled hosts below it."""
-    table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
-    table.add_column("HOST", no_wrap=True, overflow="ellipsis", max_width=16)
-    table.add_column("STATE", no_wrap=True)
-    table.add_column("GPU", justify="right")
-    table.add_column("UTIL", justify="right")
-    table.add_column("TEMP", justify="right")
-    table.add_column("kW", justify="right")
-    table.add_column("WHY", overflow="ellipsis", no_wrap=True, ratio=1)
+    table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
     hosts = _ordered(snapshot)
+    # Names and states keep their width (up to 24 for a name); the explanation takes the rest.
+    name_w = min(24, max((len(h.name) for h in hosts), default=4))
+    state_w = max((len(host_label(h)) for h in hosts), default=5)
+    table.add_column("HOST", no_wrap=True, overflow="ellipsis", min_width=name_w, max_width=24)
+    table.add_column("STATE", no_wrap=True, min_width=state_w)
+    table.add_column("GPU", justify="right", no_wrap=True, min_width=3)
+    table.add_column("UTIL", justify="right", no_wrap=True, min_width=4)
+    table.add_column("TEMP", justify="right", no_wrap=True, min_width=4)
+    table.add_column("kW", justify="right", no_wrap=True, min_width=7)
+    table.add_column("WHY", overflow="ellipsis", no_wrap=True, ratio=1, min_width=10)
     for h in hosts:
         stats = host_stats(h)
         label = host_label(h)
@@ -208,11 +211,12 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
             if label in (s.value for s in HostState)
             else LEVEL_STYLE[h.verdict.host.level]
         )
-        gpus = (
-            f"{stats.gpus_reporting}/{stats.gpus}"
-            if stats.gpus_reporting != stats.gpus
-            else str(stats.gpus)
-        )
+        if h.hello is None:
+            gpus = "-"
+        elif stats.gpus_reporting != stats.gpus and h.sample is not None:
+            gpus = f"{stats.gpus_reporting}/{stats.gpus}"
+        else:
+            gpus = str(stats.gpus)
         dim = h.state in (HostState.STALE, HostState.UNREACHABLE)
         table.add_row(
             h.name,
@@ -231,6 +235,11 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
     console.print(table)
     console.print()
     console.print(summary_line(snapshot))
+    unread = [h for h in hosts if h.state in (HostState.UNREACHABLE, HostState.STALE)]
+    if unread:
+        console.print()
+        for h in unread:  # the full reason: the table may have cut it
+            console.print(f"{h.name}: {h.state.value}: {h.state_reason}", soft_wrap=True)
     details = [h for h in hosts if h.verdict.host.level >= Level.WARN and not h.marked_failed]
     if details:
         console.print()
