@@ -239,7 +239,7 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
     if unread:
         console.print()
         for h in unread:  # the full reason: the table may have cut it
-            console.print(f"{h.name}: {h.state.value}: {h.state_reason}", soft_wrap=True)
+            console.print(f"{h.name}: {h.state.value}: {h.state_reason}")
     details = [h for h in hosts if h.verdict.host.level >= Level.WARN and not h.marked_failed]
     if details:
         console.print()
