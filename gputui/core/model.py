@@ -192,7 +192,79 @@ class AgentError(
     fatal: bool = False
 
 
-AgentMessage = Hello | Sample | Event | AgentError
+# --------------------------------------------------------------------------------------------
+# Wire types of the agent's triage mode (`--triage`, docs/protocol.md): one `triage` line after
+# the hello and the samples, with what NVML alone cannot say about the host.
+# --------------------------------------------------------------------------------------------
+
+
+class PciGpu(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An NVIDIA display or 3D controller on the PCI bus (/sys/bus/pci/devices)."""
+
+    bus_id: str  # as sysfs names it: 0000:3b:00.0
+    device_id: str | None = None  # e.g. 0x2330
+    class_code: str | None = None  # 0x030200 (3D controller) or 0x0300xx (VGA)
+    driver: str | None = None  # bound kernel driver (nvidia, vfio-pci); absent when none
+    responds: bool | None = None  # config space answers (reads 0xffff when off the bus)
+
+
+class GpuFacts(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Per-GPU facts that the stream leaves out: persistence mode and each NVLink's state."""
+
+    index: int
+    persistence_mode: bool | None = None
+    nvlink_states: list[bool] | None = None  # per link, True when active
+
+
+class KernelXid(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One `NVRM: Xid` line of the kernel log."""
+
+    xid: int
+    pci_bus_id: str  # as the driver logged it: 0000:3b:00 or 0000:3b:00.0
+    text: str  # the driver's message after the code (pid and name taken out)
+    t: float | None = None  # Unix seconds; absent when the line carries no usable time
+    pid: int | None = None
+    process: str | None = None
+    line: str | None = None  # the line as read (cut at 300 characters)
+
+
+KernelLogSource = Literal["journalctl", "dmesg", "sim", "none"]
+
+
+class KernelLogStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How the agent read the kernel log, or why it could not."""
+
+    source: KernelLogSource  # "none": no reader worked
+    readable: bool
+    since_t: float | None = None  # XIDs from this time on (absent: since boot)
+    lines: int = 0  # kernel log lines read
+    error_code: str | None = None  # permission_denied, not_found, failed, timeout
+    error: str | None = None  # what the readers said, for the operator
+    dmesg_restrict: bool | None = None  # /proc/sys/kernel/dmesg_restrict
+    xids_dropped: int = 0  # XID lines beyond the cap, oldest first
+
+
+class TriageFacts(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="triage", tag_field="type"
+):
+    """The last line of a triage run: host facts, the PCI bus, the kernel log's XIDs."""
+
+    v: int
+    t: float
+    kernel_log: KernelLogStatus
+    uptime_s: float | None = None
+    kernel: str | None = None  # uname -r
+    os: str | None = None  # PRETTY_NAME of /etc/os-release
+    user: str | None = None  # the account the agent ran as
+    nvml_gpu_count: int | None = None  # GPUs the backend enumerated
+    pci_gpus: list[PciGpu] | None = None  # absent when sysfs could not be read
+    pci_error: str | None = None
+    gpus: list[GpuFacts] = msgspec.field(default_factory=list)
+    xids: list[KernelXid] = msgspec.field(default_factory=list)
+    sim_elapsed_s: float | None = None  # simulated hosts: the scenario time that was read
+
+
+AgentMessage = Hello | Sample | Event | AgentError | TriageFacts
 
 
 # --------------------------------------------------------------------------------------------
