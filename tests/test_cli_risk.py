@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,31 +137,47 @@ def test_unparsable_number_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
-def test_demo_counts_gpus_through_the_collector(monkeypatch: pytest.MonkeyPatch) -> None:
-    fleet = types.ModuleType("gputui.cli.fleet")
-    seen: list[Any] = []
-
-    def count_fleet_gpus(hosts: Any, demo: Any) -> int:
-        seen.append((hosts, demo))
-        return 64
-
-    fleet.count_fleet_gpus = count_fleet_gpus  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gputui.cli.fleet", fleet)
-    out = run_json("--demo", "8")
-    assert seen == [(None, 8)]
-    assert out["gpus"] == 64 and out["gpus_source"] == "demo"
-
-
-def test_without_the_collector_it_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "gputui.cli.fleet", types.ModuleType("gputui.cli.fleet"))
-    result = run("--demo", "8")
-    assert result.exit_code == 1 and "collector" in result.stderr
-    assert "Traceback" not in result.output
+def test_demo_counts_gpus_through_the_collector() -> None:
+    # The real thing: 2 simulated hosts behind SSH servers, 8 GPUs each.
+    out = run_json("--demo", "2")
+    assert out["gpus"] == 16 and out["gpus_source"] == "demo"
 
 
 def test_a_collection_without_gpus_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    fleet = types.ModuleType("gputui.cli.fleet")
-    fleet.count_fleet_gpus = lambda hosts, demo: 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "gputui.cli.fleet", fleet)
+    monkeypatch.setattr("gputui.cli.risk_cmd.count_fleet_gpus", lambda hosts, demo: 0)
     result = run("--demo", "2")
     assert result.exit_code == 1 and "no GPU" in result.stderr and result.stdout == ""
+
+
+def test_hosts_take_failures_and_exposure_from_the_journal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from gputui.core.model import Level
+    from gputui.ops.journal import Journal
+    from gputui.ops.records import Fault
+
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('hosts = ["gpu1"]\n[risk]\njob_gpus = 8\njob_hours = 24\n')
+    path = tmp_path / "journal.sqlite3"
+    with Journal.open(path) as journal:
+        # Three GPUs of three nodes fell off the bus; 576,000 GPU-hours were watched.
+        journal.record_faults(
+            Fault(
+                t=1000.0 + i,
+                node=f"gpu{i}",
+                kind="xid",
+                level=int(Level.FAILED),
+                gpu=0,
+                uuid=f"GPU-{i}",
+                xid=79,
+            )
+            for i in range(3)
+        )
+        journal.add_exposure({(f"gpu{i}", h): 100.0 for i in range(8) for h in range(720)})
+        assert journal.failures_and_exposure() == (3, 576_000.0)
+    monkeypatch.setattr("gputui.cli.risk_cmd.count_fleet_gpus", lambda hosts, demo: 8)
+    out = run_json("--hosts", str(hosts), "--journal", str(path))
+    assert out["gpus"] == 8
+    assert out["rate_source"] == "posterior"
+    assert out["bayes"]["failures"] == 3 and out["bayes"]["exposure_gpu_hours"] == 576_000.0
+    assert out["job"]["gpus"] == 8  # [risk] job_gpus from hosts.toml

@@ -7,13 +7,10 @@ traceback; the JSON schema is documented in docs/risk.md.
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, NoReturn
 
 import msgspec
 import typer
@@ -21,8 +18,10 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from gputui.cli.app import app
+from gputui.cli.fleet import count_fleet_gpus, load_hosts
 from gputui.core.risk import RiskSettings
 from gputui.core.risk_report import RiskReport, risk_report
+from gputui.ops.journal import Journal, JournalError, resolve_journal_path
 
 _PROG = "gputui risk"
 
@@ -50,20 +49,9 @@ def _finite_at_least(value: float | None, flag: str, low: float, *, strict: bool
 
 
 def _count_fleet_gpus(hosts: Path | None, demo: int | None) -> int:
-    """GPUs of a live collection; the collector's fleet module does the counting."""
-    module: ModuleType | None = None
+    """GPUs of a live collection."""
     try:
-        module = importlib.import_module("gputui.cli.fleet")
-    except ModuleNotFoundError as exc:
-        if exc.name != "gputui.cli.fleet":
-            _fail(f"the collector could not be loaded: {exc}", 1)
-    except ImportError as exc:
-        _fail(f"the collector could not be loaded: {exc}", 1)
-    count = getattr(module, "count_fleet_gpus", None)
-    if count is None:
-        _fail("--hosts and --demo need the collector, which this build lacks; give --gpus N", 1)
-    try:
-        n = int(cast(Callable[[Path | None, int | None], int], count)(hosts, demo))
+        n = count_fleet_gpus(hosts, demo)
     except typer.Exit:
         raise  # the collector said why, and chose the exit status
     except Exception as exc:  # the command line's boundary: a message, not a traceback
@@ -72,6 +60,25 @@ def _count_fleet_gpus(hosts: Path | None, demo: int | None) -> int:
         # Zero is what an unanswered collection looks like; a risk of 0 would be a lie.
         _fail("the collection found no GPU: no host answered with its inventory", 1)
     return n
+
+
+def _journal_evidence(
+    cli_path: Path | None, configured: Path | None
+) -> tuple[int | None, float | None]:
+    """Failures and monitored GPU-hours from the journal, or (None, None) without exposure.
+
+    The monitor records both (gputui/ops/recorder.py); with none recorded yet, the prior
+    alone is the honest estimate.
+    """
+    path = resolve_journal_path(cli_path, configured)
+    if not path.exists():
+        return None, None
+    try:
+        with Journal.open(path) as journal:
+            failures, exposure = journal.failures_and_exposure()
+    except JournalError as exc:
+        _fail(f"cannot read the journal: {exc}", 1)
+    return (failures, exposure) if exposure > 0 else (None, None)
 
 
 def _validate(opts: dict[str, Any]) -> None:
@@ -384,6 +391,14 @@ def risk_command(
         int | None, typer.Option("--max-k", help="List P(N = k) for k = 0..K; default 3.")
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            "--journal",
+            help="Journal whose failures and monitored GPU-hours feed the Bayesian rate "
+            "(with --hosts; default: $GPUTUI_JOURNAL, hosts.toml's [journal], the state dir).",
+        ),
+    ] = None,
 ) -> None:
     """Fleet failure risk: Poisson fleet, job survival, detection, recovery, Bayesian rate."""
     opts: dict[str, Any] = {
@@ -403,6 +418,7 @@ def risk_command(
         "--exposure-gpu-hours": exposure_gpu_hours,
         "--max-k": max_k,
         "--format": output_format,
+        "--journal": journal,
     }
     try:
         _validate(opts)
@@ -433,7 +449,14 @@ def _report(opts: dict[str, Any]) -> RiskReport:
     overrides = {
         field: opts[flag] for flag, field in _SETTING_OF_FLAG.items() if opts[flag] is not None
     }
-    settings = msgspec.structs.replace(RiskSettings(), **overrides)
+    base = RiskSettings()
+    failures, exposure = opts["--failures"], opts["--exposure-gpu-hours"]
+    if opts["--hosts"] is not None:
+        config = load_hosts(opts["--hosts"])
+        base = config.risk  # the site's [risk] table; options override it
+        if failures is None and opts["--rate"] is None:
+            failures, exposure = _journal_evidence(opts["--journal"], config.journal_path)
+    settings = msgspec.structs.replace(base, **overrides)
     if opts["--gpus"] is not None:
         n_gpus, source = int(opts["--gpus"]), "given"
     else:
@@ -444,8 +467,8 @@ def _report(opts: dict[str, Any]) -> RiskReport:
             n_gpus,
             settings,
             rate_per_gpu_hour=opts["--rate"],
-            failures=opts["--failures"],
-            exposure_gpu_hours=opts["--exposure-gpu-hours"],
+            failures=failures,
+            exposure_gpu_hours=exposure,
             gpus_source=source,
         )
     except ValueError as exc:
