@@ -60,6 +60,11 @@ class Backend:
         """Begin pushing events through `emit` (default: the backend has no pushed events)."""
         self._emit: EventSink | None = emit
 
+    def gpu_facts(self) -> list[Json]:
+        """Per GPU, what triage adds to the stream: `index`, `persistence_mode`,
+        `nvlink_states` (each key when known). Default: nothing beyond the index."""
+        return []
+
     def process_fault(self) -> str | None:
         """FAULT_CRASH or FAULT_HANG when a scripted fault is due now; None on real hosts."""
         return None

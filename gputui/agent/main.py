@@ -2,6 +2,7 @@
 
     python -m gputui.agent [--backend auto|nvml|smi|sim] [--scenario-json JSON] [--seed N]
         [--interval S] [--slow-every N] [--duration S] [--host NAME] [--once]
+        [--triage [--samples N] [--since SECONDS] [--sim-elapsed SECONDS]]
 
 `auto` tries NVML through pynvml, then nvidia-smi, and says on stderr which it took; when
 neither works it writes a fatal `error` line and exits 3. Stdout carries only protocol lines
@@ -36,6 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--host", default=None, help="host name to report (default: this host's)")
     p.add_argument("--once", action="store_true", help="hello and one full sample, then exit")
+    p.add_argument(
+        "--triage",
+        action="store_true",
+        help="one deep pass: hello, --samples full samples, a triage line (host facts, PCI bus, "
+        "kernel log XIDs), then exit",
+    )
+    p.add_argument("--samples", type=int, default=5, help="with --triage: samples to take")
+    p.add_argument(
+        "--since",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --triage: kernel log XIDs of the last SECONDS (default: since boot)",
+    )
+    p.add_argument(
+        "--sim-elapsed",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --triage and --backend sim: read the simulation this far into its scenario "
+        "(default: 90 s after its last fault starts)",
+    )
     p.add_argument(
         "--stdin-watch",
         choices=("auto", "on", "off"),
@@ -116,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.interval <= 0 or args.slow_every < 1:
         _say("--interval must be > 0 and --slow-every >= 1")
         return EXIT_USAGE
+    if args.samples < 1 or (args.since is not None and args.since <= 0):
+        _say("--samples must be >= 1 and --since > 0")
+        return EXIT_USAGE
     stop = threading.Event()
     writer = StreamWriter(sys.stdout.buffer, stop)
     if args.stdin_watch == "on" or (args.stdin_watch == "auto" and stdin_is_channel()):
@@ -130,16 +156,31 @@ def main(argv: list[str] | None = None) -> int:
         runner.error(exc.code, exc.text, fatal=True)
         _say(exc.text)
         return EXIT_USAGE if exc.code == "bad_scenario" else EXIT_BACKEND
-    runner = Runner(
-        backend,
-        writer,
-        stop,
-        host=args.host or socket.gethostname(),
-        interval_s=args.interval,
-        slow_every=args.slow_every,
-        duration_s=args.duration,
-        once=args.once,
-    )
+    host = args.host or socket.gethostname()
+    if args.triage:
+        from .triage import TriageRunner  # streaming hosts never load the triage modules
+
+        runner = TriageRunner(
+            backend,
+            writer,
+            stop,
+            host=host,
+            interval_s=args.interval,
+            samples=args.samples,
+            since_s=args.since,
+            sim_elapsed_s=args.sim_elapsed,
+        )
+    else:
+        runner = Runner(
+            backend,
+            writer,
+            stop,
+            host=host,
+            interval_s=args.interval,
+            slow_every=args.slow_every,
+            duration_s=args.duration,
+            once=args.once,
+        )
     try:
         return runner.run()
     except KeyboardInterrupt:

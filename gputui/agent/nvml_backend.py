@@ -522,6 +522,31 @@ class NvmlBackend(Backend):
         except Exception:  # the process ended between the two calls, or no permission
             return None
 
+    # -- triage ------------------------------------------------------------------------------
+
+    def gpu_facts(self) -> list[Json]:
+        """Per GPU: persistence mode and the state of each NVLink (triage reads them once)."""
+        nvml = self._nvml
+        out: list[Json] = []
+        for gpu in self._gpus:
+            facts: Json = {"index": gpu.index}
+            out.append(facts)
+            if gpu.status != "ok":
+                continue
+            try:
+                mode = self._call(gpu, "persistence", "nvmlDeviceGetPersistenceMode", gpu.handle)
+                if mode is not None:
+                    facts["persistence_mode"] = mode == nvml.NVML_FEATURE_ENABLED
+                states = [
+                    self._call(gpu, "nvlink_state", "nvmlDeviceGetNvLinkState", gpu.handle, link)
+                    for link in range(gpu.nvlinks)
+                ]
+                if states and all(s is not None for s in states):
+                    facts["nvlink_states"] = [s == nvml.NVML_FEATURE_ENABLED for s in states]
+            except _Gone as gone:
+                self._mark(gpu, gone)
+        return out
+
     # -- events ------------------------------------------------------------------------------
 
     def start_events(self, emit: EventSink) -> None:

@@ -68,12 +68,13 @@ class Runner:
         finally:
             self.backend.close()
 
-    def _run(self) -> int:
+    def write_hello(self) -> Json | None:
+        """Write the hello line; None (after a fatal error line) when the backend cannot."""
         try:
             inventory = self.backend.hello()
         except BackendError as exc:
             self.error(exc.code, exc.text, fatal=True)
-            return EXIT_BACKEND
+            return None
         hello = {
             "type": "hello",
             "v": PROTOCOL_VERSION,
@@ -85,6 +86,11 @@ class Runner:
         }
         hello.update(inventory)
         self.writer.write(hello)
+        return hello
+
+    def _run(self) -> int:
+        if self.write_hello() is None:
+            return EXIT_BACKEND
         self.backend.start_events(self._event)
         start = self.monotonic()
         next_tick = start

@@ -26,6 +26,12 @@ class SimBackend(NvmlBackend):
         self.nvml = SimNvml(self.simulation)
         super().__init__(self.nvml, event_thread=event_thread)
 
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Read the simulation at `clock`'s time from now on (seconds since its start), so
+        triage can fast-forward to the moment a scenario's faults have developed."""
+        with self.simulation.lock:
+            self.simulation.clock = clock
+
     def process_fault(self) -> str | None:
         fault = self.simulation.process_fault()
         if fault == "crash":
