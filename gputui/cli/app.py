@@ -11,3 +11,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback(invoke_without_command=True)
+def _default(ctx: typer.Context) -> None:
+    """Terminal fleet monitor for NVIDIA GPU hosts. With no command: `gputui monitor`."""
+    if ctx.invoked_subcommand is None:
+        from gputui.cli.tui_cmd import monitor
+
+        monitor()

@@ -8,4 +8,5 @@ from gputui.cli import journal_cmd  # noqa: F401
 from gputui.cli import node_cmd  # noqa: F401
 from gputui.cli import report_cmd  # noqa: F401
 from gputui.cli import risk_cmd  # noqa: F401
+from gputui.cli import tui_cmd  # noqa: F401
 from gputui.cli import triage_cmd  # noqa: F401

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -20,6 +20,9 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
+
+if TYPE_CHECKING:
+    from gputui.core.risk import RiskSettings
 
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level, Sample
 from gputui.render.report import host_label, host_why
@@ -67,7 +70,7 @@ class GpuTuiApp(App[None]):
         session: MonitorSession,
         *,
         operator: OperatorPort | None = None,
-        risk_table: Mapping[str, Any] | None = None,
+        risk_settings: RiskSettings | None = None,
         record: Record | None = None,
         bell: bool = False,
         clock: Callable[[], float] = time.time,
@@ -82,7 +85,7 @@ class GpuTuiApp(App[None]):
         self.ticks = 0
         self.palette = Palette.from_theme(None)
         self._clock = clock
-        self._risk_table = risk_table
+        self._risk_settings = risk_settings
         self._record = record
         self._applied = asyncio.Event()
         self._quitting = False
@@ -93,7 +96,7 @@ class GpuTuiApp(App[None]):
     # -- screens --------------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
-        return FleetScreen(self.open_host, self._risk_table, self._record)
+        return FleetScreen(self.open_host, self._risk_settings, self._record)
 
     @property
     def fleet_screen(self) -> FleetScreen:

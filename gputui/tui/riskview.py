@@ -7,9 +7,8 @@ figures in a worker thread the first time, so the app starts at once and never s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from rich.console import Group, RenderableType
@@ -17,6 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from gputui.core.model import FleetSnapshot, Level
+
+if TYPE_CHECKING:  # the module imports scipy: only the worker thread may import it
+    from gputui.core.risk import RiskSettings
 
 HORIZONS = ((1.0, "1 h"), (24.0, "24 h"), (168.0, "7 d"))
 DEFAULT_JOB_HOURS = 24.0
@@ -70,15 +72,12 @@ class RiskFigures:
     adjusted_p_any: tuple[float, ...]
 
 
-def compute(inputs: RiskInputs, risk_table: Mapping[str, Any]) -> RiskFigures:
-    """Every figure of the panel; raises ValueError on a bad [risk] table (with its words)."""
+def compute(inputs: RiskInputs, settings: RiskSettings | None = None) -> RiskFigures:
+    """Every figure of the panel (hosts.toml's [risk] settings, or the defaults)."""
     from gputui.core import risk
     from gputui.core.risk_report import risk_report
 
-    try:
-        settings = msgspec.convert(dict(risk_table), risk.RiskSettings)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"[risk] in hosts.toml: {exc}") from None
+    settings = settings or risk.RiskSettings()
     configured = settings.job_gpus is not None and settings.job_hours is not None
     if not configured and inputs.gpus:
         settings = msgspec.structs.replace(

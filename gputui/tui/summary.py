@@ -21,7 +21,10 @@ SHORT = {
 
 
 def summary_text(snapshot: FleetSnapshot, palette: Palette, note: str = "", width: int = 0) -> Text:
-    """`12:00:03  32 hosts 256 GPUs │ 2 critical 1 warn 29 ok`, worst first, fitted to `width`."""
+    """`32 hosts 256 GPUs │ 2 critical 1 warn 29 ok │ 12:00:03`, worst first, fitted to `width`.
+
+    The counts come first: in a narrow terminal the clock is what gets cut off.
+    """
     counts: dict[str, int] = {}
     gpus = 0
     for host in snapshot.hosts:
@@ -30,14 +33,14 @@ def summary_text(snapshot: FleetSnapshot, palette: Palette, note: str = "", widt
         gpus += len(host.hello.gpus) if host.hello is not None else 0
 
     def build(short: bool) -> Text:
-        text = Text.assemble(
-            (clock(snapshot.t), "bold"), f"  {len(snapshot.hosts)} hosts {gpus} GPUs ", ("│", "dim")
-        )
+        text = Text.assemble((f"{len(snapshot.hosts)} hosts {gpus} GPUs ", "bold"), ("│", "dim"))
         for label in LABELS:
             n = counts.get(label, 0)
             if n:
                 text.append(f" {n} ")
                 text.append(SHORT.get(label, label) if short else label, style=palette.chip(label))
+        text.append(" │ ", style="dim")
+        text.append(clock(snapshot.t))
         if note:
             text.append("  ")
             text.append(note, style="dim")

@@ -6,8 +6,8 @@ snapshot when it is shown (the table's keyed diff and the grid's repaint need no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -16,6 +16,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
+
+if TYPE_CHECKING:
+    from gputui.core.risk import RiskSettings
 
 from gputui.core.model import FleetEvent, FleetSnapshot
 from gputui.tui.fleetview import SORT_OF_COLUMN, SortKey
@@ -50,12 +53,12 @@ class FleetScreen(Screen[None]):
     def __init__(
         self,
         open_host: Callable[[str], None],
-        risk_table: Mapping[str, Any] | None = None,
+        risk_settings: RiskSettings | None = None,
         record: Record | None = None,
     ) -> None:
         super().__init__(classes="fleet-screen")
         self._open_host = open_host
-        self._risk_table = risk_table
+        self._risk_settings = risk_settings
         self._record = record
         self.snapshot: FleetSnapshot | None = None
         self.palette: Palette = DEFAULT_PALETTE
@@ -71,7 +74,7 @@ class FleetScreen(Screen[None]):
             with TabPane("2 Grid", id="grid"):
                 yield GridPanel(id="grid-panel")
             with TabPane("3 Risk", id="risk"):
-                yield RiskPanel(self._risk_table, self._record, id="risk-panel")
+                yield RiskPanel(self._risk_settings, self._record, id="risk-panel")
             with TabPane("4 Events", id="events"):
                 yield EventLog(id="event-log")
                 yield FilterBox(placeholder=EVENT_FILTER_HINT, id="events-filter", classes="filter")
@@ -122,8 +125,8 @@ class FleetScreen(Screen[None]):
             self._status()
         elif tab == "grid":
             self.grid_panel.apply(snapshot)
-        # The risk figures are cheap to keep current and slow to compute on demand.
-        self.query_one(RiskPanel).apply(snapshot)
+        elif tab == "risk":
+            self.query_one(RiskPanel).apply(snapshot)
 
     def add_events(self, events: Sequence[FleetEvent]) -> None:
         if not events:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -47,6 +48,10 @@ class FleetTable(DataTable[Text]):
         self._rows: dict[str, HostRow] = {}  # host -> its row data, for sorting
         self._order: list[str] = []  # hosts in screen order
         self._host_width = 0
+        # The cursor follows its host when rows move, but only once the operator has put it
+        # somewhere: until then it stays on the top row, the worst host.
+        self._pinned = False
+        self._moving = False
 
     # -- public ---------------------------------------------------------------------------
 
@@ -66,15 +71,28 @@ class FleetTable(DataTable[Text]):
         if name not in self._shown:
             return False
         self.move_cursor(row=self.get_row_index(name))
+        self._pinned = True
         return True
+
+    def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if not self._moving and old != new:
+            self._pinned = True
 
     def apply(self, snapshot: FleetSnapshot) -> None:
         """Bring the table to `snapshot`: changed cells, new rows, gone rows, order."""
+        self._moving = True
+        try:
+            self._apply(snapshot)
+        finally:
+            self._moving = False
+
+    def _apply(self, snapshot: FleetSnapshot) -> None:
         self._snapshot = snapshot
         self.total = len(snapshot.hosts)
         if not self.columns:
             self._add_columns(snapshot)
-        selected = self.selected_host
+        selected = self.selected_host if self._pinned else None
         was_visible = self._cursor_in_view()
         wanted: dict[str, tuple[HostRow, tuple[Text, ...]]] = {}
         for host in snapshot.hosts:
@@ -113,9 +131,13 @@ class FleetTable(DataTable[Text]):
     def set_sort(self, key: SortKey, reverse: bool = False) -> None:
         self.sort_key, self.sort_reverse = key, reverse
         self._label_columns()
-        selected = self.selected_host
-        self._resort()
-        self._follow(selected, True)
+        selected = self.selected_host if self._pinned else None
+        self._moving = True
+        try:
+            self._resort()
+            self._follow(selected, True)
+        finally:
+            self._moving = False
 
     def set_palette(self, palette: Palette) -> None:
         self.palette = palette

@@ -6,8 +6,8 @@ record), in a worker thread: the risk model imports scipy, and nothing of it may
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -19,19 +19,22 @@ from textual.widgets import Static
 from gputui.core.model import FleetSnapshot
 from gputui.tui.riskview import RiskInputs, compute, render, risk_inputs
 
+if TYPE_CHECKING:
+    from gputui.core.risk import RiskSettings
+
 Record = Callable[[], "tuple[int, float] | None"]
 
 
 class RiskPanel(VerticalScroll):
     def __init__(
         self,
-        risk_table: Mapping[str, Any] | None = None,
+        settings: RiskSettings | None = None,
         record: Record | None = None,
         *,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
-        self.risk_table = dict(risk_table or {})
+        self.settings = settings
         self._record = record
         self._inputs: RiskInputs | None = None
 
@@ -49,7 +52,7 @@ class RiskPanel(VerticalScroll):
     @work(thread=True, exclusive=True, group="risk")
     def _compute(self, inputs: RiskInputs) -> None:
         try:
-            body = render(compute(inputs, self.risk_table))
+            body = render(compute(inputs, self.settings))
         except ValueError as exc:
             body = Text(str(exc), style="bold red")
         self.app.call_from_thread(self._show, body)

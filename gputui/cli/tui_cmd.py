@@ -1,0 +1,216 @@
+"""`gputui monitor` and `gputui demo` (and bare `gputui`): the live fleet monitor.
+
+Textual, the ops layer and the collector are imported inside the commands, never at module
+level: `gputui report` and friends import this module too, and must stay free of textual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gputui.cli.app import app
+
+if TYPE_CHECKING:
+    from gputui.collect.monitor import FleetMonitor
+    from gputui.config import Config
+    from gputui.core.risk import RiskSettings
+    from gputui.ops.actions import OperatorActions
+    from gputui.ops.journal import Journal
+    from gputui.tui.ports import MonitorFactory
+
+DEMO_HOSTS = 32
+
+# Demo actions run locally and print the scheduler command they stand for: the demo fleet has
+# no scheduler, yet every flow (preview, confirm, journal, output in the log) is the real one.
+DEMO_ACTIONS: dict[str, dict[str, object]] = {
+    "drain": {
+        "argv": [
+            "echo",
+            "demo, no scheduler: scontrol update NodeName={node} State=DRAIN",
+            "Reason=gputui: {reason}",
+        ],
+        "on_fail": True,
+        "confirm": True,
+        "description": "demo: prints the Slurm drain it stands for",
+    },
+    "resume": {
+        "argv": ["echo", "demo, no scheduler: scontrol update NodeName={node} State=RESUME"],
+        "on_resume": True,
+        "confirm": True,
+        "description": "demo: prints the Slurm resume it stands for",
+    },
+    "requeue-jobs": {
+        "steps": [
+            {"argv": ["printf", "4101\\n4102\\n"]},
+            {"argv": ["echo", "demo, no scheduler: scontrol requeue {job}"], "for_each_line": True},
+        ],
+        "confirm": True,
+        "description": "demo: lists two jobs, prints the requeue of each",
+    },
+}
+
+
+class Wiring:
+    """Opens the monitor with what runs beside it: the journal recorder and the operator's
+    actions. Everything opened here is closed when the monitor's context exits."""
+
+    def __init__(self, journal_path: Path | None, use_journal: bool) -> None:
+        self.journal_path = journal_path
+        self.use_journal = use_journal
+        self.ops: OperatorActions | None = None
+        self.journal: Journal | None = None
+        self._record: tuple[int, float] | None = None
+
+    @contextlib.asynccontextmanager
+    async def attach(self, monitor: FleetMonitor, config: Config) -> AsyncIterator[None]:
+        if not self.use_journal:
+            yield
+            return
+        from gputui.ops.actions import OperatorActions
+        from gputui.ops.journal import Journal
+        from gputui.ops.recorder import JournalRecorder
+
+        journal = Journal.open(self.journal_path)
+        ops = OperatorActions(config, journal, monitor=monitor)
+        recorder = asyncio.create_task(JournalRecorder(journal, monitor).run())
+        self.journal, self.ops = journal, ops
+        try:
+            yield
+        finally:
+            self.ops = None
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await recorder  # flushes the exposure seen so far
+            await ops.aclose()
+            self.journal = None
+            journal.close()
+
+    def record(self) -> tuple[int, float] | None:
+        """Failures and monitored GPU-hours from the journal, for the risk panel's posterior."""
+        journal = self.journal
+        if journal is None:
+            return None
+        failures, exposure = journal.failures_and_exposure()
+        return (failures, exposure) if exposure > 0 else None
+
+
+def _run(
+    open_monitor: MonitorFactory, wiring: Wiring, risk: RiskSettings | None, bell: bool
+) -> None:
+    from gputui.tui.app import GpuTuiApp
+    from gputui.tui.operator import OperatorPort
+    from gputui.tui.ops_operator import OpsOperator
+    from gputui.tui.session import MonitorSession
+
+    # The risk model needs scipy (about a second to import): load it while the fleet connects,
+    # so the risk tab answers at once when first shown.
+    threading.Thread(
+        target=importlib.import_module, args=("gputui.core.risk_report",), daemon=True
+    ).start()
+
+    async def main() -> None:
+        session = MonitorSession(open_monitor)
+        operator: OperatorPort | None = (
+            OpsOperator(lambda: wiring.ops) if wiring.use_journal else None
+        )
+        tui = GpuTuiApp(
+            session, operator=operator, risk_settings=risk, record=wiring.record, bell=bell
+        )
+        try:
+            await tui.run_async()
+        finally:
+            await session.close()  # whatever ended the app: no connection, no agent left
+
+    asyncio.run(main())
+
+
+@app.command("monitor")
+def monitor(
+    hosts: Annotated[
+        Path | None,
+        typer.Option(
+            "--hosts", help="hosts.toml (default: $GPUTUI_HOSTS, then the user config dir)"
+        ),
+    ] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option("--journal", help="Journal file (default: [journal] or the state dir)"),
+    ] = None,
+    no_journal: Annotated[
+        bool,
+        typer.Option("--no-journal", help="Watch only: marks last this session, no action runs"),
+    ] = False,
+    bell: Annotated[
+        bool, typer.Option("--bell", help="Ring the terminal bell when a host gets worse")
+    ] = False,
+) -> None:
+    """Open the live fleet monitor on the hosts of hosts.toml (also: bare `gputui`)."""
+    from gputui.cli.fleet import fail, load_hosts
+    from gputui.collect.fleet import monitor_config
+    from gputui.config import ConfigError
+    from gputui.ops.catalog import load_actions
+    from gputui.ops.journal import resolve_journal_path
+
+    config = load_hosts(hosts)
+    try:
+        load_actions(config)  # a wrong [actions] table is a start-up error, not a late surprise
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    wiring = Wiring(resolve_journal_path(journal, config.journal_path), not no_journal)
+
+    @contextlib.asynccontextmanager
+    async def open_monitor() -> AsyncIterator[FleetMonitor]:
+        async with monitor_config(config) as m, wiring.attach(m, config):
+            yield m
+
+    _run(open_monitor, wiring, config.risk, bell)
+
+
+@app.command("demo")
+def demo(
+    n_hosts: Annotated[
+        int, typer.Option("--hosts", help="Simulated hosts behind local SSH servers")
+    ] = DEMO_HOSTS,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the demo's scenario mix")] = 1,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between samples")] = 1.0,
+    bell: Annotated[
+        bool, typer.Option("--bell", help="Ring the terminal bell when a host gets worse")
+    ] = False,
+) -> None:
+    """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
+    from gputui.cli.fleet import fail
+    from gputui.collect.fleet import monitor_demo
+    from gputui.config import Config, HostGroup, HostSpec
+
+    if not 1 <= n_hosts <= 5000:
+        raise fail("--hosts takes a number of hosts from 1 to 5000")
+    if not 0.1 <= interval <= 60:
+        raise fail("--interval takes 0.1 to 60 seconds")
+    scratch = tempfile.TemporaryDirectory(prefix="gputui-demo-journal-")
+    # The demo journals into a scratch file: its marks and actions are not the real fleet's.
+    wiring = Wiring(Path(scratch.name) / "journal.sqlite3", True)
+
+    @contextlib.asynccontextmanager
+    async def open_monitor() -> AsyncIterator[FleetMonitor]:
+        async with monitor_demo(n_hosts, seed=seed, interval_s=interval, tick_s=interval) as m:
+            names = tuple(m.hosts)
+            config = Config(
+                path=Path("demo"),
+                hosts=[HostSpec(name=n, group="demo") for n in names],
+                groups={"demo": HostGroup(name="demo", hosts=names)},
+                actions={k: dict(v) for k, v in DEMO_ACTIONS.items()},
+            )
+            async with wiring.attach(m, config):
+                yield m
+
+    with scratch:
+        _run(open_monitor, wiring, None, bell)
