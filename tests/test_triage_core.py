@@ -192,3 +192,11 @@ def test_report_is_worst_first_with_the_report_exit_status() -> None:
     assert report.status is PluginStatus.CRITICAL
     assert build_report([healthy, down], 0.0, None).status is PluginStatus.UNKNOWN
     assert build_report([healthy], 0.0, None).status is PluginStatus.OK
+
+
+def test_a_sandbox_without_a_pci_view_is_not_a_bus_full_of_missing_gpus() -> None:
+    gone = KernelXid(xid=13, pci_bus_id="0000:f0:00", text="x")
+    h = assess_host(_with(_run("healthy"), pci_gpus=[], xids=[gone]))
+    assert ("pci_view_empty", None) in codes(h, Level.OK)
+    assert not {c for c, _ in codes(h)} & {"gpu_gone_from_bus", "gpu_not_in_nvml"}
+    assert h.level is Level.WARN  # the XID 13 alone

@@ -170,6 +170,11 @@ def _bus_vs_nvml(
             )
     owned = _nvidia_keys_of(devices)
     listed = {k for k in (pci_key(g.pci_bus_id) for g in (hello.gpus if hello else [])) if k}
+    if not owned and (listed or nvml_count):
+        # NVML works but sysfs shows no NVIDIA device: a container or sandbox without the
+        # host's PCI view, not eight GPUs gone from the bus.
+        text = f"sysfs shows no NVIDIA GPU while NVML lists {nvml_count}: PCI checks skipped"
+        return [*out, Finding(code="pci_view_empty", level=Level.OK, text=text)]
     all_addressed = hello is not None and len(listed) == len(hello.gpus)
     if all_addressed:
         missing = sorted(set(owned) - listed)
@@ -225,6 +230,8 @@ def unplaced_xid_findings(
 ) -> list[Finding]:
     """XIDs logged for an address where no GPU is now: that GPU is gone from the bus."""
     on_bus = set(_nvidia_keys(facts))
+    if not on_bus:
+        return []  # no PCI view (see pci_view_empty): absence from it proves nothing
     seen: set[str] = set()
     out: list[Finding] = []
     for x in xids:
