@@ -24,7 +24,7 @@ from gputui.core.model import (
 )
 from gputui.core.triage import HostTriage, TriageInput, assess_host, build_report
 from gputui.core.triage_findings import GpuMap, pci_key
-from gputui.core.triage_steps import ActionVocabulary, OperatorStep, step_for
+from gputui.core.triage_steps import ActionVocabulary, Concern, OperatorStep, step_for, suggest
 from tests.test_triage_agent import run_triage
 
 
@@ -200,3 +200,20 @@ def test_a_sandbox_without_a_pci_view_is_not_a_bus_full_of_missing_gpus() -> Non
     assert ("pci_view_empty", None) in codes(h, Level.OK)
     assert not {c for c, _ in codes(h)} & {"gpu_gone_from_bus", "gpu_not_in_nvml"}
     assert h.level is Level.WARN  # the XID 13 alone
+
+
+def test_the_step_says_what_else_the_node_needs() -> None:
+    concerns = [
+        Concern(OperatorStep.RESET_GPU, 6, "GPU6 XID 95: uncontained memory error", "xid_95"),
+        Concern(OperatorStep.DRAIN_INSPECT, 7, "GPU7 clock event: thermal", "hw_thermal"),
+        Concern(OperatorStep.DRAIN_REBOOT, 1, "GPU1 PCIe Gen3 < max Gen5", "pcie_downgraded"),
+    ]
+    s = suggest("gpu07", Level.FAILED, concerns)
+    assert s.step is OperatorStep.DRAIN_REBOOT
+    assert s.text.endswith("Also check the cooling and power of GPU7.")
+    assert "reset GPU6" not in s.text  # the reboot resets it
+    assert "'triage: GPU6 XID 95: uncontained memory error'" in (s.command or "")
+    inspect = suggest("gpu07", Level.CRITICAL, concerns[:2])
+    assert inspect.step is OperatorStep.DRAIN_INSPECT
+    assert inspect.text.endswith("Also reset GPU6 while the node is drained.")
+    assert inspect.command is not None and inspect.command.endswith("--action drain")

@@ -113,7 +113,9 @@ def _finish(
     error: HostError | None,
 ) -> OneShotResult:
     fatal = next((m for m in sink.messages if isinstance(m, AgentError) and m.fatal), None)
-    if error is None and fatal is not None:
+    if fatal is not None and (error is None or error.code == "agent_failed"):
+        # The agent's own fatal line (no_backend, nvml_init_failed...) says more than its
+        # exit status does.
         error = HostError(fatal.code, f"agent: {fatal.text}")
     stats = sink.decoder.stats
     return OneShotResult(

@@ -265,7 +265,7 @@ def assess_host(
     findings = [_finding(r) for r in verdict.host.reasons] if verdict else []
     findings.extend(_extra_findings(inp, gpu_map))
     if inp.error_code is not None:
-        text = f"not triaged: {inp.error}" if inp.error else "not triaged"
+        text = inp.error or "not triaged"
         findings.append(Finding(code=inp.error_code, level=Level.UNKNOWN, text=text))
     ordered = _order(findings)
     level = max((f.level for f in ordered), default=Level.OK)

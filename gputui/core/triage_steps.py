@@ -159,6 +159,31 @@ def _step_text(step: OperatorStep, gpus: str, level: Level, worst: Concern | Non
     return f"Take the node out{when}, move its jobs and open an RMA for {gpus}."
 
 
+# What else a step does on the way: the steps it makes unnecessary. A reboot resets every GPU,
+# but no reboot or reset fixes a fan, so "drain and inspect" is never covered by another step.
+_COVERS = {
+    OperatorStep.RMA: {OperatorStep.DRAIN_REBOOT, OperatorStep.RESET_GPU},
+    OperatorStep.DRAIN_REBOOT: {OperatorStep.RESET_GPU},
+}
+_ALSO = {
+    OperatorStep.DRAIN_INSPECT: "Also check the cooling and power of {gpus}.",
+    OperatorStep.RESET_GPU: "Also reset {gpus} while the node is drained.",
+    OperatorStep.DRAIN_REBOOT: "Also reboot it for {gpus}.",
+}
+
+
+def _also(step: OperatorStep, concerns: list[Concern]) -> str:
+    """Sentences for the other steps the host needs that `step` does not take care of."""
+    out = []
+    for other, sentence in _ALSO.items():
+        if other is step or other in _COVERS.get(step, set()):
+            continue
+        gpus = [c.gpu for c in concerns if c.step is other]
+        if gpus:
+            out.append(sentence.format(gpus=_gpus(gpus)))
+    return " ".join(out)
+
+
 def fail_command(
     host: str, reason: str, actions: Iterable[str], vocab: ActionVocabulary, spare: bool
 ) -> str:
@@ -195,6 +220,8 @@ def suggest(
     gpus = _gpus(c.gpu for c in listed if c.step is step)
     worst = listed[0]  # the worst finding names the node's problem, whatever its step
     text = _step_text(step, gpus, level, worst)
+    if step.takes_node_out:
+        text = f"{text} {_also(step, listed)}".rstrip()
     if level < Level.CRITICAL or not step.takes_node_out:
         return Suggestion(step=step, text=text)
     names = [vocab.fence]

@@ -232,24 +232,33 @@ def _console(width: int) -> tuple[Console, io.StringIO]:
     return console, buf
 
 
-def summary_table(report: TriageReport) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("HOST", no_wrap=True, overflow="ellipsis", max_width=20)
-    table.add_column("VERDICT", no_wrap=True)
-    table.add_column("STEP", no_wrap=True)
-    table.add_column("GPU", justify="right")
-    table.add_column("XID", justify="right")
-    table.add_column("WHY", overflow="ellipsis", no_wrap=True, ratio=1)
-    for h in report.hosts:
-        verdict = h.level.label if h.reachable else "unreachable"
-        table.add_row(
+def summary_table(report: TriageReport, width: int) -> Table:
+    verdicts = [h.level.label if h.reachable else "unreachable" for h in report.hosts]
+    cells = [
+        [
             h.host,
-            Text(verdict, style=LEVEL_STYLE[h.level]),
+            verdict,
             h.suggestion.step.value,
             _gpu_count(h) if h.gpus else "-",
             str(len(h.xids)),
-            _worst(h),
-        )
+        ]
+        for h, verdict in zip(report.hosts, verdicts, strict=True)
+    ]
+    headers = ["HOST", "VERDICT", "STEP", "GPU", "XID"]
+    widths = [max([len(head), *(len(row[i]) for row in cells)]) for i, head in enumerate(headers)]
+    # Only WHY gives way to a narrow terminal: the other columns are what each row is about.
+    room = max(10, width - sum(widths) - 2 * len(widths))
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for head, w in zip(headers, widths, strict=True):
+        right = head in ("GPU", "XID")
+        table.add_column(head, no_wrap=True, min_width=w, justify="right" if right else "left")
+    table.add_column("WHY", no_wrap=True, overflow="ellipsis", max_width=room)
+    for h, row in zip(report.hosts, cells, strict=True):
+        why = _worst(h)
+        if len(why) > room:
+            why = why[: room - 1] + "…"
+        host, verdict, *rest = row
+        table.add_row(host, Text(verdict, style=LEVEL_STYLE[h.level]), *rest, why)
     return table
 
 
@@ -295,7 +304,7 @@ def _host_details(console: Console, h: HostTriage) -> None:
 
 def triage_table(report: TriageReport, width: int = 100) -> str:
     console, buf = _console(width)
-    console.print(summary_table(report))
+    console.print(summary_table(report, width))
     console.print()
     console.print(summary_line(report))
     console.print()
