@@ -90,7 +90,10 @@ async def _run_demo(
 def triage(
     targets: Annotated[
         list[str],
-        typer.Argument(help="SSH aliases, host ranges (gpu[001-016]) or groups of hosts.toml"),
+        typer.Argument(
+            metavar="TARGET",
+            help="SSH aliases, host ranges (gpu[001-016]) or groups of hosts.toml",
+        ),
     ],
     hosts: Annotated[
         Path | None,
