@@ -217,3 +217,14 @@ def test_the_step_says_what_else_the_node_needs() -> None:
     assert inspect.step is OperatorStep.DRAIN_INSPECT
     assert inspect.text.endswith("Also reset GPU6 while the node is drained.")
     assert inspect.command is not None and inspect.command.endswith("--action drain")
+
+
+def test_an_agent_that_said_nothing_is_not_a_healthy_host() -> None:
+    from gputui.collect.oneshot import OneShotResult
+    from gputui.ops.triage import judge
+
+    silent = judge(OneShotResult(host="gpu01", exit_status=0))
+    assert (silent.level, silent.error_code) == (Level.UNKNOWN, "no_answer")
+    garbled = judge(OneShotResult(host="gpu02", bad_lines=3, last_problem="protocol version 2"))
+    assert garbled.error_code == "bad_stream" and "protocol version 2" in (garbled.error or "")
+    assert garbled.status is PluginStatus.UNKNOWN and garbled.suggestion.command is None

@@ -22,7 +22,7 @@ from gputui.collect.oneshot import (
     TriageArgs,
     run_oneshots,
 )
-from gputui.collect.ssh import SshContext
+from gputui.collect.ssh import HostError, SshContext
 from gputui.config import Config, ConfigError, HostSpec
 from gputui.core.thresholds import Thresholds
 from gputui.core.triage import HostTriage, TriageInput, TriageReport, assess_host, build_report
@@ -112,6 +112,14 @@ def judge(
 ) -> HostTriage:
     """One host's one-shot answer as a triage verdict."""
     error = result.error
+    if error is None and result.hello is None:
+        # Every host gets a reason: an agent that exited without a word, or spoke another
+        # protocol version, is not a healthy host.
+        if result.bad_lines:
+            text = f"{result.bad_lines} lines did not decode: {result.last_problem}"
+            error = HostError("bad_stream", text)
+        else:
+            error = HostError("no_answer", "the agent ended without writing anything")
     inp = TriageInput(
         host=result.host,
         hello=result.hello,

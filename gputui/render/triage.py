@@ -55,7 +55,8 @@ def summary_line(report: TriageReport) -> str:
     counts: dict[str, int] = {}
     for h in report.hosts:
         counts[h.level.label] = counts.get(h.level.label, 0) + 1
-    parts = ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+    order = [lv.label for lv in sorted(Level, reverse=True)]  # failed first
+    parts = ", ".join(f"{counts[label]} {label}" for label in order if label in counts)
     n = len(report.hosts)
     window = "since boot" if report.since_s is None else f"last {fmt_num(report.since_s)} s"
     return f"GPUTUI TRIAGE {report.status.name} - {n} host{'s' * (n != 1)}: {parts} ({window})"
