@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from gputui.agent.sim_backend import SimBackend
+from gputui.collect.oneshot import OneShotResult
 from gputui.collect.scenarios import load_scenario
 from gputui.core.hoststats import PluginStatus
 from gputui.core.model import (
@@ -25,6 +26,7 @@ from gputui.core.model import (
 from gputui.core.triage import HostTriage, TriageInput, assess_host, build_report
 from gputui.core.triage_findings import GpuMap, pci_key
 from gputui.core.triage_steps import ActionVocabulary, Concern, OperatorStep, step_for, suggest
+from gputui.ops.triage import judge
 from tests.test_triage_agent import run_triage
 
 
@@ -220,9 +222,6 @@ def test_the_step_says_what_else_the_node_needs() -> None:
 
 
 def test_an_agent_that_said_nothing_is_not_a_healthy_host() -> None:
-    from gputui.collect.oneshot import OneShotResult
-    from gputui.ops.triage import judge
-
     silent = judge(OneShotResult(host="gpu01", exit_status=0))
     assert (silent.level, silent.error_code) == (Level.UNKNOWN, "no_answer")
     garbled = judge(OneShotResult(host="gpu02", bad_lines=3, last_problem="protocol version 2"))
