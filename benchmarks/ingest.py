@@ -1,0 +1,330 @@
+"""Ingest cost: gputui's collector against the floor and the peers' strategies, side by side.
+
+Simulated hosts (8 GPUs each, 1 s interval) are served by benchmarks/bench_server.py in a
+separate process, so their CPU is not counted. Each strategy runs as its own client process,
+one after the other against the same server, and reports its own CPU, RSS and samples:
+
+- gputui:   the real FleetMonitor + SshSource (decode, health rules, history, snapshots) with
+            one subscriber, as `gputui` and `gputui report` run it;
+- floor:    a bare asyncssh client: one streaming command per host, lines read and decoded
+            with json.loads, nothing else;
+- exec:     gpustat-web's strategy: one persistent connection per host, a fresh command run
+            every interval;
+- connect:  nvidia-smi-remote's strategy: a new connection per host per refresh.
+
+    python benchmarks/ingest.py --hosts 100 1000 --seconds 20 --out benchmarks/results/ingest.json
+
+Prints the figures and the ratios gputui / floor and peer / gputui, measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncssh
+
+HERE = Path(__file__).resolve().parent
+STRATEGIES = ("gputui", "floor", "exec", "connect")
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# --------------------------------------------------------------------------------------------
+# Clients (each runs in its own process)
+# --------------------------------------------------------------------------------------------
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.samples = 0
+        self.hosts_seen: set[str] = set()
+
+
+async def client_gputui(names: list[str], directory: Path, interval: float, c: Counter) -> None:
+    from gputui.agent.bundle import build_bundle
+    from gputui.collect.launch import AgentInvocation
+    from gputui.collect.monitor import FleetMonitor, HostPlan
+    from gputui.collect.ssh import SshContext, SshOptions
+    from gputui.collect.ssh_source import SshSource
+
+    ctx = SshContext(
+        SshOptions(config_files=(directory / "ssh_config",), known_hosts=directory / "known_hosts")
+    )
+    inv = AgentInvocation(command="bench-stream", stdin=build_bundle(include_pynvml=False))
+    plans = [HostPlan(source=SshSource(n, ctx, lambda: inv), interval_s=interval) for n in names]
+    monitor = FleetMonitor(plans, tick_s=interval, closers=[ctx.close])
+    async with monitor:
+
+        async def consume() -> None:
+            async for _snap in monitor.snapshots():
+                pass
+
+        task = asyncio.create_task(consume())
+        try:
+            while True:
+                await asyncio.sleep(0.1)
+                c.samples = sum(rt.decoder.stats.good for rt in monitor.hosts.values())
+                c.hosts_seen = {n for n, rt in monitor.hosts.items() if rt.sample is not None}
+        finally:
+            task.cancel()
+
+
+async def _connect(
+    name: str, directory: Path, sem: asyncio.Semaphore, kh: asyncssh.SSHKnownHosts, keys: object
+) -> asyncssh.SSHClientConnection:
+    async with sem:
+        return await asyncssh.connect(
+            name, config=[str(directory / "ssh_config")], known_hosts=kh, client_keys=keys
+        )
+
+
+async def client_floor(names: list[str], directory: Path, interval: float, c: Counter) -> None:
+    sem = asyncio.Semaphore(64)
+    kh = asyncssh.read_known_hosts(str(directory / "known_hosts"))
+    keys = asyncssh.load_keypairs([str(directory / "client_key")])
+
+    async def one(name: str) -> None:
+        conn = await _connect(name, directory, sem, kh, keys)
+        proc = await conn.create_process("bench-stream", encoding=None)
+        async for line in proc.stdout:
+            if line.strip():
+                json.loads(line)
+                c.samples += 1
+                c.hosts_seen.add(name)
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
+async def client_exec(names: list[str], directory: Path, interval: float, c: Counter) -> None:
+    sem = asyncio.Semaphore(64)
+    kh = asyncssh.read_known_hosts(str(directory / "known_hosts"))
+    keys = asyncssh.load_keypairs([str(directory / "client_key")])
+
+    async def one(name: str) -> None:
+        conn = await _connect(name, directory, sem, kh, keys)
+        next_t = time.monotonic()
+        while True:
+            result = await conn.run("bench-once", encoding=None)
+            json.loads(result.stdout or b"{}")
+            c.samples += 1
+            c.hosts_seen.add(name)
+            next_t += interval
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
+async def client_connect(names: list[str], directory: Path, interval: float, c: Counter) -> None:
+    sem = asyncio.Semaphore(64)
+    kh = asyncssh.read_known_hosts(str(directory / "known_hosts"))
+    keys = asyncssh.load_keypairs([str(directory / "client_key")])
+
+    async def one(name: str) -> None:
+        next_t = time.monotonic()
+        while True:
+            conn = await _connect(name, directory, sem, kh, keys)
+            async with conn:
+                result = await conn.run("bench-once", encoding=None)
+            json.loads(result.stdout or b"{}")
+            c.samples += 1
+            c.hosts_seen.add(name)
+            next_t += interval
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
+CLIENTS = {
+    "gputui": client_gputui,
+    "floor": client_floor,
+    "exec": client_exec,
+    "connect": client_connect,
+}
+
+
+async def run_client(
+    strategy: str, n: int, directory: Path, interval: float, seconds: float, settle_limit: float
+) -> dict[str, object]:
+    names = [f"h{i:05d}" for i in range(n)]
+    counter = Counter()
+    t0 = time.monotonic()
+    task = asyncio.create_task(CLIENTS[strategy](names, directory, interval, counter))
+    all_streaming_s: float | None = None
+    while time.monotonic() - t0 < settle_limit:
+        await asyncio.sleep(0.05)
+        if task.done():
+            task.result()
+        if len(counter.hosts_seen) == n:
+            all_streaming_s = time.monotonic() - t0
+            break
+    await asyncio.sleep(2 * interval)  # let the start-up burst pass
+    cpu0, s0, w0 = cpu_s(), counter.samples, time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu1, s1, w1 = cpu_s(), counter.samples, time.monotonic()
+    rss = rss_mib()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(task, 10)
+    wall = w1 - w0
+    samples = s1 - s0
+    return {
+        "strategy": strategy,
+        "hosts": n,
+        "all_streaming_s": None if all_streaming_s is None else round(all_streaming_s, 2),
+        "hosts_seen": len(counter.hosts_seen),
+        "window_s": round(wall, 2),
+        "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / wall, 2),
+        "rss_mib": round(rss, 1),
+        "samples_per_s": round(samples / wall, 1),
+        "expected_samples_per_s": round(n / interval, 1),
+        "us_per_host_sample": round(1e6 * (cpu1 - cpu0) / samples, 1) if samples else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------------------------
+
+
+def write_client_files(directory: Path, port: int, n: int) -> None:
+    pub = asyncssh.read_private_key(str(directory / "host_key")).export_public_key().decode()
+    (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {pub.strip()}\n")
+    (directory / "ssh_config").write_text(
+        f"Host h*\n  HostName 127.0.0.1\n  Port {port}\n  User bench\n"
+        f"  IdentityFile {directory / 'client_key'}\n"
+    )
+
+
+def start_server(directory: Path, interval: float) -> subprocess.Popen[bytes]:
+    for name in ("host_key", "client_key"):
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        key.write_private_key(str(directory / name))
+        if name == "client_key":
+            key.write_public_key(str(directory / "client_key.pub"))
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "bench_server.py"), str(directory), str(interval)],
+        stdin=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not (directory / "port").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("bench server did not start")
+        time.sleep(0.05)
+    return proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hosts", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--interval", type=float, default=1.0)
+    ap.add_argument("--settle", type=float, default=60.0, help="max seconds to wait for all hosts")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--client", help=argparse.SUPPRESS)
+    ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.client:  # one client process
+        from gputui.collect.demo_server import raise_fd_limit
+
+        raise_fd_limit()
+        result = asyncio.run(
+            run_client(
+                args.client, args.hosts[0], args.dir, args.interval, args.seconds, args.settle
+            )
+        )
+        print(json.dumps(result))
+        return
+
+    results: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="gputui-bench-") as tmp:
+        directory = Path(tmp)
+        server = start_server(directory, args.interval)
+        try:
+            write_client_files(directory, int((directory / "port").read_text()), max(args.hosts))
+            for n in args.hosts:
+                for strategy in args.strategies:
+                    done = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--client",
+                            strategy,
+                            "--hosts",
+                            str(n),
+                            "--dir",
+                            str(directory),
+                            "--seconds",
+                            str(args.seconds),
+                            "--interval",
+                            str(args.interval),
+                            "--settle",
+                            str(args.settle),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=args.settle + args.seconds + 120,
+                    )
+                    if done.returncode != 0:
+                        print(done.stderr[-2000:], file=sys.stderr)
+                        continue
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
+        finally:
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(timeout=30)
+    ratios = []
+    for n in args.hosts:
+        by = {r["strategy"]: r for r in results if r["hosts"] == n}
+        g = by.get("gputui")
+        if not g or not g["us_per_host_sample"]:
+            continue
+        row: dict[str, object] = {"hosts": n}
+        for s, r in by.items():
+            if s != "gputui" and r["us_per_host_sample"]:
+                key = "gputui_over_floor" if s == "floor" else f"{s}_over_gputui"
+                a, b = (g, r) if s == "floor" else (r, g)
+                row[key] = round(float(a["us_per_host_sample"]) / float(b["us_per_host_sample"]), 2)
+        ratios.append(row)
+        print(json.dumps(row))
+    doc = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, asyncssh {asyncssh.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+        "interval_s": args.interval,
+        "window_s": args.seconds,
+        "results": results,
+        "ratios": ratios,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
