@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Static, TabbedContent
 
-from gputui.core.model import Action, Level
+from gputui.core.model import Action, FleetSnapshot, Level
 from gputui.tui.app import GpuTuiApp
 from gputui.tui.gridview import GridMode
 from gputui.tui.operator import ActionChoice, OnOutput, OperatorPort, Outcome, Prepared, RequestKind
@@ -464,6 +464,9 @@ class ScriptedOperator:
     def actions(self, host: str) -> Sequence[ActionChoice]:
         return [ActionChoice("drain", "scontrol drain"), ActionChoice("requeue", "requeue jobs")]
 
+    def spare_for(self, host: str, snapshot: FleetSnapshot | None) -> str | None:
+        return None
+
     async def prepare(
         self,
         kind: RequestKind,
@@ -472,6 +475,7 @@ class ScriptedOperator:
         reason: str = "",
         action: str = "",
         force: bool = False,
+        spare: str = "",
     ) -> Prepared:
         self.calls.append((kind, host, reason, action))
         argv = f"[local] scontrol update NodeName={host} State=DRAIN Reason=gputui: {reason}"
@@ -527,11 +531,12 @@ async def test_ops_layer_journals_the_mark_and_runs_the_on_fail_action(tmp_path)
     from gputui.tui.ops_operator import OpsOperator
 
     fleet = small_fleet()
-    names = tuple(fleet.scripts)
+    names = tuple(n for n in fleet.scripts if n != "gpu009")
     config = Config(
         path=Path("test"),
-        hosts=[HostSpec(name=n, group="train") for n in names],
-        groups={"train": HostGroup(name="train", hosts=names)},
+        hosts=[HostSpec(name=n, group="train") for n in names]
+        + [HostSpec(name="gpu009", group="train", spare=True)],
+        groups={"train": HostGroup(name="train", hosts=names, spares=("gpu009",))},
         actions={"note": {"argv": ["echo", "drained {node}: {reason}"], "on_fail": True}},
     )
     journal = Journal.open(tmp_path / "journal.sqlite3")
@@ -546,9 +551,18 @@ async def test_ops_layer_journals_the_mark_and_runs_the_on_fail_action(tmp_path)
         )
         await r.press("y")
         await until(r.pilot, lambda: cell(r, "gpu005", "state") == "marked-failed")
-        await until(r.pilot, lambda: "done (journaled)" in r.app.fleet_screen.event_log.lines()[0])
-        assert any("drained gpu005" in line for line in r.app.fleet_screen.event_log.lines())
+        # Then the group's healthy spare is offered.
+        await until(r.pilot, lambda: isinstance(r.app.screen, PreviewDialog))
+        offer = r.app.screen
+        assert isinstance(offer, PreviewDialog)
+        assert offer.question == "Bring spare gpu009 into service in place of gpu005?"
+        await r.press("y")
+        await until(r.pilot, lambda: "spare gpu009" in r.app.fleet_screen.event_log.lines()[0])
+        lines = r.app.fleet_screen.event_log.lines()
+        assert any("drained gpu005" in line for line in lines)
+        assert any("mark gpu005 failed" in line and "done (journaled)" in line for line in lines)
         assert journal.marked_failed() == {"gpu005"}
+        assert journal.node_states()["gpu009"].state == "spare_active"
         await holder[0].aclose()
     journal.close()
 
@@ -611,9 +625,9 @@ async def test_risk_panel_shows_the_fleet_odds_and_the_heuristic_apart() -> None
         await until(r.pilot, lambda: "P(>= 1 failure)" in static_text(r, "#risk-body"))
         text = static_text(r, "#risk-body")
         assert "60 GPUs monitored on 8 hosts" in text  # marked-failed and unseen hosts left out
-        assert "2.00e-05 per GPU-hour (prior" in text
+        assert "2.00e-05/GPU-h (prior" in text
         assert "P(>= 1 failure) in 24 h     0.028" in text  # 1 - exp(-60 x 2e-5 x 24)
-        assert "Health-adjusted (a heuristic" in text
+        assert "Health-adjusted (heuristic, not calibrated)" in text
 
 
 async def test_q_stops_the_monitor_and_exits() -> None:

@@ -123,7 +123,12 @@ def _run(
             OpsOperator(lambda: wiring.ops) if wiring.use_journal else None
         )
         tui = GpuTuiApp(
-            session, operator=operator, risk_settings=risk, record=wiring.record, bell=bell
+            session,
+            operator=operator,
+            risk_settings=risk,
+            record=wiring.record,
+            bell=bell,
+            freeze_gc=True,
         )
         try:
             await tui.run_async()

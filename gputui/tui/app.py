@@ -9,6 +9,7 @@ waiting for an answer never holds up the ticks.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -74,6 +75,7 @@ class GpuTuiApp(App[None]):
         record: Record | None = None,
         bell: bool = False,
         clock: Callable[[], float] = time.time,
+        freeze_gc: bool = False,
     ) -> None:
         super().__init__()
         self.session = session
@@ -85,6 +87,7 @@ class GpuTuiApp(App[None]):
         self.ticks = 0
         self.palette = Palette.from_theme(None)
         self._clock = clock
+        self._freeze_gc = freeze_gc
         self._risk_settings = risk_settings
         self._record = record
         self._applied = asyncio.Event()
@@ -154,6 +157,11 @@ class GpuTuiApp(App[None]):
         screen = self.fleet_screen
         if first:
             screen.set_note("")
+            if self._freeze_gc:
+                # Everything made so far (Textual, widgets, the monitor) lives as long as the
+                # app: take it out of the cyclic GC's reach, so that its full collections scan
+                # only what ticks create and stop pausing the screen for tens of ms.
+                self.call_after_refresh(gc.freeze)
         screen.apply(snapshot)
         screen.add_events(events)
         if isinstance(self.screen, HostScreen):
@@ -341,9 +349,18 @@ class GpuTuiApp(App[None]):
         if answer is None:
             return
         prepared = await self._prepare("fail", host, reason=answer)
-        if prepared is not None:
-            # The reason dialog was the confirmation, unless commands are about to run.
-            await self._carry_out(prepared, ask=prepared.commands > 0)
+        if prepared is None:
+            return
+        # The reason dialog was the confirmation, unless commands are about to run.
+        outcome = await self._carry_out(prepared, ask=prepared.commands > 0)
+        if outcome is None or not outcome.ok:
+            return
+        spare = self.operator.spare_for(host, self.snapshot)
+        if spare is not None:
+            offer = await self._prepare("spare", host, spare=spare)
+            if offer is not None:
+                question = f"Bring spare {spare} into service in place of {host}?"
+                await self._carry_out(offer, ask=True, question=question)
 
     def action_resume(self) -> None:
         host = self._target()

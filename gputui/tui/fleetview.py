@@ -65,6 +65,7 @@ COLUMNS = (
     Column("why", "WHY", 160),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+AGE = COLUMN_KEYS.index("age")
 
 
 def fmt_age(age_s: float | None, fresh_s: float = 3.0) -> str:
@@ -149,6 +150,16 @@ def host_row(host: HostSnapshot, now: float) -> HostRow:
         host_why(host),
     )
     return HostRow(host.name, label, host.state in DIMMED_STATES, stats, age, cells)
+
+
+def age_moved(row: HostRow, host: HostSnapshot, now: float) -> HostRow:
+    """`row` of an unchanged host at a later time: only its age differs."""
+    age = host.age_s(now)
+    text = fmt_age(age, fresh_after(host))
+    if text == row.cells[AGE]:
+        return row
+    cells = (*row.cells[:AGE], text, *row.cells[AGE + 1 :])
+    return HostRow(row.name, row.label, row.dimmed, row.stats, age, cells)
 
 
 # --------------------------------------------------------------------------------------------

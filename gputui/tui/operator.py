@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gputui.core.model import FleetSnapshot
 from gputui.tui.ports import MonitorPort
 
-RequestKind = Literal["fail", "resume", "action"]
+RequestKind = Literal["fail", "resume", "action", "spare"]
 OnOutput = Callable[[str], None]
 
 
@@ -57,6 +58,10 @@ class OperatorPort(Protocol):
 
     def actions(self, host: str) -> Sequence[ActionChoice]: ...
 
+    def spare_for(self, host: str, snapshot: FleetSnapshot | None) -> str | None:
+        """The healthy spare that could replace `host` (its group's first), if any."""
+        ...
+
     async def prepare(
         self,
         kind: RequestKind,
@@ -65,6 +70,7 @@ class OperatorPort(Protocol):
         reason: str = "",
         action: str = "",
         force: bool = False,
+        spare: str = "",
     ) -> Prepared:
         """Resolve a request; raises ValueError with a sentence when it cannot be done."""
         ...
@@ -89,6 +95,9 @@ class SessionOperator:
     def actions(self, host: str) -> Sequence[ActionChoice]:
         return ()
 
+    def spare_for(self, host: str, snapshot: FleetSnapshot | None) -> str | None:
+        return None
+
     async def prepare(
         self,
         kind: RequestKind,
@@ -97,8 +106,9 @@ class SessionOperator:
         reason: str = "",
         action: str = "",
         force: bool = False,
+        spare: str = "",
     ) -> Prepared:
-        if kind == "action":
+        if kind in ("action", "spare"):
             raise ValueError("no actions can run without the journal")
         what = f"mark {host} failed: {reason!r}" if kind == "fail" else f"return {host} to service"
         return Prepared(kind, host, f"{what} ({self.NOT_JOURNALED})")

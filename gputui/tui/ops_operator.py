@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from gputui.core.model import FleetSnapshot
 from gputui.ops.actions import ActionError, Operation, OperatorActions
 from gputui.ops.actions import Outcome as OpsOutcome
 from gputui.tui.operator import ActionChoice, OnOutput, Outcome, Prepared, RequestKind
@@ -35,6 +36,15 @@ class OpsOperator:
             return ()
         return [ActionChoice(a.name, a.description) for a in ops.catalog]
 
+    def spare_for(self, host: str, snapshot: FleetSnapshot | None) -> str | None:
+        ops = self._ops()
+        if ops is None:
+            return None
+        try:
+            return ops.propose_spare(host, snapshot)
+        except ActionError:
+            return None
+
     async def prepare(
         self,
         kind: RequestKind,
@@ -43,6 +53,7 @@ class OpsOperator:
         reason: str = "",
         action: str = "",
         force: bool = False,
+        spare: str = "",
     ) -> Prepared:
         ops = self._require()
         try:
@@ -50,6 +61,11 @@ class OpsOperator:
                 op = ops.prepare_fail(host, reason)
             elif kind == "resume":
                 op = ops.prepare_resume(host, force=force)
+            elif kind == "spare":
+                found = ops.prepare_spare(host, spare or None)
+                if found is None:
+                    raise ValueError(f"no healthy spare is left in {host}'s group")
+                op = found
             else:
                 op = ops.prepare_action(action, host, reason=reason, force=force)
         except ActionError as exc:

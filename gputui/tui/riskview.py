@@ -146,7 +146,7 @@ def _table(title: str) -> Table:
         expand=False,
     )
     table.add_column("figure", no_wrap=True, min_width=26)
-    table.add_column("value", no_wrap=True)
+    table.add_column("value", overflow="fold")
     return table
 
 
@@ -160,7 +160,7 @@ def render(f: RiskFigures) -> RenderableType:
         record = f", {i.failures} failures in {i.exposure_gpu_hours:,.0f} GPU-h"
     fleet.add_row(
         "rate used",
-        f"{f.rate:.2e} per GPU-hour ({f.rate_source}{record}; 95% {lo:.1e} - {hi:.1e})",
+        f"{f.rate:.2e}/GPU-h ({f.rate_source}{record}; 95% {lo:.1e} - {hi:.1e})",
     )
     for (_, name), p in zip(HORIZONS, f.p_any, strict=True):
         fleet.add_row(f"P(>= 1 failure) in {name}", f"{p:.3f}")
@@ -183,9 +183,9 @@ def render(f: RiskFigures) -> RenderableType:
         parts += [job, Text()]
     if f.adjusted_rate is not None:
         levels = ", ".join(f"{n} {lv.label}" for lv, n in i.gpus_by_level if n)
-        adj = _table("Health-adjusted (a heuristic: multipliers not calibrated)")
+        adj = _table("Health-adjusted (heuristic, not calibrated)")
         adj.add_row("GPUs by verdict", levels or "-")
-        adj.add_row("adjusted rate", f"{f.adjusted_rate:.2e} per GPU-hour")
+        adj.add_row("adjusted rate", f"{f.adjusted_rate:.2e}/GPU-h (verdict multipliers)")
         for (_, name), p in zip(HORIZONS, f.adjusted_p_any, strict=True):
             adj.add_row(f"P(>= 1 failure) in {name}", f"{p:.3f}")
         parts.append(adj)

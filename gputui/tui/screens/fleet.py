@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
 if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
@@ -29,6 +29,7 @@ from gputui.tui.widgets.event_log import EventLog
 from gputui.tui.widgets.filter_box import FilterBox
 from gputui.tui.widgets.fleet_table import FleetTable
 from gputui.tui.widgets.gpu_grid import GpuGrid, GridPanel
+from gputui.tui.widgets.key_bar import KeyBar
 from gputui.tui.widgets.risk_panel import Record, RiskPanel
 
 TABS = ("fleet", "grid", "risk", "events")
@@ -40,10 +41,10 @@ EVENT_FILTER_HINT = "filter: level:warn  host:gpu01*  kind:xid  text   (enter ke
 
 class FleetScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "tab('fleet')", "Fleet"),
-        Binding("2", "tab('grid')", "Grid"),
-        Binding("3", "tab('risk')", "Risk"),
-        Binding("4", "tab('events')", "Events"),
+        Binding("1", "tab('fleet')", "Fleet", show=False),  # the tab bar shows it
+        Binding("2", "tab('grid')", "Grid", show=False),  # the tab bar shows it
+        Binding("3", "tab('risk')", "Risk", show=False),  # the tab bar shows it
+        Binding("4", "tab('events')", "Events", show=False),  # the tab bar shows it
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False),
@@ -80,7 +81,7 @@ class FleetScreen(Screen[None]):
                 yield FilterBox(placeholder=EVENT_FILTER_HINT, id="events-filter", classes="filter")
                 yield Static(id="events-status", classes="status")
         yield Static(id="recent")
-        yield Footer()
+        yield KeyBar()
 
     # -- widgets --------------------------------------------------------------------------
 

@@ -12,11 +12,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import ItemGrid, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from gputui.core.model import FleetEvent, HostSnapshot
 from gputui.tui.hostview import GpuView, events_text, gpu_text, gpu_title, reasons_text, title_text
 from gputui.tui.palette import DEFAULT_PALETTE, LABELS, Palette
+from gputui.tui.widgets.key_bar import KeyBar
 
 PANEL_MIN_WIDTH = 78  # two panels side by side from about 160 columns
 
@@ -80,7 +81,7 @@ class HostScreen(Screen[None]):
             yield Static(id="host-reasons")
             yield ItemGrid(id="gpu-panels", min_column_width=PANEL_MIN_WIDTH)
             yield Static(id="host-events")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.update_data()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from textual._types import SegmentLines
+from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from gputui.core.model import FleetSnapshot
+from gputui.core.model import FleetSnapshot, HostSnapshot
 from gputui.tui.fleetview import (
     COLUMNS,
     SORT_KEYS,
@@ -23,6 +25,7 @@ from gputui.tui.fleetview import (
     FleetFilter,
     HostRow,
     SortKey,
+    age_moved,
     host_row,
 )
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
@@ -44,7 +47,9 @@ class FleetTable(DataTable[Text]):
         self.palette: Palette = DEFAULT_PALETTE
         self.total = 0  # hosts in the fleet, matching or not
         self._snapshot: FleetSnapshot | None = None
-        self._shown: dict[str, tuple[Text, ...]] = {}  # host -> cells on screen
+        # host -> (label, dimmed, cell texts) on screen: what the next tick is compared with
+        self._shown: dict[str, tuple[str, bool, tuple[str, ...]]] = {}
+        self._row_cache: dict[str, tuple[HostSnapshot, HostRow]] = {}
         self._rows: dict[str, HostRow] = {}  # host -> its row data, for sorting
         self._order: list[str] = []  # hosts in screen order
         self._host_width = 0
@@ -52,6 +57,11 @@ class FleetTable(DataTable[Text]):
         # somewhere: until then it stays on the top row, the worst host.
         self._pinned = False
         self._moving = False
+        # Rendered cells keyed by their own version: DataTable keys its cell cache by a
+        # table-wide update count, so one changed cell would re-render every visible cell.
+        self._version = 0
+        self._cell_version: dict[tuple[RowKey, ColumnKey], int] = {}
+        self._rendered: LRUCache[tuple[object, ...], SegmentLines] = LRUCache(4096)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -74,6 +84,50 @@ class FleetTable(DataTable[Text]):
         self._pinned = True
         return True
 
+    # -- rendering --------------------------------------------------------------------------
+
+    def update_cell(
+        self,
+        row_key: RowKey | str,
+        column_key: ColumnKey | str,
+        value: Text,
+        *,
+        update_width: bool = False,
+    ) -> None:
+        super().update_cell(row_key, column_key, value, update_width=update_width)
+        self._bump(RowKey(row_key) if isinstance(row_key, str) else row_key, column_key)
+
+    def _bump(self, row_key: RowKey, column_key: ColumnKey | str) -> None:
+        self._version += 1
+        key = ColumnKey(column_key) if isinstance(column_key, str) else column_key
+        self._cell_version[(row_key, key)] = self._version
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
+        if row_index < 0 or column_index < 0:  # header and labels: as DataTable does
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        version = self._cell_version.get((row_key, column_key))  # type: ignore[arg-type]
+        if version is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_key, column_key, version, row_index, base_style, width, cursor, hover,
+            self._show_hover_cursor, self._pseudo_class_state,
+        )  # fmt: skip
+        lines = self._rendered.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._rendered[key] = lines
+        return lines
+
     def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
         super().watch_cursor_coordinate(old, new)
         if not self._moving and old != new:
@@ -94,35 +148,58 @@ class FleetTable(DataTable[Text]):
             self._add_columns(snapshot)
         selected = self.selected_host if self._pinned else None
         was_visible = self._cursor_in_view()
-        wanted: dict[str, tuple[HostRow, tuple[Text, ...]]] = {}
+        wanted: dict[str, HostRow] = {}
         for host in snapshot.hosts:
-            row = host_row(host, snapshot.t)
+            row = self._row(host, snapshot.t)
             if self.filter and not self.filter.matches(host, row):
                 continue
-            wanted[host.name] = (row, self._cells(row))
+            wanted[host.name] = row
         gone = [name for name in self._shown if name not in wanted]
         if len(gone) > _REBUILD_AFTER_REMOVALS and len(gone) * 4 > len(self._shown):
             self.clear()
+            self._cell_version.clear()
+            self._rendered.clear()
             self._shown.clear()
             self._order = []
             gone = []
         for name in gone:
             self.remove_row(name)
             del self._shown[name]
-            self._rows.pop(name, None)
-        for name, (row, cells) in wanted.items():
-            self._rows[name] = row
+            for column in COLUMNS:
+                self._cell_version.pop((RowKey(name), ColumnKey(column.key)), None)
+        for name, row in wanted.items():
+            shown = (row.label, row.dimmed, row.cells)
             old = self._shown.get(name)
             if old is None:
-                self.add_row(*cells, key=name)
-            else:
-                row_key = RowKey(name)
-                for column, before, after in zip(COLUMNS, old, cells, strict=True):
-                    if before != after:
-                        self.update_cell(row_key, ColumnKey(column.key), after)
-            self._shown[name] = cells
+                row_key = self.add_row(*self._texts(row), key=name)
+                for column in COLUMNS:
+                    self._bump(row_key, column.key)
+            elif old != shown:
+                self._update_row(name, old, row)
+            self._shown[name] = shown
+        self._rows = wanted
         self._resort()
         self._follow(selected, was_visible)
+
+    def _row(self, host: HostSnapshot, now: float) -> HostRow:
+        """The host's row; reused when the monitor handed over the very same host snapshot
+        (a stale or unreachable host), whose age alone moves on."""
+        cached = self._row_cache.get(host.name)
+        if cached is not None and cached[0] is host:
+            return age_moved(cached[1], host, now)
+        row = host_row(host, now)
+        self._row_cache[host.name] = (host, row)
+        return row
+
+    def _update_row(self, name: str, old: tuple[str, bool, tuple[str, ...]], row: HostRow) -> None:
+        """Only the cells whose text changed; every cell when the row's look changed."""
+        restyle = old[0] != row.label or old[1] != row.dimmed
+        row_key = RowKey(name)
+        for index, (column, before, after) in enumerate(
+            zip(COLUMNS, old[2], row.cells, strict=True)
+        ):
+            if restyle or before != after:
+                self.update_cell(row_key, ColumnKey(column.key), self._text(row, index))
 
     def set_filter(self, text: str) -> None:
         self.filter = FleetFilter(text)
@@ -151,9 +228,9 @@ class FleetTable(DataTable[Text]):
             self.apply(self._snapshot)
 
     def _shown_styles_stale(self) -> None:
-        # Cells compare by text and style, so a new palette makes every cell differ; forget
-        # what is shown so the next apply writes every cell once.
-        self._shown = {name: tuple(Text() for _ in COLUMNS) for name in self._shown}
+        # Cells are compared by text, so a new palette would change nothing on screen: make
+        # every shown row look different, so the next apply writes every cell once.
+        self._shown = {name: ("", False, shown[2]) for name, shown in self._shown.items()}
 
     def _add_columns(self, snapshot: FleetSnapshot) -> None:
         longest = max((len(h.name) for h in snapshot.hosts), default=6)
@@ -180,19 +257,25 @@ class FleetTable(DataTable[Text]):
         self._update_count += 1  # the header row is cached by this count
         self.refresh()
 
-    def _cells(self, row: HostRow) -> tuple[Text, ...]:
+    def _texts(self, row: HostRow) -> list[Text]:
+        return [self._text(row, i) for i in range(len(COLUMNS))]
+
+    def _text(self, row: HostRow, index: int) -> Text:
+        """One cell: padded text in the row's style (built only for cells that changed)."""
+        column = COLUMNS[index]
+        value = row.cells[index]
+        width = self._width(column)
+        text = f"{value:>{width}}" if column.right else value
         base = _DIM if row.dimmed or row.label == "connecting" else _PLAIN
-        chip = self.palette.chip(row.label)
-        why_style = base + Style(color=self.palette.color(row.label))
-        out: list[Text] = []
-        for column, value in zip(COLUMNS, row.cells, strict=True):
-            width = self._width(column)
-            text = f"{value:>{width}}" if column.right else value
-            style = chip if column.key == "state" else why_style if column.key == "why" else base
-            if column.key == "age" and row.dimmed:
-                style = _PLAIN  # the age is the point of a stale row: keep it legible
-            out.append(Text(" " + text, style=style, no_wrap=True, overflow="crop"))
-        return tuple(out)
+        if column.key == "state":
+            style = self.palette.chip(row.label)
+        elif column.key == "why":
+            style = base + Style(color=self.palette.color(row.label))
+        elif column.key == "age" and row.dimmed:
+            style = _PLAIN  # the age is the point of a stale row: keep it legible
+        else:
+            style = base
+        return Text(" " + text, style=style, no_wrap=True, overflow="crop")
 
     def _resort(self) -> None:
         key = SORT_KEYS[self.sort_key]
