@@ -40,6 +40,7 @@ from gputui.tui.session import MonitorSession
 from gputui.tui.widgets.gpu_grid import GRID_HELP
 from gputui.tui.widgets.risk_panel import Record
 
+HOST_SCREEN = "host"
 HOST_EVENTS = 50  # recent events kept per host for its screen
 TICK_SAMPLES = 600  # per-tick timings kept for `tick_ms` (the benchmark reads them)
 
@@ -236,9 +237,15 @@ class GpuTuiApp(App[None]):
     def open_host(self, name: str) -> None:
         if name not in self.by_name:
             return
-        if isinstance(self.screen, HostScreen):
-            self.pop_screen()
-        self.push_screen(HostScreen(name, self.host_data, self.neighbour))
+        # One host screen, installed once and re-shown: composing its panels and styling
+        # them anew on every open would cost more than the whole tick.
+        if not self.is_screen_installed(HOST_SCREEN):
+            self.install_screen(HostScreen(name, self.host_data, self.neighbour), HOST_SCREEN)
+        screen = self.get_screen(HOST_SCREEN)
+        assert isinstance(screen, HostScreen)
+        screen.show_host(name)
+        if self.screen is not screen:
+            self.push_screen(screen)
 
     def host_data(self, name: str) -> HostData | None:
         host = self.by_name.get(name)
@@ -341,7 +348,7 @@ class GpuTuiApp(App[None]):
             worst = snap.verdict.host.worst
             reason = worst.text if worst is not None and worst.level > Level.OK else host_why(snap)
         hint = (
-            "Reason (journaled; configured drain actions pass it to the scheduler):"
+            "Reason (journaled, and passed to the on-fail actions):"
             if self.operator.journaled
             else "Reason (this session only: no journal is open):"
         )

@@ -154,7 +154,8 @@ def render(f: RiskFigures) -> RenderableType:
     """The panel: the calibrated model first, the heuristic apart and labelled."""
     i = f.inputs
     lo, hi = f.rate_interval
-    fleet = _table(f"Fleet failure risk: {i.gpus:,} GPUs monitored on {i.hosts:,} hosts")
+    hosts = f"{i.hosts:,} host{'' if i.hosts == 1 else 's'}"
+    fleet = _table(f"Fleet failure risk: {i.gpus:,} GPUs monitored on {hosts}")
     record = ""
     if i.failures is not None and i.exposure_gpu_hours is not None:
         record = f", {i.failures} failures in {i.exposure_gpu_hours:,.0f} GPU-h"

@@ -33,7 +33,8 @@ def summary_text(snapshot: FleetSnapshot, palette: Palette, note: str = "", widt
         gpus += len(host.hello.gpus) if host.hello is not None else 0
 
     def build(short: bool) -> Text:
-        text = Text.assemble((f"{len(snapshot.hosts)} hosts {gpus} GPUs ", "bold"), ("│", "dim"))
+        hosts = f"{len(snapshot.hosts)} host{'' if len(snapshot.hosts) == 1 else 's'}"
+        text = Text.assemble((f"{hosts} {gpus} GPUs ", "bold"), ("│", "dim"))
         for label in LABELS:
             n = counts.get(label, 0)
             if n:

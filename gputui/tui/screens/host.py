@@ -86,6 +86,15 @@ class HostScreen(Screen[None]):
     def on_mount(self) -> None:
         self.update_data()
 
+    def show_host(self, host: str) -> None:
+        """Show `host` (the screen is reused from host to host)."""
+        if host != self.host or not self.is_mounted:
+            self.host = host
+            if self.is_mounted:
+                self.query_one("#host-body", VerticalScroll).scroll_home(animate=False)
+        if self.is_mounted:
+            self.update_data()
+
     def update_data(self) -> None:
         data = self._source(self.host)
         if data is None:
@@ -109,6 +118,4 @@ class HostScreen(Screen[None]):
     def action_neighbour(self, step: int) -> None:
         other = self._neighbour(self.host, step)
         if other is not None and other != self.host:
-            self.host = other
-            self.query_one("#host-body", VerticalScroll).scroll_home(animate=False)
-            self.update_data()
+            self.show_host(other)

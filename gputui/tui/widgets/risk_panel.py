@@ -22,6 +22,8 @@ from gputui.tui.riskview import RiskInputs, compute, render, risk_inputs
 if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
 
+RECORD_EVERY_S = 60.0
+
 Record = Callable[[], "tuple[int, float] | None"]
 
 
@@ -37,13 +39,18 @@ class RiskPanel(VerticalScroll):
         self.settings = settings
         self._record = record
         self._inputs: RiskInputs | None = None
+        self._last_record: tuple[int, float] | None = None
+        self._record_t = -RECORD_EVERY_S
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Waiting for the first GPUs to report...", style="dim"), id="risk-body")
 
     def apply(self, snapshot: FleetSnapshot) -> None:
-        record = self._record() if self._record is not None else None
-        inputs = risk_inputs(snapshot, record)
+        # The record is a journal query: once a minute of fleet time is plenty for a rate.
+        if self._record is not None and snapshot.t - self._record_t >= RECORD_EVERY_S:
+            self._record_t = snapshot.t
+            self._last_record = self._record()
+        inputs = risk_inputs(snapshot, self._last_record)
         if inputs == self._inputs or inputs.gpus == 0:
             return
         self._inputs = inputs
