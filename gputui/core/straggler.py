@@ -10,29 +10,60 @@ single slow sample never raises it and a single normal one never clears it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
-from statistics import median
 
 from gputui.core.model import GpuReading
 from gputui.core.thresholds import Thresholds
 
 
-def _outlier(reading: GpuReading, peers: list[GpuReading], th: Thresholds) -> str | None:
-    """Why `reading` is slow against `peers` at this sample, or None."""
-    utils = [p.util_pct for p in peers if p.util_pct is not None]
-    if len(utils) < th.straggler_min_peers:
+def _median_without(sorted_values: list[float], value: float) -> float:
+    """The median of `sorted_values` with one occurrence of `value` taken out."""
+    rest = sorted_values.copy()
+    del rest[bisect_left(rest, value)]
+    n = len(rest)
+    mid = n // 2
+    return rest[mid] if n % 2 else (rest[mid - 1] + rest[mid]) / 2
+
+
+class _Peers:
+    """One sample's utilisations and SM clocks, sorted once, for every GPU's comparison.
+
+    Sorting once per sample and removing the GPU itself from the sorted list costs O(G) per
+    GPU, where a fresh peer list and median per GPU cost O(G log G) with far larger constants;
+    this rule runs for every GPU of every host every second.
+    """
+
+    def __init__(self, readings: Mapping[int, GpuReading]) -> None:
+        self.utils = sorted(r.util_pct for r in readings.values() if r.util_pct is not None)
+        self.clocks = sorted(
+            float(r.sm_clock_mhz) for r in readings.values() if r.sm_clock_mhz is not None
+        )
+
+    def outlier(self, reading: GpuReading, th: Thresholds) -> str | None:
+        """Why `reading` is slow against the other GPUs of this sample, or None."""
+        utils = self.utils
+        own_util = reading.util_pct
+        n_peers = len(utils) - (own_util is not None)
+        if n_peers < th.straggler_min_peers:
+            return None
+        peer_util = _median_without(utils, own_util) if own_util is not None else _median(utils)
+        if peer_util < th.straggler_min_util_pct:
+            return None  # peers are not under load: nothing to compare against
+        if own_util is not None and own_util < peer_util - th.straggler_util_drop_pct:
+            return f"util {own_util:.0f}% vs peers' median {peer_util:.0f}%"
+        own_clock = reading.sm_clock_mhz
+        if own_clock is not None and len(self.clocks) - 1 >= th.straggler_min_peers:
+            peer_clock = _median_without(self.clocks, float(own_clock))
+            if own_clock < peer_clock * (1 - th.straggler_clock_drop_pct / 100):
+                return f"SM clock {own_clock} MHz vs peers' median {peer_clock:.0f} MHz"
         return None
-    peer_util = median(utils)
-    if peer_util < th.straggler_min_util_pct:
-        return None  # peers are not under load: nothing to compare against
-    if reading.util_pct is not None and reading.util_pct < peer_util - th.straggler_util_drop_pct:
-        return f"util {reading.util_pct:.0f}% vs peers' median {peer_util:.0f}%"
-    clocks = [p.sm_clock_mhz for p in peers if p.sm_clock_mhz is not None]
-    if reading.sm_clock_mhz is not None and len(clocks) >= th.straggler_min_peers:
-        peer_clock = median(clocks)
-        if reading.sm_clock_mhz < peer_clock * (1 - th.straggler_clock_drop_pct / 100):
-            return f"SM clock {reading.sm_clock_mhz} MHz vs peers' median {peer_clock:.0f} MHz"
-    return None
+
+
+def _median(sorted_values: list[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
 
 
 class StragglerDetector:
@@ -47,9 +78,9 @@ class StragglerDetector:
         """Feed one sample's readings (status ok only); GPU index -> why it straggles."""
         th = self.thresholds
         need = th.straggler_samples
+        peers = _Peers(readings)
         for idx, reading in readings.items():
-            peers = [r for i, r in readings.items() if i != idx]
-            why = _outlier(reading, peers, th)
+            why = peers.outlier(reading, th)
             streak = self._streak.get(idx, 0)
             if why is not None:
                 streak = streak + 1 if streak > 0 else 1
