@@ -178,6 +178,19 @@ async def test_ticks_update_cells_in_place_never_rebuilding_the_table() -> None:
         assert r.app.tick_ms[-1] < 1000
 
 
+async def test_rows_out_of_view_are_brought_up_to_date_when_scrolled_to() -> None:
+    from tests.test_tui_fakes import big_fleet
+
+    fleet = big_fleet(300)
+    async with running(fleet, size=(100, 30)) as r:
+        fleet.scripts["node0300"].util = 3.0  # an idle host at the bottom of the table
+        await r.tick()
+        assert r.table.shown[-1] == "node0300"
+        await r.press("end")  # into view: its row shows this tick's figures
+        mean = int(cell(r, "node0300", "util").split("/")[0])
+        assert mean <= 11, cell(r, "node0300", "util")
+
+
 async def test_sort_keys_cycle_and_reverse_and_the_header_sorts() -> None:
     async with running() as r:
         await r.press("s")

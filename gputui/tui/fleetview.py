@@ -196,6 +196,20 @@ SORT_KEYS: dict[SortKey, Callable[[HostRow], tuple[object, ...]]] = {
     SortKey.AGE: lambda r: (_desc(r.age_s), r.name),
 }
 
+#: Orders that need every host's figures; the others need only its state, name or age, so a
+#: tick can leave the rows out of view as they are until they scroll into view.
+METRIC_SORTS = frozenset({SortKey.UTIL, SortKey.TEMP, SortKey.POWER})
+
+
+def light_sort_key(key: SortKey, host: HostSnapshot, label: str, now: float) -> tuple[object, ...]:
+    """The sort key of a non-metric order, from what is cheap to know about a host."""
+    if key is SortKey.STATE:
+        return (LABEL_RANK.get(label, len(LABELS)), host.name)
+    if key is SortKey.AGE:
+        return (_desc(host.age_s(now)), host.name)
+    return (host.name,)
+
+
 #: The column whose header click sorts by each order.
 SORT_OF_COLUMN = {
     "state": SortKey.STATE,
@@ -252,16 +266,17 @@ class FleetFilter:
     def __bool__(self) -> bool:
         return bool(self.terms)
 
-    def matches(self, host: HostSnapshot, row: HostRow) -> bool:
-        return all(self._match(t, host, row) != t.negate for t in self.terms)
+    def matches(self, host: HostSnapshot, label: str, why: str) -> bool:
+        """Whether `host`, whose state chip says `label` for reason `why`, passes."""
+        return all(self._match(t, host, label, why) != t.negate for t in self.terms)
 
     @staticmethod
-    def _match(term: _Term, host: HostSnapshot, row: HostRow) -> bool:
+    def _match(term: _Term, host: HostSnapshot, label: str, why: str) -> bool:
         if term.kind == "state":
-            return any(v and row.label.startswith(v) for v in term.value.split(","))
+            return any(v and label.startswith(v) for v in term.value.split(","))
         if term.kind == "label":
             value = host.labels.get(term.key)
             return value is not None and fnmatch.fnmatchcase(value, term.value)
         needle = term.value
-        haystack = (host.name, row.label, row.cells[-1], *host.labels.values())
+        haystack = (host.name, label, why, *host.labels.values())
         return any(needle in s.lower() for s in haystack)

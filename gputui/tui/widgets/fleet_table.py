@@ -9,18 +9,23 @@ Column widths are fixed, so no update ever asks the table to re-measure.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.markup import escape
 from rich.style import Style
 from rich.text import Text
 from textual._types import SegmentLines
+from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
+from gputui.render.report import host_label, host_why
 from gputui.tui.fleetview import (
     COLUMNS,
+    METRIC_SORTS,
     SORT_KEYS,
     Column,
     FleetFilter,
@@ -28,6 +33,7 @@ from gputui.tui.fleetview import (
     SortKey,
     age_moved,
     host_row,
+    light_sort_key,
 )
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
 
@@ -35,11 +41,18 @@ _DIM = Style(dim=True)
 _PLAIN = Style()
 # Rebuild instead of removing row by row past this many removals (each removal is O(rows)).
 _REBUILD_AFTER_REMOVALS = 64
+_MARGIN = 5  # rows beyond the view kept current, so a small scroll shows no old values
 CELL_CACHE = 1024
 
 
 class FleetTable(DataTable[str]):
     """Hosts of the fleet, sorted (state first by default) and filtered."""
+
+    # DataTable's home and end scroll sideways; here the first and the last host matter.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", "First host", show=False),
+        Binding("end", "scroll_bottom", "Last host", show=False),
+    ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", cell_padding=0, zebra_stripes=False, id=id)
@@ -52,7 +65,9 @@ class FleetTable(DataTable[str]):
         # host -> (label, dimmed, cell texts) on screen: what the next tick is compared with
         self._shown: dict[str, tuple[str, bool, tuple[str, ...]]] = {}
         self._row_cache: dict[str, tuple[HostSnapshot, HostRow]] = {}
-        self._rows: dict[str, HostRow] = {}  # host -> its row data, for sorting
+        self._latest: dict[str, HostSnapshot] = {}  # shown host -> its newest snapshot
+        self._keys: dict[str, tuple[object, ...]] = {}  # shown host -> its sort key
+        self._current: set[str] = set()  # hosts whose cells show the newest snapshot
         self._order: list[str] = []  # hosts in screen order
         self._host_width = 0
         # The cursor follows its host when rows move, but only once the operator has put it
@@ -154,13 +169,31 @@ class FleetTable(DataTable[str]):
             self._add_columns(snapshot)
         selected = self.selected_host if self._pinned else None
         was_visible = self._cursor_in_view()
-        wanted: dict[str, HostRow] = {}
+        now = snapshot.t
+        # Every host's figures are worked out only when the order needs them; otherwise only
+        # the rows in view are (below), and the others when they scroll into view.
+        full = self.sort_key in METRIC_SORTS or not self._shown
+        sort_key = SORT_KEYS[self.sort_key]
+        rows: dict[str, HostRow] = {}
+        latest: dict[str, HostSnapshot] = {}
+        keys: dict[str, tuple[object, ...]] = {}
         for host in snapshot.hosts:
-            row = self._row(host, snapshot.t)
-            if self.filter and not self.filter.matches(host, row):
-                continue
-            wanted[host.name] = row
-        gone = [name for name in self._shown if name not in wanted]
+            name = host.name
+            if full:
+                row = rows[name] = self._row(host, now)
+                label = row.label
+            else:
+                label = host_label(host)
+            if self.filter:
+                why = rows[name].cells[-1] if full else host_why(host)
+                if not self.filter.matches(host, label, why):
+                    continue
+            latest[name] = host
+            keys[name] = (
+                sort_key(rows[name]) if full else light_sort_key(self.sort_key, host, label, now)
+            )
+        self._latest, self._keys = latest, keys
+        gone = [name for name in self._shown if name not in latest]
         if len(gone) > _REBUILD_AFTER_REMOVALS and len(gone) * 4 > len(self._shown):
             self.clear()
             self._cell_version.clear()
@@ -173,19 +206,50 @@ class FleetTable(DataTable[str]):
             del self._shown[name]
             for column in COLUMNS:
                 self._cell_version.pop((RowKey(name), ColumnKey(column.key)), None)
-        for name, row in wanted.items():
-            shown = (row.label, row.dimmed, row.cells)
-            old = self._shown.get(name)
-            if old is None:
-                row_key = self.add_row(*self._texts(row), key=name)
-                for column in COLUMNS:
-                    self._bump(row_key, column.key)
-            elif old != shown:
-                self._update_row(name, old, row)
-            self._shown[name] = shown
-        self._rows = wanted
+        self._current = set()
+        for name, host in latest.items():
+            if name in self._shown:
+                if full:
+                    self._show(name, rows[name])
+                continue
+            row = rows.get(name) or self._row(host, now)
+            row_key = self.add_row(*self._texts(row), key=name)
+            for column in COLUMNS:
+                self._bump(row_key, column.key)
+            self._shown[name] = (row.label, row.dimmed, row.cells)
+            self._current.add(name)
         self._resort()
+        self._refresh_visible()
         self._follow(selected, was_visible)
+
+    def _show(self, name: str, row: HostRow) -> None:
+        """Bring one shown row to `row`: only the cells whose text or look changed."""
+        self._current.add(name)
+        shown = (row.label, row.dimmed, row.cells)
+        old = self._shown[name]
+        if old != shown:
+            self._update_row(name, old, row)
+            self._shown[name] = shown
+
+    def _refresh_visible(self) -> None:
+        """Bring the rows in view (and a few around) up to the latest snapshot."""
+        if self._snapshot is None:
+            return
+        top = int(self.scroll_y)
+        height = max(self.scrollable_content_region.height, 1)
+        now = self._snapshot.t
+        for name in self._order[max(top - _MARGIN, 0) : top + height + _MARGIN]:
+            host = self._latest.get(name)
+            if name not in self._current and host is not None:
+                self._show(name, self._row(host, now))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if int(old_value) != int(new_value):
+            self._refresh_visible()
+
+    def on_resize(self) -> None:
+        self._refresh_visible()
 
     def _row(self, host: HostSnapshot, now: float) -> HostRow:
         """The host's row; reused when the monitor handed over the very same host snapshot
@@ -214,13 +278,7 @@ class FleetTable(DataTable[str]):
     def set_sort(self, key: SortKey, reverse: bool = False) -> None:
         self.sort_key, self.sort_reverse = key, reverse
         self._label_columns()
-        selected = self.selected_host if self._pinned else None
-        self._moving = True
-        try:
-            self._resort()
-            self._follow(selected, True)
-        finally:
-            self._moving = False
+        self._reapply()  # the new order may need figures the last tick did not work out
 
     def set_palette(self, palette: Palette) -> None:
         self.palette = palette
@@ -290,8 +348,8 @@ class FleetTable(DataTable[str]):
         return f"[{style}]{text}[/]" if style else text
 
     def _resort(self) -> None:
-        key = SORT_KEYS[self.sort_key]
-        order = sorted(self._shown, key=lambda n: key(self._rows[n]), reverse=self.sort_reverse)
+        keys = self._keys
+        order = sorted(self._shown, key=keys.__getitem__, reverse=self.sort_reverse)
         if order == self._order:
             return
         self._order = order
