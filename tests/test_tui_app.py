@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from rich.color import Color
 from rich.console import Console
 from rich.text import Text
 from textual.pilot import Pilot
@@ -581,7 +582,19 @@ async def test_ops_layer_journals_the_mark_and_runs_the_on_fail_action(tmp_path)
     journal.close()
 
 
-# -- help, palette, risk, quit ----------------------------------------------------------------
+# -- help, palette, theme, risk, quit ---------------------------------------------------------
+
+
+async def test_a_new_theme_recolours_the_states() -> None:
+    async with running() as r:
+        r.app.theme = "nord"
+        await r.pilot.pause()
+        nord = r.app.current_theme
+        assert nord.success is not None
+        assert r.app.palette.color("ok").triplet == Color.parse(nord.success).triplet
+        ok_cell = str(r.table.get_cell("gpu001", "state"))
+        assert Color.parse(nord.success).name.lower() in ok_cell.lower()
+
 
 
 async def test_help_lists_the_keys_of_every_screen() -> None:
