@@ -128,7 +128,7 @@ def _run(
             risk_settings=risk,
             record=wiring.record,
             bell=bell,
-            freeze_gc=True,
+            tune_gc=True,
         )
         try:
             await tui.run_async()
