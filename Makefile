@@ -18,7 +18,7 @@ sysdeps:
 	bash scripts/install-system-deps.sh
 
 demo: venv
-	$(BIN)/gputui report --demo 8
+	$(BIN)/gputui demo
 
 test: sysdeps venv
 	$(BIN)/python -m pytest -q

@@ -596,7 +596,6 @@ async def test_a_new_theme_recolours_the_states() -> None:
         assert Color.parse(nord.success).name.lower() in ok_cell.lower()
 
 
-
 async def test_help_lists_the_keys_of_every_screen() -> None:
     async with running() as r:
         await r.press("question_mark")
@@ -678,3 +677,52 @@ async def test_a_monitor_that_cannot_start_is_shown_not_raised() -> None:
         assert "demo SSH servers failed to start" in app.fleet_screen.note
         assert "the monitor stopped" in app.fleet_screen.event_log.lines()[0]
     await session.close()
+
+
+async def test_demo_mark_failed_writes_the_scheduler_log_journals_and_leaves_risk(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Marking a node failed runs the demo's file-writing drain, the journal records it, and
+    the risk panel stops counting the node's GPUs."""
+    from pathlib import Path
+
+    from gputui.cli.tui_cmd import demo_actions
+    from gputui.config import Config, HostGroup, HostSpec
+    from gputui.ops.actions import OperatorActions
+    from gputui.ops.journal import Journal
+    from gputui.tui.ops_operator import OpsOperator
+
+    fleet = small_fleet()
+    names = tuple(fleet.scripts)
+    log = tmp_path / "scheduler.log"
+    config = Config(
+        path=Path("demo"),
+        hosts=[HostSpec(name=n, group="demo") for n in names],
+        groups={"demo": HostGroup(name="demo", hosts=names)},
+        actions=demo_actions(log),
+    )
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    holder: list[OperatorActions] = []
+    async with running(fleet, operator=OpsOperator(lambda: holder[0] if holder else None)) as r:
+        holder.append(OperatorActions(config, journal, monitor=r.monitor))  # type: ignore[arg-type]
+        await r.press("3")
+        await until(r.pilot, lambda: "GPUs monitored" in static_text(r, "#risk-body"))
+        before = static_text(r, "#risk-body")
+        await r.press("1", "x", "enter")  # reason prefilled from the worst reason
+        assert isinstance(r.app.screen, PreviewDialog)
+        await r.press("y")
+        await until(r.pilot, lambda: cell(r, "gpu005", "state") == "marked-failed")
+        await until(r.pilot, lambda: log.exists())
+        await r.press("3")
+        await until(r.pilot, lambda: static_text(r, "#risk-body") != before)
+        after = static_text(r, "#risk-body")
+        await holder[0].aclose()
+    assert log.read_text() == (
+        "demo scheduler: scontrol update NodeName=gpu005 State=DRAIN "
+        "Reason=gputui: GPU3 XID 79: GPU has fallen off the bus\n"
+    )
+    assert journal.marked_failed() == {"gpu005"}
+    runs = journal.runs(node="gpu005")
+    assert runs and runs[0].exit_code == 0 and runs[0].argv[-1].startswith("Reason=gputui: ")
+    assert "60 GPUs monitored on 8 hosts" in before and "52 GPUs monitored on 7 hosts" in after
+    journal.close()

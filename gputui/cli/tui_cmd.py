@@ -29,19 +29,37 @@ if TYPE_CHECKING:
 
 DEMO_HOSTS = 32
 
-# Demo actions run locally and print the scheduler command they stand for: the demo fleet has
-# no scheduler, yet every flow (preview, confirm, journal, output in the log) is the real one.
+# The demo's stand-in scheduler: a fixed script appends the command it was given, one argument
+# per word, to a log file and prints it. The node and reason arrive as separate arguments
+# ("$@"), never as shell text, exactly as a real action's placeholders do.
+_APPEND_TO_LOG = 'printf "%s\\n" "demo scheduler: $*" | tee -a "$0"'
+
+
+def demo_actions(scheduler_log: Path) -> dict[str, dict[str, object]]:
+    """Demo actions run locally and stand for the scheduler commands they name: the demo fleet
+    has no scheduler, yet every flow (preview, confirm, journal, output in the log) is real."""
+    return {
+        "drain": {
+            "argv": [
+                "sh",
+                "-c",
+                _APPEND_TO_LOG,
+                str(scheduler_log),
+                "scontrol",
+                "update",
+                "NodeName={node}",
+                "State=DRAIN",
+                "Reason=gputui: {reason}",
+            ],
+            "on_fail": True,
+            "confirm": True,
+            "description": f"demo: writes the Slurm drain it stands for to {scheduler_log}",
+        },
+        **DEMO_ACTIONS,
+    }
+
+
 DEMO_ACTIONS: dict[str, dict[str, object]] = {
-    "drain": {
-        "argv": [
-            "echo",
-            "demo, no scheduler: scontrol update NodeName={node} State=DRAIN",
-            "Reason=gputui: {reason}",
-        ],
-        "on_fail": True,
-        "confirm": True,
-        "description": "demo: prints the Slurm drain it stands for",
-    },
     "resume": {
         "argv": ["echo", "demo, no scheduler: scontrol update NodeName={node} State=RESUME"],
         "on_resume": True,
@@ -212,7 +230,7 @@ def demo(
                 path=Path("demo"),
                 hosts=[HostSpec(name=n, group="demo") for n in names],
                 groups={"demo": HostGroup(name="demo", hosts=names)},
-                actions={k: dict(v) for k, v in DEMO_ACTIONS.items()},
+                actions=demo_actions(Path(scratch.name) / "scheduler.log"),
             )
             async with wiring.attach(m, config):
                 yield m
