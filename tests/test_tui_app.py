@@ -23,6 +23,7 @@ from gputui.tui.operator import ActionChoice, OnOutput, OperatorPort, Outcome, P
 from gputui.tui.screens.dialogs import ActionPicker, ConfirmDialog, PreviewDialog, ReasonDialog
 from gputui.tui.screens.help import HelpScreen
 from gputui.tui.screens.host import GpuPanel, HostScreen
+from gputui.tui.screens.triage import TriageRunner, TriageScreen
 from gputui.tui.session import MonitorSession
 from gputui.tui.widgets.event_log import EventLog
 from gputui.tui.widgets.fleet_table import FleetTable
@@ -97,11 +98,12 @@ async def running(
     size: tuple[int, int] = (120, 36),
     operator: OperatorPort | None = None,
     bell: bool = False,
+    triage: TriageRunner | None = None,
 ) -> AsyncIterator[Running]:
     fleet = fleet or small_fleet()
     monitor = FakeMonitor(fleet)
     session = MonitorSession(factory(monitor))
-    app = GpuTuiApp(session, operator=operator, bell=bell)
+    app = GpuTuiApp(session, operator=operator, bell=bell, triage=triage)
     app.animation_level = "none"
     async with app.run_test(size=size) as pilot:
         r = Running(pilot, app, monitor, fleet)
@@ -726,3 +728,29 @@ async def test_demo_mark_failed_writes_the_scheduler_log_journals_and_leaves_ris
     assert runs and runs[0].exit_code == 0 and runs[0].argv[-1].startswith("Reason=gputui: ")
     assert "60 GPUs monitored on 8 hosts" in before and "52 GPUs monitored on 7 hosts" in after
     journal.close()
+
+
+async def test_t_opens_the_selected_hosts_triage_report() -> None:
+    asked: list[tuple[str, int]] = []
+
+    async def runner(host: str, width: int) -> str:
+        asked.append((host, width))
+        return f"TRIAGE {host}: failed -> drain and reboot"
+
+    async with running(triage=runner) as r:
+        await r.press("t")
+        assert isinstance(r.app.screen, TriageScreen)
+        await until(r.pilot, lambda: r.app.screen.report_text is not None)  # type: ignore[attr-defined]
+        body = static_text(r, "#triage-body")
+        host = r.app.screen.host  # type: ignore[attr-defined]
+        assert body == f"TRIAGE {host}: failed -> drain and reboot"
+        assert asked == [(host, 112)]  # the report is rendered for the screen's width
+        await r.press("escape")
+        assert not isinstance(r.app.screen, TriageScreen)
+
+
+async def test_t_without_triage_says_so() -> None:
+    async with running() as r:
+        await r.press("t")
+        assert not isinstance(r.app.screen, TriageScreen)
+        assert any("triage is not available" in n.message for n in r.app._notifications)

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from gputui.ops.actions import OperatorActions
     from gputui.ops.journal import Journal
     from gputui.tui.ports import MonitorFactory
+    from gputui.tui.screens.triage import TriageRunner
 
 DEMO_HOSTS = 32
 
@@ -122,7 +124,11 @@ class Wiring:
 
 
 def _run(
-    open_monitor: MonitorFactory, wiring: Wiring, risk: RiskSettings | None, bell: bool
+    open_monitor: MonitorFactory,
+    wiring: Wiring,
+    risk: RiskSettings | None,
+    bell: bool,
+    triage: TriageRunner | None = None,
 ) -> None:
     from gputui.tui.app import GpuTuiApp
     from gputui.tui.operator import OperatorPort
@@ -147,6 +153,7 @@ def _run(
             record=wiring.record,
             bell=bell,
             tune_gc=True,
+            triage=triage,
         )
         try:
             await tui.run_async()
@@ -195,7 +202,14 @@ def monitor(
         async with monitor_config(config) as m, wiring.attach(m, config):
             yield m
 
-    _run(open_monitor, wiring, config.risk, bell)
+    async def triage(name: str, width: int) -> str:
+        from gputui.ops.triage import TriageOptions, triage_config
+        from gputui.render.triage import triage_table
+
+        report = await triage_config(config, [config.host(name)], TriageOptions())
+        return triage_table(report, width)
+
+    _run(open_monitor, wiring, config.risk, bell, triage)
 
 
 @app.command("demo")
@@ -211,7 +225,8 @@ def demo(
 ) -> None:
     """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
     from gputui.cli.fleet import fail
-    from gputui.collect.fleet import monitor_demo
+    from gputui.collect.demo import DemoFleet
+    from gputui.collect.fleet import demo_fleet_and_monitor
     from gputui.config import Config, HostGroup, HostSpec
 
     if not 1 <= n_hosts <= 5000:
@@ -224,7 +239,10 @@ def demo(
 
     @contextlib.asynccontextmanager
     async def open_monitor() -> AsyncIterator[FleetMonitor]:
-        async with monitor_demo(n_hosts, seed=seed, interval_s=interval, tick_s=interval) as m:
+        async with demo_fleet_and_monitor(
+            n_hosts, seed=seed, interval_s=interval, tick_s=interval
+        ) as (fleet, m):
+            running.append((fleet, time.monotonic()))
             names = tuple(m.hosts)
             config = Config(
                 path=Path("demo"),
@@ -235,5 +253,19 @@ def demo(
             async with wiring.attach(m, config):
                 yield m
 
+    running: list[tuple[DemoFleet, float]] = []  # the fleet and when it started
+
+    async def triage(name: str, width: int) -> str:
+        from gputui.ops.triage import TriageOptions, triage_demo
+        from gputui.render.triage import triage_table
+
+        if not running:
+            return "the demo fleet is not running"
+        fleet, started = running[0]
+        # Read the simulated host where the live view is, not where its faults end up.
+        options = TriageOptions(sim_elapsed_s=time.monotonic() - started)
+        report = await triage_demo(fleet, [name], options)
+        return triage_table(report, width)
+
     with scratch:
-        _run(open_monitor, wiring, None, bell)
+        _run(open_monitor, wiring, None, bell, triage)

@@ -150,7 +150,7 @@ async def monitor_config(
 
 
 @contextlib.asynccontextmanager
-async def monitor_demo(
+async def demo_fleet_and_monitor(
     n_hosts: int,
     *,
     seed: int = 1,
@@ -159,7 +159,8 @@ async def monitor_demo(
     history_len: int = 300,
     thresholds: Thresholds | None = None,
     scenario: str | None = None,
-) -> AsyncIterator[FleetMonitor]:
+) -> AsyncIterator[tuple[DemoFleet, FleetMonitor]]:
+    """The running demo fleet and a monitor over it (triage needs the fleet's SSH files)."""
     async with DemoFleet(n_hosts, seed=seed, scenario=scenario) as fleet:
         plans, ssh = plans_for_demo(fleet, interval_s)
         monitor = FleetMonitor(
@@ -170,4 +171,27 @@ async def monitor_demo(
             closers=[ssh.close],
         )
         async with monitor:
-            yield monitor
+            yield fleet, monitor
+
+
+@contextlib.asynccontextmanager
+async def monitor_demo(
+    n_hosts: int,
+    *,
+    seed: int = 1,
+    interval_s: float = 1.0,
+    tick_s: float = 1.0,
+    history_len: int = 300,
+    thresholds: Thresholds | None = None,
+    scenario: str | None = None,
+) -> AsyncIterator[FleetMonitor]:
+    async with demo_fleet_and_monitor(
+        n_hosts,
+        seed=seed,
+        interval_s=interval_s,
+        tick_s=tick_s,
+        history_len=history_len,
+        thresholds=thresholds,
+        scenario=scenario,
+    ) as (_fleet, monitor):
+        yield monitor

@@ -36,6 +36,7 @@ from gputui.tui.screens.dialogs import ActionPicker, ConfirmDialog, PreviewDialo
 from gputui.tui.screens.fleet import FleetScreen
 from gputui.tui.screens.help import HelpScreen
 from gputui.tui.screens.host import HostData, HostScreen
+from gputui.tui.screens.triage import TriageRunner, TriageScreen
 from gputui.tui.session import MonitorSession
 from gputui.tui.widgets.gpu_grid import GRID_HELP
 from gputui.tui.widgets.risk_panel import Record
@@ -77,6 +78,7 @@ class GpuTuiApp(App[None]):
         Binding("u", "resume", "Resume"),
         Binding("a", "run_action", "Action"),
         Binding("c", "clear_latched", "Clear latched", show=False),
+        Binding("t", "triage", "Triage", show=False),
         Binding("b", "toggle_bell", "Bell on/off", show=False),
     ]
 
@@ -90,8 +92,10 @@ class GpuTuiApp(App[None]):
         bell: bool = False,
         clock: Callable[[], float] = time.time,
         tune_gc: bool = False,
+        triage: TriageRunner | None = None,
     ) -> None:
         super().__init__()
+        self.triage_runner = triage
         self.session = session
         self.operator: OperatorPort = operator or SessionOperator(lambda: session.monitor)
         self.bell_on = bell
@@ -309,6 +313,16 @@ class GpuTuiApp(App[None]):
     def action_toggle_bell(self) -> None:
         self.bell_on = not self.bell_on
         self.notify(f"bell {'on' if self.bell_on else 'off'} for hosts that get worse", timeout=3)
+
+    def action_triage(self) -> None:
+        """Open the selected host's triage report (one deep pass over SSH)."""
+        host = self._target()
+        if host is None:
+            return
+        if self.triage_runner is None:
+            self.notify("triage is not available in this session", severity="warning", timeout=4)
+            return
+        self.push_screen(TriageScreen(host, self.triage_runner))
 
     def _target(self) -> str | None:
         host = self.selected_host()

@@ -1,0 +1,55 @@
+"""A host's triage report: one deep pass over SSH, shown while the monitor keeps running."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, LoadingIndicator, Static
+
+# Host name and text width -> the report as text (gputui/render/triage.py's table form).
+TriageRunner = Callable[[str, int], Awaitable[str]]
+
+
+class TriageScreen(ModalScreen[None]):
+    """Runs the triage of one host in a worker and shows its report; escape closes."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close"),
+    ]
+
+    def __init__(self, host: str, runner: TriageRunner) -> None:
+        super().__init__()
+        self.host = host
+        self.runner = runner
+        self.report_text: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog triage"):
+            yield Label(f"Triage of {self.host}: one deep pass (samples, kernel log, PCI bus)")
+            yield LoadingIndicator(id="triage-loading")
+            with VerticalScroll(id="triage-scroll"):
+                yield Static("", id="triage-body")
+            yield Label("escape closes", classes="hint")
+
+    def on_mount(self) -> None:
+        self._run()
+
+    @work(exclusive=True, group="triage")
+    async def _run(self) -> None:
+        width = max(60, self.app.size.width - 8)
+        try:
+            text = await self.runner(self.host, width)
+        except Exception as exc:  # a failed triage is shown, never raised into the app
+            text = f"triage failed: {type(exc).__name__}: {exc}"
+        self.report_text = text
+        self.query_one("#triage-loading", LoadingIndicator).display = False
+        self.query_one("#triage-body", Static).update(text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
