@@ -20,7 +20,7 @@ class TriageScreen(ModalScreen[None]):
     """Runs the triage of one host in a worker and shows its report; escape closes."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close"),
+        Binding("escape", "close", "Close"),
     ]
 
     def __init__(self, host: str, runner: TriageRunner) -> None:
