@@ -154,3 +154,27 @@ async def test_missing_core_signals_make_the_host_degraded(fleet: FakeFleet) -> 
         await wait_until(lambda: mon.hosts["gpu001"].state is HostState.DEGRADED)
         snap = mon.publish().hosts[0]
     assert snap.state_reason == "missing signals: power (GPU0,1)"
+
+
+async def test_the_last_slow_sample_is_kept_between_fast_ones(fleet: FakeFleet) -> None:
+    async def slow_then_fast(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write(hello_line(host.name))
+        for seq in range(1000):
+            msg = json.loads(sample_line(seq))
+            if seq % 5 == 0:
+                msg["slow"] = True
+                for g in msg["gpus"]:
+                    g["ecc_uncorrected_volatile"] = seq
+            process.stdout.write(json.dumps(msg).encode() + b"\n")
+            await asyncio.sleep(0.02)
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=slow_then_fast))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.1) as mon:
+        rt = mon.hosts["gpu001"]
+        await wait_until(lambda: rt.sample is not None and rt.sample.seq % 5 == 3)
+        snap = mon.publish().hosts[0]
+    assert snap.sample is not None and not snap.sample.slow
+    assert snap.slow_sample is not None and snap.slow_sample.slow
+    assert snap.slow_sample.seq == snap.sample.seq - 3
+    assert snap.slow_sample.gpus[0].ecc_uncorrected_volatile == snap.slow_sample.seq

@@ -153,6 +153,7 @@ class FakeFleet:
         self.tick = 0
         self.histories: dict[str, HostHistory] = {}
         self.samples: dict[str, tuple[float, Sample]] = {}
+        self.slow_samples: dict[str, tuple[float, Sample]] = {}
         self.history_len = history_len
         self._pending_events: list[FleetEvent] = []
 
@@ -205,6 +206,9 @@ class FakeFleet:
             sample = self._sample(s, s.last_tick)
             self.samples[s.name] = (T0 + s.last_tick, sample)
         sample_t, sample = self.samples[s.name]
+        if sample.slow:  # as the real monitor does: the last sample with the slow signals
+            self.slow_samples[s.name] = (sample_t, sample)
+        slow_t, slow = self.slow_samples.get(s.name, (None, None))
         per_gpu: dict[int, list[Reason]] = {i: [] for i in range(s.gpus)}
         for r in s.reasons:
             if r.gpu is not None:
@@ -220,6 +224,8 @@ class FakeFleet:
             hello=hello(s.name, s.gpus),
             sample=sample,
             sample_t=sample_t,
+            slow_sample=slow,
+            slow_sample_t=slow_t,
             backend="sim",
             verdict=verdict,
             marked_failed=s.marked_failed,

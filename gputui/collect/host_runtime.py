@@ -74,6 +74,8 @@ class HostRuntime:
         self.hello: Hello | None = None
         self.sample: Sample | None = None
         self.sample_t: float | None = None
+        self.slow_sample: Sample | None = None
+        self.slow_sample_t: float | None = None
         self.history: HostHistory | None = None
         self.verdict = HostVerdict(host=UNKNOWN_VERDICT)
         self.marked_failed = False
@@ -172,6 +174,8 @@ class HostRuntime:
         now = self._clock()
         self.sample = sample
         self.sample_t = now
+        if sample.slow:
+            self.slow_sample, self.slow_sample_t = sample, now
         self.answered = True
         if self.history is not None:
             self.history.append(now, sample)
@@ -291,6 +295,8 @@ class HostRuntime:
                 hello=self.hello,
                 sample=self.sample,
                 sample_t=self.sample_t,
+                slow_sample=self.slow_sample,
+                slow_sample_t=self.slow_sample_t,
                 backend=self.hello.backend if self.hello is not None else None,
                 spare=self.spare,
                 decode_errors=self.decoder.stats.bad,

@@ -374,6 +374,10 @@ class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     hello: Hello | None = None
     sample: Sample | None = None  # last good sample (kept while stale/unreachable)
     sample_t: float | None = None  # collector's clock when `sample` arrived (Unix seconds)
+    # The last sample that carried the slow signals (ECC, PCIe, NVLink, processes), and when it
+    # arrived: fast samples in between carry None for them.
+    slow_sample: Sample | None = None
+    slow_sample_t: float | None = None
     backend: str | None = None  # nvml, smi, sim: from the hello
     spare: bool = False  # listed as a spare in hosts.toml
     decode_errors: int = 0  # lines of this host's stream that did not decode

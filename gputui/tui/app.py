@@ -25,7 +25,7 @@ from textual.theme import Theme
 if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
 
-from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level, Sample
+from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
 from gputui.render.report import host_label, host_why
 from gputui.tui.commands import HostCommands
 from gputui.tui.fleetview import LABEL_RANK, severity
@@ -110,7 +110,6 @@ class GpuTuiApp(App[None]):
         self._record = record
         self._applied = asyncio.Event()
         self._quitting = False
-        self._slow: dict[str, tuple[float, Sample]] = {}
         self._host_events: dict[str, deque[FleetEvent]] = {}
         self._settled: dict[str, str] = {}
 
@@ -163,12 +162,6 @@ class GpuTuiApp(App[None]):
         first = self.snapshot is None
         self.snapshot = snapshot
         self.by_name = {h.name: h for h in snapshot.hosts}
-        for host in snapshot.hosts:
-            sample = host.sample
-            if sample is not None and sample.slow:
-                held = self._slow.get(host.name)
-                if held is None or held[1] is not sample:
-                    self._slow[host.name] = (host.sample_t or snapshot.t, sample)
         events = list(snapshot.events) + self._announce(snapshot)
         for event in events:
             self._remember(event)
@@ -269,7 +262,9 @@ class GpuTuiApp(App[None]):
         monitor = self.session.monitor
         runtime = monitor.hosts.get(name) if monitor is not None else None
         history = runtime.history if runtime is not None else None
-        views = gpu_views(host, history, self._slow.get(name), snapshot.t)
+        slow = host.slow_sample
+        held = (host.slow_sample_t or snapshot.t, slow) if slow is not None else None
+        views = gpu_views(host, history, held, snapshot.t)
         events = list(self._host_events.get(name, ()))[:12]
         return HostData(host, views, events, snapshot.t, self.palette)
 
