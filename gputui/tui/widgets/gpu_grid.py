@@ -83,6 +83,7 @@ class GpuGrid(ScrollView, can_focus=True):
         self._colors: list[list[Color]] = []
         self._widths: list[int] = []
         self._layout = GridLayout.flow([], 1)
+        self._flow_width = -1  # the width the layout was flowed for
         self._strips: dict[int, Strip] = {}
         self._styles: dict[tuple[Color, Color | None], Style] = {}
 
@@ -125,13 +126,37 @@ class GpuGrid(ScrollView, can_focus=True):
         self._colors = [host_colors(h, self.mode, self.palette) for h in self.hosts]
 
     def _relayout(self) -> None:
-        self._layout = GridLayout.flow(self._widths, max(self.scrollable_content_region.width, 8))
+        width = self._content_width()
+        if width <= 0 < self._flow_width:
+            # Hidden (another tab is shown, so no size): flow for the width it had, which is
+            # the width it comes back with; a flow for no width would be redone on showing.
+            width = self._flow_width
+        self._flow_width = width
+        self._layout = GridLayout.flow(self._widths, max(width, 8))
         self.virtual_size = Size(self._layout.width, len(self._layout.lines))
         self._strips.clear()
 
+    def _content_width(self) -> int:
+        """The width to flow for, worked out from the widget's size alone.
+
+        Not scrollable_content_region's: right after the grid is shown again, that is one
+        column wider until the scrollbar is back, and a flow for it would be redone (and the
+        grid redrawn) an update later.
+        """
+        width = self.size.width - self.styles.gutter.width
+        if width <= 0:
+            return 0
+        height = self.size.height - self.styles.gutter.height
+        if len(GridLayout.flow(self._widths, max(width, 8)).lines) > height:
+            width -= self.styles.scrollbar_size_vertical
+        return width
+
     def on_resize(self, event: events.Resize) -> None:
-        self._relayout()
-        self.refresh()
+        # Every time the grid's tab is shown it gets a Resize, mostly of the same size: the
+        # flow (and the strips drawn for it) only change with the width.
+        if self._content_width() != self._flow_width:
+            self._relayout()
+            self.refresh()
 
     # -- drawing --------------------------------------------------------------------------
 
@@ -249,9 +274,25 @@ class GridPanel(Vertical):
     def grid(self) -> GpuGrid:
         return self.query_one(GpuGrid)
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._status_shown: tuple[object, ...] | None = None
+
     def apply(self, snapshot: FleetSnapshot) -> None:
-        self.grid.apply(snapshot)
+        grid = self.grid
+        grid.apply(snapshot)
         self._legend()
+        # The status line now rather than on the grid's Highlighted message: that comes
+        # after a screen update, and a second update of its own is a second full redraw when
+        # the grid's tab has just been shown.
+        if grid.hosts:
+            self._status(grid.hosts[grid.cursor])
+
+    def select_host(self, name: str) -> None:
+        grid = self.grid
+        grid.select_host(name)
+        if grid.hosts:
+            self._status(grid.hosts[grid.cursor])
 
     def cycle_mode(self) -> GridMode:
         mode = self.grid.mode.next()
@@ -289,9 +330,15 @@ class GridPanel(Vertical):
         self.query_one("#grid-legend", Static).update(text)
 
     def on_gpu_grid_highlighted(self, message: GpuGrid.Highlighted) -> None:
-        host = message.host
+        self._status(message.host)
+
+    def _status(self, host: HostSnapshot) -> None:
         label = host_label(host)
         why = host_why(host) or "GPUs 0-3 on top, 4-7 below; enter or click opens the host"
+        shown = (host.name, label, why, self.grid.palette)
+        if shown == self._status_shown:
+            return  # the same line again (it is sized to fit: an update is a layout)
+        self._status_shown = shown
         status = Text.assemble(
             (host.name, "bold"),
             "  ",
