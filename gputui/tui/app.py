@@ -119,6 +119,18 @@ class GpuTuiApp(App[None]):
         return FleetScreen(self.open_host, self._risk_settings, self._record)
 
     @property
+    def _background_screens(self) -> list[Screen[Any]]:
+        # Textual counts the screen under the top one as showing through even when the top
+        # one is opaque. Under the host screen that made every change to the fleet screen (a
+        # tick, the cursor, the key bar) a repaint of the whole host screen an update later,
+        # and kept the fleet screen laying itself out unseen. Only a see-through screen (a
+        # dialog) has screens behind it.
+        stack = self._screen_stack
+        if stack and stack[-1].styles.background.a == 1:
+            return []
+        return super()._background_screens
+
+    @property
     def fleet_screen(self) -> FleetScreen:
         screen = self.screen_stack[0]
         assert isinstance(screen, FleetScreen)
