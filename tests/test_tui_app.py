@@ -754,3 +754,21 @@ async def test_t_without_triage_says_so() -> None:
         await r.press("t")
         assert not isinstance(r.app.screen, TriageScreen)
         assert any("triage is not available" in n.message for n in r.app._notifications)
+
+
+def test_light_sort_keys_order_as_the_rows_do() -> None:
+    # A tick orders the table by light_sort_key (no more than the order needs) and shows rows
+    # worked out by host_row: both must agree, or rows scrolled into view would be misplaced.
+    from gputui.render.report import host_label
+    from gputui.tui.fleetview import SORT_KEYS, SortKey, host_row, light_sort_key
+    from tests.test_tui_fakes import big_fleet
+
+    snapshot = big_fleet(300).advance(2)
+    now = snapshot.t + 4.0
+    for key in SortKey:
+        for host in snapshot.hosts:
+            row = host_row(host, now)
+            assert light_sort_key(key, host, host_label(host), now) == SORT_KEYS[key](row), (
+                key,
+                host.name,
+            )

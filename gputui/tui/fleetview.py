@@ -196,17 +196,42 @@ SORT_KEYS: dict[SortKey, Callable[[HostRow], tuple[object, ...]]] = {
     SortKey.AGE: lambda r: (_desc(r.age_s), r.name),
 }
 
-#: Orders that need every host's figures; the others need only its state, name or age, so a
-#: tick can leave the rows out of view as they are until they scroll into view.
+#: Orders by a figure of the host's GPUs (every host's is needed to order the rows).
 METRIC_SORTS = frozenset({SortKey.UTIL, SortKey.TEMP, SortKey.POWER})
 
 
+def _metric(key: SortKey, host: HostSnapshot) -> float | None:
+    """The one figure a metric order sorts by, as host_stats works it out (same readings,
+    same order of summing), without the rest of the row: at 1,000 hosts the whole row of
+    every host each tick was ~50 ms, most of it for cells nobody sees."""
+    sample = host.sample
+    if sample is None:
+        return None
+    values: list[float] = []
+    for r in sample.gpus:
+        if r.status != "ok":
+            continue
+        value = (
+            r.util_pct if key is SortKey.UTIL else r.temp_c if key is SortKey.TEMP else r.power_w
+        )
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    if key is SortKey.UTIL:
+        return sum(values) / len(values)
+    return max(values) if key is SortKey.TEMP else sum(values)
+
+
 def light_sort_key(key: SortKey, host: HostSnapshot, label: str, now: float) -> tuple[object, ...]:
-    """The sort key of a non-metric order, from what is cheap to know about a host."""
+    """The sort key of `host`, from no more than the order needs: equal to SORT_KEYS[key] of
+    its row, so a tick can leave the rows out of view as they are until they scroll in."""
     if key is SortKey.STATE:
         return (LABEL_RANK.get(label, len(LABELS)), host.name)
     if key is SortKey.AGE:
         return (_desc(host.age_s(now)), host.name)
+    if key in METRIC_SORTS:
+        return (_desc(_metric(key, host)), host.name)
     return (host.name,)
 
 

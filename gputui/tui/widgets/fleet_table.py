@@ -25,7 +25,6 @@ from gputui.core.model import FleetSnapshot, HostSnapshot
 from gputui.render.report import host_label, host_why
 from gputui.tui.fleetview import (
     COLUMNS,
-    METRIC_SORTS,
     SORT_KEYS,
     Column,
     FleetFilter,
@@ -170,9 +169,10 @@ class FleetTable(DataTable[str]):
         selected = self.selected_host if self._pinned else None
         was_visible = self._cursor_in_view()
         now = snapshot.t
-        # Every host's figures are worked out only when the order needs them; otherwise only
-        # the rows in view are (below), and the others when they scroll into view.
-        full = self.sort_key in METRIC_SORTS or not self._shown
+        # Every host's row is worked out only to fill the table; then each tick only the sort
+        # key of each host (light_sort_key: its state, age or one figure) and the rows in
+        # view (below), the others when they scroll into view.
+        full = not self._shown
         sort_key = SORT_KEYS[self.sort_key]
         rows: dict[str, HostRow] = {}
         latest: dict[str, HostSnapshot] = {}
