@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .backend import FAULT_CRASH, FAULT_HANG
+from .backend import FAULT_CRASH, FAULT_HANG, Json
 from .nvml_backend import NvmlBackend
 from .simnvml import SimNvml
 from .simulation import Simulation
@@ -31,6 +31,13 @@ class SimBackend(NvmlBackend):
         triage can fast-forward to the moment a scenario's faults have developed."""
         with self.simulation.lock:
             self.simulation.clock = clock
+            self.simulation.start_unix = None
+
+    def hello(self) -> Json:
+        out = super().hello()
+        if self.simulation.start_unix is not None:
+            out["sim_start"] = round(self.simulation.start_unix, 3)
+        return out
 
     def process_fault(self) -> str | None:
         fault = self.simulation.process_fault()

@@ -165,8 +165,12 @@ class Simulation:
         self.scenario = validate_scenario(scenario)
         self.model = MODELS[self.scenario["model"]]
         self.rng = random.Random(seed)
+        # Unix time of the simulation's t=0, when it runs on the real clock (the agent's hello
+        # says it, so a benchmark can place a scripted fault in wall-clock time).
+        self.start_unix: float | None = None
         if clock is None:
             start = time.monotonic()
+            self.start_unix = time.time()
 
             def clock() -> float:
                 return time.monotonic() - start

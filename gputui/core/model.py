@@ -148,6 +148,7 @@ class Hello(
     cuda_version: str | None = None
     gpus: list[GpuInfo] = msgspec.field(default_factory=list)
     persistence_mode: bool | None = None  # all GPUs in persistence mode
+    sim_start: float | None = None  # sim backend: Unix time of the scenario's t=0
 
 
 class Sample(
