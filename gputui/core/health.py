@@ -75,8 +75,12 @@ _Key = tuple[int | None, str]  # (GPU index or None for the host, reason code)
 
 
 def _has_fast(r: GpuReading) -> bool:
-    return any(
-        v is not None for v in (r.util_pct, r.temp_c, r.mem_used_mib, r.power_w, r.sm_clock_mhz)
+    return (
+        r.util_pct is not None
+        or r.temp_c is not None
+        or r.mem_used_mib is not None
+        or r.power_w is not None
+        or r.sm_clock_mhz is not None
     )
 
 
@@ -98,6 +102,8 @@ class HostHealth:
         self._recovery: dict[int, int] = {}  # last recovery-action value read
         self._uuids: dict[int, str] = {}
         self._straggler = StragglerDetector(self.thresholds)
+        self._hello: Hello | None = None  # the hello `_inventory` was built from
+        self._inventory: dict[int, GpuInfo] = {}
 
     # ----------------------------------------------------------------------------------------
     # Events and operator actions
@@ -203,11 +209,14 @@ class HostHealth:
 
     def evaluate(self, hello: Hello, sample: Sample, now: float) -> HostVerdict:
         """The verdict of every GPU and of the host at this sample (`now`: collector clock)."""
-        inventory = {g.index: g for g in hello.gpus}
-        for idx, info in inventory.items():
-            if self._uuids.get(idx, info.uuid) != info.uuid:
-                self._forgetwho(idx)
-            self._uuids[idx] = info.uuid
+        if hello is not self._hello:  # a new hello (hellos are immutable): check the UUIDs
+            self._inventory = {g.index: g for g in hello.gpus}
+            for idx, info in self._inventory.items():
+                if self._uuids.get(idx, info.uuid) != info.uuid:
+                    self._forgetwho(idx)
+                self._uuids[idx] = info.uuid
+            self._hello = hello
+        inventory = self._inventory
         readings = {r.index: r for r in sample.gpus}
         stragglers = self._straggler.update(
             {i: r for i, r in readings.items() if r.status == "ok" and _has_fast(r)}
@@ -220,7 +229,8 @@ class HostHealth:
             reasons, floor = self._gpu_reasons(idx, inventory.get(idx), reading, sample, now)
             if idx in stragglers:
                 reasons.append(reason("straggler", idx, f"GPU{idx} straggles: {stragglers[idx]}"))
-            reasons.extend(r for (g, _), r in self._latched.items() if g == idx)
+            if self._latched:
+                reasons.extend(r for (g, _), r in self._latched.items() if g == idx)
             verdict = verdict_of(reasons, floor)
             gpus[idx] = verdict
             host_reasons.extend(verdict.reasons)
@@ -260,15 +270,18 @@ class HostHealth:
         reasons.extend(self._temperature(idx, info, r))
         reasons.extend(self._memory(idx, info, r))
         reasons.extend(self._clock_events(idx, r, now))
-        reasons.extend(v for k, v in self._slow.items() if k[0] == idx)
-        hold = self.thresholds.counter_rise_hold_s
-        for key, (t, text) in list(self._rises.items()):
-            if key[0] == idx:
-                if now - t <= hold:
-                    reasons.append(reason(key[1], idx, text))
-                else:
-                    del self._rises[key]
-        reasons.extend(self._xid_rates(idx, now))
+        if self._slow:
+            reasons.extend(v for k, v in self._slow.items() if k[0] == idx)
+        if self._rises:
+            hold = self.thresholds.counter_rise_hold_s
+            for key, (t, text) in list(self._rises.items()):
+                if key[0] == idx:
+                    if now - t <= hold:
+                        reasons.append(reason(key[1], idx, text))
+                    else:
+                        del self._rises[key]
+        if self._xid_times:
+            reasons.extend(self._xid_rates(idx, now))
         if not _has_fast(r):
             reasons.append(reason("no_readings", idx, f"GPU{idx} reported no readings"))
             return reasons, Level.UNKNOWN
@@ -310,14 +323,16 @@ class HostHealth:
         if slowdown is None:
             slowdown, slow_name = th.temp_fallback_slowdown_c, "fallback slowdown"
         gpu_max = info.temp_gpu_max_c if info is not None else None
-        if gpu_max is not None:
-            high, high_name = gpu_max, f"max operating {fmt_num(gpu_max)} C"
-        else:
-            high = slowdown - th.temp_high_margin_c
-            high_name = f"{slow_name} {fmt_num(slowdown)} C - {fmt_num(th.temp_high_margin_c)} C"
+        high = gpu_max if gpu_max is not None else slowdown - th.temp_high_margin_c
         h = th.hysteresis_c
         in_slowdown = self._band((idx, "temp_slowdown"), t, slowdown, h, strict=False)
         in_high = self._band((idx, "temp_high"), t, high, h, strict=False)
+        if not (in_slowdown or in_high):
+            return []
+        if gpu_max is not None:
+            high_name = f"max operating {fmt_num(gpu_max)} C"
+        else:
+            high_name = f"{slow_name} {fmt_num(slowdown)} C - {fmt_num(th.temp_high_margin_c)} C"
         if in_slowdown:
             text = f"GPU{idx} {fmt_num(t)} C >= {slow_name} {fmt_num(slowdown)} C"
             if t < slowdown:
@@ -363,6 +378,8 @@ class HostHealth:
                     reasons.append(reason(code, idx, text))
                 else:
                     del self._bit_seen[key]
+        if len(reasons) < 2:
+            return reasons
         codes = {x.code for x in reasons}
         if "hw_slowdown" in codes and codes & {"hw_thermal", "hw_power_brake"}:
             # The HwSlowdown bit comes with its cause's bit: the cause says more.
