@@ -36,6 +36,7 @@ import asyncssh
 
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("gputui", "floor", "exec", "connect")
+BASELINE = "gputui-baseline"  # gputui's client from --baseline-src, for before/after in one run
 
 
 def rss_mib() -> float:
@@ -238,7 +239,14 @@ def start_server(directory: Path, interval: float) -> subprocess.Popen[bytes]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, nargs="+", default=[100, 1000])
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument(
+        "--strategies", nargs="+", default=list(STRATEGIES), choices=(*STRATEGIES, BASELINE)
+    )
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help=f"a checkout of another revision: strategy {BASELINE!r} runs gputui's client from it",
+    )
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--settle", type=float, default=60.0, help="max seconds to wait for all hosts")
@@ -267,12 +275,17 @@ def main() -> None:
             write_client_files(directory, int((directory / "port").read_text()), max(args.hosts))
             for n in args.hosts:
                 for strategy in args.strategies:
+                    env = dict(os.environ)
+                    if strategy == BASELINE:
+                        if args.baseline_src is None:
+                            raise SystemExit(f"{BASELINE} needs --baseline-src")
+                        env["PYTHONPATH"] = str(args.baseline_src.resolve())
                     done = subprocess.run(
                         [
                             sys.executable,
                             __file__,
                             "--client",
-                            strategy,
+                            "gputui" if strategy == BASELINE else strategy,
                             "--hosts",
                             str(n),
                             "--dir",
@@ -287,11 +300,13 @@ def main() -> None:
                         capture_output=True,
                         text=True,
                         timeout=args.settle + args.seconds + 120,
+                        env=env,
                     )
                     if done.returncode != 0:
                         print(done.stderr[-2000:], file=sys.stderr)
                         continue
                     result = json.loads(done.stdout.strip().splitlines()[-1])
+                    result["strategy"] = strategy
                     results.append(result)
                     print(json.dumps(result), flush=True)
         finally:
@@ -300,7 +315,7 @@ def main() -> None:
             server.wait(timeout=30)
     ratios = []
     for n in args.hosts:
-        by = {r["strategy"]: r for r in results if r["hosts"] == n}
+        by = {r["strategy"]: r for r in results if r["hosts"] == n}  # the last run of each
         g = by.get("gputui")
         if not g or not g["us_per_host_sample"]:
             continue
@@ -308,8 +323,11 @@ def main() -> None:
         for s, r in by.items():
             if s != "gputui" and r["us_per_host_sample"]:
                 key = "gputui_over_floor" if s == "floor" else f"{s}_over_gputui"
-                a, b = (g, r) if s == "floor" else (r, g)
-                row[key] = round(float(a["us_per_host_sample"]) / float(b["us_per_host_sample"]), 2)
+                if s == BASELINE:
+                    key = "gputui_over_baseline"
+                a, b = (g, r) if s in ("floor", BASELINE) else (r, g)
+                cost_a, cost_b = str(a["us_per_host_sample"]), str(b["us_per_host_sample"])
+                row[key] = round(float(cost_a) / float(cost_b), 2)
         ratios.append(row)
         print(json.dumps(row))
     doc = {

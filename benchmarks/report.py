@@ -1,0 +1,213 @@
+"""Refresh the tables of docs/benchmarks.md from the JSON files under benchmarks/results/.
+
+Each table in docs/benchmarks.md sits between `<!-- table: NAME -->` and `<!-- end: NAME -->`;
+this rewrites what is between the markers from the JSON file the table names, and leaves the
+prose around the tables as it is (the prose discusses the figures of the run it was written
+for; each JSON file carries its date). A table whose JSON file is missing is left unchanged.
+
+    python benchmarks/report.py [--results benchmarks/results] [--doc docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+Table = list[list[str]]
+
+LABELS = {
+    "gputui": "gputui (monitor, health rules, history, snapshots)",
+    "floor": "floor (bare asyncssh stream + json.loads)",
+    "exec": "exec per poll (gpustat-web)",
+    "connect": "connection per refresh (nvidia-smi-remote)",
+}
+
+
+def md(header: list[str], rows: Table) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,} ms"
+    return f"{value:,.0f} ms" if value >= 1000 else f"{value:.1f} ms"
+
+
+def n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def memory_200(d: dict[str, Any]) -> str:
+    rows = [
+        [f"{p['minute']:g} min", f"{p['rss_mib']:.1f} MiB", n(p["samples"])] for p in d["points"]
+    ]
+    return md(["after", "RSS", "host-samples received"], rows)
+
+
+def ratio(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.2f}" if key in row else "-"
+
+
+def ingest(d: dict[str, Any]) -> str:
+    rows = []
+    for r in d["results"]:
+        rate = n(r["samples_per_s"])
+        if r["samples_per_s"] < 0.9 * r["expected_samples_per_s"]:
+            rate = f"**{rate}** (cannot keep up)"
+        rows.append(
+            [
+                n(r["hosts"]),
+                LABELS.get(r["strategy"], r["strategy"]),
+                f"{r['cpu_pct_of_one_core']:.1f}%",
+                f"{r['us_per_host_sample']:,.0f} us",
+                rate,
+                f"{r['rss_mib']:.0f} MiB",
+                f"{r['all_streaming_s']:.1f} s",
+            ]
+        )
+    header = [
+        "hosts",
+        "strategy",
+        "CPU (% of one core)",
+        "per host-sample",
+        "samples/s",
+        "RSS",
+        "all streaming after",
+    ]
+    short = {
+        r["hosts"]
+        for r in d["results"]
+        if r["strategy"] == "connect" and r["samples_per_s"] < 0.9 * r["expected_samples_per_s"]
+    }
+    ratios = [
+        [
+            n(r["hosts"]),
+            ratio(r, "gputui_over_floor"),
+            ratio(r, "exec_over_gputui"),
+            ratio(r, "connect_over_gputui")
+            + (" (and fewer samples: it cannot keep up)" if r["hosts"] in short else ""),
+        ]
+        for r in d["ratios"]
+    ]
+    ratio_header = [
+        "hosts",
+        "gputui / floor",
+        "exec-per-poll / gputui",
+        "connect-per-refresh / gputui",
+    ]
+    return md(header, rows) + "\n\nRatios from the same run:\n\n" + md(ratio_header, ratios)
+
+
+def tui_cost(d: dict[str, Any]) -> str:
+    names = {
+        "table": "fleet table, sorted by state",
+        "table sorted by util": "fleet table, sorted by utilisation",
+        "grid": "GPU grid (8,000 cells)",
+    }
+    ticks = [
+        [names.get(k, k), ms(v["p50_ms"]), ms(v["p95_ms"])] for k, v in d["tick_work_ms"].items()
+    ]
+    first, last = d["key_to_first_update_ms"], d["key_to_last_update_ms"]
+    keys = []
+    for k, v in last.items():
+        f = first.get(k, {}).get("p50_ms")
+        keys.append([k, ms(f), ms(v["p50_ms"]), ms(v["p95_ms"])])
+    return (
+        "Per-tick UI work (snapshot handler plus the screen refresh it causes, terminal bytes "
+        "included):\n\n"
+        + md(["view", "p50", "p95"], ticks)
+        + "\n\nKey press to screen (first update after the key / last update before the app is "
+        "idle):\n\n" + md(["key", "first, p50", "complete, p50", "complete, p95"], keys)
+    )
+
+
+def detection(d: dict[str, Any]) -> str:
+    rows = []
+    for s in d["summary"]:
+        if not s.get("detected"):
+            rows.append([s["kind"], s["how"], str(s["injections"]), "-", "-", "-", "-"])
+            continue
+        rows.append(
+            [
+                s["kind"],
+                s["how"],
+                f"{s['detected']}/{s['injections']}",
+                ms(s["monitor_p50_ms"]),
+                ms(s["monitor_p99_ms"]),
+                ms(s["subscriber_p50_ms"]),
+                ms(s["subscriber_p99_ms"]),
+            ]
+        )
+    header = [
+        "fault",
+        "reaches the monitor as",
+        "detected",
+        "monitor p50",
+        "monitor p99",
+        "subscriber p50",
+        "subscriber p99",
+    ]
+    return md(header, rows)
+
+
+def memory_ff(d: dict[str, Any]) -> str:
+    rows = [
+        [
+            f"{p['minute']:g} min",
+            f"{p['rss_mib']:.1f} MiB",
+            n(p["host_samples"]),
+            n(p["events_logged"]),
+            f"{p['wall_s']:.0f} s",
+        ]
+        for p in d["points"]
+    ]
+    return md(["simulated time", "RSS", "host-samples fed", "event log entries", "wall time"], rows)
+
+
+TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "memory-200": ("memory-200.json", memory_200),
+    "ingest": ("ingest.json", ingest),
+    "tui-cost": ("tui_cost-1000.json", tui_cost),
+    "detection": ("detection.json", detection),
+    "memory-ff-1000": ("memory-ff-1000.json", memory_ff),
+}
+
+
+def refresh(doc: str, results: Path) -> tuple[str, list[str]]:
+    done = []
+    for name, (file, render) in TABLES.items():
+        path = results / file
+        pattern = re.compile(
+            rf"(<!-- table: {re.escape(name)} -->\n)(?:.*?\n)?(<!-- end: {re.escape(name)} -->)",
+            re.S,
+        )
+        if not path.exists() or not pattern.search(doc):
+            continue
+        table = render(json.loads(path.read_text()))
+        doc = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), doc)  # type: ignore[misc]
+        done.append(name)
+    return doc, done
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = ap.parse_args()
+    doc, done = refresh(args.doc.read_text(), args.results)
+    args.doc.write_text(doc)
+    print(f"{args.doc}: refreshed {', '.join(done) or 'nothing'}")
+
+
+if __name__ == "__main__":
+    main()
