@@ -127,8 +127,8 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
     app.animation_level = "none"
     meter = Meter()
     meter.install()
-    # The table sorted by state (the default: only rows in view are worked out each tick) and
-    # by utilisation (every host's figures are needed to order the rows), and the grid.
+    # The table sorted by state (the default) and by utilisation (every host's utilisation is
+    # needed to order the rows; only the rows in view are worked out in full), and the grid.
     tick_work: dict[str, list[float]] = {"table": [], "table sorted by util": [], "grid": []}
     first: dict[str, list[float]] = {label: [] for _, _, label in KEYS}
     done: dict[str, list[float]] = {label: [] for _, _, label in KEYS}
