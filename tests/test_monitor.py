@@ -178,3 +178,22 @@ async def test_the_last_slow_sample_is_kept_between_fast_ones(fleet: FakeFleet) 
     assert snap.slow_sample is not None and snap.slow_sample.slow
     assert snap.slow_sample.seq == snap.sample.seq - 3
     assert snap.slow_sample.gpus[0].ecc_uncorrected_volatile == snap.slow_sample.seq
+
+
+async def test_localhost_streams_through_a_subprocess_without_ssh(tmp_path: Path) -> None:
+    from gputui.collect.fleet import monitor_config
+    from gputui.config import config_from_text
+
+    config = config_from_text(
+        'hosts = ["localhost"]\n[defaults]\nbackend = "sim"\nscenario = "xid79"\ninterval = 0.2\n',
+        "hosts.toml",
+    )
+    assert config.hosts[0].transport == "local"
+    async with monitor_config(config, tick_s=0.1) as mon:
+        rt = mon.hosts["localhost"]
+        await wait_until(lambda: any(e.kind == "xid" for e in mon.events), timeout=20)
+        snap = mon.publish().hosts[0]
+    assert snap.state is HostState.STREAMING and snap.backend == "sim"
+    assert snap.hello is not None and len(snap.hello.gpus) == 8
+    assert snap.verdict.gpus[3].level is Level.FAILED  # the scenario's XID 79 on GPU 3
+    assert rt.sample is not None

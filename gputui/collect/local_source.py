@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import sys
+from collections.abc import Callable
 
 from gputui.collect.feed import Backoff, HostFeed, Source
 from gputui.collect.launch import AgentArgs, describe_exit
@@ -12,33 +14,28 @@ from gputui.collect.lines import LineSplitter
 from gputui.core.model import HostState
 
 
-class _AgentProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, feed: HostFeed) -> None:
-        self.lines = 0
-        self._feed = feed
-        self._splitter = LineSplitter(self._on_line, feed.on_too_long)
-        self.last_stderr = ""
-        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+class _PipeReader(asyncio.Protocol):
+    """Hands a pipe's bytes to `on_data`; `closed` resolves at end of file."""
 
-    def _on_line(self, line: bytes) -> None:
-        self.lines += 1
-        self._feed.on_line(line)
+    def __init__(self, on_data: Callable[[bytes], None]) -> None:
+        self.on_data = on_data
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            self._splitter.feed(data)
-        else:
-            tail = [ln for ln in data.split(b"\n") if ln.strip()]
-            if tail:
-                self.last_stderr = tail[-1].decode("utf-8", "replace").strip()[:300]
+    def data_received(self, data: bytes) -> None:
+        self.on_data(data)
 
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class LocalSource(Source):
-    """Runs `python -m gputui.agent` with this interpreter; restarts it when it ends."""
+    """Runs `python -m gputui.agent` with this interpreter; restarts it when it ends.
+
+    The process is managed with subprocess.Popen and its pipes read through the event loop,
+    not with asyncio's subprocess transports: those rely on a child watcher that can report
+    an exit after the loop is gone, and an agent must never outlive the monitor.
+    """
 
     def __init__(self, name: str, args: AgentArgs, backoff: Backoff | None = None) -> None:
         self.name = name
@@ -49,25 +46,46 @@ class LocalSource(Source):
         loop = asyncio.get_running_loop()
         while True:
             feed.set_state(HostState.CONNECTING)
-            transport, proto = await loop.subprocess_exec(
-                lambda: _AgentProtocol(feed),
-                sys.executable,
-                "-m",
-                "gputui.agent",
-                *self._args.argv(),
+            lines = 0
+            last_stderr = ""
+
+            def on_line(line: bytes) -> None:
+                nonlocal lines
+                lines += 1
+                feed.on_line(line)
+
+            def on_stderr(data: bytes) -> None:
+                nonlocal last_stderr
+                tail = [ln for ln in data.split(b"\n") if ln.strip()]
+                if tail:
+                    last_stderr = tail[-1].decode("utf-8", "replace").strip()[:300]
+
+            splitter = LineSplitter(on_line, feed.on_too_long)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gputui.agent", *self._args.argv()],
+                stdin=subprocess.PIPE,  # held open: its end is the agent's signal to exit
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+            assert proc.stdout is not None and proc.stderr is not None
+            out_reader, err_reader = _PipeReader(splitter.feed), _PipeReader(on_stderr)
+            out_t, _ = await loop.connect_read_pipe(lambda r=out_reader: r, proc.stdout)
+            err_t, _ = await loop.connect_read_pipe(lambda r=err_reader: r, proc.stderr)
             try:
-                await proto.exited
-                # Give the pipes a moment to deliver the last lines and stderr.
-                await asyncio.sleep(0.05)
+                await out_reader.closed  # the agent's stdout ends when it exits
+                code = await asyncio.to_thread(proc.wait)
             finally:
-                if transport.get_returncode() is None:
+                # No await here: this also runs when the task is cancelled.
+                if proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
-                        transport.kill()
-                    # Closing stdin is the agent's signal; kill covers a hung one.
-                transport.close()
-            if proto.lines:
+                        proc.kill()
+                out_t.close()
+                err_t.close()
+                if proc.stdin is not None:
+                    proc.stdin.close()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)  # reaped now: killed, it ends at once
+            if lines:
                 self._backoff.reset()
-            code = transport.get_returncode()
-            feed.set_state(HostState.UNREACHABLE, describe_exit(code, None, proto.last_stderr))
+            feed.set_state(HostState.UNREACHABLE, describe_exit(code, None, last_stderr))
             await asyncio.sleep(self._backoff.next_delay())

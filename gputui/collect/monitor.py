@@ -93,7 +93,8 @@ class FleetMonitor:
         self._new_events: list[FleetEvent] = []
         self._subs: list[_Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._urgent = asyncio.Event()
+        self._wake = asyncio.Event()  # set by the tick timer or by an urgent event
+        self._urgent = False
         self._last_publish = 0.0
         self._latest: FleetSnapshot | None = None
         self._closed = False
@@ -133,17 +134,25 @@ class FleetMonitor:
         self.events.append(event)
         self._new_events.append(event)
         if urgent:
-            self._urgent.set()
+            self._urgent = True
+            self._wake.set()
 
     async def _ticker(self) -> None:
+        # A timer that sets an event, not asyncio.wait_for: on Python 3.11 wait_for can swallow
+        # a cancellation that arrives as its inner wait completes (an urgent event at the
+        # moment of shutdown), which left the monitor's stop() waiting forever.
+        loop = asyncio.get_running_loop()
         next_tick = time.monotonic()
         while True:
             next_tick += self.tick_s
-            timeout = max(0.0, next_tick - time.monotonic())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), timeout)
-            if self._urgent.is_set():
-                self._urgent.clear()
+            timer = loop.call_later(max(0.0, next_tick - time.monotonic()), self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
+            self._wake.clear()
+            if self._urgent:
+                self._urgent = False
                 since = time.monotonic() - self._last_publish
                 if since < URGENT_MIN_SPACING_S:
                     await asyncio.sleep(URGENT_MIN_SPACING_S - since)
