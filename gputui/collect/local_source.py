@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,6 +28,10 @@ class _PipeReader(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _same(reader: _PipeReader) -> _PipeReader:
+    return reader
 
 
 class LocalSource(Source):
@@ -69,8 +74,12 @@ class LocalSource(Source):
             )
             assert proc.stdout is not None and proc.stderr is not None
             out_reader, err_reader = _PipeReader(splitter.feed), _PipeReader(on_stderr)
-            out_t, _ = await loop.connect_read_pipe(lambda r=out_reader: r, proc.stdout)
-            err_t, _ = await loop.connect_read_pipe(lambda r=err_reader: r, proc.stderr)
+            out_t, _ = await loop.connect_read_pipe(
+                functools.partial(_same, out_reader), proc.stdout
+            )
+            err_t, _ = await loop.connect_read_pipe(
+                functools.partial(_same, err_reader), proc.stderr
+            )
             try:
                 await out_reader.closed  # the agent's stdout ends when it exits
                 code = await asyncio.to_thread(proc.wait)
