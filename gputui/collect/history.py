@@ -24,6 +24,12 @@ class Metric(enum.IntEnum):
     MEM_USED_PCT = 3
 
 
+_N_METRICS = len(Metric)
+_NAN = float("nan")
+# append() writes a GPU's row as [util, temp, power, mem]: the order of Metric.
+assert [m.name for m in Metric] == ["UTIL_PCT", "TEMP_C", "POWER_W", "MEM_USED_PCT"]
+
+
 class HostHistory:
     """The last `capacity` samples of one host, oldest overwritten first."""
 
@@ -45,21 +51,22 @@ class HostHistory:
     def append(self, t: float, sample: Sample) -> None:
         slot = self._head
         self.t[slot] = t
-        column = self.values[:, :, slot]
-        column.fill(np.nan)
+        # One row per GPU in Metric order, written with one numpy assignment (per-item
+        # assignments into the array cost twice as much).
+        rows = [[_NAN] * _N_METRICS for _ in self._mem_total]
         for r in sample.gpus:
             row = self._index_of.get(r.index)
             if row is None or r.status != "ok":
                 continue
-            if r.util_pct is not None:
-                column[row, Metric.UTIL_PCT] = r.util_pct
-            if r.temp_c is not None:
-                column[row, Metric.TEMP_C] = r.temp_c
-            if r.power_w is not None:
-                column[row, Metric.POWER_W] = r.power_w
             total = self._mem_total[row]
-            if r.mem_used_mib is not None and total > 0:
-                column[row, Metric.MEM_USED_PCT] = 100.0 * r.mem_used_mib / total
+            used = r.mem_used_mib
+            rows[row] = [
+                _NAN if r.util_pct is None else r.util_pct,
+                _NAN if r.temp_c is None else r.temp_c,
+                _NAN if r.power_w is None else r.power_w,
+                100.0 * used / total if used is not None and total > 0 else _NAN,
+            ]
+        self.values[:, :, slot] = rows
         self._head = (slot + 1) % self.capacity
         self._n = min(self._n + 1, self.capacity)
 
