@@ -206,9 +206,9 @@ def summarise(rows: list[dict[str, Any]], kinds: list[str]) -> list[dict[str, An
         if hit:
             for key in ("monitor_s", "subscriber_s"):
                 vals = [r[key] for r in hit]
-                entry[f"{key[:-2]}_p50_ms"] = round(1000 * pct(vals, 50))
-                entry[f"{key[:-2]}_p99_ms"] = round(1000 * pct(vals, 99))
-                entry[f"{key[:-2]}_max_ms"] = round(1000 * max(vals))
+                entry[f"{key[:-2]}_p50_ms"] = round(1000 * pct(vals, 50), 1)
+                entry[f"{key[:-2]}_p99_ms"] = round(1000 * pct(vals, 99), 1)
+                entry[f"{key[:-2]}_max_ms"] = round(1000 * max(vals), 1)
             entry["levels"] = sorted({r["level"] for r in hit})
         out.append(entry)
     return out
