@@ -1,0 +1,53 @@
+"""Smoke runs of the benchmarks' own logic (the benchmarks themselves are not tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def _bench_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+def test_report_rewrites_only_the_tables_between_markers(tmp_path: Path) -> None:
+    import report
+
+    (tmp_path / "memory-200.json").write_text(
+        '{"points": [{"minute": 1, "rss_mib": 80.04, "samples": 1200}]}'
+    )
+    doc = (
+        "prose 1\n<!-- table: memory-200 -->\nold table\n<!-- end: memory-200 -->\nprose 2\n"
+        "<!-- table: detection -->\n<!-- end: detection -->\n"
+    )
+    out, done = report.refresh(doc, tmp_path)
+    assert done == ["memory-200"]  # no detection.json: that table is left as it was
+    assert "old table" not in out and "| 1 min | 80.0 MiB | 1,200 |" in out
+    assert out.startswith("prose 1\n") and "prose 2\n<!-- table: detection -->" in out
+    assert report.refresh(out, tmp_path)[0] == out  # idempotent
+
+
+def test_fast_forwarded_memory_run_feeds_every_host_every_second() -> None:
+    import memory_ff
+
+    result = memory_ff.run(hosts=5, minutes=[0.05, 0.1], templates=2, record_s=20)
+    points = result["points"]
+    assert [p["host_samples"] for p in points] == [5 * 4, 5 * 7]
+    assert all(p["rss_mib"] > 0 for p in points)
+
+
+def test_detection_scenarios_validate_and_place_one_fault_per_host() -> None:
+    import random
+
+    import detection
+
+    hosts, faults = detection.assignment(list(detection.KINDS), 2, random.Random(1), 30.0, 5.0)
+    assert len(hosts) == len(faults) == 2 * len(detection.KINDS)
+    for name, scenario in hosts:
+        (fault,) = scenario["fault"]
+        kind, at = faults[name]
+        assert fault["kind"] == kind and 30.0 <= at <= 35.0 and fault["at"] == at
