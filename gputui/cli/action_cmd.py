@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 import shlex
@@ -16,6 +15,7 @@ from gputui.cli.ops_common import (
     DryRunOption,
     HostsOption,
     JournalOption,
+    ListFormat,
     YesOption,
     confirm,
     operator_actions,
@@ -28,11 +28,6 @@ from gputui.ops.catalog import ActionDef
 
 action_app = typer.Typer(help="Run one configured action on a node, or list them.")
 app.add_typer(action_app, name="action")
-
-
-class ListFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
 
 
 @action_app.command("run")

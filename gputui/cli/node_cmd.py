@@ -7,7 +7,6 @@ stderr, one line each), 2 for a mistake in the request or the hosts file.
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 from typing import Annotated
@@ -20,6 +19,7 @@ from gputui.cli.ops_common import (
     DryRunOption,
     HostsOption,
     JournalOption,
+    ListFormat,
     YesOption,
     confirm,
     local_time,
@@ -39,11 +39,6 @@ node_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(node_app, name="node")
-
-
-class ListFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
 
 
 @node_app.command("fail")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import enum
 import json
 import re
 import sys
@@ -185,3 +186,10 @@ def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+class ListFormat(str, enum.Enum):
+    """--format of the listing commands (node list, action list)."""
+
+    table = "table"
+    json = "json"
