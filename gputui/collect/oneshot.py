@@ -156,9 +156,10 @@ async def run_ssh(job: OneShotJob, ssh: SshContext, timeout_s: float) -> OneShot
         if inv.stdin:
             chan.write(inv.stdin)  # stdin then stays open: its end would stop the agent early
         left = max(0.1, timeout_s - (time.monotonic() - start))
-        try:
-            await asyncio.wait_for(asyncio.shield(session.done), left)
-        except asyncio.TimeoutError:
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the session ends, and a cancelled triage must stop.
+        await asyncio.wait({session.done}, timeout=left)
+        if not session.done.done():
             chan.close()
             error = HostError("timeout", f"the agent did not finish within {timeout_s:g} s")
             return _finish(job, sink, start, session.exit_status, error)

@@ -147,8 +147,7 @@ class SshSource(Source):
             if feed.silent_for() > limit and not session.done.done():
                 hung = True
                 chan.close()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(session.done), timeout=5)
+                await asyncio.wait({session.done}, timeout=5)
                 break
         streamed = session.lines > 0
         status = session.exit_status
