@@ -20,6 +20,7 @@ Reason codes, levels and actions are listed in REASON_CODES (and docs/health.md)
 from __future__ import annotations
 
 from collections import deque
+from operator import attrgetter
 
 import msgspec
 
@@ -71,6 +72,20 @@ _CLOCK_BITS: tuple[tuple[int, str, str], ...] = (
     (CLOCK_EVENT_SW_THERMAL_SLOWDOWN, "sw_thermal", "software thermal slowdown"),
 )
 
+_ANY_CLOCK_BIT = 0
+for _bit, _, _ in _CLOCK_BITS:
+    _ANY_CLOCK_BIT |= _bit
+
+# Every slow field: a reading that carries none of them leaves the slow judgements, counter
+# baselines and latches as they are (the quiet path below relies on it).
+_SLOW_FIELDS = tuple(
+    name
+    for name in GpuReading.__struct_fields__
+    if name.startswith(("ecc_", "remap_", "retired_", "pcie_", "nvlink_", "recovery_"))
+)
+_slow_fields_of = attrgetter(*_SLOW_FIELDS)
+_NO_SLOW_FIELDS = (None,) * len(_SLOW_FIELDS)
+
 _Key = tuple[int | None, str]  # (GPU index or None for the host, reason code)
 
 
@@ -82,6 +97,27 @@ def _has_fast(r: GpuReading) -> bool:
         or r.power_w is not None
         or r.sm_clock_mhz is not None
     )
+
+
+def _quiet(r: GpuReading, limits: tuple[float, float | None, float]) -> bool:
+    """True when the full rules would find no reason for `r` and change no state.
+
+    Holds only while the host has nothing raised or held (`HostHealth.evaluate` checks): then a
+    reading with status ok, fast fields, no slow field, a temperature below both temperature
+    limits, memory use not above its limit and no trouble clock-event bit is quiet. Each test
+    is the negation of its rule's trigger, computed the same way.
+    """
+    if r.status != "ok" or _slow_fields_of(r) != _NO_SLOW_FIELDS or not _has_fast(r):
+        return False
+    temp_limit, mem_total, mem_limit_pct = limits
+    if r.temp_c is not None and r.temp_c >= temp_limit:
+        return False
+    mask = r.clock_events
+    if mask is not None and mask & _ANY_CLOCK_BIT:
+        return False
+    if r.mem_used_mib is not None and mem_total:
+        return 100.0 * r.mem_used_mib / mem_total <= mem_limit_pct
+    return True
 
 
 class HostHealth:
@@ -104,6 +140,10 @@ class HostHealth:
         self._straggler = StragglerDetector(self.thresholds)
         self._hello: Hello | None = None  # the hello `_inventory` was built from
         self._inventory: dict[int, GpuInfo] = {}
+        # Per GPU of the inventory: the temperature below which no temperature rule is raised,
+        # the memory total and the memory-use limit (see `_quiet`); built with the inventory.
+        self._quiet_limits: dict[int, tuple[float, float | None, float]] = {}
+        self.quiet_path = True  # off only to check the quiet path against the full rules
 
     # ----------------------------------------------------------------------------------------
     # Events and operator actions
@@ -215,18 +255,36 @@ class HostHealth:
                 if self._uuids.get(idx, info.uuid) != info.uuid:
                     self._forgetwho(idx)
                 self._uuids[idx] = info.uuid
+            self._quiet_limits = {i: self._limits(g) for i, g in self._inventory.items()}
             self._hello = hello
         inventory = self._inventory
         readings = {r.index: r for r in sample.gpus}
         stragglers = self._straggler.update(
             {i: r for i, r in readings.items() if r.status == "ok" and _has_fast(r)}
         )
+        # Nothing raised, held, latched or pending on any GPU: a GPU whose fast readings are
+        # all inside their limits and that carries no slow field has no reason, and judging it
+        # changes no state (see `_quiet`). Most samples of a fleet are such samples.
+        quiet = self.quiet_path and not (
+            self._bands
+            or self._bit_seen
+            or self._latched
+            or self._slow
+            or self._rises
+            or self._xid_times
+            or self._down
+        )
+        limits = self._quiet_limits
 
         gpus: dict[int, Verdict] = {}
         host_reasons: list[Reason] = []
         for idx in sorted(inventory.keys() | readings.keys()):
             reading = readings.get(idx)
-            reasons, floor = self._gpu_reasons(idx, inventory.get(idx), reading, sample, now)
+            if quiet and reading is not None and idx in limits and _quiet(reading, limits[idx]):
+                reasons: list[Reason] = []
+                floor = Level.OK
+            else:
+                reasons, floor = self._gpu_reasons(idx, inventory.get(idx), reading, sample, now)
             if idx in stragglers:
                 reasons.append(reason("straggler", idx, f"GPU{idx} straggles: {stragglers[idx]}"))
             if self._latched:
@@ -251,6 +309,17 @@ class HostHealth:
             host_reasons.append(reason("no_gpus", None, "no GPU in the inventory or the sample"))
             floor = Level.UNKNOWN
         return HostVerdict(host=verdict_of(host_reasons, floor), gpus=gpus)
+
+    def _limits(self, info: GpuInfo) -> tuple[float, float | None, float]:
+        """The quiet path's limits of one GPU, from the same values `_temperature` uses."""
+        th = self.thresholds
+        slowdown = info.temp_slowdown_c
+        if slowdown is None:
+            slowdown = th.temp_fallback_slowdown_c
+        high = info.temp_gpu_max_c
+        if high is None:
+            high = slowdown - th.temp_high_margin_c
+        return min(slowdown, high), info.memory_total_mib, th.mem_used_warn_pct
 
     def _gpu_reasons(
         self, idx: int, info: GpuInfo | None, r: GpuReading | None, sample: Sample, now: float

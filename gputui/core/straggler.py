@@ -40,6 +40,28 @@ class _Peers:
             float(r.sm_clock_mhz) for r in readings.values() if r.sm_clock_mhz is not None
         )
 
+    def none_outlying(self, th: Thresholds) -> bool:
+        """True when no GPU of this sample can be an outlier, from two medians per signal.
+
+        Taking one value out of a sorted list leaves a median between that of the list without
+        its largest value (`lo`) and that without its smallest (`hi`). So when the peers'
+        utilisation is below the load floor even at `hi`, or when the lowest utilisation and
+        clock are not far enough below `hi`, `outlier` is None for every GPU; the comparisons
+        are the rule's own, and rounding is monotone, so the bound holds exactly.
+        False only means "look at each GPU".
+        """
+        utils, clocks = self.utils, self.clocks
+        if len(utils) < 2 or len(clocks) == 1:
+            return False
+        hi_util = _median(utils[1:])
+        if hi_util < th.straggler_min_util_pct:
+            return True  # no GPU's peers are under load
+        if utils[0] < hi_util - th.straggler_util_drop_pct:
+            return False
+        if not clocks:
+            return True
+        return clocks[0] >= _median(clocks[1:]) * (1 - th.straggler_clock_drop_pct / 100)
+
     def outlier(self, reading: GpuReading, th: Thresholds) -> str | None:
         """Why `reading` is slow against the other GPUs of this sample, or None."""
         utils = self.utils
@@ -79,16 +101,17 @@ class StragglerDetector:
         th = self.thresholds
         need = th.straggler_samples
         peers = _Peers(readings)
+        judge = not peers.none_outlying(th)
         for idx, reading in readings.items():
-            why = peers.outlier(reading, th)
+            why = peers.outlier(reading, th) if judge else None
             streak = self._streak.get(idx, 0)
             if why is not None:
                 streak = streak + 1 if streak > 0 else 1
                 if streak >= need or idx in self._flagged:
                     self._flagged[idx] = why
             else:
-                streak = streak - 1 if streak < 0 else -1
-                if -streak >= need:
+                streak = max(streak - 1, -need) if streak < 0 else -1  # only ">= need" counts
+                if streak == -need:
                     self._flagged.pop(idx, None)
             self._streak[idx] = streak
         for idx in list(self._streak):

@@ -1,0 +1,152 @@
+"""The health rules' quiet path gives exactly the verdicts of the full rules.
+
+`HostHealth` skips the per-GPU rules for a GPU whose fast readings are inside every limit while
+its host has nothing raised, held or latched, and the straggler rule skips the per-GPU medians
+when two medians prove that no GPU can be an outlier. Both are shortcuts that must never change
+a verdict: here one HostHealth with the shortcuts and one without them (the straggler bound
+cannot be turned off, so it is checked against the plain definition of the rule in
+test_straggler_median.py as well) are fed the same messages and compared after each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gputui.core.health import HostHealth
+from gputui.core.model import Event, GpuInfo, GpuReading, Hello, Sample
+from gputui.core.straggler import _Peers
+from gputui.core.thresholds import Thresholds
+from tests.agent_sim import run_fast, scenario
+
+FAULTS: list[dict[str, Any]] = [
+    {"kind": "xid", "xid": 79},
+    {"kind": "xid", "xid": 63},
+    {"kind": "xid", "xid": 154},
+    {"kind": "ecc_dbe"},
+    {"kind": "ecc_sbe_storm"},
+    {"kind": "thermal_runaway"},
+    {"kind": "power_brake"},
+    {"kind": "pcie_downgrade"},
+    {"kind": "nvlink_errors", "links_down": 1},
+    {"kind": "row_remap_pending"},
+    {"kind": "row_remap_failure"},
+    {"kind": "gpu_lost"},
+    {"kind": "straggler"},
+]
+
+
+def twins() -> tuple[HostHealth, HostHealth]:
+    quick, full = HostHealth(), HostHealth()
+    full.quiet_path = False
+    return quick, full
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f"{f['kind']}{f.get('xid', '')}")
+def test_quiet_path_matches_the_full_rules_on_every_fault(fault: dict[str, Any]) -> None:
+    sc = scenario({**fault, "at": 20.0, "gpus": [2]})
+    stream = run_fast(sc, until=240.0, slow_every=10, seed=5)
+    hello = msgspec.convert(stream.lines[0], Hello)
+    quick, full = twins()
+    quiet_samples = 0
+    for i, msg in enumerate(stream.lines[1:]):
+        if msg["type"] == "event":
+            event = msgspec.convert(msg, Event)
+            quick.observe_event(event, msg["t"])
+            full.observe_event(event, msg["t"])
+        elif msg["type"] == "sample":
+            sample = msgspec.convert(msg, Sample)
+            a = quick.evaluate(hello, sample, sample.t)
+            b = full.evaluate(hello, sample, sample.t)
+            assert a == b, f"message {i}: {msg}"
+            quiet_samples += all(not v.reasons for v in a.gpus.values())
+        if i == 150:  # the operator clears the latches: both go back to quiet together
+            quick.clear()
+            full.clear()
+    assert quiet_samples > 10  # the shortcut was taken, not only the full rules
+
+
+INFO = dict(
+    name="NVIDIA H100 80GB HBM3",
+    memory_total_mib=81559.0,
+    temp_slowdown_c=89.0,
+    temp_gpu_max_c=87.0,
+    pcie_gen_max=5,
+    pcie_width_max=16,
+    nvlink_count=18,
+)
+
+# Readings around every limit: temperatures at and either side of 87/89 C and the fallback,
+# memory either side of 95%, every clock-event bit, slow fields now and then.
+reading = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(["ok"] * 8 + ["lost", "error"]),
+        "util_pct": st.one_of(st.none(), st.sampled_from([0.0, 10.0, 49.0, 60.0, 95.0, 100.0])),
+        "temp_c": st.one_of(st.none(), st.sampled_from([40.0, 83.0, 84.0, 86.9, 87.0, 89.0, 95.0])),
+        "mem_used_mib": st.one_of(
+            st.none(), st.sampled_from([1000.0, 77481.05, 77481.0, 77482.0, 81000.0])
+        ),
+        "clock_events": st.one_of(st.none(), st.sampled_from([0, 1, 4, 8, 32, 64, 128, 136])),
+        "sm_clock_mhz": st.one_of(st.none(), st.sampled_from([300, 1500, 1700, 1980])),
+        "pcie_gen": st.one_of(st.none(), st.none(), st.sampled_from([4, 5])),
+        "pcie_replay": st.one_of(st.none(), st.none(), st.integers(0, 300)),
+        "remap_pending": st.one_of(st.none(), st.none(), st.booleans()),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(reading, min_size=4, max_size=4), min_size=1, max_size=30),
+    st.sampled_from([None, 82.0]),
+)
+def test_quiet_path_matches_the_full_rules_on_any_readings(
+    samples: list[list[dict[str, Any]]], slowdown: float | None
+) -> None:
+    gpus = [
+        GpuInfo(index=i, uuid=f"GPU-{i}", **{**INFO, "temp_slowdown_c": slowdown})  # type: ignore[arg-type]
+        for i in range(4)
+    ]
+    hello = Hello(
+        v=1, host="h", agent_version="t", backend="sim", interval_s=1.0, slow_every=10, gpus=gpus
+    )
+    quick, full = twins()
+    for t, rows in enumerate(samples):
+        readings = []
+        for i, row in enumerate(rows):
+            if row["status"] != "ok":
+                readings.append(GpuReading(index=i, status=row["status"], error="x"))
+            else:
+                readings.append(
+                    GpuReading(index=i, **{k: v for k, v in row.items() if k != "status"})
+                )
+        sample = Sample(v=1, t=float(t), seq=t, gpus=readings)
+        assert quick.evaluate(hello, sample, float(t)) == full.evaluate(hello, sample, float(t))
+
+
+values = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.integers(0, 100).map(float)),
+        st.one_of(st.none(), st.integers(200, 2000)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=1000)
+@example([(90.0, 1900), (90.0, 1900), (90.0, 1900), (90.0, 1900), (60.0, 1900)])
+@example([(90.0, 1900), (90.0, 1900), (90.0, 1900), (90.0, 1900), (90.0, 1500)])
+@given(values)
+def test_no_outlier_bound_never_hides_an_outlier(
+    values: list[tuple[int | None, int | None]],
+) -> None:
+    th = Thresholds()
+    gpus = {i: GpuReading(index=i, util_pct=u, sm_clock_mhz=c) for i, (u, c) in enumerate(values)}
+    peers = _Peers(gpus)
+    if peers.none_outlying(th):
+        assert all(peers.outlier(r, th) is None for r in gpus.values())
