@@ -28,6 +28,7 @@ from gputui.tui.session import MonitorSession
 from gputui.tui.widgets.event_log import EventLog
 from gputui.tui.widgets.fleet_table import FleetTable
 from gputui.tui.widgets.gpu_grid import GpuGrid
+from gputui.tui.widgets.key_bar import KeyBar, KeyEntry, key_line
 from tests.test_tui_fakes import FakeFleet, FakeMonitor, R, factory, small_fleet
 
 WORST_FIRST = [
@@ -744,7 +745,9 @@ async def test_t_opens_the_selected_hosts_triage_report() -> None:
         body = static_text(r, "#triage-body")
         host = r.app.screen.host  # type: ignore[attr-defined]
         assert body == f"TRIAGE {host}: failed -> drain and reboot"
-        assert asked == [(host, 112)]  # the report is rendered for the screen's width
+        # The report is rendered for the width it is shown in (less the scrollbar's column).
+        assert asked == [(host, r.app.screen.query_one("#triage-body").size.width)]
+        assert asked[0][1] == 107  # 120 columns: 95% of them, less border, padding, scrollbar
         await r.press("escape")
         assert not isinstance(r.app.screen, TriageScreen)
 
@@ -754,6 +757,78 @@ async def test_t_without_triage_says_so() -> None:
         await r.press("t")
         assert not isinstance(r.app.screen, TriageScreen)
         assert any("triage is not available" in n.message for n in r.app._notifications)
+
+
+async def test_a_wide_triage_report_fits_an_80_column_screen_unwrapped() -> None:
+    async def runner(host: str, width: int) -> str:
+        return "\n".join(f"{i:<{width}}".replace(" ", "-") for i in range(30))
+
+    async with running(size=(80, 24), triage=runner) as r:
+        await r.press("t")
+        screen = r.app.screen
+        assert isinstance(screen, TriageScreen)
+        await until(r.pilot, lambda: screen.report_text is not None)
+        await r.pilot.pause()
+        body = screen.query_one("#triage-body", Static)
+        assert body.size.width == screen.report_width() == 69
+        assert body.size.height == 30  # one screen line per report line: none wrapped
+
+
+# -- the key bar ------------------------------------------------------------------------------
+
+
+def key_bar(r: Running) -> str:
+    return r.app.screen.query_one(KeyBar).content.plain  # type: ignore[union-attr]
+
+
+HOST_KEYS = ("esc Back", "[ ] Prev/next", "q Quit", "? Help", "x Mark failed", "u Resume")
+FLEET_KEYS = ("/ Filter", "s Sort", "q Quit", "? Help", "x Mark failed", "u Resume")
+
+
+@pytest.mark.parametrize("width", [80, 120])
+async def test_every_key_of_every_screen_is_in_the_key_bar(width: int) -> None:
+    async with running(size=(width, 24)) as r:
+        for keys, where in (
+            (FLEET_KEYS, "fleet"),
+            (("⏎ Open", *FLEET_KEYS), "grid"),
+            (HOST_KEYS, "host"),
+        ):
+            if where == "grid":
+                await r.press("2")
+            elif where == "host":
+                await r.press("1", "enter")
+                assert isinstance(r.app.screen, HostScreen)
+            bar = key_bar(r).rstrip()  # a last space past the edge is left out
+            assert len(bar) <= width, (where, bar)
+            for shown in (*keys, "a Action", "^p palette"):
+                assert shown in bar, (where, shown, bar)
+            if width == 120:  # room for the padded form: entries two spaces apart
+                assert "Mark failed  u Resume" in bar
+
+
+async def test_a_click_on_a_grouped_key_presses_that_key() -> None:
+    async with running(size=(80, 24)) as r:
+        await r.press("enter")
+        screen = r.app.screen
+        assert isinstance(screen, HostScreen) and screen.host == "gpu005"
+        offset = key_bar(r).index("]")
+        await r.pilot.click(KeyBar, offset=(offset, 0))
+        await until(r.pilot, lambda: screen.host == "gpu004")  # the next host
+
+
+def test_the_key_line_closes_up_then_leaves_the_palette_out() -> None:
+    entries = (
+        KeyEntry((("escape", "esc"),), "Back"),
+        KeyEntry((("left_square_bracket", "["), ("right_square_bracket", "]")), "Prev/next"),
+        KeyEntry((("x", "x"),), "Mark failed", enabled=False),
+    )
+    padded = " esc Back  [ ] Prev/next  x Mark failed  ^p palette "
+    assert key_line(entries, 80).plain == padded
+    assert key_line(entries, len(padded) - 1).plain == padded  # less the last space: it fits
+    compact = " esc Back [ ] Prev/next x Mark failed ^p palette"
+    assert key_line(entries, len(padded) - 2).plain == compact
+    assert key_line(entries, len(compact) - 1).plain == " esc Back [ ] Prev/next x Mark failed"
+    assert key_line(entries, 80, palette=False).plain == " esc Back  [ ] Prev/next  x Mark failed "
 
 
 def test_light_sort_keys_order_as_the_rows_do() -> None:

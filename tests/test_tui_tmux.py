@@ -129,6 +129,7 @@ def test_demo_shows_the_fleet_answers_keys_and_quits_leaving_nothing_running(tmu
     tmux.keys("Enter")
     screen = tmux.wait_for(lambda s: "GPU0 " in s and "Back" in s, 15, "the host screen")
     assert re.search(r"util +\d+%", screen) and "seen now" in screen
+    assert "[ ] Prev/next" in screen and "^p palette" in screen  # the whole key bar
     tmux.escape()
     tmux.wait_for(lambda s: "sorted by state" in s, 15, "the fleet table after the host")
     tmux.keys("?")

@@ -56,11 +56,15 @@ class GpuPanel(Widget):
         return gpu_text(self.view, self.content_size.width or 80, self.palette)
 
 
+#: `[` and `]` share one entry of the key bar ("[ ] Prev/next"); the help lists each.
+NEIGHBOURS = Binding.Group("Prev/next")
+
+
 class HostScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,backspace", "back", "Back"),
-        Binding("left_square_bracket", "neighbour(-1)", "Prev host"),
-        Binding("right_square_bracket", "neighbour(1)", "Next host"),
+        Binding("left_square_bracket", "neighbour(-1)", "Prev host", group=NEIGHBOURS),
+        Binding("right_square_bracket", "neighbour(1)", "Next host", group=NEIGHBOURS),
     ]
 
     def __init__(

@@ -14,6 +14,7 @@ from textual.widgets import Label, LoadingIndicator, Static
 
 # Host name and text width -> the report as text (gputui/render/triage.py's table form).
 TriageRunner = Callable[[str, int], Awaitable[str]]
+MIN_WIDTH = 40  # narrower, the report's tables would say little
 
 
 class TriageScreen(ModalScreen[None]):
@@ -38,11 +39,17 @@ class TriageScreen(ModalScreen[None]):
             yield Label("escape closes", classes="hint")
 
     def on_mount(self) -> None:
-        self._run()
+        # Once laid out: the report is rendered for the width it is shown in.
+        self.call_after_refresh(self._run)
+
+    def report_width(self) -> int:
+        """Cells across the report's scroll area, less its scrollbar (always reserved)."""
+        scroll = self.query_one("#triage-scroll", VerticalScroll)
+        return max(MIN_WIDTH, scroll.scrollable_content_region.width)
 
     @work(exclusive=True, group="triage")
     async def _run(self) -> None:
-        width = max(60, self.app.size.width - 8)
+        width = self.report_width()
         try:
             text = await self.runner(self.host, width)
         except Exception as exc:  # a failed triage is shown, never raised into the app

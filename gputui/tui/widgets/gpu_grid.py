@@ -55,7 +55,7 @@ class GpuGrid(ScrollView, can_focus=True):
         Binding("down", "move(0, 1)", "Down", show=False),
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter", "choose", "Open host"),
+        Binding("enter", "choose", "Open"),  # the help says more (GRID_HELP)
     ]
 
     cursor: reactive[int] = reactive(0, init=False)
