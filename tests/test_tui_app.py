@@ -585,6 +585,61 @@ async def test_ops_layer_journals_the_mark_and_runs_the_on_fail_action(tmp_path)
     journal.close()
 
 
+async def test_demo_brings_a_spare_in_and_the_table_shows_the_spares(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`gputui demo`'s config and actions on the scripted fleet: its last two hosts are spares,
+    recognisable in the table; marking a host failed drains it, then brings the healthy spare
+    in through the demo's activate-spare, both written to the stand-in scheduler's log."""
+    from gputui.cli.demo_setup import demo_config
+    from gputui.ops.actions import OperatorActions
+    from gputui.ops.journal import Journal
+    from gputui.tui.ops_operator import OpsOperator
+
+    fleet = small_fleet()
+    log = tmp_path / "scheduler.log"
+    config = demo_config(list(fleet.scripts), log)
+    assert config.groups["demo"].spares == ("gpu009", "gpu010")
+    for name in config.groups["demo"].spares:
+        fleet.scripts[name].spare = True
+    journal = Journal.open(tmp_path / "journal.sqlite3")
+    holder: list[OperatorActions] = []
+    async with running(fleet, operator=OpsOperator(lambda: holder[0] if holder else None)) as r:
+        holder.append(OperatorActions(config, journal, monitor=r.monitor))  # type: ignore[arg-type]
+        assert cell(r, "gpu009", "state") == "ok" and cell(r, "gpu009", "why") == "spare"
+        assert cell(r, "gpu010", "state") == "connecting" and cell(r, "gpu010", "why") == "spare"
+        assert cell(r, "gpu001", "why") == ""
+        await r.press("slash", *"spare", "enter")  # the word finds the spares
+        assert sorted(r.table.shown) == ["gpu009", "gpu010"]
+        await r.press("slash", "escape")
+        await r.press("x", "enter")  # the prefilled reason; then the drain's preview
+        assert isinstance(r.app.screen, PreviewDialog)
+        await r.press("y")
+        await until(r.pilot, lambda: cell(r, "gpu005", "state") == "marked-failed")
+        # gpu010 has not said hello: the first healthy spare is gpu009.
+        await until(r.pilot, lambda: isinstance(r.app.screen, PreviewDialog))
+        offer = r.app.screen
+        assert isinstance(offer, PreviewDialog)
+        assert offer.question == "Bring spare gpu009 into service in place of gpu005?"
+        shown = str(offer.query_one("#preview", Static).content)
+        assert "demo scheduler: $*" in shown and "NodeName=gpu009 State=RESUME" in shown
+        await r.press("y")
+        await until(r.pilot, lambda: "spare gpu009" in r.app.fleet_screen.event_log.lines()[0])
+        assert "done (journaled)" in r.app.fleet_screen.event_log.lines()[0]
+        assert journal.node_states()["gpu009"].state == "spare_active"
+        await r.tick()
+        assert cell(r, "gpu009", "state") == "ok" and cell(r, "gpu009", "why") == "spare"
+        r.table.select_host("gpu009")
+        await r.press("enter")
+        assert isinstance(r.app.screen, HostScreen)
+        assert "spare" in static_text(r.app.screen, "#host-title")
+        await holder[0].aclose()
+    assert log.read_text().splitlines() == [
+        "demo scheduler: scontrol update NodeName=gpu005 State=DRAIN "
+        "Reason=gputui: GPU3 XID 79: GPU has fallen off the bus",
+        "demo scheduler: scontrol update NodeName=gpu009 State=RESUME",
+    ]
+    journal.close()
+
+
 # -- help, palette, theme, risk, quit ---------------------------------------------------------
 
 
@@ -689,7 +744,7 @@ async def test_demo_mark_failed_writes_the_scheduler_log_journals_and_leaves_ris
     the risk panel stops counting the node's GPUs."""
     from pathlib import Path
 
-    from gputui.cli.tui_cmd import demo_actions
+    from gputui.cli.demo_setup import demo_actions
     from gputui.config import Config, HostGroup, HostSpec
     from gputui.ops.actions import OperatorActions
     from gputui.ops.journal import Journal

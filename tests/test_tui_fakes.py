@@ -137,6 +137,7 @@ class HostScript:
     labels: dict[str, str] = field(default_factory=dict)
     marked_failed: bool = False
     said_hello: bool = True
+    spare: bool = False  # listed as a spare of its group
 
 
 def _verdict(reasons: list[Reason]) -> Verdict:
@@ -201,7 +202,9 @@ class FakeFleet:
 
     def host(self, s: HostScript) -> HostSnapshot:
         if not s.said_hello:
-            return HostSnapshot(name=s.name, state=HostState.CONNECTING, labels=s.labels)
+            return HostSnapshot(
+                name=s.name, state=HostState.CONNECTING, labels=s.labels, spare=s.spare
+            )
         if s.last_tick is not None and s.name not in self.samples:
             sample = self._sample(s, s.last_tick)
             self.samples[s.name] = (T0 + s.last_tick, sample)
@@ -229,6 +232,7 @@ class FakeFleet:
             backend="sim",
             verdict=verdict,
             marked_failed=s.marked_failed,
+            spare=s.spare,
         )
 
     def snapshot(self) -> FleetSnapshot:

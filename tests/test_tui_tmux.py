@@ -115,6 +115,9 @@ def test_demo_shows_the_fleet_answers_keys_and_quits_leaving_nothing_running(tmu
     assert "HOST" in screen and "STATE" in screen and "8 hosts 64 GPUs" in screen
     assert re.search(r"^ sim-001 +\w+ +8 +\d+/\d+ +\d+C", screen, re.M), screen
     assert "q Quit" in screen and "? Help" in screen
+    # The demo's last two hosts are its spares, idle, and say so.
+    for spare in ("sim-007", "sim-008"):
+        assert re.search(rf"^ {spare} +ok +8 +0/0 .* spare *$", screen, re.M), screen
     # State words are coloured (a 256-colour or truecolour foreground right before them).
     assert re.search(r"\x1b\[38;[25];[\d;]+m ?ok", tmux.screen(colours=True))
 

@@ -31,53 +31,6 @@ if TYPE_CHECKING:
 
 DEMO_HOSTS = 32
 
-# The demo's stand-in scheduler: a fixed script appends the command it was given, one argument
-# per word, to a log file and prints it. The node and reason arrive as separate arguments
-# ("$@"), never as shell text, exactly as a real action's placeholders do.
-_APPEND_TO_LOG = 'printf "%s\\n" "demo scheduler: $*" | tee -a "$0"'
-
-
-def demo_actions(scheduler_log: Path) -> dict[str, dict[str, object]]:
-    """Demo actions run locally and stand for the scheduler commands they name: the demo fleet
-    has no scheduler, yet every flow (preview, confirm, journal, output in the log) is real."""
-    return {
-        "drain": {
-            "argv": [
-                "sh",
-                "-c",
-                _APPEND_TO_LOG,
-                str(scheduler_log),
-                "scontrol",
-                "update",
-                "NodeName={node}",
-                "State=DRAIN",
-                "Reason=gputui: {reason}",
-            ],
-            "on_fail": True,
-            "confirm": True,
-            "description": f"demo: writes the Slurm drain it stands for to {scheduler_log}",
-        },
-        **DEMO_ACTIONS,
-    }
-
-
-DEMO_ACTIONS: dict[str, dict[str, object]] = {
-    "resume": {
-        "argv": ["echo", "demo, no scheduler: scontrol update NodeName={node} State=RESUME"],
-        "on_resume": True,
-        "confirm": True,
-        "description": "demo: prints the Slurm resume it stands for",
-    },
-    "requeue-jobs": {
-        "steps": [
-            {"argv": ["printf", "4101\\n4102\\n"]},
-            {"argv": ["echo", "demo, no scheduler: scontrol requeue {job}"], "for_each_line": True},
-        ],
-        "confirm": True,
-        "description": "demo: lists two jobs, prints the requeue of each",
-    },
-}
-
 
 class Wiring:
     """Opens the monitor with what runs beside it: the journal recorder and the operator's
@@ -224,10 +177,9 @@ def demo(
     ] = False,
 ) -> None:
     """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
+    from gputui.cli.demo_setup import demo_config, demo_fleet_with_spares
     from gputui.cli.fleet import fail
     from gputui.collect.demo import DemoFleet
-    from gputui.collect.fleet import demo_fleet_and_monitor
-    from gputui.config import Config, HostGroup, HostSpec
 
     if not 1 <= n_hosts <= 5000:
         raise fail("--hosts takes a number of hosts from 1 to 5000")
@@ -239,17 +191,11 @@ def demo(
 
     @contextlib.asynccontextmanager
     async def open_monitor() -> AsyncIterator[FleetMonitor]:
-        async with demo_fleet_and_monitor(
+        async with demo_fleet_with_spares(
             n_hosts, seed=seed, interval_s=interval, tick_s=interval
         ) as (fleet, m):
             running.append((fleet, time.monotonic()))
-            names = tuple(m.hosts)
-            config = Config(
-                path=Path("demo"),
-                hosts=[HostSpec(name=n, group="demo") for n in names],
-                groups={"demo": HostGroup(name="demo", hosts=names)},
-                actions=demo_actions(Path(scratch.name) / "scheduler.log"),
-            )
+            config = demo_config(list(m.hosts), Path(scratch.name) / "scheduler.log")
             async with wiring.attach(m, config):
                 yield m
 

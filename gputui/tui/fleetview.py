@@ -108,6 +108,14 @@ def fmt_mem(stats: HostStats) -> str:
     return f"{100 * stats.mem_used_mib / stats.mem_total_mib:.0f}%"
 
 
+def row_why(host: HostSnapshot) -> str:
+    """The WHY cell: the worst reason in words, after "spare" for a spare of its group."""
+    why = host_why(host)
+    if host.spare:
+        return f"spare · {why}" if why else "spare"
+    return why
+
+
 def fresh_after(host: HostSnapshot) -> float:
     """Below this age a sample counts as current: a little over two sample intervals."""
     interval = host.hello.interval_s if host.hello is not None else 1.0
@@ -147,7 +155,7 @@ def host_row(host: HostSnapshot, now: float) -> HostRow:
         fmt_power(stats),
         fmt_mem(stats),
         fmt_age(age, fresh_after(host)),
-        host_why(host),
+        row_why(host),
     )
     return HostRow(host.name, label, host.state in DIMMED_STATES, stats, age, cells)
 

@@ -22,7 +22,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
-from gputui.render.report import host_label, host_why
+from gputui.render.report import host_label
 from gputui.tui.fleetview import (
     COLUMNS,
     SORT_KEYS,
@@ -33,6 +33,7 @@ from gputui.tui.fleetview import (
     age_moved,
     host_row,
     light_sort_key,
+    row_why,
 )
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
 
@@ -185,7 +186,7 @@ class FleetTable(DataTable[str]):
             else:
                 label = host_label(host)
             if self.filter:
-                why = rows[name].cells[-1] if full else host_why(host)
+                why = rows[name].cells[-1] if full else row_why(host)
                 if not self.filter.matches(host, label, why):
                     continue
             latest[name] = host
