@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from operator import attrgetter
 
 from gputui.collect.history import HostHistory
 from gputui.collect.protocol import StreamDecoder
@@ -29,6 +30,7 @@ CORE_SIGNALS = (
     ("power_w", "power"),
     ("mem_used_mib", "memory"),
 )
+_core_signals_of = attrgetter(*(field for field, _ in CORE_SIGNALS))
 
 
 def missing_signals(sample: Sample) -> str:
@@ -38,8 +40,8 @@ def missing_signals(sample: Sample) -> str:
     """
     gaps: dict[str, list[int]] = {}
     for r in sample.gpus:
-        if r.status != "ok":
-            continue
+        if r.status != "ok" or None not in _core_signals_of(r):
+            continue  # the usual case, in one C call
         for field, words in CORE_SIGNALS:
             if getattr(r, field) is None:
                 gaps.setdefault(words, []).append(r.index)

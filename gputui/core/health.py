@@ -29,6 +29,7 @@ from gputui.core.model import (
     CLOCK_EVENT_HW_SLOWDOWN,
     CLOCK_EVENT_HW_THERMAL_SLOWDOWN,
     CLOCK_EVENT_SW_THERMAL_SLOWDOWN,
+    OK_VERDICT,
     Action,
     Event,
     GpuInfo,
@@ -62,6 +63,8 @@ _COUNTERS = (
     "nvlink_crc_flit",
     "nvlink_crc_data",
 )
+_counters_of = attrgetter(*_COUNTERS)
+_NO_COUNTERS = (None,) * len(_COUNTERS)
 _NVLINK_COUNTERS = ("nvlink_replay", "nvlink_recovery", "nvlink_crc_flit", "nvlink_crc_data")
 
 # Clock-event bits that mean trouble (SwPowerCap at TDP is normal, idle is normal).
@@ -144,6 +147,7 @@ class HostHealth:
         # the memory total and the memory-use limit (see `_quiet`); built with the inventory.
         self._quiet_limits: dict[int, tuple[float, float | None, float]] = {}
         self.quiet_path = True  # off only to check the quiet path against the full rules
+        self._all_ok: HostVerdict | None = None  # the verdict of a quiet sample, made once
 
     # ----------------------------------------------------------------------------------------
     # Events and operator actions
@@ -275,6 +279,19 @@ class HostHealth:
             or self._down
         )
         limits = self._quiet_limits
+        if (
+            quiet
+            and not stragglers
+            and limits  # no GPU at all is a reason of its own
+            and readings.keys() == limits.keys()
+            and all(_quiet(r, limits[i]) for i, r in readings.items())
+        ):
+            # What the loop below would build: every GPU and the host ok, with no reason.
+            if self._all_ok is None or self._all_ok.gpus.keys() != limits.keys():
+                self._all_ok = HostVerdict(
+                    host=OK_VERDICT, gpus=dict.fromkeys(sorted(limits), OK_VERDICT)
+                )
+            return self._all_ok
 
         gpus: dict[int, Verdict] = {}
         host_reasons: list[Reason] = []
@@ -458,17 +475,20 @@ class HostHealth:
     # -- slow signals --------------------------------------------------------------------------
 
     def _judge_counters(self, idx: int, r: GpuReading, now: float) -> None:
-        values = {name: v for name in _COUNTERS if (v := getattr(r, name)) is not None}
-        if not values:
-            return
+        read = _counters_of(r)
+        if read == _NO_COUNTERS:
+            return  # a fast sample: no counter in it
+        values = {name: v for name, v in zip(_COUNTERS, read, strict=True) if v is not None}
         base = self._counters.get(idx)
+        th = self.thresholds
+        if base == values and th.pcie_replay_rise_min > 0 and th.nvlink_errors_rise_min > 0:
+            return  # nothing rose or fell: no rule can fire and the baseline stays
         if base is not None and any(v < base[n] for n, v in values.items() if n in base):
             self._reset_seen(idx)  # counters restart from zero when the GPU is reset
             base = None
         if base is None:
             self._counters[idx] = values
             return
-        th = self.thresholds
         if "pcie_replay" in values and "pcie_replay" in base:
             rise = values["pcie_replay"] - base["pcie_replay"]
             if rise >= th.pcie_replay_rise_min:
