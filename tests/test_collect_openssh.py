@@ -16,7 +16,7 @@ import pytest
 
 from gputui.collect.feed import Backoff
 from gputui.collect.launch import AgentInvocation
-from gputui.collect.ssh import SshContext, SshOptions
+from gputui.collect.ssh import CIPHERS, SshContext, SshOptions
 from gputui.collect.ssh_source import SshSource
 from gputui.core.model import HostState
 from tests.openssh import OpenSshServer, ssh_keygen
@@ -211,3 +211,28 @@ async def test_host_without_python_falls_back_to_nvidia_smi(tmp_path: Path, with
         assert snap.sample is not None and snap.sample.gpus[0].temp_c is not None
     else:
         assert snap.state_reason == "neither python nor nvidia-smi found on this host"
+
+
+async def test_aes_gcm_is_negotiated_unless_ssh_config_says_otherwise(site: Site) -> None:
+    ctx = site.context()
+    conn = await ctx.connect("gpu-direct")
+    try:
+        expected = "aes128-gcm@openssh.com" if CIPHERS[0].startswith("aes") else CIPHERS[0]
+        assert conn.get_extra_info("recv_cipher") == expected
+    finally:
+        conn.close()
+        await conn.wait_closed()
+    # The user's Ciphers line wins, as it does for `ssh`.
+    config = site.tmp / "ssh_config"
+    config.write_text(
+        config.read_text().replace(
+            "Host gpu-direct\n",
+            "Host gpu-direct\n  Ciphers aes256-ctr,chacha20-poly1305@openssh.com\n",
+        )
+    )
+    conn = await site.context().connect("gpu-direct")
+    try:
+        assert conn.get_extra_info("recv_cipher") == "aes256-ctr"
+    finally:
+        conn.close()
+        await conn.wait_closed()

@@ -12,7 +12,7 @@ import pytest
 
 from gputui.collect.feed import Backoff
 from gputui.collect.launch import AgentInvocation
-from gputui.collect.ssh import SshContext, SshOptions
+from gputui.collect.ssh import SshContext, SshOptions, cipher_preference
 from gputui.collect.ssh_source import SshSource
 from gputui.core.model import HostState
 from tests.sshfake import FakeFleet, FakeHost, hello_line, sample_line
@@ -239,3 +239,11 @@ async def test_two_hundred_hosts_with_a_handshake_bound(
         await asyncio.gather(*tasks, return_exceptions=True)
     assert 1 < peak <= 16  # handshakes overlapped, but never more than the bound
     assert all(h.sessions == 1 for h in fleet.hosts.values())
+
+
+def test_cipher_preference_puts_aes_gcm_first_only_with_aes_instructions() -> None:
+    with_aes = cipher_preference(True)
+    without = cipher_preference(False)
+    assert with_aes[:2] == ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+    assert sorted(with_aes) == sorted(without)  # the same set, another order
+    assert without[0] == "chacha20-poly1305@openssh.com"  # asyncssh's own order

@@ -5,8 +5,14 @@ the known_hosts file, the client keys, the bound on concurrent handshakes, and o
 connection per ProxyJump value (asyncssh would otherwise open a bastion connection per target).
 
 Host aliases are resolved through the user's ssh_config files exactly as `ssh ALIAS` would
-(HostName, User, Port, IdentityFile, ProxyJump); connection failures become `HostError`s whose
-text an operator can act on.
+(HostName, User, Port, IdentityFile, ProxyJump, Ciphers); connection failures become
+`HostError`s whose text an operator can act on.
+
+Cipher: unless ssh_config sets `Ciphers`, AES-GCM comes first where the CPU has AES
+instructions. A monitor decrypts one packet per host per second, thousands a second for a
+fleet; asyncssh's first choice, chacha20-poly1305, costs about 16 us a 1.5 KB packet in
+Python (a cipher and a MAC object per packet) against 3.5 us for AES-GCM (one OpenSSL call),
+and AES-GCM is as strong. Both ends support it (OpenSSH has since 6.2).
 """
 
 from __future__ import annotations
@@ -16,13 +22,38 @@ import getpass
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import asyncssh
 from asyncssh.config import SSHClientConfig
+from asyncssh.encryption import get_default_encryption_algs
 
 DEFAULT_KEY_FILES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+def _cpu_has_aes() -> bool:
+    """Whether the CPU has AES instructions (x86 AES-NI, the ARMv8 crypto extension)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return "aes" in line.split(":", 1)[-1].split()
+    except OSError:
+        pass
+    return False
+
+
+def cipher_preference(has_aes: bool) -> list[str]:
+    """asyncssh's default ciphers, with AES-GCM moved first on a CPU with AES instructions."""
+    default = [a.decode() for a in get_default_encryption_algs()]
+    if not has_aes:
+        return default
+    gcm = [a for a in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if a in default]
+    return gcm + [a for a in default if a not in gcm]
+
+
+CIPHERS = cipher_preference(_cpu_has_aes())
 
 
 @dataclass(frozen=True)
@@ -49,6 +80,7 @@ class SshTarget:
     user: str
     identity_files: tuple[str, ...] = ()
     proxy_jump: str | None = None
+    ciphers: str | None = None  # ssh_config's Ciphers, as written
 
     @property
     def known_hosts_name(self) -> str:
@@ -112,7 +144,16 @@ class SshContext:
         proxy = cfg.get("ProxyJump")
         identity_files = tuple(str(Path(str(p)).expanduser()) for p in identity)  # type: ignore[attr-defined]
         proxy_jump = str(proxy) if proxy and str(proxy).lower() != "none" else None
-        return SshTarget(alias, hostname, port, user, identity_files, proxy_jump)
+        ciphers = cfg.get("Ciphers")
+        return SshTarget(
+            alias,
+            hostname,
+            port,
+            user,
+            identity_files,
+            proxy_jump,
+            str(ciphers) if ciphers else None,
+        )
 
     # -- keys and known hosts ---------------------------------------------------------------
 
@@ -176,6 +217,7 @@ class SshContext:
                     keepalive_interval=opts.keepalive_interval_s,
                     keepalive_count_max=opts.keepalive_count_max,
                     agent_path=os.environ.get("SSH_AUTH_SOCK") or None,
+                    encryption_algs=target.ciphers or CIPHERS,
                 )
             except Exception as exc:  # every failure becomes this host's state, never a crash
                 raise self.classify(target, exc) from exc
@@ -194,24 +236,11 @@ class SshContext:
             for hop in hops:
                 user, _, host = hop.rpartition("@")
                 target = self.resolve(host.split(":")[0])
+                target = replace(target, proxy_jump=None)
                 if ":" in host:
-                    target = SshTarget(
-                        target.alias,
-                        target.hostname,
-                        int(host.split(":")[1]),
-                        target.user,
-                        target.identity_files,
-                        None,
-                    )
+                    target = replace(target, port=int(host.split(":")[1]))
                 if user:
-                    target = SshTarget(
-                        target.alias,
-                        target.hostname,
-                        target.port,
-                        user,
-                        target.identity_files,
-                        None,
-                    )
+                    target = replace(target, user=user)
                 try:
                     tunnel = await self._connect_target(target, tunnel)
                 except HostError as exc:
