@@ -30,12 +30,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
 
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("gputui", "floor", "exec", "connect")
+# The same strategies over gputui's cipher choice (AES-GCM first, gputui.collect.ssh.CIPHERS)
+# instead of asyncssh's default (chacha20-poly1305), to tell the cipher's share from the rest.
+GCM = ("floor-gcm", "exec-gcm", "connect-gcm")
 BASELINE = "gputui-baseline"  # gputui's client from --baseline-src, for before/after in one run
 
 
@@ -58,9 +62,17 @@ def cpu_s() -> float:
 
 
 class Counter:
+    """Samples received and hosts seen; the harness reads them through `refresh()`.
+
+    Strategies that count as they receive leave `refresh` as is; gputui's client counts what
+    the monitor holds, and only when asked (at the window's edges and while waiting for every
+    host), so the harness adds no periodic work to the process it measures.
+    """
+
     def __init__(self) -> None:
         self.samples = 0
         self.hosts_seen: set[str] = set()
+        self.refresh: Callable[[], None] = lambda: None
 
 
 async def client_gputui(names: list[str], directory: Path, interval: float, c: Counter) -> None:
@@ -82,14 +94,19 @@ async def client_gputui(names: list[str], directory: Path, interval: float, c: C
             async for _snap in monitor.snapshots():
                 pass
 
+        def refresh() -> None:
+            c.samples = sum(rt.decoder.stats.good for rt in monitor.hosts.values())
+            c.hosts_seen = {n for n, rt in monitor.hosts.items() if rt.sample is not None}
+
+        c.refresh = refresh
         task = asyncio.create_task(consume())
         try:
-            while True:
-                await asyncio.sleep(0.1)
-                c.samples = sum(rt.decoder.stats.good for rt in monitor.hosts.values())
-                c.hosts_seen = {n for n, rt in monitor.hosts.items() if rt.sample is not None}
+            await asyncio.Event().wait()
         finally:
             task.cancel()
+
+
+CIPHER_CHOICE: dict[str, object] = {}  # extra asyncssh.connect options of this process
 
 
 async def _connect(
@@ -97,7 +114,11 @@ async def _connect(
 ) -> asyncssh.SSHClientConnection:
     async with sem:
         return await asyncssh.connect(
-            name, config=[str(directory / "ssh_config")], known_hosts=kh, client_keys=keys
+            name,
+            config=[str(directory / "ssh_config")],
+            known_hosts=kh,
+            client_keys=keys,
+            **CIPHER_CHOICE,  # type: ignore[arg-type]
         )
 
 
@@ -170,6 +191,11 @@ async def run_client(
 ) -> dict[str, object]:
     names = [f"h{i:05d}" for i in range(n)]
     counter = Counter()
+    if strategy in GCM:
+        from gputui.collect.ssh import CIPHERS
+
+        CIPHER_CHOICE["encryption_algs"] = CIPHERS
+        strategy = strategy.removesuffix("-gcm")
     t0 = time.monotonic()
     task = asyncio.create_task(CLIENTS[strategy](names, directory, interval, counter))
     all_streaming_s: float | None = None
@@ -177,13 +203,17 @@ async def run_client(
         await asyncio.sleep(0.05)
         if task.done():
             task.result()
+        counter.refresh()
         if len(counter.hosts_seen) == n:
             all_streaming_s = time.monotonic() - t0
             break
     await asyncio.sleep(2 * interval)  # let the start-up burst pass
+    counter.refresh()
     cpu0, s0, w0 = cpu_s(), counter.samples, time.monotonic()
     await asyncio.sleep(seconds)
-    cpu1, s1, w1 = cpu_s(), counter.samples, time.monotonic()
+    cpu1, w1 = cpu_s(), time.monotonic()
+    counter.refresh()  # synchronous: no sample arrives between the two lines
+    s1 = counter.samples
     rss = rss_mib()
     task.cancel()
     with contextlib.suppress(BaseException):
@@ -240,7 +270,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, nargs="+", default=[100, 1000])
     ap.add_argument(
-        "--strategies", nargs="+", default=list(STRATEGIES), choices=(*STRATEGIES, BASELINE)
+        "--strategies", nargs="+", default=list(STRATEGIES), choices=(*STRATEGIES, *GCM, BASELINE)
     )
     ap.add_argument(
         "--baseline-src",
@@ -322,10 +352,11 @@ def main() -> None:
         row: dict[str, object] = {"hosts": n}
         for s, r in by.items():
             if s != "gputui" and r["us_per_host_sample"]:
-                key = "gputui_over_floor" if s == "floor" else f"{s}_over_gputui"
+                below = s.startswith("floor") or s == BASELINE  # gputui over it, not it over gputui
+                key = f"gputui_over_{s}" if below else f"{s}_over_gputui"
                 if s == BASELINE:
                     key = "gputui_over_baseline"
-                a, b = (g, r) if s in ("floor", BASELINE) else (r, g)
+                a, b = (g, r) if below else (r, g)
                 cost_a, cost_b = str(a["us_per_host_sample"]), str(b["us_per_host_sample"])
                 row[key] = round(float(cost_a) / float(cost_b), 2)
         ratios.append(row)

@@ -26,7 +26,20 @@ LABELS = {
     "floor": "floor (bare asyncssh stream + json.loads)",
     "exec": "exec per poll (gpustat-web)",
     "connect": "connection per refresh (nvidia-smi-remote)",
+    "floor-gcm": "floor, AES-GCM as gputui",
+    "exec-gcm": "exec per poll, AES-GCM as gputui",
+    "connect-gcm": "connection per refresh, AES-GCM as gputui",
 }
+
+# Ratio columns: (key in the JSON, header); a column shows when a run measured it.
+RATIO_COLUMNS = (
+    ("gputui_over_floor", "gputui / floor"),
+    ("gputui_over_floor-gcm", "gputui / floor (AES-GCM)"),
+    ("exec_over_gputui", "exec-per-poll / gputui"),
+    ("exec-gcm_over_gputui", "exec-per-poll (AES-GCM) / gputui"),
+    ("connect_over_gputui", "connect-per-refresh / gputui"),
+    ("connect-gcm_over_gputui", "connect-per-refresh (AES-GCM) / gputui"),
+)
 
 
 def md(header: list[str], rows: Table) -> str:
@@ -85,26 +98,21 @@ def ingest(d: dict[str, Any]) -> str:
         "all streaming after",
     ]
     short = {
-        r["hosts"]
+        (r["hosts"], r["strategy"])
         for r in d["results"]
-        if r["strategy"] == "connect" and r["samples_per_s"] < 0.9 * r["expected_samples_per_s"]
+        if r["samples_per_s"] < 0.9 * r["expected_samples_per_s"]
     }
-    ratios = [
-        [
-            n(r["hosts"]),
-            ratio(r, "gputui_over_floor"),
-            ratio(r, "exec_over_gputui"),
-            ratio(r, "connect_over_gputui")
-            + (" (and fewer samples: it cannot keep up)" if r["hosts"] in short else ""),
-        ]
-        for r in d["ratios"]
-    ]
-    ratio_header = [
-        "hosts",
-        "gputui / floor",
-        "exec-per-poll / gputui",
-        "connect-per-refresh / gputui",
-    ]
+    columns = [(k, h) for k, h in RATIO_COLUMNS if any(k in r for r in d["ratios"])]
+    ratios = []
+    for r in d["ratios"]:
+        row = [n(r["hosts"])]
+        for key, _ in columns:
+            cell = ratio(r, key)
+            if (r["hosts"], key.split("_over_")[0]) in short:
+                cell += " (and fewer samples: it cannot keep up)"
+            row.append(cell)
+        ratios.append(row)
+    ratio_header = ["hosts", *(h for _, h in columns)]
     return md(header, rows) + "\n\nRatios from the same run:\n\n" + md(ratio_header, ratios)
 
 
