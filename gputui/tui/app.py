@@ -9,13 +9,12 @@ waiting for an answer never holds up the ticks.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -27,8 +26,10 @@ if TYPE_CHECKING:
 
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
 from gputui.render.report import host_label, host_why
+from gputui.tui.acyclic import patch_strip_self_caching
 from gputui.tui.commands import HostCommands
 from gputui.tui.fleetview import LABEL_RANK, severity
+from gputui.tui.gc_pacing import GcPacer
 from gputui.tui.hostview import gpu_views
 from gputui.tui.operator import OperatorPort, Outcome, Prepared, RequestKind, SessionOperator
 from gputui.tui.palette import Palette
@@ -44,19 +45,6 @@ from gputui.tui.widgets.risk_panel import Record
 HOST_SCREEN = "host"
 HOST_EVENTS = 50  # recent events kept per host for its screen
 TICK_SAMPLES = 600  # per-tick timings kept for `tick_ms` (the benchmark reads them)
-
-
-def tune_gc() -> None:
-    """Take the app's start-up objects out of the cyclic GC's full collections.
-
-    Everything made until the first snapshot is on screen (Textual, the widgets, the monitor)
-    lives as long as the app. Freezing it leaves the full collections, which at 1,000 hosts
-    run every second or two, only the objects the ticks create to walk: they pause the app
-    about half as long (60-70 ms instead of 120 on the build machine, benchmarks/tui_cost.py).
-    Fewer, longer pauses (a higher threshold) were tried and rejected: one 200 ms stall is
-    worse than several short ones.
-    """
-    gc.freeze()
 
 
 class FleetUpdated(Message):
@@ -94,6 +82,7 @@ class GpuTuiApp(App[None]):
         tune_gc: bool = False,
         triage: TriageRunner | None = None,
     ) -> None:
+        patch_strip_self_caching()  # acyclic.py: lines drawn whole no longer refer to themselves
         super().__init__()
         self.triage_runner = triage
         self.session = session
@@ -105,7 +94,8 @@ class GpuTuiApp(App[None]):
         self.ticks = 0
         self.palette = Palette.from_theme(None)
         self._clock = clock
-        self._tune_gc = tune_gc
+        # Full garbage collections paced by the app (gc_pacing.py), as `gputui` runs it.
+        self.gc_pacer = GcPacer() if tune_gc else None
         self._risk_settings = risk_settings
         self._record = record
         self._applied = asyncio.Event()
@@ -180,8 +170,10 @@ class GpuTuiApp(App[None]):
         screen = self.fleet_screen
         if first:
             screen.set_note("")
-            if self._tune_gc:
-                self.call_after_refresh(tune_gc)
+            if self.gc_pacer is not None:
+                self.call_after_refresh(self.gc_pacer.start)  # start-up objects, on screen
+        elif self.gc_pacer is not None:
+            self.call_after_refresh(self.gc_pacer.after_tick)
         screen.apply(snapshot)
         screen.add_events(events)
         if isinstance(self.screen, HostScreen):
@@ -289,11 +281,18 @@ class GpuTuiApp(App[None]):
 
     # -- actions --------------------------------------------------------------------------
 
+    async def on_event(self, event: events.Event) -> None:
+        if self.gc_pacer is not None and isinstance(event, (events.Key, events.MouseDown)):
+            self.gc_pacer.input_seen()
+        await super().on_event(event)
+
     async def action_quit(self) -> None:
         """Close every connection (so every agent exits with it), then leave."""
         if self._quitting:
             return
         self._quitting = True
+        if self.gc_pacer is not None:
+            self.gc_pacer.stop()
         self.fleet_screen.set_note("stopping: closing every connection...")
         self._applied.set()
         await self.session.close()

@@ -23,6 +23,7 @@ from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
 from gputui.render.report import host_label
+from gputui.tui.acyclic import AcyclicLRUCache
 from gputui.tui.fleetview import (
     COLUMNS,
     SORT_KEYS,
@@ -43,6 +44,7 @@ _PLAIN = Style()
 _REBUILD_AFTER_REMOVALS = 64
 _MARGIN = 5  # rows beyond the view kept current, so a small scroll shows no old values
 CELL_CACHE = 1024
+LINE_CACHE = 256  # rendered rows and lines: a few screens' worth, cursor variants included
 
 
 class FleetTable(DataTable[str]):
@@ -79,10 +81,19 @@ class FleetTable(DataTable[str]):
         self._version = 0
         self._cell_version: dict[tuple[RowKey, ColumnKey], int] = {}
         # About two screens of cells (cursor and hover variants included): what is in view.
-        self._rendered: LRUCache[tuple[object, ...], SegmentLines] = LRUCache(CELL_CACHE)
-        # DataTable's own cell cache is keyed by the update count, so with the cache above its
-        # entries are never hit again: keep it small, it only holds garbage for the GC to walk.
-        self._cell_render_cache = LRUCache(CELL_CACHE)
+        self._rendered: LRUCache[tuple[object, ...], SegmentLines] = AcyclicLRUCache(CELL_CACHE)
+        # DataTable's own caches, of the same interface without reference cycles (acyclic.py:
+        # DataTable clears them on every sort, row change and cursor move, and a cleared
+        # textual LRUCache leaves its entries for the cyclic GC). Its cell cache is keyed by
+        # the update count, so with the cache above its entries are never hit again: keep it
+        # small. Its row and line caches are keyed by that count too (and by the cursor), so
+        # after a tick only what is in view can be hit: a few screens' worth.
+        self._cell_render_cache = AcyclicLRUCache(CELL_CACHE)
+        self._row_render_cache = AcyclicLRUCache(LINE_CACHE)
+        self._row_renderable_cache = AcyclicLRUCache(LINE_CACHE)
+        self._line_cache = AcyclicLRUCache(LINE_CACHE)
+        self._offset_cache = AcyclicLRUCache(1)
+        self._ordered_row_cache = AcyclicLRUCache(1)
 
     # -- public ---------------------------------------------------------------------------
 
