@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from gputui.core.health import HostHealth
 from gputui.core.model import Event, GpuInfo, GpuReading, Hello, Sample
-from gputui.core.straggler import _Peers
+from gputui.core.straggler import StragglerDetector, _Peers
 from gputui.core.thresholds import Thresholds
 from tests.agent_sim import run_fast, scenario
 
@@ -150,3 +150,71 @@ def test_no_outlier_bound_never_hides_an_outlier(
     peers = _Peers(gpus)
     if peers.none_outlying(th):
         assert all(peers.outlier(r, th) is None for r in gpus.values())
+
+
+class PlainStragglers:
+    """The straggler rule without shortcuts: every GPU judged against its peers every sample."""
+
+    def __init__(self, th: Thresholds) -> None:
+        self.th = th
+        self.streak: dict[int, int] = {}
+        self.flagged: dict[int, str] = {}
+
+    def update(self, readings: dict[int, GpuReading]) -> dict[int, str]:
+        peers = _Peers(readings)
+        for idx, reading in readings.items():
+            why = peers.outlier(reading, self.th)
+            streak = self.streak.get(idx, 0)
+            if why is not None:
+                streak = streak + 1 if streak > 0 else 1
+                if streak >= self.th.straggler_samples or idx in self.flagged:
+                    self.flagged[idx] = why
+            else:
+                streak = streak - 1 if streak < 0 else -1
+                if -streak >= self.th.straggler_samples:
+                    self.flagged.pop(idx, None)
+            self.streak[idx] = streak
+        for idx in list(self.streak):
+            if idx not in readings:
+                del self.streak[idx]
+                self.flagged.pop(idx, None)
+        return dict(self.flagged)
+
+
+gpu_values = st.tuples(
+    st.sampled_from([None, 0.0, 30.0, 55.0, 70.0, 74.0, 75.0, 99.0, 100.0]),
+    st.sampled_from([None, 300, 1500, 1700, 1779, 1780, 1980]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.integers(0, 7), gpu_values, min_size=0, max_size=8),
+            st.integers(1, 7),  # repeated: the rule needs runs of samples
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_straggler_shortcuts_flag_what_the_plain_rule_flags(
+    runs: list[tuple[dict[int, tuple[float | None, int | None]], int]],
+) -> None:
+    th = Thresholds()
+    quick, plain = StragglerDetector(th), PlainStragglers(th)
+    for values in (v for v, n in runs for _ in range(n)):
+        readings = {
+            i: GpuReading(index=i, util_pct=u, sm_clock_mhz=c) for i, (u, c) in values.items()
+        }
+        assert quick.update(readings) == plain.update(readings)
+
+
+def test_straggler_shortcuts_on_a_long_steady_run_then_a_slow_gpu() -> None:
+    th = Thresholds()
+    quick, plain = StragglerDetector(th), PlainStragglers(th)
+    busy = {i: GpuReading(index=i, util_pct=99.0, sm_clock_mhz=1980) for i in range(8)}
+    slow = {**busy, 3: GpuReading(index=3, util_pct=99.0, sm_clock_mhz=1200)}
+    for readings in [busy] * 20 + [slow] * 8 + [busy] * 8 + [slow] * 3 + [busy] * 3:
+        assert quick.update(readings) == plain.update(readings)
+    assert plain.flagged == {} and quick.update(slow) == plain.update(slow)

@@ -35,10 +35,16 @@ class _Peers:
     """
 
     def __init__(self, readings: Mapping[int, GpuReading]) -> None:
-        self.utils = sorted(r.util_pct for r in readings.values() if r.util_pct is not None)
-        self.clocks = sorted(
-            float(r.sm_clock_mhz) for r in readings.values() if r.sm_clock_mhz is not None
-        )
+        utils, clocks = _values(readings)
+        self.utils = sorted(utils)
+        self.clocks = sorted(map(float, clocks))
+
+    @classmethod
+    def of(cls, utils: list[float], clocks: list[int]) -> _Peers:
+        peers = cls.__new__(cls)
+        peers.utils = sorted(utils)
+        peers.clocks = sorted(map(float, clocks))
+        return peers
 
     def none_outlying(self, th: Thresholds) -> bool:
         """True when no GPU of this sample can be an outlier, from two medians per signal.
@@ -82,6 +88,27 @@ class _Peers:
         return None
 
 
+def _values(readings: Mapping[int, GpuReading]) -> tuple[list[float], list[int]]:
+    """The utilisations and SM clocks of a sample's readings, where read."""
+    gpus = readings.values()
+    utils = [r.util_pct for r in gpus if r.util_pct is not None]
+    clocks = [r.sm_clock_mhz for r in gpus if r.sm_clock_mhz is not None]
+    return utils, clocks
+
+
+def _close_together(utils: list[float], clocks: list[int], th: Thresholds) -> bool:
+    """True when no GPU can be an outlier because the values hardly differ at all.
+
+    A peer median is never above the largest value, so a lowest utilisation within the drop of
+    the highest, and a lowest clock within the drop of the highest, leave every GPU inside the
+    rule's bounds (the rule's own comparisons, against a larger value). One pass each, no sort:
+    what a busy, healthy host looks like nearly every second.
+    """
+    if utils and min(utils) < max(utils) - th.straggler_util_drop_pct:
+        return False
+    return not clocks or min(clocks) >= max(clocks) * (1 - th.straggler_clock_drop_pct / 100)
+
+
 def _median(sorted_values: list[float]) -> float:
     n = len(sorted_values)
     mid = n // 2
@@ -95,15 +122,25 @@ class StragglerDetector:
         self.thresholds = thresholds
         self._streak: dict[int, int] = {}  # >0: outlying samples in a row; <0: normal ones
         self._flagged: dict[int, str] = {}  # GPU -> the latest outlier description
+        # Every GPU in `_streak` has had `straggler_samples` normal samples in a row and none
+        # is flagged: another sample with no outlier changes nothing.
+        self._settled = False
 
     def update(self, readings: Mapping[int, GpuReading]) -> dict[int, str]:
         """Feed one sample's readings (status ok only); GPU index -> why it straggles."""
         th = self.thresholds
         need = th.straggler_samples
-        peers = _Peers(readings)
-        judge = not peers.none_outlying(th)
+        utils, clocks = _values(readings)
+        peers: _Peers | None = None
+        if _close_together(utils, clocks, th):
+            if self._settled and self._streak.keys() == readings.keys():
+                return {}
+        else:
+            peers = _Peers.of(utils, clocks)
+            if peers.none_outlying(th):
+                peers = None
         for idx, reading in readings.items():
-            why = peers.outlier(reading, th) if judge else None
+            why = peers.outlier(reading, th) if peers is not None else None
             streak = self._streak.get(idx, 0)
             if why is not None:
                 streak = streak + 1 if streak > 0 else 1
@@ -118,8 +155,10 @@ class StragglerDetector:
             if idx not in readings:  # no reading: no judgement, and no stale flag
                 del self._streak[idx]
                 self._flagged.pop(idx, None)
+        self._settled = not self._flagged and all(v == -need for v in self._streak.values())
         return dict(self._flagged)
 
     def forget(self, gpu: int) -> None:
         self._streak.pop(gpu, None)
         self._flagged.pop(gpu, None)
+        self._settled = False
