@@ -270,7 +270,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, nargs="+", default=[100, 1000])
     ap.add_argument(
-        "--strategies", nargs="+", default=list(STRATEGIES), choices=(*STRATEGIES, *GCM, BASELINE)
+        "--strategies",
+        nargs="+",
+        default=["gputui", "floor", "floor-gcm", "exec", "exec-gcm", "connect"],
+        choices=(*STRATEGIES, *GCM, BASELINE),
     )
     ap.add_argument(
         "--baseline-src",

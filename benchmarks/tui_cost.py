@@ -12,7 +12,7 @@ before its timing starts, so only the app's own work is measured:
   (the answer complete), for keys pressed between ticks as an operator would, on the table,
   the grid and the host screen.
 
-    python benchmarks/tui_cost.py --hosts 1000 --ticks 30 --out benchmarks/results/tui_cost.json
+    python benchmarks/tui_cost.py --hosts 1000 --ticks 90 --out benchmarks/results/tui_cost.json
 """
 
 from __future__ import annotations
@@ -109,6 +109,14 @@ class Meter:
         raise TimeoutError("no screen update")
 
 
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
@@ -156,6 +164,7 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
         await pilot.pause()
         # Steady state from here: CPU and GC pauses are counted from now on.
         pauses.pauses_ms.clear()
+        rss_start = rss_mib()
         cpu_start = time.process_time()
         wall_start = time.perf_counter()
         for i in range(ticks):
@@ -184,6 +193,7 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
         wall = time.perf_counter() - wall_start
         cpu = time.process_time() - cpu_start
+        rss_end = rss_mib()
         await app.action_quit()
     return {
         "hosts": hosts,
@@ -194,6 +204,8 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
         "key_to_first_update_ms": {label: summary(v) for label, v in first.items() if v},
         "key_to_last_update_ms": {label: summary(v) for label, v in done.items() if v},
         "process_cpu_share": round(cpu / wall, 3),
+        "rss_mib_start": round(rss_start, 1),
+        "rss_mib_end": round(rss_end, 1),
         "gc_full_collections": summary(pauses.pauses_ms) if pauses.pauses_ms else {"n": 0},
         "python": platform.python_version(),
         "machine": platform.machine(),
