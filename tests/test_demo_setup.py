@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gputui.cli.demo_setup import (
-    SparedDemoFleet,
-    demo_actions,
-    demo_config,
-    demo_spares,
-    spare_scenario,
-)
-from gputui.collect.scenarios import demo_assignment, load_scenario
+from gputui.cli.demo_setup import demo_actions, demo_config, demo_spares
+from gputui.collect.demo import DemoFleet, DemoFleetError
+from gputui.collect.scenarios import demo_assignment, load_scenario, spare_scenario
 from gputui.ops.actions import OperatorActions
 from gputui.ops.catalog import load_actions
 from gputui.ops.journal import Journal
@@ -93,7 +88,7 @@ async def test_bringing_the_spare_in_runs_the_demo_action_and_journals_it(tmp_pa
 @pytest.mark.parametrize("seed", [1, 2, 7])
 def test_the_spares_run_healthy_and_idle_the_others_the_demo_mix(seed: int) -> None:
     mix = demo_assignment(32, seed)
-    hosts = SparedDemoFleet(32, seed=seed)._assignment()
+    hosts = DemoFleet(32, seed=seed, spares=2).assignment()
     assert [name for name, _ in hosts] == NAMES
     assert hosts[:30] == mix[:30]
     for (_, spare), (_, was) in zip(hosts[30:], mix[30:], strict=True):
@@ -108,3 +103,10 @@ def test_a_faulty_scenario_as_a_spare_loses_its_faults() -> None:
     spare = spare_scenario(xid79)
     assert spare["fault"] == [] and spare["workload"] == "idle"
     assert xid79["fault"]  # the original is left as it was
+
+
+def test_a_demo_fleet_keeps_a_host_in_service() -> None:
+    with pytest.raises(DemoFleetError, match="at least one host in service"):
+        DemoFleet(2, spares=2)
+    (_, first), (_, spare) = DemoFleet(2, spares=1, scenario="xid79").assignment()
+    assert first["fault"] and not spare["fault"] and spare["workload"] == "idle"

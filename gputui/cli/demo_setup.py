@@ -1,30 +1,20 @@
-"""The demo fleet as `gputui demo` runs it: its hosts.toml stand-in, its spares, its actions.
+"""The demo fleet's hosts.toml stand-in: its group, its spares, its actions.
 
 The simulated hosts sim-001... form one group, `demo`. Its last hosts are that group's spares
-(`demo_spares`): they run the healthy scenario, idle, so a spare can be brought in whatever
-the scenario mix gave the other hosts, and the monitor flags them as spares. The actions run
+(`demo_spares`; the demo fleet runs them healthy and idle, gputui.collect.demo). The actions run
 locally and stand for the Slurm commands they name, so every operator flow (mark failed,
 drain, requeue, bring a spare in, resume) is real without a scheduler.
-
-Imported by the demo command only: it loads the collector.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from gputui.agent.scenario import validate_scenario
-from gputui.collect.demo import DemoFleet
-from gputui.collect.fleet import plans_for_demo
-from gputui.collect.monitor import FleetMonitor
+from gputui.collect.demo import default_spares
 from gputui.config import Config, HostGroup, HostSpec
 
 DEMO_GROUP = "demo"
-SPARE_WORKLOAD = "idle"  # a spare waits for work
 
 # The demo's stand-in scheduler: a fixed script appends the command it was given, one argument
 # per word, to a log file and prints it. The node, the spare and the reason arrive as separate
@@ -85,9 +75,8 @@ DEMO_ACTIONS: dict[str, dict[str, object]] = {
 
 
 def demo_spares(names: Sequence[str]) -> tuple[str, ...]:
-    """The spares of the demo group: none of one host, the last of 2-7, the last two of 8+."""
-    count = 0 if len(names) < 2 else 1 if len(names) < 8 else 2
-    return tuple(names[len(names) - count :])
+    """The spares of the demo group, its last hosts: none of one host, one of 2-7, two of 8+."""
+    return tuple(names[len(names) - default_spares(len(names)) :])
 
 
 def demo_config(names: Sequence[str], scheduler_log: Path) -> Config:
@@ -101,47 +90,3 @@ def demo_config(names: Sequence[str], scheduler_log: Path) -> Config:
         groups={DEMO_GROUP: HostGroup(name=DEMO_GROUP, hosts=in_service, spares=spares)},
         actions=demo_actions(scheduler_log),
     )
-
-
-def spare_scenario(scenario: dict[str, Any]) -> dict[str, Any]:
-    """`scenario`'s host as a spare: the same GPUs, no fault, no work."""
-    spare = copy.deepcopy(scenario)
-    spare.update(
-        name="healthy",
-        description="A spare node: healthy and idle, waiting to be brought in.",
-        workload=SPARE_WORKLOAD,
-        fault=[],
-    )
-    return validate_scenario(spare)
-
-
-class SparedDemoFleet(DemoFleet):
-    """The demo fleet whose last hosts (`demo_spares`) run as healthy, idle spares."""
-
-    def _assignment(self) -> list[tuple[str, dict[str, object]]]:
-        assignment = super()._assignment()
-        spares = set(demo_spares([name for name, _ in assignment]))
-        return [
-            (name, spare_scenario(scenario) if name in spares else scenario)
-            for name, scenario in assignment
-        ]
-
-
-@contextlib.asynccontextmanager
-async def demo_fleet_with_spares(
-    n_hosts: int,
-    *,
-    seed: int = 1,
-    interval_s: float = 1.0,
-    tick_s: float = 1.0,
-    history_len: int = 300,
-) -> AsyncIterator[tuple[DemoFleet, FleetMonitor]]:
-    """The running demo fleet, its spares flagged, and a monitor over it."""
-    async with SparedDemoFleet(n_hosts, seed=seed) as fleet:
-        plans, ssh = plans_for_demo(fleet, interval_s)
-        spares = set(demo_spares([host.name for host in fleet.hosts]))
-        for plan in plans:
-            plan.spare = plan.source.name in spares
-        monitor = FleetMonitor(plans, tick_s=tick_s, history_len=history_len, closers=[ssh.close])
-        async with monitor:
-            yield fleet, monitor

@@ -177,9 +177,10 @@ def demo(
     ] = False,
 ) -> None:
     """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
-    from gputui.cli.demo_setup import demo_config, demo_fleet_with_spares
+    from gputui.cli.demo_setup import demo_config
     from gputui.cli.fleet import fail
-    from gputui.collect.demo import DemoFleet
+    from gputui.collect.demo import DemoFleet, default_spares
+    from gputui.collect.fleet import demo_fleet_and_monitor
 
     if not 1 <= n_hosts <= 5000:
         raise fail("--hosts takes a number of hosts from 1 to 5000")
@@ -191,8 +192,12 @@ def demo(
 
     @contextlib.asynccontextmanager
     async def open_monitor() -> AsyncIterator[FleetMonitor]:
-        async with demo_fleet_with_spares(
-            n_hosts, seed=seed, interval_s=interval, tick_s=interval
+        async with demo_fleet_and_monitor(
+            n_hosts,
+            seed=seed,
+            interval_s=interval,
+            tick_s=interval,
+            spares=default_spares(n_hosts),
         ) as (fleet, m):
             running.append((fleet, time.monotonic()))
             config = demo_config(list(m.hosts), Path(scratch.name) / "scheduler.log")

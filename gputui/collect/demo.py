@@ -32,6 +32,12 @@ class DemoHost:
     port: int
     scenario: dict[str, object]
     seed: int
+    spare: bool = False  # one of the fleet's spares: healthy, idle
+
+
+def default_spares(n_hosts: int) -> int:
+    """How many of the demo's hosts are spares: none of one host, one of 2-7, two of 8+."""
+    return 0 if n_hosts < 2 else 1 if n_hosts < 8 else 2
 
 
 class DemoFleetError(Exception):
@@ -41,12 +47,17 @@ class DemoFleetError(Exception):
 class DemoFleet:
     """N simulated hosts; use as `async with DemoFleet(8) as fleet:`."""
 
-    def __init__(self, n_hosts: int, seed: int = 1, scenario: str | None = None) -> None:
+    def __init__(
+        self, n_hosts: int, seed: int = 1, scenario: str | None = None, spares: int = 0
+    ) -> None:
         if n_hosts < 1:
             raise DemoFleetError("the demo fleet needs at least one host")
+        if not 0 <= spares < n_hosts:
+            raise DemoFleetError("the demo fleet's spares must leave at least one host in service")
         self.n_hosts = n_hosts
         self.seed = seed
         self.scenario = scenario  # one named scenario for every host, instead of the demo mix
+        self.spares = spares  # the last hosts are spares: healthy and idle
         self.hosts: list[DemoHost] = []
         self.directory: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -68,16 +79,23 @@ class DemoFleet:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.stop)
 
-    def _assignment(self) -> list[tuple[str, dict[str, object]]]:
-        from gputui.collect.scenarios import demo_assignment, load_scenario
+    def assignment(self) -> list[tuple[str, dict[str, object]]]:
+        """Each host's name and scenario: the demo mix (or the one scenario), the spares last."""
+        from gputui.collect.scenarios import demo_assignment, load_scenario, spare_scenario
 
         if self.scenario is not None:
             scenario = load_scenario(self.scenario)
-            return [(f"sim-{i + 1:03d}", scenario) for i in range(self.n_hosts)]
-        return demo_assignment(self.n_hosts, self.seed)
+            hosts = [(f"sim-{i + 1:03d}", scenario) for i in range(self.n_hosts)]
+        else:
+            hosts = demo_assignment(self.n_hosts, self.seed)
+        first_spare = self.n_hosts - self.spares
+        return [
+            (name, spare_scenario(sc) if i >= first_spare else sc)
+            for i, (name, sc) in enumerate(hosts)
+        ]
 
     def start(self) -> None:
-        assignment = self._assignment()
+        assignment = self.assignment()
         directory = Path(tempfile.mkdtemp(prefix="gputui-demo-"))
         directory.chmod(0o700)
         self.directory = directory
@@ -107,7 +125,8 @@ class DemoFleet:
                     f"Host {name}\n  HostName 127.0.0.1\n  Port {port}\n  User gputui\n"
                     f"  IdentityFile {directory / 'client_key'}\n\n"
                 )
-                self.hosts.append(DemoHost(name, port, scenario, self.seed * 100_003 + i))
+                spare = i >= self.n_hosts - self.spares
+                self.hosts.append(DemoHost(name, port, scenario, self.seed * 100_003 + i, spare))
 
     def _wait_for_ports(self, directory: Path) -> dict[str, int]:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -124,6 +124,7 @@ def plans_for_demo(fleet: DemoFleet, interval_s: float = 1.0) -> tuple[list[Host
                 source=SshSource(host.name, ssh, lambda a=args: remote_invocation("python3", a)),  # type: ignore[misc]
                 interval_s=interval_s,
                 labels=labels,
+                spare=host.spare,
             )
         )
     return plans, ssh
@@ -159,9 +160,10 @@ async def demo_fleet_and_monitor(
     history_len: int = 300,
     thresholds: Thresholds | None = None,
     scenario: str | None = None,
+    spares: int = 0,
 ) -> AsyncIterator[tuple[DemoFleet, FleetMonitor]]:
     """The running demo fleet and a monitor over it (triage needs the fleet's SSH files)."""
-    async with DemoFleet(n_hosts, seed=seed, scenario=scenario) as fleet:
+    async with DemoFleet(n_hosts, seed=seed, scenario=scenario, spares=spares) as fleet:
         plans, ssh = plans_for_demo(fleet, interval_s)
         monitor = FleetMonitor(
             plans,

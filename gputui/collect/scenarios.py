@@ -144,3 +144,18 @@ def demo_assignment(
             sc["workload"] = rng.choices(list(workloads), weights=list(workloads.values()))[0]
         out.append((f"sim-{i + 1:0{width}d}", validate_scenario(sc)))
     return out
+
+
+SPARE_WORKLOAD = "idle"  # a spare waits for work
+
+
+def spare_scenario(scenario: dict[str, Any]) -> dict[str, Any]:
+    """`scenario`'s host as a spare: the same GPUs, no fault, no work."""
+    spare = copy.deepcopy(scenario)
+    spare.update(
+        name="healthy",
+        description="A spare node: healthy and idle, waiting to be brought in.",
+        workload=SPARE_WORKLOAD,
+        fault=[],
+    )
+    return validate_scenario(spare)
