@@ -130,6 +130,13 @@ def test_node_states_newest_wins(journal: Journal) -> None:
     assert states["gpu001"].operator == journal.operator != ""
 
 
+def test_spares_in_service_name_the_node_they_replace(journal: Journal) -> None:
+    journal.record_node_state("spare1", "spare_active", "replaces gpu001", "gpu001", t=1.0)
+    journal.record_node_state("spare2", "spare_active", "replaces gpu002", "gpu002", t=2.0)
+    journal.record_node_state("spare2", "in_service", "now a regular node", t=3.0)
+    assert journal.spares_in_service() == {"spare1": "gpu001"}
+
+
 def test_run_intent_then_completion(journal: Journal) -> None:
     argv = ["scontrol", "update", "NodeName=gpu001", "Reason=gputui: a 'b' \"c\"\n$(x)"]
     intent = journal.begin_run("r1", "drain", "gpu001", 0, argv, "slurmctl")

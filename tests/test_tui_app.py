@@ -626,11 +626,13 @@ async def test_demo_brings_a_spare_in_and_the_table_shows_the_spares(tmp_path) -
         assert "done (journaled)" in r.app.fleet_screen.event_log.lines()[0]
         assert journal.node_states()["gpu009"].state == "spare_active"
         await r.tick()
-        assert cell(r, "gpu009", "state") == "ok" and cell(r, "gpu009", "why") == "spare"
+        assert cell(r, "gpu009", "state") == "ok"
+        assert cell(r, "gpu009", "why") == "spare for gpu005"  # in service in its place
+        assert cell(r, "gpu010", "why") == "spare"
         r.table.select_host("gpu009")
         await r.press("enter")
         assert isinstance(r.app.screen, HostScreen)
-        assert "spare" in static_text(r.app.screen, "#host-title")
+        assert "spare in service for gpu005" in static_text(r.app.screen, "#host-title")
         await holder[0].aclose()
     assert log.read_text().splitlines() == [
         "demo scheduler: scontrol update NodeName=gpu005 State=DRAIN "

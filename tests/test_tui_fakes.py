@@ -138,6 +138,7 @@ class HostScript:
     marked_failed: bool = False
     said_hello: bool = True
     spare: bool = False  # listed as a spare of its group
+    in_place_of: str | None = None  # a spare in service: the node it replaces
 
 
 def _verdict(reasons: list[Reason]) -> Verdict:
@@ -233,6 +234,7 @@ class FakeFleet:
             verdict=verdict,
             marked_failed=s.marked_failed,
             spare=s.spare,
+            in_place_of=s.in_place_of,
         )
 
     def snapshot(self) -> FleetSnapshot:
@@ -284,6 +286,10 @@ class FakeMonitor:
 
     def set_marked_failed(self, host: str, marked: bool) -> None:
         self.fleet.scripts[host].marked_failed = marked
+        self.push(self.fleet.snapshot())
+
+    def set_in_place_of(self, host: str, node: str | None) -> None:
+        self.fleet.scripts[host].in_place_of = node
         self.push(self.fleet.snapshot())
 
     def clear(self, host: str, gpu: int | None = None) -> None:

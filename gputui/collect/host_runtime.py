@@ -68,6 +68,7 @@ class HostRuntime:
         self.interval_s = interval_s
         self.labels = labels or {}
         self.spare = spare
+        self.in_place_of: str | None = None  # a spare in service: the node it replaces
         self.history_len = history_len
         self.health = HostHealth(thresholds)
         self.decoder = StreamDecoder()
@@ -286,6 +287,12 @@ class HostRuntime:
             self.marked_failed = marked
             self._snapshot = None
 
+    def set_in_place_of(self, node: str | None) -> None:
+        """This spare was brought into service in place of `node` (None: not in service)."""
+        if node != self.in_place_of:
+            self.in_place_of = node
+            self._snapshot = None
+
     def snapshot(self) -> HostSnapshot:
         snap = self._snapshot
         if snap is None:
@@ -304,6 +311,7 @@ class HostRuntime:
                 decode_errors=self.decoder.stats.bad,
                 verdict=self.verdict,
                 marked_failed=self.marked_failed,
+                in_place_of=self.in_place_of,
             )
             self._snapshot = snap
         return snap

@@ -200,6 +200,9 @@ class FleetMonitor:
     def set_marked_failed(self, host: str, marked: bool) -> None:
         self.hosts[host].set_marked_failed(marked)
 
+    def set_in_place_of(self, host: str, node: str | None) -> None:
+        self.hosts[host].set_in_place_of(node)
+
     def clear(self, host: str, gpu: int | None = None) -> None:
         self.hosts[host].clear(gpu)
 

@@ -389,6 +389,7 @@ class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     decode_errors: int = 0  # lines of this host's stream that did not decode
     verdict: HostVerdict = msgspec.field(default_factory=lambda: HostVerdict(host=UNKNOWN_VERDICT))
     marked_failed: bool = False  # the operator took it out of service
+    in_place_of: str | None = None  # a spare brought into service: the node it replaces
 
     def age_s(self, now: float) -> float | None:
         """Seconds since the last sample arrived, at `now`."""

@@ -290,6 +290,8 @@ class OperatorActions:
             self._mark(op.node, False)
         elif ok and op.kind == "spare" and op.spare is not None:
             state = self.journal.record_node_state(op.spare, "spare_active", op.reason, op.node)
+            if self.monitor is not None and op.spare in self.monitor.hosts:
+                self.monitor.set_in_place_of(op.spare, op.node)
         return Outcome(operation=op, actions=tuple(results), state=state, run_id=run_id)
 
     def _mark(self, host: str, failed: bool) -> None:

@@ -180,6 +180,12 @@ class Journal:
         """Nodes whose latest state is failed."""
         return {node for node, ev in self.node_states().items() if ev.state == "failed"}
 
+    def spares_in_service(self) -> dict[str, str]:
+        """Spares whose latest state is spare_active -> the node each replaces."""
+        return {
+            node: ev.detail for node, ev in self.node_states().items() if ev.state == "spare_active"
+        }
+
     # -- action runs --------------------------------------------------------------------------
 
     def begin_run(

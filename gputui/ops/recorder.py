@@ -70,9 +70,11 @@ class JournalRecorder:
     def sync_marks(self) -> None:
         """Take marks made by other processes (a CLI `node fail`) into the monitor."""
         self._marked = self.journal.marked_failed()
+        in_service = self.journal.spares_in_service()
         if self.monitor is not None:
             for name in self.monitor.hosts:
                 self.monitor.set_marked_failed(name, name in self._marked)
+                self.monitor.set_in_place_of(name, in_service.get(name))
 
     def observe(self, snap: FleetSnapshot) -> None:
         """Fold one snapshot in: faults are written now, exposure is kept for the next flush."""

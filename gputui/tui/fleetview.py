@@ -109,10 +109,12 @@ def fmt_mem(stats: HostStats) -> str:
 
 
 def row_why(host: HostSnapshot) -> str:
-    """The WHY cell: the worst reason in words, after "spare" for a spare of its group."""
+    """The WHY cell: the worst reason in words, after "spare" for a spare of its group (and
+    the node it replaces, once brought into service)."""
     why = host_why(host)
     if host.spare:
-        return f"spare · {why}" if why else "spare"
+        spare = f"spare for {host.in_place_of}" if host.in_place_of else "spare"
+        return f"{spare} · {why}" if why else spare
     return why
 
 

@@ -60,7 +60,7 @@ def title_text(host: HostSnapshot, now: float, palette: Palette) -> Text:
             parts.append(f"CUDA {hello.cuda_version}")
     parts.append(f"seen {fmt_age(host.age_s(now), fresh_after(host))}")
     if host.spare:
-        parts.append("spare")
+        parts.append(f"spare in service for {host.in_place_of}" if host.in_place_of else "spare")
     if host.decode_errors:
         parts.append(f"{host.decode_errors} bad lines")
     text = Text.assemble((host.name, "bold"), "  ", (f" {label} ", palette.chip(label)), "  ")
