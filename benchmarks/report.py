@@ -31,6 +31,8 @@ LABELS = {
     "connect-gcm": "connection per refresh, AES-GCM as gputui",
 }
 
+BEFORE_AFTER = {"gputui-baseline": "gputui before", "gputui": "gputui after"}
+
 # Ratio columns: (key in the JSON, header); a column shows when a run measured it.
 RATIO_COLUMNS = (
     ("gputui_over_floor", "gputui / floor"),
@@ -123,20 +125,52 @@ def tui_cost(d: dict[str, Any]) -> str:
         "grid": "GPU grid (8,000 cells)",
     }
     ticks = [
-        [names.get(k, k), ms(v["p50_ms"]), ms(v["p95_ms"])] for k, v in d["tick_work_ms"].items()
+        [names.get(k, k), str(v["n"]), ms(v["p50_ms"]), ms(v["p95_ms"]), ms(v["max_ms"])]
+        for k, v in d["tick_work_ms"].items()
     ]
     first, last = d["key_to_first_update_ms"], d["key_to_last_update_ms"]
     keys = []
     for k, v in last.items():
         f = first.get(k, {}).get("p50_ms")
-        keys.append([k, ms(f), ms(v["p50_ms"]), ms(v["p95_ms"])])
+        keys.append([k, str(v["n"]), ms(f), ms(v["p50_ms"]), ms(v["p95_ms"]), ms(v["max_ms"])])
+    gc = d.get("gc_full_collections", {"n": 0})
+    pauses = "none"
+    if gc.get("n"):
+        pauses = f"{gc['n']}, p50 {ms(gc['p50_ms'])}, longest {ms(gc['max_ms'])}"
+    facts = [
+        ["full garbage collections in the run", pauses],
+        ["app process CPU (% of one core)", f"{100 * d['process_cpu_share']:.0f}%"],
+    ]
+    if "rss_mib_start" in d:
+        facts.append(
+            ["RSS, first to last tick", f"{d['rss_mib_start']:.0f} to {d['rss_mib_end']:.0f} MiB"]
+        )
     return (
         "Per-tick UI work (snapshot handler plus the screen refresh it causes, terminal bytes "
         "included):\n\n"
-        + md(["view", "p50", "p95"], ticks)
+        + md(["view", "ticks", "p50", "p95", "max"], ticks)
         + "\n\nKey press to screen (first update after the key / last update before the app is "
-        "idle):\n\n" + md(["key", "first, p50", "complete, p50", "complete, p95"], keys)
+        "idle):\n\n"
+        + md(["key", "presses", "first, p50", "complete, p50", "complete, p95", "max"], keys)
+        + "\n\n"
+        + md(["over the run", ""], facts)
     )
+
+
+def before_after(d: dict[str, Any]) -> str:
+    seen: dict[str, int] = {}
+    rows = []
+    for r in d["results"]:
+        seen[r["strategy"]] = seen.get(r["strategy"], 0) + 1
+        label = BEFORE_AFTER.get(r["strategy"], LABELS.get(r["strategy"], r["strategy"]))
+        rows.append(
+            [
+                f"{label} ({seen[r['strategy']]})",
+                f"{r['us_per_host_sample']:,.0f} us",
+                f"{r['cpu_pct_of_one_core']:.1f}%",
+            ]
+        )
+    return md(["run", "per host-sample", "CPU (% of one core)"], rows)
 
 
 def detection(d: dict[str, Any]) -> str:
@@ -188,6 +222,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "tui-cost": ("tui_cost-1000.json", tui_cost),
     "detection": ("detection.json", detection),
     "memory-ff-1000": ("memory-ff-1000.json", memory_ff),
+    "ingest-before-after": ("ingest-before-after-1000.json", before_after),
 }
 
 

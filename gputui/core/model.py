@@ -6,10 +6,11 @@ copy per reading (at 1,000 hosts x 8 GPUs x 1 Hz that copy would be the hottest 
 process). The second half holds what gputui concludes from them: verdicts, host states and the
 fleet snapshot published once per tick.
 
-Leaf structs (readings, inventory, reasons, verdicts, events) are `gc=False`: they hold only
-scalars and other leaves, so they can never be part of a reference cycle, and keeping the
-fleet's ~50,000 of them out of the cyclic garbage collector's walk cuts a full collection with
-1,000 hosts from ~30 ms to ~4 ms (measured), which the TUI would otherwise feel as a pause.
+Every struct here is `gc=False`: immutable, made by decoding or by the monitor, holding only
+scalars, other such structs and containers of them, none can be part of a reference cycle.
+Keeping the fleet's ~50,000 of them out of the cyclic garbage collector cut a full collection
+with 1,000 hosts from ~30 ms to ~4 ms (measured), which the TUI would otherwise feel as a
+pause, and the lines decoded every second no longer count towards young collections.
 
 Every field that a GPU may not support is optional; None means "not reported", never zero.
 Units are in the field names: _c Celsius, _w watts, _mib MiB, _mhz MHz, _pct percent, _s seconds.
@@ -138,7 +139,13 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
 
 
 class Hello(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="hello", tag_field="type"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="hello",
+    tag_field="type",
+    gc=False,
 ):
     """First line of every stream: who is talking and which GPUs it has."""
 
@@ -157,7 +164,13 @@ class Hello(
 
 
 class Sample(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="sample", tag_field="type"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="sample",
+    tag_field="type",
+    gc=False,
 ):
     """One reading of every GPU."""
 
@@ -172,7 +185,13 @@ EventKind = Literal["xid", "ecc_dbe", "gpu_lost", "reset_required"]
 
 
 class Event(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="event", tag_field="type"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="event",
+    tag_field="type",
+    gc=False,
 ):
     """Something that happened between samples, pushed at once."""
 
@@ -186,7 +205,13 @@ class Event(
 
 
 class AgentError(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="error", tag_field="type"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="error",
+    tag_field="type",
+    gc=False,
 ):
     """A failure the agent hit. `fatal` errors are followed by the agent exiting."""
 
@@ -340,7 +365,7 @@ OK_VERDICT = Verdict(level=Level.OK)
 UNKNOWN_VERDICT = Verdict(level=Level.UNKNOWN)
 
 
-class HostVerdict(msgspec.Struct, frozen=True, kw_only=True):
+class HostVerdict(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The host's own verdict plus one per GPU (keyed by index)."""
 
     host: Verdict
@@ -370,7 +395,7 @@ class FleetEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     xid: int | None = None
 
 
-class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Everything known about one host at one tick."""
 
     name: str
@@ -396,7 +421,7 @@ class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True):
         return None if self.sample_t is None else max(0.0, now - self.sample_t)
 
 
-class FleetSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class FleetSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The whole fleet at one tick, published to the TUI, reports and the journal."""
 
     t: float
