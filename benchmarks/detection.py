@@ -81,17 +81,6 @@ HOW = {
 }
 
 
-class _Fleet(DemoFleet):
-    """The demo fleet with one concrete scenario per host, given by the caller."""
-
-    def __init__(self, assignment: list[tuple[str, dict[str, Any]]], seed: int) -> None:
-        super().__init__(len(assignment), seed=seed)
-        self._given = assignment
-
-    def _assignment(self) -> list[tuple[str, dict[str, object]]]:
-        return [(name, dict(sc)) for name, sc in self._given]
-
-
 def assignment(
     kinds: list[str], per_kind: int, rng: random.Random, first_at: float, jitter: float
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, tuple[str, float]]]:
@@ -129,7 +118,7 @@ async def one_round(
     received: dict[str, tuple[FleetEvent, float]] = {}
     started: dict[str, float | None] = {}
     early: dict[str, int] = {"not_ok_before_fault": 0, "no_sim_start": 0, "not_detected": 0}
-    async with _Fleet(hosts, seed=seed) as fleet:
+    async with DemoFleet(len(hosts), seed=seed, given=hosts) as fleet:
         plans, ssh = plans_for_demo(fleet, 1.0)
         monitor = FleetMonitor(plans, tick_s=1.0, closers=[ssh.close])
         async with monitor:

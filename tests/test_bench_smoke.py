@@ -45,8 +45,12 @@ def test_detection_scenarios_validate_and_place_one_fault_per_host() -> None:
 
     import detection
 
+    from gputui.collect.demo import DemoFleet
+
     hosts, faults = detection.assignment(list(detection.KINDS), 2, random.Random(1), 30.0, 5.0)
     assert len(hosts) == len(faults) == 2 * len(detection.KINDS)
+    # The fleet the benchmark starts runs exactly these scenarios, faults included.
+    assert DemoFleet(len(hosts), given=hosts).assignment() == hosts
     for name, scenario in hosts:
         (fault,) = scenario["fault"]
         kind, at = faults[name]

@@ -16,8 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -48,8 +50,16 @@ class DemoFleet:
     """N simulated hosts; use as `async with DemoFleet(8) as fleet:`."""
 
     def __init__(
-        self, n_hosts: int, seed: int = 1, scenario: str | None = None, spares: int = 0
+        self,
+        n_hosts: int,
+        seed: int = 1,
+        scenario: str | None = None,
+        spares: int = 0,
+        *,
+        given: Sequence[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
+        if given is not None:
+            n_hosts = len(given)
         if n_hosts < 1:
             raise DemoFleetError("the demo fleet needs at least one host")
         if not 0 <= spares < n_hosts:
@@ -58,6 +68,7 @@ class DemoFleet:
         self.seed = seed
         self.scenario = scenario  # one named scenario for every host, instead of the demo mix
         self.spares = spares  # the last hosts are spares: healthy and idle
+        self.given = given  # each host's name and scenario, instead of the demo mix
         self.hosts: list[DemoHost] = []
         self.directory: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -80,10 +91,13 @@ class DemoFleet:
         await asyncio.to_thread(self.stop)
 
     def assignment(self) -> list[tuple[str, dict[str, object]]]:
-        """Each host's name and scenario: the demo mix (or the one scenario), the spares last."""
+        """Each host's name and scenario: the given ones, or the demo mix, or the one scenario;
+        the spares last."""
         from gputui.collect.scenarios import demo_assignment, load_scenario, spare_scenario
 
-        if self.scenario is not None:
+        if self.given is not None:
+            hosts = [(name, dict(sc)) for name, sc in self.given]
+        elif self.scenario is not None:
             scenario = load_scenario(self.scenario)
             hosts = [(f"sim-{i + 1:03d}", scenario) for i in range(self.n_hosts)]
         else:
