@@ -39,7 +39,7 @@ bench: venv
 	$(BIN)/python benchmarks/detection.py --per-kind 15 --rounds 2 --out $(RESULTS)/detection.json
 	$(BIN)/python benchmarks/memory_ff.py --hosts 1000 --minutes 1 10 30 --out $(RESULTS)/memory-ff-1000.json
 	$(BIN)/python benchmarks/monitor_memory.py --hosts 200 --minutes 1 5 10 --out $(RESULTS)/memory-200.json
-	$(BIN)/python benchmarks/tui_cost.py --hosts 1000 --ticks 90 --out $(RESULTS)/tui_cost-1000.json
+	$(BIN)/python benchmarks/tui_cost.py --hosts 1000 --ticks 180 --out $(RESULTS)/tui_cost-1000.json
 	$(BIN)/python benchmarks/report.py
 
 clean:

@@ -87,7 +87,9 @@ def ingest(d: dict[str, Any]) -> str:
                 f"{r['us_per_host_sample']:,.0f} us",
                 rate,
                 f"{r['rss_mib']:.0f} MiB",
-                f"{r['all_streaming_s']:.1f} s",
+                f"{r['all_streaming_s']:.1f} s"
+                if r["all_streaming_s"] is not None
+                else f"never: {r['hosts_seen']:,} of {r['hosts']:,} hosts",
             ]
         )
     header = [
@@ -141,10 +143,9 @@ def tui_cost(d: dict[str, Any]) -> str:
         ["full garbage collections in the run", pauses],
         ["app process CPU (% of one core)", f"{100 * d['process_cpu_share']:.0f}%"],
     ]
-    if "rss_mib_start" in d:
-        facts.append(
-            ["RSS, first to last tick", f"{d['rss_mib_start']:.0f} to {d['rss_mib_end']:.0f} MiB"]
-        )
+    if "rss_mib_by_third" in d:
+        thirds = ", ".join(f"{x:.0f}" for x in d["rss_mib_by_third"])
+        facts.append(["RSS after the first tick and each third of the run", f"{thirds} MiB"])
     return (
         "Per-tick UI work (snapshot handler plus the screen refresh it causes, terminal bytes "
         "included):\n\n"
@@ -220,6 +221,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "memory-200": ("memory-200.json", memory_200),
     "ingest": ("ingest.json", ingest),
     "tui-cost": ("tui_cost-1000.json", tui_cost),
+    "tui-cost-before": ("tui_cost-before-1000.json", tui_cost),
     "detection": ("detection.json", detection),
     "memory-ff-1000": ("memory-ff-1000.json", memory_ff),
     "ingest-before-after": ("ingest-before-after-1000.json", before_after),

@@ -12,7 +12,7 @@ before its timing starts, so only the app's own work is measured:
   (the answer complete), for keys pressed between ticks as an operator would, on the table,
   the grid and the host screen.
 
-    python benchmarks/tui_cost.py --hosts 1000 --ticks 90 --out benchmarks/results/tui_cost.json
+    python benchmarks/tui_cost.py --hosts 1000 --ticks 180 --out benchmarks/results/tui_cost.json
 """
 
 from __future__ import annotations
@@ -165,6 +165,7 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
         # Steady state from here: CPU and GC pauses are counted from now on.
         pauses.pauses_ms.clear()
         rss_start = rss_mib()
+        rss_by_tick: list[float] = []
         cpu_start = time.process_time()
         wall_start = time.perf_counter()
         for i in range(ticks):
@@ -177,6 +178,7 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
             # Built before the clock starts; as the monitor does, only the newest is kept.
             snapshot = fleet.advance()
             tick_work[tab].append(await push(snapshot))
+            rss_by_tick.append(rss_mib())
             del snapshot
             # Keys between ticks, as an operator presses them.
             if tab == "table":
@@ -206,6 +208,12 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
         "process_cpu_share": round(cpu / wall, 3),
         "rss_mib_start": round(rss_start, 1),
         "rss_mib_end": round(rss_end, 1),
+        # RSS after the first tick and after each further third of the run: growth that
+        # levels off is caches and allocator arenas filling, steady growth would be a leak
+        "rss_mib_by_third": [
+            round(rss_by_tick[min(len(rss_by_tick) - 1, i * len(rss_by_tick) // 3)], 1)
+            for i in range(4)
+        ],
         "gc_full_collections": summary(pauses.pauses_ms) if pauses.pauses_ms else {"n": 0},
         "python": platform.python_version(),
         "machine": platform.machine(),
