@@ -218,3 +218,31 @@ def test_straggler_shortcuts_on_a_long_steady_run_then_a_slow_gpu() -> None:
     for readings in [busy] * 20 + [slow] * 8 + [busy] * 8 + [slow] * 3 + [busy] * 3:
         assert quick.update(readings) == plain.update(readings)
     assert plain.flagged == {} and quick.update(slow) == plain.update(slow)
+
+
+def test_independent_gpus_are_not_stragglers_but_two_slow_ones_in_a_lockstep_job_are() -> None:
+    th = Thresholds()
+
+    def flags(utils: list[float], samples: int = 8) -> dict[int, str]:
+        detector = StragglerDetector(th)
+        readings = {
+            i: GpuReading(index=i, util_pct=u, sm_clock_mhz=1980) for i, u in enumerate(utils)
+        }
+        for _ in range(samples):
+            out = detector.update(readings)
+        return out
+
+    # An inference server: half the GPUs serve a burst, half idle. Not a straggler among them.
+    assert flags([85.0, 88.0, 80.0, 90.0, 18.0, 20.0, 17.0, 22.0]) == {}
+    # Data-parallel training with two slow GPUs: both flagged, neither hides the other.
+    assert sorted(flags([97.0, 98.0, 97.0, 96.0, 97.0, 98.0, 40.0, 45.0])) == [6, 7]
+
+
+def test_an_inference_host_raises_no_straggler_over_ten_minutes() -> None:
+    sc = {**scenario(), "workload": "inference"}
+    stream = run_fast(sc, until=600.0, slow_every=10, seed=11)
+    hello = msgspec.convert(stream.lines[0], Hello)
+    health = HostHealth()
+    for msg in stream.samples:
+        verdict = health.evaluate(hello, msgspec.convert(msg, Sample), msg["t"])
+        assert not any(r.code == "straggler" for r in verdict.host.reasons), msg["t"]

@@ -22,6 +22,9 @@ def plain_outlier(reading: GpuReading, peers: list[GpuReading]) -> str | None:
     peer_util = median(utils)
     if peer_util < TH.straggler_min_util_pct:
         return None
+    near = [u for u in utils if abs(u - peer_util) <= TH.straggler_peer_spread_pct]
+    if len(near) < 0.75 * len(utils):
+        return None  # the peers are not in step
     if reading.util_pct is not None and reading.util_pct < peer_util - TH.straggler_util_drop_pct:
         return f"util {reading.util_pct:.0f}% vs peers' median {peer_util:.0f}%"
     clocks = [p.sm_clock_mhz for p in peers if p.sm_clock_mhz is not None]

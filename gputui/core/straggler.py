@@ -3,14 +3,17 @@
 In data-parallel training every GPU of a host does the same work, so one GPU whose SM clock or
 utilisation sits well below the others' holds the whole job back (it waits at every all-reduce).
 Peers are compared by their median, which one bad GPU cannot drag along, and only while the
-peers are busy ("the same load"); an idle host says nothing. A GPU is flagged after
+peers are busy ("the same load") and in step (at least 3 in 4 of them within
+`straggler_peer_spread_pct` points of their median): an idle host says nothing, and neither do
+GPUs that work independently, as an inference server's do, where one GPU idling while the
+others serve a burst is normal. A GPU is flagged after
 `straggler_samples` outlying samples in a row and cleared after as many normal ones, so a
 single slow sample never raises it and a single normal one never clears it.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 
 from gputui.core.model import GpuReading
@@ -78,6 +81,8 @@ class _Peers:
         peer_util = _median_without(utils, own_util) if own_util is not None else _median(utils)
         if peer_util < th.straggler_min_util_pct:
             return None  # peers are not under load: nothing to compare against
+        if not _in_step(utils, own_util, peer_util, n_peers, th.straggler_peer_spread_pct):
+            return None  # peers do not move together: independent work, no yardstick
         if own_util is not None and own_util < peer_util - th.straggler_util_drop_pct:
             return f"util {own_util:.0f}% vs peers' median {peer_util:.0f}%"
         own_clock = reading.sm_clock_mhz
@@ -86,6 +91,22 @@ class _Peers:
             if own_clock < peer_clock * (1 - th.straggler_clock_drop_pct / 100):
                 return f"SM clock {own_clock} MHz vs peers' median {peer_clock:.0f} MHz"
         return None
+
+
+IN_STEP_SHARE = 0.75  # share of the peers that must sit near their median
+
+
+def _in_step(
+    utils: list[float], own: float | None, median: float, n_peers: int, spread: float
+) -> bool:
+    """Whether at least 3 in 4 of the peers (`utils` sorted, less `own`) are within `spread`
+    points of their `median`. A quorum rather than all of them, so that two stragglers at
+    once do not hide each other."""
+    low, high = median - spread, median + spread
+    near = bisect_right(utils, high) - bisect_left(utils, low)
+    if own is not None and low <= own <= high:
+        near -= 1  # the GPU judged is not its own peer
+    return near >= IN_STEP_SHARE * n_peers
 
 
 def _values(readings: Mapping[int, GpuReading]) -> tuple[list[float], list[int]]:

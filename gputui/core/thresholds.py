@@ -47,6 +47,8 @@ class Thresholds(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
     straggler_min_util_pct: Percent = 50.0  # peers' median utilisation: "under load"
     straggler_clock_drop_pct: Percent = 10.0  # SM clock this far below the peers' median
     straggler_util_drop_pct: Percent = 25.0  # utilisation this many points below the median
+    # Peers "in step": at least 3 in 4 of them within this many points of their median
+    straggler_peer_spread_pct: Percent = 15.0
     straggler_samples: Count = 5  # consecutive samples to raise, and to clear
 
     # XIDs with a rate rule.
