@@ -197,3 +197,25 @@ async def test_localhost_streams_through_a_subprocess_without_ssh(tmp_path: Path
     assert snap.hello is not None and len(snap.hello.gpus) == 8
     assert snap.verdict.gpus[3].level is Level.FAILED  # the scenario's XID 79 on GPU 3
     assert rt.sample is not None
+
+
+async def test_a_warning_is_published_at_once_not_at_the_next_tick(fleet: FakeFleet) -> None:
+    async def warm(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write(hello_line(host.name))
+        process.stdout.write(sample_line(0))
+        await asyncio.sleep(0.3)
+        for seq in range(1, 1000):  # above max operating temperature, below slowdown: a warning
+            process.stdout.write(sample_line(seq, temp=88.0))  # max 87 C, slowdown 89 C
+            await asyncio.sleep(0.05)
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=warm))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=5.0) as mon:
+
+        async def consume() -> None:
+            async for snap in mon.snapshots():
+                if any(e.kind == "verdict" and e.level is Level.WARN for e in snap.events):
+                    return
+
+        # With a 5 s tick, only the urgent path can deliver the warning within 2 s.
+        await asyncio.wait_for(consume(), 2.0)

@@ -117,7 +117,7 @@ class HostRuntime:
                     text=text,
                     level=Level.WARN if worse else Level.OK,
                 ),
-                False,
+                worse,  # a host lost from view is shown at once, not at the next tick
             )
 
     def on_line(self, line: bytes) -> None:
@@ -246,7 +246,9 @@ class HostRuntime:
                     level=new.level,
                     gpu=worst.gpu if worst is not None else None,
                 ),
-                new.level >= Level.CRITICAL,
+                # Any worsening to warn or beyond is shown at once (the monitor spaces urgent
+                # publishes 50 ms apart); an improvement waits for the tick.
+                new.level > old.level and new.level >= Level.WARN,
             )
 
     def _note_bad_lines(self) -> None:
