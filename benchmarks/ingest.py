@@ -25,15 +25,15 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
+from procstat import cpu_s, rss_mib
 
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("gputui", "floor", "exec", "connect")
@@ -41,19 +41,6 @@ STRATEGIES = ("gputui", "floor", "exec", "connect")
 # instead of asyncssh's default (chacha20-poly1305), to tell the cipher's share from the rest.
 GCM = ("floor-gcm", "exec-gcm", "connect-gcm")
 BASELINE = "gputui-baseline"  # gputui's client from --baseline-src, for before/after in one run
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,71 +96,80 @@ async def client_gputui(names: list[str], directory: Path, interval: float, c: C
 CIPHER_CHOICE: dict[str, object] = {}  # extra asyncssh.connect options of this process
 
 
-async def _connect(
-    name: str, directory: Path, sem: asyncio.Semaphore, kh: asyncssh.SSHKnownHosts, keys: object
-) -> asyncssh.SSHClientConnection:
-    async with sem:
-        return await asyncssh.connect(
-            name,
-            config=[str(directory / "ssh_config")],
-            known_hosts=kh,
-            client_keys=keys,
-            **CIPHER_CHOICE,  # type: ignore[arg-type]
-        )
+class BareClient:
+    """What the bare asyncssh strategies share: the handshake bound, known hosts, the key."""
+
+    def __init__(self, directory: Path) -> None:
+        self.config = [str(directory / "ssh_config")]
+        self.sem = asyncio.Semaphore(64)
+        self.known_hosts = asyncssh.read_known_hosts(str(directory / "known_hosts"))
+        self.keys = asyncssh.load_keypairs([str(directory / "client_key")])
+
+    async def connect(self, name: str) -> asyncssh.SSHClientConnection:
+        async with self.sem:
+            return await asyncssh.connect(
+                name,
+                config=self.config,
+                known_hosts=self.known_hosts,
+                client_keys=self.keys,
+                **CIPHER_CHOICE,
+            )
+
+
+def received(c: Counter, name: str, line: bytes) -> None:
+    """Decode one sample line and count it, as each bare strategy does."""
+    json.loads(line or b"{}")
+    c.samples += 1
+    c.hosts_seen.add(name)
+
+
+async def every(interval: float, poll: Callable[[], Awaitable[None]]) -> None:
+    """Run `poll` once per interval on a fixed schedule, as a polling tool does."""
+    next_t = time.monotonic()
+    while True:
+        await poll()
+        next_t += interval
+        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
 
 
 async def client_floor(names: list[str], directory: Path, interval: float, c: Counter) -> None:
-    sem = asyncio.Semaphore(64)
-    kh = asyncssh.read_known_hosts(str(directory / "known_hosts"))
-    keys = asyncssh.load_keypairs([str(directory / "client_key")])
+    bare = BareClient(directory)
 
     async def one(name: str) -> None:
-        conn = await _connect(name, directory, sem, kh, keys)
+        conn = await bare.connect(name)
         proc = await conn.create_process("bench-stream", encoding=None)
         async for line in proc.stdout:
             if line.strip():
-                json.loads(line)
-                c.samples += 1
-                c.hosts_seen.add(name)
+                received(c, name, line)
 
     await asyncio.gather(*(one(n) for n in names))
 
 
 async def client_exec(names: list[str], directory: Path, interval: float, c: Counter) -> None:
-    sem = asyncio.Semaphore(64)
-    kh = asyncssh.read_known_hosts(str(directory / "known_hosts"))
-    keys = asyncssh.load_keypairs([str(directory / "client_key")])
+    bare = BareClient(directory)
 
     async def one(name: str) -> None:
-        conn = await _connect(name, directory, sem, kh, keys)
-        next_t = time.monotonic()
-        while True:
+        conn = await bare.connect(name)
+
+        async def poll() -> None:
             result = await conn.run("bench-once", encoding=None)
-            json.loads(result.stdout or b"{}")
-            c.samples += 1
-            c.hosts_seen.add(name)
-            next_t += interval
-            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            received(c, name, result.stdout)  # type: ignore[arg-type]
+
+        await every(interval, poll)
 
     await asyncio.gather(*(one(n) for n in names))
 
 
 async def client_connect(names: list[str], directory: Path, interval: float, c: Counter) -> None:
-    sem = asyncio.Semaphore(64)
-    kh = asyncssh.read_known_hosts(str(directory / "known_hosts"))
-    keys = asyncssh.load_keypairs([str(directory / "client_key")])
+    bare = BareClient(directory)
 
     async def one(name: str) -> None:
-        next_t = time.monotonic()
-        while True:
-            conn = await _connect(name, directory, sem, kh, keys)
-            async with conn:
+        async def poll() -> None:
+            async with await bare.connect(name) as conn:
                 result = await conn.run("bench-once", encoding=None)
-            json.loads(result.stdout or b"{}")
-            c.samples += 1
-            c.hosts_seen.add(name)
-            next_t += interval
-            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+            received(c, name, result.stdout)  # type: ignore[arg-type]
+
+        await every(interval, poll)
 
     await asyncio.gather(*(one(n) for n in names))
 
@@ -355,7 +351,7 @@ def main() -> None:
         row: dict[str, object] = {"hosts": n}
         for s, r in by.items():
             if s != "gputui" and r["us_per_host_sample"]:
-                below = s.startswith("floor") or s == BASELINE  # gputui over it, not it over gputui
+                below = str(s).startswith("floor") or s == BASELINE  # ratio: gputui over it
                 key = f"gputui_over_{s}" if below else f"{s}_over_gputui"
                 if s == BASELINE:
                     key = "gputui_over_baseline"

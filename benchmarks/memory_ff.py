@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procstat import rss_mib
+
 from gputui.agent import AGENT_VERSION, PROTOCOL_VERSION
 from gputui.agent.sim_backend import SimBackend
 from gputui.agent.stream import encode
@@ -38,14 +40,6 @@ from gputui.collect.scenarios import demo_assignment
 from gputui.core.model import HostState
 
 T0 = 1_800_000_000.0
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class _Idle(Source):

@@ -14,25 +14,18 @@ import argparse
 import asyncio
 import json
 import platform
-import resource
 import time
 from pathlib import Path
 
+from procstat import cpu_s, rss_mib
+
 from gputui.collect.fleet import monitor_demo
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def run(hosts: int, minutes: list[float]) -> dict[str, object]:
     points: list[dict[str, float]] = []
     t0 = time.monotonic()
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = cpu_s()
     async with monitor_demo(hosts, interval_s=1.0, tick_s=1.0) as monitor:
         consumer_snapshots = 0
 
@@ -56,14 +49,13 @@ async def run(hosts: int, minutes: list[float]) -> dict[str, object]:
             points.append(point)
             print(json.dumps(point), flush=True)
         task.cancel()
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    cpu = cpu_s() - cpu0
     first, last = points[0]["rss_mib"], points[-1]["rss_mib"]
     return {
         "hosts": hosts,
         "points": points,
         "change_pct": round(100 * (last - first) / first, 1),
-        "collector_cpu_pct_of_one_core": round(100 * cpu_s / (time.monotonic() - t0), 1),
+        "collector_cpu_pct_of_one_core": round(100 * cpu / (time.monotonic() - t0), 1),
         "snapshots_consumed": consumer_snapshots,
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
         f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",

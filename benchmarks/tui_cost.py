@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procstat import rss_mib
 from rich.console import Console
 from textual import events
 from textual.screen import Screen
@@ -107,14 +108,6 @@ class Meter:
                 return later[0]
             await asyncio.sleep(0.0005)
         raise TimeoutError("no screen update")
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def summary(values: list[float]) -> dict[str, float]:
