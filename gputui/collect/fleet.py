@@ -131,6 +131,22 @@ def plans_for_demo(fleet: DemoFleet, interval_s: float = 1.0) -> tuple[list[Host
 
 
 @contextlib.asynccontextmanager
+async def _running(
+    plans: list[HostPlan],
+    ssh: SshContext,
+    thresholds: Thresholds | None,
+    tick_s: float,
+    history_len: int,
+) -> AsyncIterator[FleetMonitor]:
+    """A monitor over `plans` that closes the fleet's SSH when it stops."""
+    monitor = FleetMonitor(
+        plans, thresholds=thresholds, tick_s=tick_s, history_len=history_len, closers=[ssh.close]
+    )
+    async with monitor:
+        yield monitor
+
+
+@contextlib.asynccontextmanager
 async def monitor_config(
     config: Config,
     *,
@@ -139,14 +155,7 @@ async def monitor_config(
     specs: Sequence[HostSpec] | None = None,
 ) -> AsyncIterator[FleetMonitor]:
     plans, ssh = plans_for_config(config, specs)
-    monitor = FleetMonitor(
-        plans,
-        thresholds=config.thresholds,
-        tick_s=tick_s,
-        history_len=history_len,
-        closers=[ssh.close],
-    )
-    async with monitor:
+    async with _running(plans, ssh, config.thresholds, tick_s, history_len) as monitor:
         yield monitor
 
 
@@ -165,14 +174,7 @@ async def demo_fleet_and_monitor(
     """The running demo fleet and a monitor over it (triage needs the fleet's SSH files)."""
     async with DemoFleet(n_hosts, seed=seed, scenario=scenario, spares=spares) as fleet:
         plans, ssh = plans_for_demo(fleet, interval_s)
-        monitor = FleetMonitor(
-            plans,
-            thresholds=thresholds,
-            tick_s=tick_s,
-            history_len=history_len,
-            closers=[ssh.close],
-        )
-        async with monitor:
+        async with _running(plans, ssh, thresholds, tick_s, history_len) as monitor:
             yield fleet, monitor
 
 
