@@ -279,12 +279,14 @@ class HostHealth:
             or self._down
         )
         limits = self._quiet_limits
+        # Each GPU judged quiet once, for the host's shortcut and the loop below alike.
+        calm: set[int] = set()
+        if quiet:
+            calm = {i for i, r in readings.items() if i in limits and _quiet(r, limits[i])}
         if (
-            quiet
+            calm
             and not stragglers
-            and limits  # no GPU at all is a reason of its own
-            and readings.keys() == limits.keys()
-            and all(_quiet(r, limits[i]) for i, r in readings.items())
+            and len(calm) == len(limits) == len(readings)  # every GPU of the inventory, quiet
         ):
             # What the loop below would build: every GPU and the host ok, with no reason.
             if self._all_ok is None or self._all_ok.gpus.keys() != limits.keys():
@@ -297,7 +299,7 @@ class HostHealth:
         host_reasons: list[Reason] = []
         for idx in sorted(inventory.keys() | readings.keys()):
             reading = readings.get(idx)
-            if quiet and reading is not None and idx in limits and _quiet(reading, limits[idx]):
+            if idx in calm:
                 reasons: list[Reason] = []
                 floor = Level.OK
             else:
