@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,3 +29,17 @@ def need_program(name: str, *candidates: str) -> str:
     if REQUIRE_SYSTEM:
         pytest.fail(message + " and GPUTUI_REQUIRE_SYSTEM=1 forbids skipping")
     pytest.skip(message)
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    """Clock texts in UTC whatever the machine's zone (restored after the test)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -45,18 +44,8 @@ WORST_FIRST = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    """Clock texts in UTC whatever the machine's zone (restored after the test)."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+# Clock texts in UTC whatever the machine's zone (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 @dataclass

@@ -6,9 +6,7 @@ Update after a deliberate change of the look with `pytest tests/test_tui_snapsho
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from textual.pilot import Pilot
@@ -20,18 +18,8 @@ from tests.test_tui_fakes import FakeFleet, FakeMonitor, big_fleet, factory, sma
 SnapCompare = Callable[..., bool]
 
 
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    """Clock texts in UTC whatever the machine's zone (restored after the test)."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+# Clock texts in UTC whatever the machine's zone (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def scripted(
