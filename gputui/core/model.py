@@ -19,11 +19,33 @@ Units are in the field names: _c Celsius, _w watts, _mib MiB, _mhz MHz, _pct per
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 PROTOCOL_VERSION = 1
+
+# Plausible bounds of every reading, checked as a line is decoded: a value outside them is a
+# decode error naming the field (docs/protocol.md), never judged and never shown. They are wide
+# enough for any GPU NVML knows of (a GB200 board draws ~2.7 kW; counters are 64-bit but a
+# real one never nears 2^53) and narrow enough to refuse garbage (-273 C, 1e300 W, 2^63 MHz).
+Celsius = Annotated[float, msgspec.Meta(ge=-60, le=250)]
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Watts = Annotated[float, msgspec.Meta(ge=0, le=20_000)]
+MiB = Annotated[float, msgspec.Meta(ge=0, le=1 << 30)]  # 1 PiB
+MHz = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 53)]  # cumulative hardware counters
+GpuIndex = Annotated[int, msgspec.Meta(ge=0, le=1023)]
+BitMask = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+PcieGen = Annotated[int, msgspec.Meta(ge=0, le=32)]
+PcieWidth = Annotated[int, msgspec.Meta(ge=0, le=64)]
+Links = Annotated[int, msgspec.Meta(ge=0, le=64)]
+XidCode = Annotated[int, msgspec.Meta(ge=0, le=65_535)]
+Pid = Annotated[int, msgspec.Meta(ge=0, le=(1 << 31) - 1)]
+UnixTime = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+IntervalS = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+# A message lists at most this many GPUs (the largest NVLink domains hold 72 or 576).
+MAX_GPUS = 1024
 
 # Clock-event reason bits (nvmlDeviceGetCurrentClocksEventReasons).
 CLOCK_EVENT_GPU_IDLE = 0x1
@@ -62,31 +84,31 @@ def clock_event_words(mask: int) -> list[str]:
 class GpuInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One GPU's inventory, read once when the agent starts."""
 
-    index: int
+    index: GpuIndex
     uuid: str
     name: str
     serial: str | None = None
     pci_bus_id: str | None = None
-    memory_total_mib: float | None = None
-    power_limit_w: float | None = None  # enforced limit at start (TDP unless capped)
-    temp_shutdown_c: float | None = None
-    temp_slowdown_c: float | None = None
-    temp_gpu_max_c: float | None = None  # max operating temperature
-    temp_mem_max_c: float | None = None
-    sm_clock_max_mhz: int | None = None
-    mem_clock_max_mhz: int | None = None
-    pcie_gen_max: int | None = None
-    pcie_width_max: int | None = None
-    nvlink_count: int | None = None  # links present on this GPU
+    memory_total_mib: MiB | None = None
+    power_limit_w: Watts | None = None  # enforced limit at start (TDP unless capped)
+    temp_shutdown_c: Celsius | None = None
+    temp_slowdown_c: Celsius | None = None
+    temp_gpu_max_c: Celsius | None = None  # max operating temperature
+    temp_mem_max_c: Celsius | None = None
+    sm_clock_max_mhz: MHz | None = None
+    mem_clock_max_mhz: MHz | None = None
+    pcie_gen_max: PcieGen | None = None
+    pcie_width_max: PcieWidth | None = None
+    nvlink_count: Links | None = None  # links present on this GPU
     ecc_enabled: bool | None = None
 
 
 class GpuProcess(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A compute process on one GPU."""
 
-    pid: int
+    pid: Pid
     name: str | None = None
-    used_memory_mib: float | None = None
+    used_memory_mib: MiB | None = None
 
 
 GpuStatus = Literal["ok", "lost", "reset_required", "error"]
@@ -99,40 +121,41 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     otherwise). A GPU whose status is not "ok" carries no readings, only `error`.
     """
 
-    index: int
+    index: GpuIndex
     status: GpuStatus = "ok"
     error: str | None = None  # NVML error text when status != "ok"
     # fast
-    util_pct: float | None = None  # SM utilisation over the last sample period
-    mem_util_pct: float | None = None  # memory controller utilisation
-    mem_used_mib: float | None = None
-    temp_c: float | None = None
-    power_w: float | None = None
-    power_limit_w: float | None = None  # enforced limit now
-    sm_clock_mhz: int | None = None
-    mem_clock_mhz: int | None = None
-    clock_events: int | None = None  # clock-event reason bit mask
+    util_pct: Percent | None = None  # SM utilisation over the last sample period
+    mem_util_pct: Percent | None = None  # memory controller utilisation
+    mem_used_mib: MiB | None = None  # as nvidia-smi counts it: NVML v2, reserved memory apart
+    mem_reserved_mib: MiB | None = None  # held by the driver and firmware (NVML v2 only)
+    temp_c: Celsius | None = None
+    power_w: Watts | None = None
+    power_limit_w: Watts | None = None  # enforced limit now
+    sm_clock_mhz: MHz | None = None
+    mem_clock_mhz: MHz | None = None
+    clock_events: BitMask | None = None  # clock-event reason bit mask
     # slow
-    ecc_corrected_volatile: int | None = None
-    ecc_uncorrected_volatile: int | None = None
-    ecc_corrected_aggregate: int | None = None
-    ecc_uncorrected_aggregate: int | None = None
-    remap_corrected: int | None = None  # rows remapped for correctable errors
-    remap_uncorrected: int | None = None  # rows remapped for uncorrectable errors
+    ecc_corrected_volatile: Count | None = None
+    ecc_uncorrected_volatile: Count | None = None
+    ecc_corrected_aggregate: Count | None = None
+    ecc_uncorrected_aggregate: Count | None = None
+    remap_corrected: Count | None = None  # rows remapped for correctable errors
+    remap_uncorrected: Count | None = None  # rows remapped for uncorrectable errors
     remap_pending: bool | None = None  # a remap waits for a GPU reset
     remap_failure: bool | None = None  # no spare row was left
-    retired_pages_sbe: int | None = None  # pre-Ampere page retirement
-    retired_pages_dbe: int | None = None
+    retired_pages_sbe: Count | None = None  # pre-Ampere page retirement
+    retired_pages_dbe: Count | None = None
     retired_pages_pending: bool | None = None
-    pcie_gen: int | None = None
-    pcie_width: int | None = None
-    pcie_replay: int | None = None  # cumulative PCIe replay counter
-    nvlink_active: int | None = None  # links in the active state
-    nvlink_replay: int | None = None  # summed over links, cumulative
-    nvlink_recovery: int | None = None
-    nvlink_crc_flit: int | None = None
-    nvlink_crc_data: int | None = None
-    recovery_action: int | None = (
+    pcie_gen: PcieGen | None = None
+    pcie_width: PcieWidth | None = None
+    pcie_replay: Count | None = None  # cumulative PCIe replay counter
+    nvlink_active: Links | None = None  # links in the active state
+    nvlink_replay: Count | None = None  # summed over links, cumulative
+    nvlink_recovery: Count | None = None
+    nvlink_crc_flit: Count | None = None
+    nvlink_crc_data: Count | None = None
+    recovery_action: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = (
         None  # 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain+reset
     )
     processes: list[GpuProcess] | None = None
@@ -153,14 +176,17 @@ class Hello(
     host: str
     agent_version: str
     backend: Literal["nvml", "smi", "sim"]
-    interval_s: float
-    slow_every: int  # slow signals are read every `slow_every` samples
+    interval_s: IntervalS
+    # slow signals are read every `slow_every` samples
+    slow_every: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
     driver_version: str | None = None
     nvml_version: str | None = None
     cuda_version: str | None = None
-    gpus: list[GpuInfo] = msgspec.field(default_factory=list)
+    gpus: Annotated[list[GpuInfo], msgspec.Meta(max_length=MAX_GPUS)] = msgspec.field(
+        default_factory=list
+    )
     persistence_mode: bool | None = None  # all GPUs in persistence mode
-    sim_start: float | None = None  # sim backend: Unix time of the scenario's t=0
+    sim_start: UnixTime | None = None  # sim backend: Unix time of the scenario's t=0
 
 
 class Sample(
@@ -175,9 +201,9 @@ class Sample(
     """One reading of every GPU."""
 
     v: int
-    t: float  # agent's clock, Unix seconds
-    seq: int  # 0, 1, 2, ... per stream
-    gpus: list[GpuReading]
+    t: UnixTime  # agent's clock, Unix seconds
+    seq: Annotated[int, msgspec.Meta(ge=0)]  # 0, 1, 2, ... per stream
+    gpus: Annotated[list[GpuReading], msgspec.Meta(max_length=MAX_GPUS)]
     slow: bool = False  # slow fields were read in this sample
 
 
@@ -196,11 +222,11 @@ class Event(
     """Something that happened between samples, pushed at once."""
 
     v: int
-    t: float
+    t: UnixTime
     kind: EventKind
-    gpu: int | None = None  # index; None when NVML could not attribute it
+    gpu: GpuIndex | None = None  # index; None when NVML could not attribute it
     uuid: str | None = None
-    xid: int | None = None  # set for kind == "xid"
+    xid: XidCode | None = None  # set for kind == "xid"
     text: str = ""
 
 
@@ -216,10 +242,10 @@ class AgentError(
     """A failure the agent hit. `fatal` errors are followed by the agent exiting."""
 
     v: int
-    t: float
+    t: UnixTime
     code: str  # machine-readable, e.g. nvml_init_failed, no_gpu, smi_failed
     text: str
-    gpu: int | None = None
+    gpu: GpuIndex | None = None
     fatal: bool = False
 
 
