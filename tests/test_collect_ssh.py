@@ -30,9 +30,22 @@ class RecordingFeed:
         self._last = time.monotonic()
 
     def set_state(self, state: HostState, reason: str = "") -> None:
-        if state is HostState.CONNECTING:
-            self._last = time.monotonic()
         self.states.append((state, reason))
+
+    def stream_started(self) -> None:
+        self._last = time.monotonic()
+
+    def stream_ended(self, reason: str) -> None:
+        self.set_state(HostState.UNREACHABLE, reason)
+
+    def retrying(self, attempt: int, phase: str) -> None:
+        self.set_state(HostState.CONNECTING, phase)
+
+    def stream_problem(self) -> str | None:
+        return None
+
+    def stream_was_healthy(self) -> bool:
+        return bool(self.lines)
 
     def on_line(self, line: bytes) -> None:
         self._last = time.monotonic()

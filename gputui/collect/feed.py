@@ -20,6 +20,20 @@ class HostFeed(Protocol):
 
     def set_state(self, state: HostState, reason: str = "") -> None: ...
 
+    def stream_started(self) -> None:
+        """A new agent stream begins: silence and bad lines are counted from now."""
+        ...
+
+    def stream_ended(self, reason: str) -> None:
+        """The stream ended for `reason`; the host shows it until a stream works again (an
+        error line the agent sent before it ended, "no GPU", says more and is kept)."""
+        ...
+
+    def retrying(self, attempt: int, phase: str) -> None:
+        """A reconnect is under way (`attempt` since the last good stream), now at `phase`;
+        the last failure stays visible beside it."""
+        ...
+
     def on_line(self, line: bytes) -> None: ...
 
     def on_too_long(self, length: int) -> None: ...
@@ -32,6 +46,17 @@ class HostFeed(Protocol):
         """The sample interval the host streams at, in seconds."""
         ...
 
+    def stream_problem(self) -> str | None:
+        """Why the current stream cannot be understood, once that has lasted long enough to
+        give up on it (or at once for another protocol version); None while it is fine."""
+        ...
+
+    def stream_was_healthy(self) -> bool:
+        """The current stream delivered samples long enough to count as a success: the
+        reconnect backoff starts over only then, so an agent that fails at once (no GPU, a
+        crash after its hello) is retried ever more slowly, not every second."""
+        ...
+
 
 class Source(abc.ABC):
     """One host's stream: connects, runs the agent, reconnects, until cancelled."""
@@ -40,7 +65,11 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     async def run(self, feed: HostFeed) -> None:
-        """Stream forever; returns only when cancelled."""
+        """Stream forever; returns only when cancelled.
+
+        A failure of any stage (connect, login, starting the agent, sending it, reading it)
+        ends as `feed.stream_ended(reason)` and a retry after the backoff; the monitor still
+        guards against an exception that escapes (FleetMonitor.supervise)."""
 
 
 class Backoff:

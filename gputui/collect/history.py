@@ -66,7 +66,8 @@ class HostHistory:
                 _NAN if r.power_w is None else r.power_w,
                 100.0 * used / total if used is not None and total > 0 else _NAN,
             ]
-        self.values[:, :, slot] = rows
+        if rows:  # a host without GPUs keeps only the time ring
+            self.values[:, :, slot] = rows
         self._head = (slot + 1) % self.capacity
         self._n = min(self._n + 1, self.capacity)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from operator import attrgetter
 
 from gputui.collect.history import HostHistory
-from gputui.collect.protocol import StreamDecoder
+from gputui.collect.protocol import StreamDecoder, version_mismatch
 from gputui.core.health import HostHealth, Thresholds
 from gputui.core.model import (
     UNKNOWN_VERDICT,
@@ -23,6 +23,14 @@ from gputui.core.model import (
 )
 
 STALE_AFTER_INTERVALS = 3
+# A stream whose lines have not been understood for this many intervals is given up on: every
+# line garbage, another protocol version, or samples whose values are all implausible.
+GIVE_UP_AFTER_INTERVALS = 10
+# A stream that delivered this many good samples counts as a success: the backoff starts over.
+HEALTHY_AFTER_SAMPLES = 10
+# The agent's fatal errors that mean "this host has no GPU gputui can read", not a fault of the
+# connection: the host shows `no-gpu` with the agent's words.
+NO_GPU_CODES = frozenset({"no_gpu", "no_backend", "nvml_init_failed", "smi_not_found"})
 SMI_REASON = "nvidia-smi fallback: no pushed XID events, fewer signals"
 CORE_SIGNALS = (
     ("util_pct", "utilisation"),
@@ -73,7 +81,8 @@ class HostRuntime:
         self.health = HostHealth(thresholds)
         self.decoder = StreamDecoder()
         self.state = HostState.CONNECTING
-        self.state_reason = ""
+        self.state_reason = "starting"
+        self.reason_since = clock()  # when the state or its reason last changed
         self.hello: Hello | None = None
         self.sample: Sample | None = None
         self.sample_t: float | None = None
@@ -88,6 +97,14 @@ class HostRuntime:
         self._mono = monotonic
         self._last_line_mono: float | None = None
         self._stream_start_mono = monotonic()
+        self._understood_mono = self._stream_start_mono  # last hello or good sample
+        self._bad_base = 0  # decoder.stats.bad when the current stream started
+        self._stream_first_problem = ""
+        self._wrong_base = 0  # decoder.stats.wrong_version when the current stream started
+        self._stream_samples = 0
+        self._stream_hello = False
+        self._stream_fatal: tuple[HostState, str] | None = None  # the agent's own last word
+        self._last_failure = ""  # why the last stream ended, shown while reconnecting
         self._snapshot: HostSnapshot | None = None
         self._reported_bad = 0
         self._missing = ""  # core signals absent from the last sample, in words
@@ -95,16 +112,14 @@ class HostRuntime:
     # -- HostFeed ---------------------------------------------------------------------------
 
     def set_state(self, state: HostState, reason: str = "") -> None:
-        if state is HostState.CONNECTING:
-            self._stream_start_mono = self._mono()
-            self._last_line_mono = None
         if state is self.state and reason == self.state_reason:
             return
         old = self.state
-        if state is HostState.UNREACHABLE:
+        if state in (HostState.UNREACHABLE, HostState.NO_GPU):
             self.answered = True
         self.state = state
         self.state_reason = reason
+        self.reason_since = self._clock()
         self._snapshot = None
         if state is not old:
             worse = state in (HostState.UNREACHABLE, HostState.STALE)
@@ -119,6 +134,54 @@ class HostRuntime:
                 ),
                 worse,  # a host lost from view is shown at once, not at the next tick
             )
+
+    def stream_started(self) -> None:
+        now = self._mono()
+        self._stream_start_mono = self._understood_mono = now
+        self._last_line_mono = None
+        self._bad_base = self.decoder.stats.bad
+        self._wrong_base = self.decoder.stats.wrong_version
+        self._stream_first_problem = ""
+        self._stream_samples = 0
+        self._stream_hello = False
+        self._stream_fatal = None
+
+    def stream_ended(self, reason: str) -> None:
+        state, why = self._stream_fatal or (HostState.UNREACHABLE, reason)
+        self._stream_fatal = None
+        self._last_failure = why
+        self.set_state(state, why)
+
+    def retrying(self, attempt: int, phase: str) -> None:
+        if not self._last_failure or self.state in (HostState.STREAMING, HostState.DEGRADED):
+            self.set_state(HostState.CONNECTING, phase)
+            return
+        # The host stays in the state its last failure put it in: it is not reachable until a
+        # stream works again, and the operator keeps reading why.
+        self.set_state(
+            self.state, f"{self._last_failure}; reconnecting, attempt {attempt}: {phase}"
+        )
+
+    def stream_problem(self) -> str | None:
+        stats = self.decoder.stats
+        bad = stats.bad - self._bad_base
+        if not bad:
+            return None
+        understood = self._stream_samples > 0 or self._stream_hello
+        wrong = stats.wrong_version > self._wrong_base
+        if wrong and stats.other_version is not None and not understood:
+            return version_mismatch(stats.other_version)  # nothing else will come of it
+        waited = self._mono() - self._understood_mono
+        limit = GIVE_UP_AFTER_INTERVALS * self.expected_interval()
+        if waited < limit:
+            return None
+        return (
+            f"protocol error: {bad} line{'s' if bad != 1 else ''} not understood in "
+            f"{waited:.0f} s; first: {self._stream_first_problem}"
+        )
+
+    def stream_was_healthy(self) -> bool:
+        return self._stream_samples >= HEALTHY_AFTER_SAMPLES
 
     def on_line(self, line: bytes) -> None:
         self._last_line_mono = self._mono()
@@ -136,8 +199,7 @@ class HostRuntime:
 
     def on_too_long(self, length: int) -> None:
         self._last_line_mono = self._mono()
-        self.decoder.stats.too_long += 1
-        self.decoder.stats.last_problem = f"line of {length} bytes over the limit, dropped"
+        self.decoder.stats.line_too_long(length)
         self._note_bad_lines()
 
     def silent_for(self) -> float:
@@ -154,10 +216,13 @@ class HostRuntime:
             g.uuid for g in hello.gpus
         ]
         self.hello = hello
+        self._stream_hello = True
+        self._understood_mono = self._mono()
         if not same_gpus or self.history is None:
             self.history = HostHistory(hello.gpus, self.history_len)
         if not hello.gpus:
-            self.set_state(HostState.UNREACHABLE, "no GPU found on the host")
+            self._stream_fatal = (HostState.NO_GPU, "no GPU: the agent found none on the host")
+            self.set_state(*self._stream_fatal)
         else:
             self._set_streaming_state()
         self._snapshot = None
@@ -174,6 +239,10 @@ class HostRuntime:
     def _on_sample(self, sample: Sample) -> None:
         if self.hello is None:
             return  # a sample before hello cannot be interpreted; the agent always says hello
+        self._understood_mono = self._mono()
+        self._stream_samples += 1
+        if not self.hello.gpus:
+            return  # nothing to judge: the host stays `no-gpu`
         now = self._clock()
         self.sample = sample
         self.sample_t = now
@@ -225,7 +294,14 @@ class HostRuntime:
             False,
         )
         if err.fatal:
-            self.set_state(HostState.UNREACHABLE, f"agent error {err.code}: {err.text}")
+            if err.code in NO_GPU_CODES:
+                self._stream_fatal = (HostState.NO_GPU, f"no GPU: {err.text}")
+            else:
+                self._stream_fatal = (
+                    HostState.UNREACHABLE,
+                    f"agent error {err.code}: {err.text}",
+                )
+            self.set_state(*self._stream_fatal)
 
     def _apply_verdict(self, verdict: HostVerdict, now: float) -> None:
         old = self.verdict.host
@@ -254,6 +330,8 @@ class HostRuntime:
     def _note_bad_lines(self) -> None:
         stats = self.decoder.stats
         self._snapshot = None
+        if not self._stream_first_problem:
+            self._stream_first_problem = stats.last_problem
         # One log line per burst of bad input, not one per line.
         if stats.bad in (1, 10, 100, 1000) or stats.bad % 10000 == 0:
             self._emit(
@@ -302,6 +380,7 @@ class HostRuntime:
                 name=self.name,
                 state=self.state,
                 state_reason=self.state_reason,
+                reason_since=self.reason_since,
                 labels=self.labels,
                 hello=self.hello,
                 sample=self.sample,

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from gputui.collect.feed import Backoff, HostFeed, Source
 from gputui.collect.launch import AgentArgs, describe_exit
 from gputui.collect.lines import LineSplitter
-from gputui.core.model import HostState
+from gputui.core.text import plain, plain_bytes
+
+_CHECK_EVERY_S = 2.5  # how often a running stream is checked for lines it cannot understand
 
 
 class _PipeReader(asyncio.Protocol):
@@ -48,53 +50,67 @@ class LocalSource(Source):
         self._backoff = backoff or Backoff()
 
     async def run(self, feed: HostFeed) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            feed.set_state(HostState.CONNECTING)
-            lines = 0
-            last_stderr = ""
+            try:
+                reason = await self._attempt(feed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any surprise is this host's reason
+                reason = f"collector error: {type(exc).__name__}: {plain(str(exc), 200)}"
+            if feed.stream_was_healthy():
+                self._backoff.reset()
+            feed.stream_ended(reason)
+            await asyncio.sleep(self._backoff.next_delay())
 
-            def on_line(line: bytes) -> None:
-                nonlocal lines
-                lines += 1
-                feed.on_line(line)
+    async def _attempt(self, feed: HostFeed) -> str:
+        """One run of the agent, to its end: why it ended."""
+        loop = asyncio.get_running_loop()
+        feed.retrying(self._backoff.attempt, "starting the agent")
+        feed.stream_started()
+        last_stderr = ""
 
-            def on_stderr(data: bytes) -> None:
-                nonlocal last_stderr
-                tail = [ln for ln in data.split(b"\n") if ln.strip()]
-                if tail:
-                    last_stderr = tail[-1].decode("utf-8", "replace").strip()[:300]
+        def on_stderr(data: bytes) -> None:
+            nonlocal last_stderr
+            tail = [ln for ln in data.split(b"\n") if ln.strip()]
+            if tail:
+                last_stderr = plain_bytes(tail[-1], 300).strip()
 
-            splitter = LineSplitter(on_line, feed.on_too_long)
+        splitter = LineSplitter(feed.on_line, feed.on_too_long)
+        try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gputui.agent", *self._args.argv()],
                 stdin=subprocess.PIPE,  # held open: its end is the agent's signal to exit
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            assert proc.stdout is not None and proc.stderr is not None
-            out_reader, err_reader = _PipeReader(splitter.feed), _PipeReader(on_stderr)
-            out_t, _ = await loop.connect_read_pipe(
-                functools.partial(_same, out_reader), proc.stdout
-            )
-            err_t, _ = await loop.connect_read_pipe(
-                functools.partial(_same, err_reader), proc.stderr
-            )
-            try:
-                await out_reader.closed  # the agent's stdout ends when it exits
-                code = await asyncio.to_thread(proc.wait)
-            finally:
-                # No await here: this also runs when the task is cancelled.
-                if proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                out_t.close()
-                err_t.close()
-                if proc.stdin is not None:
+        except OSError as exc:
+            return f"cannot start the agent: {exc}"
+        assert proc.stdout is not None and proc.stderr is not None
+        out_reader, err_reader = _PipeReader(splitter.feed), _PipeReader(on_stderr)
+        transports: list[asyncio.ReadTransport] = []
+        try:
+            for reader, pipe in ((out_reader, proc.stdout), (err_reader, proc.stderr)):
+                transport, _ = await loop.connect_read_pipe(functools.partial(_same, reader), pipe)
+                transports.append(transport)
+            feed.retrying(self._backoff.attempt, "agent started, no output yet")
+            # The agent's stdout ends when it exits; meanwhile, give up on a stream that
+            # cannot be understood.
+            while not out_reader.closed.done():
+                await asyncio.wait({out_reader.closed}, timeout=_CHECK_EVERY_S)
+                problem = feed.stream_problem()
+                if problem is not None and not out_reader.closed.done():
+                    return f"{problem}; restarted"
+            code = await asyncio.to_thread(proc.wait)
+        finally:
+            # No await here: this also runs when the task is cancelled.
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            for transport in transports:
+                transport.close()
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
                     proc.stdin.close()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=5)  # reaped now: killed, it ends at once
-            if lines:
-                self._backoff.reset()
-            feed.set_state(HostState.UNREACHABLE, describe_exit(code, None, last_stderr))
-            await asyncio.sleep(self._backoff.next_delay())
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)  # reaped now: killed, it ends at once
+        return describe_exit(code, None, last_stderr)

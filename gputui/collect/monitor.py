@@ -15,13 +15,20 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from gputui.collect.feed import Source
+import msgspec
+
+from gputui.collect.feed import Backoff, Source
 from gputui.collect.host_runtime import HostRuntime
 from gputui.core.health import Thresholds
 from gputui.core.model import FleetEvent, FleetSnapshot
+from gputui.core.text import plain
 
 URGENT_MIN_SPACING_S = 0.05  # pushed events publish at once, but at most 20 times a second
 EVENT_LOG_LEN = 2000
+# The same event from the same host within this long of the last one is counted on that entry
+# ("x40") instead of logged again: a host that fails the same way at every retry stays one line.
+COLLAPSE_WITHIN_S = 3600.0
+_COLLAPSE_SEARCH = 256  # how far back the log is searched for the entry to count on
 
 
 @dataclass
@@ -98,6 +105,7 @@ class FleetMonitor:
         self._last_publish = 0.0
         self._latest: FleetSnapshot | None = None
         self._closed = False
+        self._last_event: dict[str, FleetEvent] = {}  # per host, for collapsing repeats
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -111,7 +119,8 @@ class FleetMonitor:
     def start(self) -> None:
         for plan in self._plans:
             runtime = self.hosts[plan.source.name]
-            self._tasks.append(asyncio.create_task(plan.source.run(runtime), name=runtime.name))
+            task = asyncio.create_task(self._supervise(plan.source, runtime), name=runtime.name)
+            self._tasks.append(task)
         self._tasks.append(asyncio.create_task(self._ticker(), name="gputui-tick"))
 
     async def stop(self) -> None:
@@ -128,14 +137,54 @@ class FleetMonitor:
         for sub in self._subs:
             sub.wake.set()
 
+    async def _supervise(self, source: Source, runtime: HostRuntime) -> None:
+        """Run a host's source for as long as the monitor runs.
+
+        Sources turn every failure into a reason themselves; this is the last guard, so that
+        a host's task never ends silently (its row would show `connecting` forever)."""
+        backoff = Backoff()
+        while True:
+            try:
+                await source.run(runtime)
+                why = "collector error: the host's stream stopped"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the host shows it; the others go on
+                why = f"collector error: {type(exc).__name__}: {plain(str(exc), 200)}"
+            runtime.stream_ended(why)
+            await asyncio.sleep(backoff.next_delay())
+
     # -- events and ticks -------------------------------------------------------------------
 
     def _on_event(self, event: FleetEvent, urgent: bool) -> None:
-        self.events.append(event)
+        event = self._collapse(event)
         self._new_events.append(event)
         if urgent:
             self._urgent = True
             self._wake.set()
+
+    def _collapse(self, event: FleetEvent) -> FleetEvent:
+        """Log `event`, or count it on the host's last entry when it repeats that one."""
+        last = self._last_event.get(event.host)
+        if (
+            last is not None
+            and event.t - last.t < COLLAPSE_WITHIN_S
+            and (last.kind, last.text, last.level, last.gpu, last.xid)
+            == (event.kind, event.text, event.level, event.gpu, event.xid)
+        ):
+            event = msgspec.structs.replace(event, repeat=last.repeat + 1)
+            # Counted in place when the entry is still near the end of the log, else logged
+            # again with the running count.
+            for back in range(1, min(_COLLAPSE_SEARCH, len(self.events)) + 1):
+                if self.events[-back] is last:
+                    self.events[-back] = event
+                    break
+            else:
+                self.events.append(event)
+        else:
+            self.events.append(event)
+        self._last_event[event.host] = event
+        return event
 
     async def _ticker(self) -> None:
         # A timer that sets an event, not asyncio.wait_for: on Python 3.11 wait_for can swallow

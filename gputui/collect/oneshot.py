@@ -101,8 +101,7 @@ class _Collector:
             self.messages.append(msg)
 
     def on_too_long(self, length: int) -> None:
-        self.decoder.stats.too_long += 1
-        self.decoder.stats.last_problem = f"line of {length} bytes over the limit"
+        self.decoder.stats.line_too_long(length)
 
 
 def _finish(

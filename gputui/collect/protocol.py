@@ -1,33 +1,78 @@
 """Decoding the agent's JSON-lines stream (docs/protocol.md) into core.model types.
 
-A bad line never stops a stream: it is counted and the last problem kept, so the host's state
-can say "12 malformed lines, last: ..." while good lines keep flowing.
+A bad line never stops a stream: it is counted and the first and last problems kept, so the
+host's state can say "12 lines not understood; first: ..." while good lines keep flowing. What
+counts as bad: not JSON or not a message (`malformed`), a value outside its plausible bounds
+(`invalid`, naming the field: core/model.py declares the bounds), another protocol version
+(`wrong_version`), a line over the length limit (`too_long`).
+
+Every string in a message is host text: it leaves the decoder without control characters or
+bidi overrides (core/text.py), so no later code can write a host's escape sequence to the
+operator's terminal.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from gputui.core.model import PROTOCOL_VERSION, AgentMessage
+from gputui.core.text import plain
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a sample of 8 GPUs with processes is ~3 KiB
+PROBLEM_CHARS = 200  # a problem quoted in a reason is cut here
+
+# Byte patterns that can start a character `plain()` removes, as they appear in a JSON line:
+# any \u escape (a control character inside a JSON string must be written as one), DEL, a C1
+# control or U+061C in UTF-8, and the UTF-8 lead bytes of the U+200E..U+206F block. A line with
+# none of them (every sample of an agent, which writes ASCII) is decoded straight into structs.
+_SUSPECT = (b"\\u", b"\x7f", b"\xc2", b"\xd8\x9c", b"\xe2\x80", b"\xe2\x81")
+
+
+class _Peek(msgspec.Struct):
+    """The envelope of a line that did not decode: is it another protocol version?"""
+
+    v: Any = None
 
 
 class DecodeStats:
     """Counts of what a decoder saw, for the host's state line and the benchmarks."""
 
-    __slots__ = ("good", "last_problem", "malformed", "too_long", "wrong_version")
+    __slots__ = (
+        "first_problem",
+        "good",
+        "invalid",
+        "last_problem",
+        "malformed",
+        "other_version",
+        "too_long",
+        "wrong_version",
+    )
 
     def __init__(self) -> None:
         self.good = 0
         self.malformed = 0
+        self.invalid = 0
         self.too_long = 0
         self.wrong_version = 0
+        self.other_version: int | None = None  # the version a wrong-version line spoke
+        self.first_problem = ""
         self.last_problem = ""
 
     @property
     def bad(self) -> int:
-        return self.malformed + self.too_long + self.wrong_version
+        return self.malformed + self.invalid + self.too_long + self.wrong_version
+
+    def problem(self, text: str) -> None:
+        text = plain(text, PROBLEM_CHARS)
+        if not self.first_problem:
+            self.first_problem = text
+        self.last_problem = text
+
+    def line_too_long(self, length: int, limit: int = MAX_LINE_BYTES) -> None:
+        self.too_long += 1
+        self.problem(f"line of {length} bytes over the {limit} limit, dropped")
 
 
 class StreamDecoder:
@@ -41,22 +86,80 @@ class StreamDecoder:
     def decode(self, line: bytes | str) -> AgentMessage | None:
         """The message on `line`, or None (counted in `stats`) when it is not a valid one."""
         if len(line) > self.max_line_bytes:
-            self.stats.too_long += 1
-            self.stats.last_problem = (
-                f"line of {len(line)} bytes over the {self.max_line_bytes} limit"
-            )
+            self.stats.line_too_long(len(line), self.max_line_bytes)
             return None
         if not line.strip():
             return None  # blank lines (a final empty read) are not an error
+        raw = line.encode("utf-8", "replace") if isinstance(line, str) else line
         try:
-            msg = self._decoder.decode(line)
+            if any(p in raw for p in _SUSPECT):
+                msg = _decode_sanitised(raw)
+            else:
+                msg = self._decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            if _out_of_bounds(exc):
+                self._not_understood(raw, "invalid", f"implausible value: {exc}")
+            else:
+                self._not_understood(raw, "malformed", f"not a protocol message: {exc}")
+            return None
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            self.stats.malformed += 1
-            self.stats.last_problem = f"malformed line: {exc}"
+            self._not_understood(raw, "malformed", f"malformed line: {exc}")
             return None
         if msg.v != PROTOCOL_VERSION:
-            self.stats.wrong_version += 1
-            self.stats.last_problem = f"protocol version {msg.v}, expected {PROTOCOL_VERSION}"
+            self._wrong_version(msg.v)
             return None
         self.stats.good += 1
         return msg
+
+    def _not_understood(self, raw: bytes, kind: str, problem: str) -> None:
+        # Another protocol version fails to decode as this one: say so, not "malformed".
+        version = _peek_version(raw)
+        if version is not None and version != PROTOCOL_VERSION:
+            self._wrong_version(version)
+            return
+        if kind == "invalid":
+            self.stats.invalid += 1
+        else:
+            self.stats.malformed += 1
+        self.stats.problem(problem)
+
+    def _wrong_version(self, version: int) -> None:
+        self.stats.wrong_version += 1
+        self.stats.other_version = version
+        self.stats.problem(version_mismatch(version))
+
+
+def version_mismatch(version: int) -> str:
+    return f"agent speaks protocol v{version}, this gputui speaks v{PROTOCOL_VERSION}"
+
+
+def _out_of_bounds(exc: msgspec.ValidationError) -> bool:
+    """Whether msgspec refused a value for its bounds (not for its type or a missing field)."""
+    text = str(exc)
+    return "out of range" in text or any(op in text for op in ("` >", "` <"))
+
+
+def _peek_version(raw: bytes) -> int | None:
+    try:
+        v = msgspec.json.decode(raw, type=_Peek).v
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _decode_sanitised(raw: bytes) -> AgentMessage:
+    """The slow path for a line that may carry control characters: strip them from every
+    string, then validate into the message types exactly as the fast path would."""
+    obj = msgspec.json.decode(raw)
+    msg: AgentMessage = msgspec.convert(_sanitise(obj), AgentMessage)
+    return msg
+
+
+def _sanitise(obj: object) -> object:
+    if isinstance(obj, str):
+        return plain(obj)
+    if isinstance(obj, dict):
+        return {plain(k) if isinstance(k, str) else k: _sanitise(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_sanitise(v) for v in obj]
+    return obj

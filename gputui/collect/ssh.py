@@ -18,10 +18,11 @@ and AES-GCM is as strong. Both ends support it (OpenSSH has since 6.2).
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -190,19 +191,38 @@ class SshContext:
 
     # -- connecting -------------------------------------------------------------------------
 
-    async def connect(self, alias: str) -> asyncssh.SSHClientConnection:
-        """An authenticated connection to `alias`; raises HostError with the reason."""
+    async def connect(
+        self, alias: str, on_phase: Callable[[str], None] | None = None
+    ) -> asyncssh.SSHClientConnection:
+        """An authenticated connection to `alias`; raises HostError with the reason.
+
+        `on_phase` hears where the attempt is ("connecting to ...", "SSH handshake and login
+        with ..."), so a host that hangs in one of them says which."""
         target = self.resolve(alias)
-        tunnel = await self._bastion(target.proxy_jump) if target.proxy_jump else None
-        return await self._connect_target(target, tunnel)
+        where = f"{target.user}@{target.hostname}:{target.port}"
+        if target.proxy_jump:
+            if on_phase is not None:
+                on_phase(f"connecting through ProxyJump {target.proxy_jump}")
+            tunnel = await self._bastion(target.proxy_jump)
+        else:
+            tunnel = None
+        return await self._connect_target(target, tunnel, where, on_phase)
 
     async def _connect_target(
-        self, target: SshTarget, tunnel: asyncssh.SSHClientConnection | None
+        self,
+        target: SshTarget,
+        tunnel: asyncssh.SSHClientConnection | None,
+        where: str = "",
+        on_phase: Callable[[str], None] | None = None,
     ) -> asyncssh.SSHClientConnection:
         keys = self._client_keys(target)
         known_hosts = self._known_hosts if self.options.strict_host_keys else None
         opts = self.options
+        if on_phase is not None:
+            on_phase(f"waiting for a handshake slot ({opts.max_handshakes} at a time)")
         async with self._handshakes:
+            if on_phase is not None:
+                on_phase(f"connecting to {where}")
             try:
                 return await asyncssh.connect(
                     target.hostname,
@@ -218,6 +238,7 @@ class SshContext:
                     keepalive_count_max=opts.keepalive_count_max,
                     agent_path=os.environ.get("SSH_AUTH_SOCK") or None,
                     encryption_algs=target.ciphers or CIPHERS,
+                    client_factory=_PhaseClient.factory(where, on_phase),
                 )
             except Exception as exc:  # every failure becomes this host's state, never a crash
                 raise self.classify(target, exc) from exc
@@ -303,11 +324,43 @@ class SshContext:
         self._bastions.clear()
 
 
+class _PhaseClient(asyncssh.SSHClient):
+    """Reports the moment the TCP connection is up: what follows is the SSH handshake and
+    login, so a host that accepts connections and then stalls is told apart from one that
+    does not answer at all."""
+
+    def __init__(self, where: str, on_phase: Callable[[str], None] | None) -> None:
+        self._where = where
+        self._on_phase = on_phase
+
+    @classmethod
+    def factory(
+        cls, where: str, on_phase: Callable[[str], None] | None
+    ) -> Callable[[], asyncssh.SSHClient]:
+        return lambda: cls(where, on_phase)
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        if self._on_phase is not None:
+            self._on_phase(f"SSH handshake and login with {self._where}")
+
+
+@functools.cache
 def _local_user() -> str:
+    """The local user's name, looked up once, while descriptors are plentiful.
+
+    asyncssh looks the local user up again at every connection (getpass.getuser()). Where the
+    environment names no user (a systemd service, cron, a container) that reads the password
+    database, which takes a file descriptor: once a large fleet's sockets had used them all,
+    every further connection failed as "Unknown local username". Exporting LOGNAME, the name
+    login(1) sets, answers those lookups from the environment.
+    """
     try:
-        return getpass.getuser()
+        user = getpass.getuser()
     except (KeyError, OSError):
-        return "root" if os.getuid() == 0 else str(os.getuid())
+        user = "root" if os.getuid() == 0 else str(os.getuid())
+    if not any(os.environ.get(name) for name in ("LOGNAME", "USER", "LNAME", "USERNAME")):
+        os.environ["LOGNAME"] = user
+    return user
 
 
 def _first_address(hostname: str) -> str:

@@ -1,4 +1,9 @@
-"""A host streamed over SSH: connect, ship the agent down the channel, read lines, reconnect."""
+"""A host streamed over SSH: connect, ship the agent down the channel, read lines, reconnect.
+
+Every stage can fail on a hostile or broken host (refused, silent, closed the moment the
+session opens, garbage, another protocol): each failure ends as a reason on the host and a
+retry after the backoff, never as an exception that ends the host's task.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from gputui.collect.launch import EXIT_NO_PYTHON, AgentInvocation, describe_exit
 from gputui.collect.lines import LineSplitter
 from gputui.collect.smi_adapter import SmiLineAdapter
 from gputui.collect.ssh import HostError, SshContext
-from gputui.core.model import HostState
+from gputui.core.text import plain, plain_bytes
 
 # A stream silent for this many intervals is considered hung and restarted (the monitor has
 # already shown it stale after 3).
@@ -22,6 +27,7 @@ HUNG_AFTER_INTERVALS = 10
 # Before its first line an agent may legitimately be slow: NVML's start-up without persistence
 # mode takes seconds, and a loaded host starts Python slowly.
 STARTUP_GRACE_S = 30.0
+CLOSE_WAIT_S = 5.0  # for the exit status after the channel closed or was closed
 
 
 class LineSink(Protocol):
@@ -31,7 +37,11 @@ class LineSink(Protocol):
 
 
 class AgentSession(asyncssh.SSHClientSession[bytes]):
-    """Receives the agent's stdout as lines and keeps the last stderr line for the reason."""
+    """Receives the agent's stdout as lines and keeps the last stderr line for the reason.
+
+    A failure while handling a line (a bug, not the host's fault) is kept in `failure` and
+    closes the channel: it must become the host's reason, not vanish inside asyncssh.
+    """
 
     def __init__(self, feed: LineSink) -> None:
         self._splitter = LineSplitter(self._on_line, feed.on_too_long)
@@ -41,7 +51,13 @@ class AgentSession(asyncssh.SSHClientSession[bytes]):
         self.exit_signal: str | None = None
         self.done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self.lines = 0
+        self.bytes = 0  # stdout bytes, complete lines or not
+        self.failure: Exception | None = None
+        self._chan: asyncssh.SSHClientChannel[bytes] | None = None
         self._feed = feed
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self._chan = chan
 
     def _on_line(self, line: bytes) -> None:
         self.lines += 1
@@ -50,22 +66,29 @@ class AgentSession(asyncssh.SSHClientSession[bytes]):
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self._keep_stderr(data)
-        else:
+            return
+        self.bytes += len(data)
+        try:
             self._splitter.feed(data)
+        except Exception as exc:  # reported as the host's reason below
+            if self.failure is None:
+                self.failure = exc
+            if self._chan is not None:
+                self._chan.close()
 
     def _keep_stderr(self, data: bytes) -> None:
         # Only the last complete line matters (a Python traceback ends with the exception).
         buf = (self._stderr_buf + data)[-4096:]
         lines = [ln for ln in buf.split(b"\n") if ln.strip()]
         if lines:
-            self.last_stderr = lines[-1].decode("utf-8", "replace").strip()[:300]
+            self.last_stderr = plain_bytes(lines[-1], 300).strip()
         self._stderr_buf = buf
 
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
 
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
-        self.exit_signal = signal
+        self.exit_signal = plain(signal, 40)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -88,32 +111,47 @@ class SshSource(Source):
         self._backoff = backoff or Backoff()
 
     async def run(self, feed: HostFeed) -> None:
-        reason = ""
         while True:
-            feed.set_state(HostState.CONNECTING, f"reconnecting: {reason}" if reason else "")
             try:
-                conn = await self._ssh.connect(self.name)
-            except HostError as exc:
-                reason = exc.text
-                feed.set_state(HostState.UNREACHABLE, reason)
-                await asyncio.sleep(self._backoff.next_delay())
-                continue
-            try:
-                inv = self._invocation()
-                reason, streamed, status = await self._stream(conn, feed, inv)
-                if status == EXIT_NO_PYTHON and inv.fallback is not None and not streamed:
-                    reason, streamed, status = await self._stream(conn, feed, inv.fallback)
-            finally:
-                conn.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.wait_closed(), 5)
-            if streamed:
+                reason = await self._attempt(feed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any surprise is this host's reason
+                reason = f"collector error: {type(exc).__name__}: {plain(str(exc), 200)}"
+            if feed.stream_was_healthy():
                 self._backoff.reset()
-            feed.set_state(HostState.UNREACHABLE, reason)
+            feed.stream_ended(reason)
             await asyncio.sleep(self._backoff.next_delay())
 
+    async def _attempt(self, feed: HostFeed) -> str:
+        """One connection and its agent stream, to the end: why it ended."""
+        attempt = self._backoff.attempt
+
+        def phase(text: str) -> None:
+            feed.retrying(attempt, text)
+
+        phase("connecting")
+        try:
+            conn = await self._ssh.connect(self.name, on_phase=phase)
+        except HostError as exc:
+            return exc.text
+        try:
+            inv = self._invocation()
+            reason, streamed, status = await self._stream(conn, feed, inv, phase)
+            if status == EXIT_NO_PYTHON and inv.fallback is not None and not streamed:
+                reason, streamed, status = await self._stream(conn, feed, inv.fallback, phase)
+            return reason
+        finally:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), CLOSE_WAIT_S)
+
     async def _stream(
-        self, conn: asyncssh.SSHClientConnection, feed: HostFeed, inv: AgentInvocation
+        self,
+        conn: asyncssh.SSHClientConnection,
+        feed: HostFeed,
+        inv: AgentInvocation,
+        phase: Callable[[str], None],
     ) -> tuple[str, bool, int | None]:
         """Run the agent until its stream ends: why it ended, whether it streamed, exit code."""
         sink: LineSink = feed
@@ -123,16 +161,68 @@ class SshSource(Source):
                 self.name, feed.expected_interval(), feed.on_line, feed.on_too_long
             )
             sink = smi
+        what = "nvidia-smi" if smi is not None else "agent"
+        phase(f"starting the {what}")
+        feed.stream_started()
         try:
             chan, ssh_session = await conn.create_session(
                 lambda: AgentSession(sink), inv.command, encoding=None
             )
         except (asyncssh.Error, OSError) as exc:
-            return f"cannot start the agent: {exc}", False, None
+            return f"cannot start the {what}: {plain(str(exc), 200)}", False, None
         session = cast(AgentSession, ssh_session)
         if inv.stdin:
-            chan.write(inv.stdin)
-        hung = False
+            try:
+                chan.write(inv.stdin)
+            except (BrokenPipeError, asyncssh.Error, OSError):
+                # The host ended the session before the agent could be sent (a forced
+                # command, a shell that exits at once): what it said is the reason.
+                await asyncio.wait({session.done}, timeout=CLOSE_WAIT_S)
+                ended = describe_exit(session.exit_status, session.exit_signal, "")
+                tail = f": {session.last_stderr}" if session.last_stderr else ""
+                return (
+                    f"the host closed the session before the agent was sent ({ended}){tail}",
+                    False,
+                    session.exit_status,
+                )
+        phase(f"{what} started, no output yet")
+        ended_by = await self._watch(chan, session, feed, smi)
+        streamed = session.lines > 0
+        status = session.exit_status
+        if smi is not None and status != EXIT_NO_PYTHON:
+            smi.end(status, session.last_stderr)
+        if ended_by is not None:
+            return ended_by, streamed, None
+        if session.failure is not None:
+            failure = session.failure
+            return (
+                f"collector error reading the {what}: "
+                f"{type(failure).__name__}: {plain(str(failure), 200)}",
+                streamed,
+                None,
+            )
+        lost = session.done.result() if session.done.done() else None
+        if lost is not None and status is None:
+            text = plain(str(lost), 200)
+            if isinstance(lost, asyncssh.ConnectionLost) or "keepalive" in text.lower():
+                return f"connection lost: {text}", streamed, None
+            return f"connection lost: {type(lost).__name__}: {text}", streamed, None
+        reason = describe_exit(status, session.exit_signal, session.last_stderr)
+        if not streamed and not session.bytes and status not in (None, EXIT_NO_PYTHON):
+            reason += " before writing anything"
+        return reason, streamed, status
+
+    async def _watch(
+        self,
+        chan: asyncssh.SSHClientChannel[bytes],
+        session: AgentSession,
+        feed: HostFeed,
+        smi: SmiLineAdapter | None,
+    ) -> str | None:
+        """Wait for the stream to end; end it for a hang or a stream that cannot be read.
+
+        Returns why gputui ended it, or None when the host ended it."""
+        what = "nvidia-smi" if smi is not None else "agent"
         while not session.done.done():
             interval = feed.expected_interval()
             # The watchdog wakes every interval only where nvidia-smi's output needs polling;
@@ -141,28 +231,33 @@ class SshSource(Source):
             await asyncio.wait({session.done}, timeout=step)
             if smi is not None:
                 smi.poll()
+            if session.done.done():
+                break
+            problem = feed.stream_problem()
+            if problem is not None:
+                await _close(chan, session)
+                return f"{problem}; restarted"
             limit = HUNG_AFTER_INTERVALS * interval
             if not session.lines:
                 limit = max(limit, STARTUP_GRACE_S)
-            if feed.silent_for() > limit and not session.done.done():
-                hung = True
-                chan.close()
-                await asyncio.wait({session.done}, timeout=5)
-                break
-        streamed = session.lines > 0
-        status = session.exit_status
-        if smi is not None and status != EXIT_NO_PYTHON:
-            smi.end(status, session.last_stderr)
-        if hung:
-            what = "nvidia-smi" if smi is not None else "agent"
-            if not streamed:
-                return f"{what} wrote nothing for {STARTUP_GRACE_S:g} s; restarted", False, None
-            silent = HUNG_AFTER_INTERVALS * feed.expected_interval()
-            return f"{what} stopped writing for {silent:g} s (hung); restarted", streamed, None
-        lost = session.done.result() if session.done.done() else None
-        if lost is not None and status is None:
-            if isinstance(lost, asyncssh.ConnectionLost) or "keepalive" in str(lost).lower():
-                return f"connection lost: {lost}", streamed, None
-            return f"connection lost: {type(lost).__name__}: {lost}", streamed, None
-        reason = describe_exit(status, session.exit_signal, session.last_stderr)
-        return reason, streamed, status
+            silent = feed.silent_for()
+            if silent > limit:
+                await _close(chan, session)
+                return _silence(what, session, silent)
+        return None
+
+
+def _silence(what: str, session: AgentSession, silent: float) -> str:
+    """The reason for a stream ended by the hang watchdog."""
+    if session.lines:
+        return f"{what} stopped writing: no output for {silent:.0f} s (hung); restarted"
+    if session.bytes:
+        return (
+            f"{what} wrote {session.bytes} bytes but no complete line in {silent:.0f} s; restarted"
+        )
+    return f"{what} wrote nothing for {silent:.0f} s; restarted"
+
+
+async def _close(chan: asyncssh.SSHClientChannel[bytes], session: AgentSession) -> None:
+    chan.close()
+    await asyncio.wait({session.done}, timeout=CLOSE_WAIT_S)

@@ -92,7 +92,12 @@ def host_status(host: HostSnapshot) -> PluginStatus:
     level = host.verdict.host.level
     if level >= Level.CRITICAL:
         return PluginStatus.CRITICAL
-    if host.state in (HostState.UNREACHABLE, HostState.STALE, HostState.CONNECTING):
+    if host.state in (
+        HostState.UNREACHABLE,
+        HostState.STALE,
+        HostState.CONNECTING,
+        HostState.NO_GPU,
+    ):
         return PluginStatus.UNKNOWN
     if level is Level.UNKNOWN:
         return PluginStatus.UNKNOWN

@@ -406,6 +406,7 @@ class HostState(enum.Enum):
     DEGRADED = "degraded"  # streaming, but with fewer signals (nvidia-smi fallback, missing fields)
     STALE = "stale"  # connected, but no sample for 3 intervals
     UNREACHABLE = "unreachable"
+    NO_GPU = "no-gpu"  # reached, but the agent found no GPU it can read (no driver, no NVML)
 
 
 class FleetEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -419,6 +420,7 @@ class FleetEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     gpu: int | None = None
     uuid: str | None = None
     xid: int | None = None
+    repeat: int = 1  # the same event this many times in a row from this host (collapsed)
 
 
 class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -427,6 +429,7 @@ class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str
     state: HostState
     state_reason: str = ""
+    reason_since: float | None = None  # collector's clock when the state or reason last changed
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     hello: Hello | None = None
     sample: Sample | None = None  # last good sample (kept while stale/unreachable)

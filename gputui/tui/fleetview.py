@@ -28,11 +28,12 @@ _SEVERITY = {
     "warn": 2,
     "stale": 3,
     "unreachable": 4,
+    "no-gpu": 4,
     "critical": 5,
     "failed": 6,
 }
 
-DIMMED_STATES = (HostState.STALE, HostState.UNREACHABLE)
+DIMMED_STATES = (HostState.STALE, HostState.UNREACHABLE, HostState.NO_GPU)
 
 
 def severity(label: str) -> int | None:

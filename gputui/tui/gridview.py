@@ -146,4 +146,4 @@ class GridLayout:
 
 
 def is_dimmed(host: HostSnapshot) -> bool:
-    return host.state in (HostState.STALE, HostState.UNREACHABLE)
+    return host.state in (HostState.STALE, HostState.UNREACHABLE, HostState.NO_GPU)

@@ -18,6 +18,7 @@ LABELS = (
     "failed",
     "critical",
     "unreachable",
+    "no-gpu",
     "stale",
     "warn",
     "unknown",
@@ -32,6 +33,7 @@ _FIXED = {
     "unknown": "#9e9e9e",
     "stale": "#9575cd",
     "unreachable": "#7a7a7a",
+    "no-gpu": "#7a7a7a",
     "connecting": "#4a5160",
 }
 _FALLBACK = {"ok": "#4ebf71", "warn": "#ffa62b", "critical": "#e5484d", "marked-failed": "#0178d4"}
