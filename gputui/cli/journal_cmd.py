@@ -1,7 +1,8 @@
 """`gputui journal`: what the operators did and what gputui saw, oldest first.
 
 Node state changes, every command run (with its exact argv, where, exit status; a command
-whose completion was never written shows as interrupted) and the faults the monitor recorded.
+whose completion was never written shows as interrupted, with what became of its process
+group when it ran here) and the faults the monitor recorded.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gputui.cli.ops_common import (
 )
 from gputui.core.model import Level
 from gputui.ops.journal import JournalError
+from gputui.ops.orphans import status_text, stop_command
 from gputui.ops.records import ActionRun, Fault, JournalEntry, NodeEvent
 
 
@@ -74,15 +76,22 @@ def entry_row(e: JournalEntry) -> list[str]:
         return [local_time(e.t), e.node, e.state.replace("_", " "), f"by {e.operator}",
                 one_line(detail)]  # fmt: skip
     if isinstance(e, ActionRun):
-        status: str = e.status
-        if status == "failed":
-            status = f"failed: {e.error}" if e.error else f"failed: exit {e.exit_code}"
         where = "" if e.where == "local" else f" @{e.where}"
-        return [local_time(e.started), e.node, f"{e.action}{where}", one_line(status, 40),
+        return [local_time(e.started), e.node, f"{e.action}{where}", _run_status(e),
                 one_line(shlex.join(e.argv), 100)]  # fmt: skip
     gpu = f"GPU{e.gpu} " if e.gpu is not None else ""
     what = f"XID {e.xid}" if e.kind == "xid" and e.xid is not None else e.kind
     return [local_time(e.t), e.node, f"{gpu}{what}", _level(e.level), one_line(e.text)]
+
+
+def _run_status(run: ActionRun) -> str:
+    status = run.status
+    if status == "failed":
+        how = run.error if run.error else f"exit {run.exit_code}"
+        return one_line(f"failed: {how}", 40)
+    if status == "interrupted":
+        return one_line(status_text(run))  # what became of its process group: kept whole
+    return status
 
 
 def _level(level: int) -> str:
@@ -104,9 +113,24 @@ def entry_json(e: JournalEntry) -> dict[str, Any]:
             "run_id": e.run_id, "step": e.step, "argv": list(e.argv), "where": e.where,
             "operator": e.operator, "started": e.started, "ended": e.ended,
             "exit_code": e.exit_code, "error": e.error, "status": e.status, "output": e.output,
+            **_group_json(e),
         }  # fmt: skip
     assert isinstance(e, Fault)
     return {
         "type": "fault", "t": e.t, "node": e.node, "kind": e.kind, "level": _level(e.level),
         "gpu": e.gpu, "uuid": e.uuid, "xid": e.xid, "text": e.text,
     }  # fmt: skip
+
+
+def _group_json(run: ActionRun) -> dict[str, Any]:
+    """A local command's process group and, once interrupted, what became of it."""
+    group = run.group
+    stop = None
+    if group is not None and run.status == "interrupted" and run.group_state != "gone":
+        stop = stop_command(group.pgid)
+    return {
+        "pgid": group.pgid if group is not None else None,
+        "process_group": run.group_state,
+        "process_group_checked": run.group_checked,
+        "stop_with": stop,
+    }

@@ -1,6 +1,9 @@
 """What the node, action and journal commands share: opening the journal and the actions,
 confirmation, running an operation with its output on the terminal, times and durations.
 
+Opening the journal also looks for the commands of interrupted actions (gputui was killed
+while one ran): one that still runs is said on stderr, with the command that stops it.
+
 Every mistake of the user ends in `fail()`: one line on stderr and exit status 2. A command
 that ran but failed exits 1.
 """
@@ -26,6 +29,7 @@ from gputui.collect.ssh import HostError, SshContext
 from gputui.config import Config, ConfigError, resolve_hosts_path
 from gputui.ops.actions import ActionError, OperatorActions, Outcome
 from gputui.ops.journal import Journal, JournalError, resolve_journal_path
+from gputui.ops.orphans import orphan_message
 from gputui.ops.plans import Operation
 
 EXIT_FAILED = 1
@@ -52,9 +56,21 @@ DryRunOption = Annotated[
 
 def open_journal(path: Path) -> Journal:
     try:
-        return Journal.open(path)
+        journal = Journal.open(path)
     except JournalError as exc:
         raise fail(str(exc)) from None
+    try:
+        report_interrupted(journal)
+    except JournalError as exc:
+        journal.close()
+        raise fail(str(exc)) from None
+    return journal
+
+
+def report_interrupted(journal: Journal) -> None:
+    """Check the process groups of interrupted commands; say what became of each, once."""
+    for run in journal.check_interrupted():
+        typer.echo(f"gputui: {orphan_message(run)}", err=True)
 
 
 def journal_for(config: Config | None, cli_path: Path | None) -> Journal:

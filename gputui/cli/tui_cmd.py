@@ -23,6 +23,7 @@ from gputui.cli.app import app
 if TYPE_CHECKING:
     from gputui.collect.monitor import FleetMonitor
     from gputui.config import Config
+    from gputui.core.model import FleetEvent
     from gputui.core.risk import RiskSettings
     from gputui.ops.actions import OperatorActions
     from gputui.ops.journal import Journal
@@ -34,7 +35,8 @@ DEMO_HOSTS = 32
 
 class Wiring:
     """Opens the monitor with what runs beside it: the journal recorder and the operator's
-    actions. Everything opened here is closed when the monitor's context exits."""
+    actions. Everything opened here is closed when the monitor's context exits. Opening the
+    journal looks for the commands of interrupted actions; `notices()` has the findings."""
 
     def __init__(self, journal_path: Path | None, use_journal: bool) -> None:
         self.journal_path = journal_path
@@ -42,6 +44,7 @@ class Wiring:
         self.ops: OperatorActions | None = None
         self.journal: Journal | None = None
         self._record: tuple[int, float] | None = None
+        self._notices: list[FleetEvent] = []
 
     @contextlib.asynccontextmanager
     async def attach(self, monitor: FleetMonitor, config: Config) -> AsyncIterator[None]:
@@ -50,9 +53,11 @@ class Wiring:
             return
         from gputui.ops.actions import OperatorActions
         from gputui.ops.journal import Journal
+        from gputui.ops.orphans import orphan_events
         from gputui.ops.recorder import JournalRecorder
 
         journal = Journal.open(self.journal_path)
+        self._notices = orphan_events(journal.check_interrupted(), time.time())
         ops = OperatorActions(config, journal, monitor=monitor)
         recorder = asyncio.create_task(JournalRecorder(journal, monitor).run())
         self.journal, self.ops = journal, ops
@@ -66,6 +71,11 @@ class Wiring:
             await ops.aclose()
             self.journal = None
             journal.close()
+
+    def notices(self) -> list[FleetEvent]:
+        """What the journal's check found, for the event log (once: later calls get none)."""
+        found, self._notices = self._notices, []
+        return found
 
     def record(self) -> tuple[int, float] | None:
         """Failures and monitored GPU-hours from the journal, for the risk panel's posterior."""
@@ -107,6 +117,7 @@ def _run(
             bell=bell,
             tune_gc=True,
             triage=triage,
+            notices=wiring.notices,
         )
         try:
             await tui.run_async()

@@ -30,6 +30,7 @@ from gputui.core.model import FleetSnapshot
 from gputui.ops.catalog import LOCAL, ActionCatalog, load_actions
 from gputui.ops.journal import Journal
 from gputui.ops.nodes import NodeStatus, choose_spare, node_statuses
+from gputui.ops.orphans import process_group_of
 from gputui.ops.plans import ActionError, Operation, Plan, PlannedStep, build_plan
 from gputui.ops.presets import SchedulerState, StateParseError
 from gputui.ops.records import NodeEvent
@@ -405,7 +406,15 @@ class OperatorActions:
         intent = self.journal.begin_run(
             run_id, plan.action.name, plan.node, step.index, command.argv, command.where
         )
-        result = await self._runner.run(command, None if quiet else (lambda s: emit(f"  {s}")))
+
+        def started(pid: int) -> None:
+            # Written the moment it runs: if gputui is killed now, the command lives on in its
+            # own session, and the next start finds its group here (orphans.py).
+            nonlocal intent
+            intent = self.journal.record_process_group(intent, process_group_of(pid))
+
+        on_line = None if quiet else (lambda s: emit(f"  {s}"))
+        result = await self._runner.run(command, on_line, on_start=started)
         done = self.journal.end_run(intent, result.exit_code, result.output, result.error)
         if not result.ok:
             emit(result.error or f"exit {result.exit_code}")

@@ -3,14 +3,16 @@
     journal = Journal.open(resolve_journal_path(cli_path, config.journal_path))
     journal.record_node_state("gpu002", "failed", "XID 79")
     run = journal.begin_run(run_id, "drain", "gpu002", 0, argv, "local")   # the intent
+    run = journal.record_process_group(run, process_group_of(pid))          # once it started
     journal.end_run(run, exit_code=0, output="...")                        # its completion
     failures, gpu_hours = journal.failures_and_exposure(since=None)        # for core.risk
 
 SQLite in WAL mode with synchronous=FULL, so a change is on disk when its call returns: an
 intent written before a command starts survives kill -9 (or a power cut) of gputui mid-command
-and is then shown as interrupted. Several processes (the TUI and CLI commands) share one file;
-writers wait for each other (busy_timeout) instead of failing. One Journal object may be used
-from several threads: a lock serialises its connection.
+and is then shown as interrupted; `check_interrupted()` finds out, on the next start, whether
+such a command still runs (gputui/ops/orphans.py). Several processes (the TUI and CLI
+commands) share one file; writers wait for each other (busy_timeout) instead of failing. One
+Journal object may be used from several threads: a lock serialises its connection.
 """
 
 from __future__ import annotations
@@ -23,20 +25,24 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
 from gputui.ops.journal_schema import JournalError, connect, write_transaction
+from gputui.ops.orphans import probe_group
 from gputui.ops.records import (
+    GROUP_STATES,
     NODE_STATES,
     ActionRun,
     Fault,
+    GroupState,
     JournalEntry,
     NodeEvent,
     NodeState,
+    ProcessGroup,
     count_failures,
     entry_time,
     this_machine,
@@ -223,6 +229,14 @@ class Journal:
         )
         return dataclasses.replace(run, id=row_id)
 
+    def record_process_group(self, run: ActionRun, group: ProcessGroup) -> ActionRun:
+        """Note the process group of the started command `run`: what a later start checks."""
+        self._write(
+            "UPDATE action_runs SET pgid = ?, pg_boot_id = ?, pg_start_ticks = ? WHERE id = ?",
+            (group.pgid, group.boot_id, group.start_ticks, run.id),
+        )
+        return dataclasses.replace(run, group=group)
+
     def end_run(
         self, run: ActionRun, exit_code: int | None, output: str = "", error: str | None = None
     ) -> ActionRun:
@@ -244,6 +258,31 @@ class Journal:
         """Intents never completed whose writer is gone: the command may or may not have run."""
         rows = self._read(f"SELECT {_RUN_COLUMNS} FROM action_runs WHERE ended IS NULL")
         return [r for r in map(_action_run, rows) if r.status == "interrupted"]
+
+    def check_interrupted(
+        self, probe: Callable[[ProcessGroup], GroupState] = probe_group
+    ) -> list[ActionRun]:
+        """Look for the process group of each interrupted command this machine ran, record
+        what became of it, and return the runs to tell the operator of: those whose group is
+        still there (or cannot be told apart) and those found gone by this call."""
+        news: list[ActionRun] = []
+        machine = this_machine()
+        for run in self.interrupted_runs():
+            if run.group is None or run.machine != machine or run.group_state == "gone":
+                continue  # no local group to look for, or already known to be gone
+            state = probe(run.group)
+            if state != run.group_state:
+                run = self._record_group_state(run, state)
+            news.append(run)
+        return news
+
+    def _record_group_state(self, run: ActionRun, state: GroupState) -> ActionRun:
+        checked = time.time()
+        self._write(
+            "UPDATE action_runs SET pg_state = ?, pg_checked = ? WHERE id = ? AND ended IS NULL",
+            (state, checked, run.id),
+        )
+        return dataclasses.replace(run, group_state=state, group_checked=checked)
 
     # -- faults and exposure ------------------------------------------------------------------
 
@@ -360,7 +399,7 @@ class Journal:
 
 _RUN_COLUMNS = (
     "id, run_id, action, node, step, argv, location, operator, pid, machine, started, ended, "
-    "exit_code, error, output"
+    "exit_code, error, output, pgid, pg_boot_id, pg_start_ticks, pg_state, pg_checked"
 )
 
 
@@ -405,4 +444,15 @@ def _action_run(row: tuple[Any, ...]) -> ActionRun:
         exit_code=row[12],
         error=row[13],
         output=row[14],
+        group=_process_group(row[15], row[16], row[17]),
+        group_state=row[18] if row[18] in GROUP_STATES else None,
+        group_checked=row[19],
     )
+
+
+def _process_group(
+    pgid: int | None, boot_id: str | None, start_ticks: int | None
+) -> ProcessGroup | None:
+    if pgid is None or pgid <= 1:  # none recorded (remote, older), or not a command's group
+        return None
+    return ProcessGroup(pgid, boot_id, start_ticks)

@@ -78,7 +78,21 @@ _V1 = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2 = (
+    # A local command's process group, written once it has started (its pid: it leads its own
+    # session), and the leader's start (boot id, clock ticks since boot) that tells the group
+    # apart from a later one given the same id. NULL for remote commands and older rows.
+    "ALTER TABLE action_runs ADD COLUMN pgid INTEGER",
+    "ALTER TABLE action_runs ADD COLUMN pg_boot_id TEXT",
+    "ALTER TABLE action_runs ADD COLUMN pg_start_ticks INTEGER",
+    # What a later start of gputui found of an interrupted command's group, and when
+    # (gputui/ops/orphans.py).
+    "ALTER TABLE action_runs ADD COLUMN pg_state TEXT "
+    "CHECK (pg_state IN ('running', 'gone', 'unverified'))",
+    "ALTER TABLE action_runs ADD COLUMN pg_checked REAL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,6 +21,11 @@ from gputui.core.model import Level
 NodeState = Literal["failed", "in_service", "spare_active"]
 NODE_STATES: tuple[NodeState, ...] = ("failed", "in_service", "spare_active")
 RunStatus = Literal["running", "ok", "failed", "interrupted"]
+#: What became of an interrupted local command's process group, checked when gputui starts:
+#: running (its group is still there), gone, or unverified (a group of that number exists, but
+#: nothing tells whether it is the command's). gputui/ops/orphans.py makes the check.
+GroupState = Literal["running", "gone", "unverified"]
+GROUP_STATES: tuple[GroupState, ...] = ("running", "gone", "unverified")
 
 #: Fault kinds coming from the agent's pushed events (FleetEvent.kind).
 EVENT_FAULT_KINDS = frozenset({"xid", "ecc_dbe", "gpu_lost", "reset_required"})
@@ -37,6 +42,26 @@ class NodeEvent:
     operator: str
     detail: str = ""
     id: int = 0
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """A local command's process group: its id, and its leader's start to recognise it by.
+
+    The command leads its own session, so the group id is its pid. `start_ticks` (clock ticks
+    since boot, from /proc/<pid>/stat) and `boot_id` tell the group apart from a later one that
+    got the same number; both are None where the system has no /proc.
+    """
+
+    pgid: int
+    boot_id: str | None = None
+    start_ticks: int | None = None
+
+    def __post_init__(self) -> None:
+        # 0, 1 and negative ids name our own group, every process or nothing: a stop command
+        # built from one (kill -- -1) would signal far more than a command.
+        if self.pgid <= 1:
+            raise ValueError(f"{self.pgid} is not the process group of a command")
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,9 @@ class ActionRun:
     exit_code: int | None = None
     error: str | None = None  # gputui's own reason (timeout, SSH failure, program not found)
     output: str = ""  # the tail of stdout and stderr
+    group: ProcessGroup | None = None  # local commands only, recorded once started
+    group_state: GroupState | None = None  # of an interrupted command: found at a later start
+    group_checked: float | None = None  # when `group_state` was found
 
     @property
     def status(self) -> RunStatus:

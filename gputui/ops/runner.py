@@ -4,6 +4,12 @@ Locally the argv goes straight to execve (no shell). Remotely it is joined with 
 which the remote account's POSIX login shell (sh, bash, zsh) splits back into the same argv;
 csh-family login shells are not supported. Remote commands go through the collector's
 SshContext, so they use the same ssh_config, keys and known_hosts checks as monitoring.
+
+A local command runs in a session of its own: a timeout ends all of it, and it outlives gputui
+killed with SIGKILL, so `on_start` hands its pid (its process group id) to the caller to
+record (gputui/ops/orphans.py). A remote command has no group here: when gputui dies, its SSH
+connection drops and the host's sshd closes the command's pipes, which ends it at its next
+write (SIGPIPE); one that writes nothing more runs to its end on the host.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ KILL_GRACE_S = 2.0
 _CHUNK = 65536
 
 OnLine = Callable[[str], None]
+#: Called with the pid of a local command as soon as it has started.
+OnStart = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -117,14 +125,19 @@ class CommandRunner:
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
 
-    async def run(self, cmd: Command, on_line: OnLine | None = None) -> CommandResult:
+    async def run(
+        self, cmd: Command, on_line: OnLine | None = None, on_start: OnStart | None = None
+    ) -> CommandResult:
+        """Run `cmd`; `on_start` gets a local command's pid (a remote one has none here)."""
         if cmd.where == LOCAL:
-            return await self._run_local(cmd, on_line)
+            return await self._run_local(cmd, on_line, on_start)
         return await self._run_remote(cmd, on_line)
 
     # -- here ---------------------------------------------------------------------------------
 
-    async def _run_local(self, cmd: Command, on_line: OnLine | None) -> CommandResult:
+    async def _run_local(
+        self, cmd: Command, on_line: OnLine | None, on_start: OnStart | None
+    ) -> CommandResult:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *cmd.argv,
@@ -141,6 +154,12 @@ class CommandRunner:
         except OSError as exc:
             return CommandResult(None, error=f"{cmd.argv[0]}: cannot start: {exc}")
         assert proc.stdout is not None and proc.stderr is not None
+        if on_start is not None:
+            try:
+                on_start(proc.pid)
+            except BaseException:
+                await _kill_group(proc)  # not recorded: not left running where none can see it
+                raise
         tail: deque[str] = deque(maxlen=400)
         out = _Collector(on_line, tail, keep=True)
         err = _Collector(on_line, tail, keep=False)

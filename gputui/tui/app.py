@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
@@ -45,6 +45,10 @@ from gputui.tui.widgets.risk_panel import Record
 HOST_SCREEN = "host"
 HOST_EVENTS = 50  # recent events kept per host for its screen
 TICK_SAMPLES = 600  # per-tick timings kept for `tick_ms` (the benchmark reads them)
+
+#: Lines for the event log once the fleet is up, such as the commands of interrupted actions
+#: that still run (gputui/ops/orphans.py); read once, with the first snapshot.
+Notices = Callable[[], Sequence[FleetEvent]]
 
 
 class FleetUpdated(Message):
@@ -81,6 +85,7 @@ class GpuTuiApp(App[None]):
         clock: Callable[[], float] = time.time,
         tune_gc: bool = False,
         triage: TriageRunner | None = None,
+        notices: Notices | None = None,
     ) -> None:
         patch_strip_self_caching()  # acyclic.py: lines drawn whole no longer refer to themselves
         super().__init__()
@@ -98,6 +103,7 @@ class GpuTuiApp(App[None]):
         self.gc_pacer = GcPacer() if tune_gc else None
         self._risk_settings = risk_settings
         self._record = record
+        self._notices = notices
         self._applied = asyncio.Event()
         self._quitting = False
         self._host_events: dict[str, deque[FleetEvent]] = {}
@@ -165,6 +171,8 @@ class GpuTuiApp(App[None]):
         self.snapshot = snapshot
         self.by_name = {h.name: h for h in snapshot.hosts}
         events = list(snapshot.events) + self._announce(snapshot)
+        if first:
+            events += self._start_notices()
         for event in events:
             self._remember(event)
         screen = self.fleet_screen
@@ -214,6 +222,19 @@ class GpuTuiApp(App[None]):
             if self.bell_on:
                 self.bell()
         return worse
+
+    def _start_notices(self) -> list[FleetEvent]:
+        """The notices, in the log; a toast for those that need the operator (level warn)."""
+        notices = list(self._notices()) if self._notices is not None else []
+        urgent = [n for n in notices if n.level >= Level.WARN]
+        if urgent:
+            self.notify(
+                "\n".join(n.text for n in urgent[:3]) + ("\n..." if len(urgent) > 3 else ""),
+                title="gputui was interrupted before",
+                severity="warning",
+                timeout=30,
+            )
+        return notices
 
     def _remember(self, event: FleetEvent) -> None:
         per_host = self._host_events.get(event.host)
