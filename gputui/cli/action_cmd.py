@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from typing import Annotated
@@ -18,6 +17,7 @@ from gputui.cli.ops_common import (
     ListFormat,
     YesOption,
     confirm,
+    json_text,
     operator_actions,
     run_operation,
     show_preview,
@@ -72,7 +72,7 @@ def action_list(
     with operator_actions(hosts, journal) as ops:
         actions = list(ops.catalog)
     if fmt is ListFormat.json:
-        typer.echo(json.dumps([_action_json(a) for a in actions], indent=2, ensure_ascii=False))
+        typer.echo(json_text([_action_json(a) for a in actions]))
         return
     rows = [["ACTION", "FROM", "RUNS ON", "CONFIRM", "COMMANDS"]]
     for a in actions:

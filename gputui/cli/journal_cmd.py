@@ -8,7 +8,6 @@ group when it ran here) and the faults the monitor recorded.
 from __future__ import annotations
 
 import enum
-import json
 import shlex
 import time
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from gputui.cli.ops_common import (
     HostsOption,
     JournalOption,
     journal_without_hosts,
+    json_text,
     local_time,
     one_line,
     parse_since,
@@ -60,7 +60,7 @@ def journal_cmd(
     finally:
         opened.close()
     if fmt is JournalFormat.json:
-        typer.echo(json.dumps([entry_json(e) for e in entries], indent=2, ensure_ascii=False))
+        typer.echo(json_text([entry_json(e) for e in entries]))
         return
     if not entries:
         typer.echo(f"no journal entries{' in that time' if since else ''} ({opened.path})")

@@ -7,7 +7,6 @@ stderr, one line each), 2 for a mistake in the request or the hosts file.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from gputui.cli.ops_common import (
     ListFormat,
     YesOption,
     confirm,
+    json_text,
     local_time,
     one_line,
     operator_actions,
@@ -79,7 +79,7 @@ def node_fail(
         if spare and spare_op is not None:
             confirm(spare_op, yes, "And bring the spare in?")  # asked before anything runs
         outcome = run_operation(ops, op)
-        typer.echo(f"{host} marked failed: {json.dumps(op.reason, ensure_ascii=False)}")
+        typer.echo(f"{host} marked failed: {json_text(op.reason)}")
         if spare_op is None:
             if spare:
                 typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)
@@ -172,7 +172,7 @@ def node_list(
     with operator_actions(hosts, journal) as ops:
         nodes = ops.nodes()
     if fmt is ListFormat.json:
-        typer.echo(json.dumps([_node_json(n) for n in nodes], indent=2, ensure_ascii=False))
+        typer.echo(json_text([_node_json(n) for n in nodes]))
         return
     rows = [["NODE", "GROUP", "STATE", "SINCE", "BY", "REASON"]]
     for n in nodes:

@@ -27,6 +27,7 @@ from gputui.cli.fleet import fail, load_hosts
 from gputui.collect.fleet import ssh_options
 from gputui.collect.ssh import HostError, SshContext
 from gputui.config import Config, ConfigError, resolve_hosts_path
+from gputui.core.text import is_plain, plain
 from gputui.ops.actions import ActionError, OperatorActions, Outcome
 from gputui.ops.journal import Journal, JournalError, resolve_journal_path
 from gputui.ops.orphans import orphan_message
@@ -123,7 +124,7 @@ def user_errors() -> Iterator[None]:
 
 def show_preview(op: Operation) -> None:
     for line in op.preview():
-        typer.echo(line)
+        typer.echo(plain(line))  # a reason may quote a host's text
 
 
 def confirm(op: Operation, yes: bool, what: str = "Run these commands?") -> None:
@@ -146,7 +147,8 @@ def run_operation(ops: OperatorActions, op: Operation) -> Outcome:
 
     async def go() -> Outcome:
         try:
-            return await ops.run(op, on_output=typer.echo)
+            # Command output comes from nodes and controllers: no control characters through.
+            return await ops.run(op, on_output=lambda line: typer.echo(plain(line)))
         finally:
             await ops.aclose()
 
@@ -158,7 +160,7 @@ def run_operation(ops: OperatorActions, op: Operation) -> Outcome:
         )
         raise typer.Exit(130) from None
     for line in outcome.errors():
-        typer.echo(f"gputui: {line}", err=True)
+        typer.echo(f"gputui: {plain(line)}", err=True)
     return outcome
 
 
@@ -198,10 +200,25 @@ def one_line(text: str, limit: int = 80) -> str:
 
 
 def table(rows: list[list[str]]) -> str:
-    """Plain aligned columns (the first row is the header): greppable, no box drawing."""
+    """Plain aligned columns (the first row is the header): greppable, no box drawing.
+
+    Cells are shown as written, less control characters: node names, reasons and fault texts
+    come from hosts and from the journal, and must not reach the terminal as escapes."""
+    rows = [[plain(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def json_text(doc: object) -> str:
+    """`doc` as indented JSON, non-ASCII text kept readable, but every control character,
+    C1 control and bidi override escaped (json leaves the last two raw with ensure_ascii off,
+    and a terminal reads 0x9b as CSI)."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    if is_plain(text.replace("\n", "")):
+        return text
+    # Outside strings a JSON document holds only ASCII, so every such character is in one.
+    return "".join(c if c == "\n" or is_plain(c) else f"\\u{ord(c):04x}" for c in text)
 
 
 class ListFormat(str, enum.Enum):

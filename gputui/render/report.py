@@ -7,16 +7,15 @@ number carries its unit in its name.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from gputui.core.hoststats import HostStats, PluginStatus, fleet_status, host_stats, host_status
 from gputui.core.model import FleetSnapshot, GpuReading, HostSnapshot, HostState, Level, Reason
+from gputui.render.hosttext import host_text, md, text_console
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -219,19 +218,16 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
             gpus = str(stats.gpus)
         dim = h.state in (HostState.STALE, HostState.UNREACHABLE)
         table.add_row(
-            h.name,
+            host_text(h.name),  # host text as Text: never read as markup or emoji shortcodes
             Text(label, style=style),
             gpus,
             _fmt(stats.util_mean_pct, "%"),
             _fmt(stats.temp_max_c, "C"),
             _power(stats),
-            host_why(h),
+            host_text(host_why(h)),
             style="dim" if dim else "",
         )
-    buf = io.StringIO()
-    console = Console(
-        file=buf, width=width, force_terminal=False, color_system=None, highlight=False
-    )
+    console, buf = text_console(width)
     console.print(table)
     console.print()
     console.print(summary_line(snapshot))
@@ -239,19 +235,20 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
     if unread:
         console.print()
         for h in unread:  # the full reason: the table may have cut it
-            console.print(f"{h.name}: {h.state.value}: {h.state_reason}")
+            console.print(host_text(f"{h.name}: {h.state.value}: {h.state_reason}"))
     details = [h for h in hosts if h.verdict.host.level >= Level.WARN and not h.marked_failed]
     if details:
         console.print()
         for h in details:
             console.print(
-                f"{h.name}: {h.verdict.host.level.label}, "
-                f"recommended: {h.verdict.host.action.value}"
+                host_text(
+                    f"{h.name}: {h.verdict.host.level.label}, "
+                    f"recommended: {h.verdict.host.action.value}"
+                )
             )
             for r in h.verdict.host.reasons[:8]:
-                console.print(
-                    f"  - [{r.level.label}] {r.text} -> {r.action.value}", soft_wrap=False
-                )
+                line = f"  - [{r.level.label}] {r.text} -> {r.action.value}"
+                console.print(host_text(line), soft_wrap=False)
             if len(h.verdict.host.reasons) > 8:
                 console.print(f"  ... {len(h.verdict.host.reasons) - 8} more")
     return buf.getvalue()
@@ -268,9 +265,9 @@ def report_markdown(snapshot: FleetSnapshot) -> str:
     ]
     for h in _ordered(snapshot):
         stats = host_stats(h)
-        why = host_why(h).replace("|", "\\|")
+        why = md(host_why(h))
         lines.append(
-            f"| {h.name} | {host_label(h)} | {stats.gpus} | {_fmt(stats.util_mean_pct, '%')} | "
+            f"| {md(h.name)} | {host_label(h)} | {stats.gpus} | {_fmt(stats.util_mean_pct, '%')} | "
             f"{_fmt(stats.temp_max_c, ' C')} | {_power(stats)} | {why} | "
             f"{h.verdict.host.action.value} |"
         )

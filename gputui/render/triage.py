@@ -2,11 +2,13 @@
 facts, a GPU table, findings with NVIDIA's action and gputui's step, the kernel log's XIDs,
 and the `gputui node fail` command that takes the step. Markdown carries the same content for
 tickets and chat. The JSON form lives in triage_json.py.
+
+Most of a report is host text (names, XID and kernel-log lines, process names, errors): the
+table form shows it through hosttext.py's Text and Console, never as markup or emoji
+shortcodes, and the Markdown form escapes it.
 """
 
 from __future__ import annotations
-
-import io
 
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +18,7 @@ from gputui.core.model import GpuReading, Level
 from gputui.core.reasons import fmt_num
 from gputui.core.triage import Finding, GpuTriage, HostTriage, TriageReport
 from gputui.core.triage_steps import step_for
+from gputui.render.hosttext import host_text, md, md_code, text_console
 from gputui.render.report import LEVEL_STYLE
 from gputui.render.triage_json import iso, triage_json
 
@@ -225,14 +228,6 @@ def xid_line(h: HostTriage, index: int) -> str:
 # -- table (terminal) -------------------------------------------------------------------------
 
 
-def _console(width: int) -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    console = Console(
-        file=buf, width=width, force_terminal=False, color_system=None, highlight=False
-    )
-    return console, buf
-
-
 def summary_table(report: TriageReport, width: int) -> Table:
     verdicts = [h.level.label if h.reachable else "unreachable" for h in report.hosts]
     cells = [
@@ -259,15 +254,18 @@ def summary_table(report: TriageReport, width: int) -> Table:
         if len(why) > room:
             why = why[: room - 1] + "…"
         host, verdict, *rest = row
-        table.add_row(host, Text(verdict, style=LEVEL_STYLE[h.level]), *rest, why)
+        table.add_row(
+            host_text(host), Text(verdict, style=LEVEL_STYLE[h.level]), *rest, host_text(why)
+        )
     return table
 
 
 def _host_details(console: Console, h: HostTriage) -> None:
-    console.rule(f"{h.host}: {h.level.label.upper()} -> {h.suggestion.step.value}", align="left")
+    title = f"{h.host}: {h.level.label.upper()} -> {h.suggestion.step.value}"
+    console.rule(host_text(title), align="left")
 
     def say(text: str) -> None:
-        console.print(text, soft_wrap=True, markup=False)  # "[failed]" is text, not a style
+        console.print(host_text(text), soft_wrap=True)  # "[failed]" is text, not a style
 
     if not h.reachable:
         say(f"not triaged: {h.error}")
@@ -288,7 +286,8 @@ def _host_details(console: Console, h: HostTriage) -> None:
             else:
                 table.add_column(name, no_wrap=True, min_width=len(name))
         for g in h.gpus:
-            table.add_row(*gpu_cells(g), style=LEVEL_STYLE[g.level] if g.level > Level.OK else "")
+            style = LEVEL_STYLE[g.level] if g.level > Level.OK else ""
+            table.add_row(*map(host_text, gpu_cells(g)), style=style)  # process names, errors
         console.print(table)
     if h.findings:
         say("findings:")
@@ -304,7 +303,7 @@ def _host_details(console: Console, h: HostTriage) -> None:
 
 
 def triage_table(report: TriageReport, width: int = 100) -> str:
-    console, buf = _console(width)
+    console, buf = text_console(width)
     console.print(summary_table(report, width))
     console.print()
     console.print(summary_line(report))
@@ -317,39 +316,35 @@ def triage_table(report: TriageReport, width: int = 100) -> str:
 # -- Markdown ---------------------------------------------------------------------------------
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def _md_host(h: HostTriage) -> list[str]:
-    lines = [f"## {h.host}: {h.level.label} -> {h.suggestion.step.value}", ""]
+    lines = [f"## {md(h.host)}: {h.level.label} -> {h.suggestion.step.value}", ""]
     if not h.reachable:
-        lines += [f"Not triaged: {h.error}", ""]
+        lines += [f"Not triaged: {md(h.error or '')}", ""]
     lines += [
         f"- **NVIDIA's action:** {h.action.value}",
-        f"- **gputui's step:** {h.suggestion.text}",
+        f"- **gputui's step:** {md(h.suggestion.text)}",
     ]
     if h.suggestion.command:
-        lines.append(f"- **Command:** `{h.suggestion.command}`")
-    lines += [f"- {line}" for line in facts_lines(h)]
+        lines.append(f"- **Command:** {md_code(h.suggestion.command)}")
+    lines += [f"- {md(line)}" for line in facts_lines(h)]
     lines.append("")
     if h.gpus:
         lines.append("| " + " | ".join(GPU_HEADERS) + " |")
         lines.append("|" + "---|" * len(GPU_HEADERS))
-        lines += ["| " + " | ".join(_md(c) for c in gpu_cells(g)) + " |" for g in h.gpus]
+        lines += ["| " + " | ".join(md(c) for c in gpu_cells(g)) + " |" for g in h.gpus]
         lines.append("")
     if h.findings:
         lines.append("### Findings")
         lines.append("")
         for f in h.findings:
-            lines.append(f"- {_md(finding_line(f))}")
+            lines.append(f"- {md(finding_line(f))}")
             if f.fix:
-                lines.append(f"  - fix: {f.fix}")
+                lines.append(f"  - fix: {md(f.fix)}")
         lines.append("")
     if h.xids:
         lines.append("### Kernel log XIDs")
         lines.append("")
-        lines += [f"- {xid_line(h, i)}" for i in range(len(h.xids))]
+        lines += [f"- {md(xid_line(h, i))}" for i in range(len(h.xids))]
         lines.append("")
     return lines
 
@@ -367,8 +362,8 @@ def triage_markdown(report: TriageReport) -> str:
         verdict = h.level.label if h.reachable else "unreachable"
         gpus = _gpu_count(h) if h.gpus else "-"
         lines.append(
-            f"| {h.host} | {verdict} | {h.suggestion.step.value} | {gpus} | {len(h.xids)} | "
-            f"{_md(_worst(h))} |"
+            f"| {md(h.host)} | {verdict} | {h.suggestion.step.value} | {gpus} | {len(h.xids)} | "
+            f"{md(_worst(h))} |"
         )
     lines.append("")
     for h in report.hosts:
