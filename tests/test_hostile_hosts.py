@@ -418,3 +418,54 @@ def test_stderr_is_kept_as_plain_text() -> None:
 
     # ESC, BEL and the bidi override are gone; the lone C1 byte is not UTF-8: replaced.
     assert asyncio.run(run()) == "]0;pwnedoops \ufffd2Jevil"
+
+
+# -- 9. localhost without a GPU: a state, a slowing retry, one log entry ---------------------
+
+
+async def test_localhost_without_gpu_is_a_state_not_a_retry_storm() -> None:
+    """This machine has no GPU: the real agent's NVML backend fails as it would on one."""
+    from gputui.collect.launch import AgentArgs
+    from gputui.collect.local_source import LocalSource
+
+    backoff = Backoff(initial_s=0.05, cap_s=30.0)
+    source = LocalSource("localhost", AgentArgs(backend="nvml"), backoff)
+    async with FleetMonitor([HostPlan(source=source)], tick_s=0.1) as mon:
+        rt = mon.hosts["localhost"]
+        await wait_until(lambda: backoff.attempt >= 4, timeout=30)
+        events = [e for e in mon.events if e.host == "localhost"]
+    assert rt.state is HostState.NO_GPU
+    assert rt.state_reason.startswith("no GPU: ")
+    # Each failed start grows the backoff: it is not reset by the agent's own error line.
+    assert backoff.attempt >= 4
+    errors = [e for e in events if e.kind == "agent_error"]
+    assert len(errors) == 1 and errors[0].repeat >= 4  # one entry, counted
+    states = [e.text for e in events if e.kind == "state"]
+    assert states == [states[0]] and states[0].startswith("connecting -> no-gpu")
+
+
+async def test_event_log_counts_repeats_on_one_line() -> None:
+    from textual.app import App, ComposeResult
+
+    from gputui.core.model import FleetEvent, Level
+    from gputui.tui.widgets.event_log import EventLog
+
+    class LogApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield EventLog(id="log")
+
+    def error(t: float, repeat: int) -> FleetEvent:
+        text = "no_gpu: NVML sees no GPU on this host"
+        return FleetEvent(
+            t=t, host="localhost", kind="agent_error", text=text, level=Level.WARN, repeat=repeat
+        )
+
+    other = FleetEvent(t=2.5, host="localhost", kind="state", text="connecting -> no-gpu")
+    async with LogApp().run_test() as pilot:
+        log = pilot.app.query_one(EventLog)
+        log.add([error(1.0, 1), other])
+        log.add([error(2.0 + n, n) for n in range(2, 41)])
+        await pilot.pause()
+        lines = log.lines()
+    assert len(lines) == 2
+    assert lines[1].endswith("no_gpu: NVML sees no GPU on this host x40")

@@ -86,7 +86,7 @@ def reading(
     wobble = math.sin(tick / 7 + i)
     fields: dict[str, object] = {
         "index": i,
-        "util_pct": round(min(100.0, util + 8 * wobble)),
+        "util_pct": round(max(0.0, min(100.0, util + 8 * wobble))),  # NVML says 0-100
         "mem_util_pct": 40.0,
         "mem_used_mib": 60000.0 + 1000 * i,
         "temp_c": round(temp + 2 * wobble),

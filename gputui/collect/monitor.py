@@ -25,7 +25,7 @@ from gputui.core.text import plain
 
 URGENT_MIN_SPACING_S = 0.05  # pushed events publish at once, but at most 20 times a second
 EVENT_LOG_LEN = 2000
-# The same event from the same host within this long of the last one is counted on that entry
+# The same event as a host's last one of its kind, within this long, is counted on that entry
 # ("x40") instead of logged again: a host that fails the same way at every retry stays one line.
 COLLAPSE_WITHIN_S = 3600.0
 _COLLAPSE_SEARCH = 256  # how far back the log is searched for the entry to count on
@@ -105,7 +105,8 @@ class FleetMonitor:
         self._last_publish = 0.0
         self._latest: FleetSnapshot | None = None
         self._closed = False
-        self._last_event: dict[str, FleetEvent] = {}  # per host, for collapsing repeats
+        # Each host's latest event of each kind, for counting repeats on it.
+        self._last_event: dict[tuple[str, str], FleetEvent] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -165,7 +166,8 @@ class FleetMonitor:
 
     def _collapse(self, event: FleetEvent) -> FleetEvent:
         """Log `event`, or count it on the host's last entry when it repeats that one."""
-        last = self._last_event.get(event.host)
+        key = (event.host, event.kind)
+        last = self._last_event.get(key)
         if (
             last is not None
             and event.t - last.t < COLLAPSE_WITHIN_S
@@ -183,7 +185,7 @@ class FleetMonitor:
                 self.events.append(event)
         else:
             self.events.append(event)
-        self._last_event[event.host] = event
+        self._last_event[key] = event
         return event
 
     async def _ticker(self) -> None:
