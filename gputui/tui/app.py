@@ -18,6 +18,7 @@ from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
 
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
+from gputui.core.text import plain
 from gputui.render.report import host_label, host_why
 from gputui.tui.acyclic import patch_strip_self_caching
 from gputui.tui.commands import HostCommands
@@ -108,6 +110,20 @@ class GpuTuiApp(App[None]):
         self._quitting = False
         self._host_events: dict[str, deque[FleetEvent]] = {}
         self._settled: dict[str, str] = {}
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast, read as plain text unless asked: its words name hosts and quote their
+        reasons, errors and command output, which are never markup (each line `plain()`)."""
+        lines = "\n".join(plain(line) for line in message.split("\n"))
+        super().notify(lines, title=plain(title), severity=severity, timeout=timeout, markup=markup)
 
     # -- screens --------------------------------------------------------------------------
 

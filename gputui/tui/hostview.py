@@ -3,6 +3,10 @@
 Slow signals (ECC, remapped rows, PCIe, NVLink, processes) arrive in one sample of every
 `slow_every`; the fast samples between carry None for them. The screen is therefore given the
 last sample that carried them, and says how old it is.
+
+Host text (names, versions, reasons, errors, process names, event text) goes into Text as
+plain strings, never as markup, and through `plain()` on the way: no control character of a
+host's reaches the terminal.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gputui.core.model import (
     Verdict,
     clock_event_words,
 )
+from gputui.core.text import plain
 from gputui.render.report import host_label
 from gputui.tui.fleetview import fmt_age, fresh_after
 from gputui.tui.gridview import COOL_C, FALLBACK_SLOWDOWN_C
@@ -63,21 +68,24 @@ def title_text(host: HostSnapshot, now: float, palette: Palette) -> Text:
         parts.append(f"spare in service for {host.in_place_of}" if host.in_place_of else "spare")
     if host.decode_errors:
         parts.append(f"{host.decode_errors} bad lines")
-    text = Text.assemble((host.name, "bold"), "  ", (f" {label} ", palette.chip(label)), "  ")
-    text.append(" · ".join(parts), style="dim")
+    text = Text.assemble(
+        (plain(host.name), "bold"), "  ", (f" {label} ", palette.chip(label)), "  "
+    )
+    text.append(plain(" · ".join(parts)), style="dim")
     if host.labels:
+        labels = "  ".join(f"{k}={v}" for k, v in sorted(host.labels.items()))
         text.append("\n")
-        text.append("  ".join(f"{k}={v}" for k, v in sorted(host.labels.items())), style="dim")
+        text.append(plain(labels), style="dim")
     if host.state_reason:
         text.append("\n")
-        text.append(host.state_reason, style=Style(color=palette.color(label)))
+        text.append(plain(host.state_reason), style=Style(color=palette.color(label)))
     return text
 
 
 def reason_line(r: Reason, palette: Palette) -> Text:
     label = r.level.label
     text = Text.assemble((f"{label:<8}", Style(color=palette.color(label), bold=True)), " ")
-    text.append(r.text)
+    text.append(plain(r.text))
     if r.action.value != "none":
         text.append(f"  -> {r.action.value}", style="bold")
     if r.latched:
@@ -167,7 +175,7 @@ def _spark_row(
 
 def gpu_title(view: GpuView) -> str:
     level = view.verdict.level.label if view.verdict is not None else "unknown"
-    return f"GPU{view.info.index} {view.info.name} · {level}"
+    return plain(f"GPU{view.info.index} {view.info.name} · {level}")
 
 
 def gpu_text(view: GpuView, width: int, palette: Palette) -> Text:
@@ -177,7 +185,7 @@ def gpu_text(view: GpuView, width: int, palette: Palette) -> Text:
     if r is None:
         text.append("no reading in the last sample\n", style="dim")
     elif r.status != "ok":
-        text.append(f"{r.status}: {r.error or 'no detail'}\n", style="bold red")
+        text.append(plain(f"{r.status}: {r.error or 'no detail'}") + "\n", style="bold red")
     spark_w = max(width - LABEL_WIDTH, 0)
     color = palette.heat[len(palette.heat) // 2].name
     r = r if r is not None and r.status == "ok" else None
@@ -261,7 +269,7 @@ def _slow_rows(text: Text, view: GpuView) -> None:
     if procs:
         shown = ", ".join(f"{p.pid} {p.name or '?'} {_gib(p.used_memory_mib)}" for p in procs[:4])
         more = f" +{len(procs) - 4} more" if len(procs) > 4 else ""
-        text.append(f"{'procs':<7}{shown}{more}\n")
+        text.append(f"{'procs':<7}{plain(shown)}{more}\n")
     else:
         text.append(f"{'procs':<7}none\n", style="dim")
     if view.slow_age_s is not None:
@@ -282,5 +290,5 @@ def events_text(events: Sequence[FleetEvent], palette: Palette) -> Text:
             f"{label:<8} ", style=Style(color=palette.color("ok" if label == "info" else label))
         )
         gpu = f"GPU{e.gpu} " if e.gpu is not None else ""
-        text.append(f"{e.kind:<8} {gpu}{e.text}")
+        text.append(plain(f"{e.kind:<8} {gpu}{e.text}"))
     return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from gputui.core.model import FleetSnapshot
+from gputui.core.text import plain
 from gputui.render.report import host_label
 from gputui.tui.palette import LABELS, Palette
 from gputui.tui.widgets.event_log import clock
@@ -44,7 +45,7 @@ def summary_text(snapshot: FleetSnapshot, palette: Palette, note: str = "", widt
         text.append(clock(snapshot.t))
         if note:
             text.append("  ")
-            text.append(note, style="dim")
+            text.append(plain(note), style="dim")  # may quote an error's text
         return text
 
     full = build(False)

@@ -2,6 +2,9 @@
 
 Each dialog returns its answer through `dismiss` (None or False for cancel), so a flow reads
 top to bottom in one worker: ask, preview, confirm, run.
+
+Questions, reasons and previews quote host text (a reason is often a host's own words): every
+one is shown as a Text through `plain()`, never as markup, and a prefilled reason is plain too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from gputui.core.text import plain
 from gputui.tui.operator import ActionChoice, Prepared
+
+
+def _text(text: str) -> Text:
+    return Text(plain(text))
 
 
 class ReasonDialog(ModalScreen[str | None]):
@@ -31,15 +39,15 @@ class ReasonDialog(ModalScreen[str | None]):
     ) -> None:
         super().__init__()
         self.host = host
-        self.reason = reason
+        self.reason = plain(reason)
         self.hint = hint
         self.title_text = f"Mark {host} failed"
         self.ok_label = ok_label
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.title_text), classes="dialog-title")
-            yield Label(Text(self.hint))
+            yield Label(_text(self.title_text), classes="dialog-title")
+            yield Label(_text(self.hint))
             yield Input(self.reason, placeholder="why this host is out of service", id="reason")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.ok_label, variant="error", id="ok", disabled=not self.reason)
@@ -80,9 +88,9 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.question), classes="dialog-title")
+            yield Label(_text(self.question), classes="dialog-title")
             if self.detail:
-                yield Static(Text(self.detail), classes="dialog-detail")
+                yield Static(_text(self.detail), classes="dialog-detail")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", variant="warning", id="yes")
                 yield Button("No (n)", id="no")
@@ -107,13 +115,15 @@ class ActionPicker(ModalScreen[tuple[str, str] | None]):
         super().__init__()
         self.host = host
         self.choices = list(choices)
-        self.reason = reason
+        self.reason = plain(reason)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(f"Run an action on {self.host}"), classes="dialog-title")
+            yield Label(_text(f"Run an action on {self.host}"), classes="dialog-title")
             options = [
-                Option(Text.assemble((c.name, "bold"), f"  {c.description}"), id=c.name)
+                Option(
+                    Text.assemble((plain(c.name), "bold"), plain(f"  {c.description}")), id=c.name
+                )
                 for c in self.choices
             ]
             yield OptionList(*options, id="actions")
@@ -158,9 +168,11 @@ class PreviewDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         p = self.prepared
         with Vertical(classes="dialog wide"):
-            yield Label(Text(self.question), classes="dialog-title")
+            yield Label(_text(self.question), classes="dialog-title")
             if p.preview:
-                yield Static(Text("\n".join(p.preview)), id="preview", classes="dialog-detail")
+                # One line per command: each line plain, the breaks between them kept.
+                preview = Text("\n".join(plain(line) for line in p.preview))
+                yield Static(preview, id="preview", classes="dialog-detail")
             else:
                 yield Static(
                     Text("No command runs: only the journal and this view change."),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
 
 from gputui.core.model import FleetEvent, FleetSnapshot
+from gputui.core.text import plain
 from gputui.tui.fleetview import SORT_OF_COLUMN, SortKey
 from gputui.tui.gridview import GridMode
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
@@ -155,7 +156,7 @@ class FleetScreen(Screen[None]):
     def _summary(self) -> None:
         summary = self.query_one("#summary", Static)
         if self.snapshot is None:
-            summary.update(Text(f"gputui  {self.note}", style="dim"))
+            summary.update(Text(plain(f"gputui  {self.note}"), style="dim"))
             return
         width = summary.content_size.width or self.size.width
         summary.update(summary_text(self.snapshot, self.palette, self.note, width))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import ItemGrid, VerticalScroll
@@ -44,7 +45,8 @@ class GpuPanel(Widget):
 
     def show(self, view: GpuView, palette: Palette) -> None:
         self.view, self.palette = view, palette
-        self.border_title = gpu_title(view)
+        # A str title is markup to textual, and the GPU's name is the host's text.
+        self.border_title = Text(gpu_title(view))
         level = view.verdict.level.label if view.verdict is not None else "unknown"
         for label in LABELS:
             self.set_class(label == level, f"-{label}")
@@ -102,7 +104,7 @@ class HostScreen(Screen[None]):
     def update_data(self) -> None:
         data = self._source(self.host)
         if data is None:
-            self.query_one("#host-title", Static).update(f"{self.host}: not in the fleet")
+            self.query_one("#host-title", Static).update(Text(f"{self.host}: not in the fleet"))
             return
         self.query_one("#host-title", Static).update(title_text(data.host, data.now, data.palette))
         self.query_one("#host-reasons", Static).update(reasons_text(data.host, data.palette))

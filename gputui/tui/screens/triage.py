@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, LoadingIndicator, Static
+
+from gputui.core.text import plain
 
 # Host name and text width -> the report as text (gputui/render/triage.py's table form).
 TriageRunner = Callable[[str, int], Awaitable[str]]
@@ -32,7 +35,8 @@ class TriageScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog triage"):
-            yield Label(f"Triage of {self.host}: one deep pass (samples, kernel log, PCI bus)")
+            title = f"Triage of {self.host}: one deep pass (samples, kernel log, PCI bus)"
+            yield Label(Text(title))
             yield LoadingIndicator(id="triage-loading")
             with VerticalScroll(id="triage-scroll"):
                 yield Static("", id="triage-body")
@@ -54,9 +58,12 @@ class TriageScreen(ModalScreen[None]):
             text = await self.runner(self.host, width)
         except Exception as exc:  # a failed triage is shown, never raised into the app
             text = f"triage failed: {type(exc).__name__}: {exc}"
+        # The report is host text laid out in lines: each shown as it is (never as markup),
+        # less control characters.
+        text = "\n".join(plain(line) for line in text.split("\n"))
         self.report_text = text
         self.query_one("#triage-loading", LoadingIndicator).display = False
-        self.query_one("#triage-body", Static).update(text)
+        self.query_one("#triage-body", Static).update(Text(text))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -4,6 +4,9 @@ A Line-API widget over a plain list (toolong's log view is the model): appending
 the lines in view are rendered, and a filter keeps a list of matching positions instead of
 copying events. While the reader is scrolled down into older lines, new lines arriving at the
 top shift the scroll position with them so the text being read stays put.
+
+Lines are drawn as segments, which the terminal receives as they are: an event's host, kind and
+text (a host's XID line, a command's output) are put through `plain()` as they are added.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
 from rich.segment import Segment
 from rich.style import Style
 from textual.geometry import Size
@@ -20,6 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from gputui.core.model import FleetEvent, Level
+from gputui.core.text import is_plain, plain
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
 
 MAX_ENTRIES = 20_000
@@ -78,6 +83,13 @@ class LogFilter:
         return term.value in e.text.lower() or term.value in e.host.lower() or term.value in e.kind
 
 
+def _plain_event(e: FleetEvent) -> FleetEvent:
+    """`e` with no control characters in the text the log shows (the same `e` when none)."""
+    if is_plain(e.host) and is_plain(e.kind) and is_plain(e.text):
+        return e
+    return msgspec.structs.replace(e, host=plain(e.host), kind=plain(e.kind), text=plain(e.text))
+
+
 class EventLog(ScrollView, can_focus=True):
     """Fleet events, newest at the top."""
 
@@ -95,7 +107,7 @@ class EventLog(ScrollView, can_focus=True):
 
     def add(self, events: Iterable[FleetEvent]) -> None:
         added = 0
-        for event in events:
+        for event in map(_plain_event, events):
             self.entries.append(event)
             self._host_width = max(self._host_width, min(len(event.host), 20))
             if not self.filter or self.filter.matches(event):

@@ -5,12 +5,16 @@ text changed are updated, hosts that newly match are added and hosts that no lon
 removed. The table is never cleared and rebuilt on a tick (that costs 10-30x more at 1,000
 rows); a filter change that removes most rows is the one case where rebuilding is cheaper.
 Column widths are fixed, so no update ever asks the table to re-measure.
+
+Cells hold host text (names, reasons): each is escaped markup, rendered with emoji shortcodes
+off (`Cell`), and put through `plain()` first.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import msgspec
 from rich.markup import escape
 from rich.style import Style
 from rich.text import Text
@@ -22,6 +26,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
+from gputui.core.text import plain
 from gputui.render.report import host_label
 from gputui.tui.acyclic import AcyclicLRUCache
 from gputui.tui.fleetview import (
@@ -47,7 +52,29 @@ CELL_CACHE = 1024
 LINE_CACHE = 256  # rendered rows and lines: a few screens' worth, cursor variants included
 
 
-class FleetTable(DataTable[str]):
+class Cell(msgspec.Struct, frozen=True, gc=False):
+    """One cell: gputui's markup (the cell's style) around escaped host text.
+
+    DataTable reads a `str` cell as Rich markup with emoji shortcodes on, so a reason that
+    named PCI device 0000:ab:00.0 showed an emoji in it; a Cell renders with shortcodes off.
+    A struct out of the cyclic GC holding one str costs a full collection no more than the str.
+    """
+
+    markup: str
+
+    def __str__(self) -> str:
+        return self.markup
+
+    def __rich__(self) -> Text:
+        return Text.from_markup(self.markup, emoji=False, end="")
+
+
+def _escaped(value: str) -> str:
+    """Host text as markup that reads as the text itself, without control characters."""
+    return escape(plain(value))
+
+
+class FleetTable(DataTable[Cell]):
     """Hosts of the fleet, sorted (state first by default) and filtered."""
 
     # DataTable's home and end scroll sideways; here the first and the last host matter.
@@ -122,7 +149,7 @@ class FleetTable(DataTable[str]):
         self,
         row_key: RowKey | str,
         column_key: ColumnKey | str,
-        value: str,
+        value: Cell,
         *,
         update_width: bool = False,
     ) -> None:
@@ -333,21 +360,22 @@ class FleetTable(DataTable[str]):
         self._update_count += 1  # the header row is cached by this count
         self.refresh()
 
-    def _texts(self, row: HostRow) -> list[str]:
+    def _texts(self, row: HostRow) -> list[Cell]:
         return [self._text(row, i) for i in range(len(COLUMNS))]
 
-    def _text(self, row: HostRow, index: int) -> str:
+    def _text(self, row: HostRow, index: int) -> Cell:
         """One cell as markup: padded text in the row's style.
 
-        Cells are markup strings rather than Text objects: a string is invisible to the cyclic
-        GC, and 1,000 rows of Text objects made each full collection walk 20,000 more objects.
+        Cells are markup strings (in a Cell) rather than Text objects: a string is invisible to
+        the cyclic GC, and 1,000 rows of Text objects made each full collection walk 20,000 more
+        objects.
         """
         column = COLUMNS[index]
-        value = row.cells[index]
+        value = plain(row.cells[index])  # before padding: what is dropped takes no room
         width = self._width(column)
         text = " " + escape(f"{value:>{width}}" if column.right else value)
         if column.key == "host":
-            return text  # never styled: the sort finds rows by this text
+            return Cell(text)  # never styled: the sort finds rows by this text
         base = _DIM if row.dimmed or row.label == "connecting" else _PLAIN
         if column.key == "state":
             style = self.palette.chip(row.label)
@@ -357,7 +385,7 @@ class FleetTable(DataTable[str]):
             style = _PLAIN  # the age is the point of a stale row: keep it legible
         else:
             style = base
-        return f"[{style}]{text}[/]" if style else text
+        return Cell(f"[{style}]{text}[/]" if style else text)
 
     def _resort(self) -> None:
         keys = self._keys
@@ -365,8 +393,8 @@ class FleetTable(DataTable[str]):
         if order == self._order:
             return
         self._order = order
-        position = {" " + escape(name): i for i, name in enumerate(order)}
-        self.sort("host", key=lambda cell: position[cell])
+        position = {" " + _escaped(name): i for i, name in enumerate(order)}
+        self.sort("host", key=lambda cell: position[cell.markup])
 
     def _cursor_in_view(self) -> bool:
         top = int(self.scroll_y)

@@ -24,6 +24,7 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
+from gputui.core.text import plain
 from gputui.render.report import host_label, host_why
 from gputui.tui.gridview import (
     SCALE_ENDS,
@@ -340,10 +341,10 @@ class GridPanel(Vertical):
             return  # the same line again (it is sized to fit: an update is a layout)
         self._status_shown = shown
         status = Text.assemble(
-            (host.name, "bold"),
+            (plain(host.name), "bold"),
             "  ",
             (label, self.grid.palette.chip(label)),
             "  ",
-            why,
+            plain(why),  # the host's own words: no control character reaches the terminal
         )
         self.query_one("#grid-status", Static).update(status)
