@@ -383,12 +383,63 @@ def test_straggler_needs_busy_peers_and_enough_of_them() -> None:
     assert "straggler" not in codes(slow_gpu3(Rig(n=3), 6), 2)
 
 
-def test_straggler_clears_only_after_sustained_normal_samples() -> None:
+def test_straggler_clears_only_after_the_settle_period() -> None:
+    th = Thresholds()
     rig = Rig()
     slow_gpu3(rig, 5)
-    for _ in range(4):
+    assert th.straggler_settle_s >= 30  # minutes of flapping otherwise, not seconds
+    # The first normal sample starts the settle period; it clears once that has passed.
+    for _ in range(int(th.straggler_settle_s)):
         assert "straggler" in codes(rig.step(slow=False), 3)
     assert "straggler" not in codes(rig.step(slow=False), 3)
+
+
+def test_straggler_settles_again_after_each_outlying_sample() -> None:
+    th = Thresholds()
+    rig = Rig()
+    slow_gpu3(rig, 5)
+    for _ in range(3):
+        for _ in range(int(th.straggler_settle_s) - 10):
+            rig.step(slow=False)
+        v = rig.step({3: {"sm_clock_mhz": 1500}}, slow=False)  # slow again now and then
+        assert "straggler" in codes(v, 3)
+
+
+IDLE = {i: {"util_pct": 3.0, "sm_clock_mhz": 345} for i in range(4)}
+
+
+def test_no_yardstick_neither_clears_nor_raises_a_straggler() -> None:
+    """A checkpoint write: every GPU waits on storage, so for a while no GPU has busy peers."""
+    th = Thresholds()
+    rig = Rig()
+    slow_gpu3(rig, 5)
+    # A pause much longer than the settle period does not clear the verdict...
+    for _ in range(int(th.straggler_settle_s) * 3):
+        assert "straggler" in codes(rig.step(IDLE, slow=False), 3)
+    # ... nor does the job's return with GPU3 as slow as before.
+    for _ in range(int(th.straggler_settle_s) * 3):
+        assert "straggler" in codes(rig.step({3: {"sm_clock_mhz": 1500}}, slow=False), 3)
+    # Outlying samples split by pauses never add up to a new verdict either.
+    rig = Rig()
+    for _ in range(20):
+        for _ in range(th.straggler_samples - 1):
+            v = rig.step({3: {"sm_clock_mhz": 1500}}, slow=False)
+        v = rig.step(IDLE, slow=False)
+        assert "straggler" not in codes(v, 3)
+
+
+def test_after_a_break_peers_judge_only_once_they_have_been_in_step_for_a_while() -> None:
+    """GPUs that work independently fall in step by chance for a few seconds; the rule waits
+    until they have stayed in step for `straggler_in_step_s` (not for the first samples it
+    sees: a short look such as triage's judges what it has)."""
+    th = Thresholds()
+    rig = Rig()
+    rig.step(IDLE, slow=False)
+    in_step = int(th.straggler_in_step_s)
+    assert in_step > th.straggler_samples
+    for _ in range(in_step):
+        assert "straggler" not in codes(rig.step({3: {"sm_clock_mhz": 1500}}, slow=False), 3)
+    assert "straggler" in codes(rig.step({3: {"sm_clock_mhz": 1500}}, slow=False), 3)
 
 
 # -- lost, reset required, errors, missing GPUs ------------------------------------------------

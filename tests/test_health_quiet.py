@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from gputui.core.health import HostHealth
 from gputui.core.model import Event, GpuInfo, GpuReading, Hello, Sample
-from gputui.core.straggler import StragglerDetector, _Peers
+from gputui.core.straggler import Judged, StragglerDetector, _Peers, _uniform, _values
 from gputui.core.thresholds import Thresholds
 from tests.agent_sim import run_fast, scenario
 
@@ -141,43 +141,66 @@ values = st.lists(
 @settings(max_examples=1000)
 @example([(90.0, 1900), (90.0, 1900), (90.0, 1900), (90.0, 1900), (60.0, 1900)])
 @example([(90.0, 1900), (90.0, 1900), (90.0, 1900), (90.0, 1900), (90.0, 1500)])
+@example([(90.0, 1900), (90.0, 1900), (90.0, 1900), (None, 1900)])
+@example([(49.0, 1900), (90.0, 1900), (90.0, 1900), (90.0, 1900)])
 @given(values)
-def test_no_outlier_bound_never_hides_an_outlier(
+def test_one_pass_bounds_judge_every_gpu_as_the_rule_does(
     values: list[tuple[int | None, int | None]],
 ) -> None:
     th = Thresholds()
     gpus = {i: GpuReading(index=i, util_pct=u, sm_clock_mhz=c) for i, (u, c) in enumerate(values)}
     peers = _Peers(gpus)
-    if peers.none_outlying(th):
-        assert all(peers.outlier(r, th) is None for r in gpus.values())
+    if peers.none_busy(th):
+        assert all(peers.judge(r, th) is Judged.NO_YARDSTICK for r in gpus.values())
+    every = _uniform(*_values(gpus), th)
+    if every is not None:
+        assert all(peers.judge(r, th) is every for r in gpus.values())
 
 
 class PlainStragglers:
-    """The straggler rule without shortcuts: every GPU judged against its peers every sample."""
+    """The straggler rule without shortcuts: every GPU judged against its peers every sample,
+    the time rules as docs/health.md words them."""
 
     def __init__(self, th: Thresholds) -> None:
         self.th = th
-        self.streak: dict[int, int] = {}
+        self.in_step_since: dict[int, float | None] = {}
+        self.outlying: dict[int, int] = {}
+        self.normal_since: dict[int, float] = {}
         self.flagged: dict[int, str] = {}
+        self.first = True
 
-    def update(self, readings: dict[int, GpuReading]) -> dict[int, str]:
+    def update(self, readings: dict[int, GpuReading], t: float) -> dict[int, str]:
+        th = self.th
         peers = _Peers(readings)
         for idx, reading in readings.items():
-            why = peers.outlier(reading, self.th)
-            streak = self.streak.get(idx, 0)
-            if why is not None:
-                streak = streak + 1 if streak > 0 else 1
-                if streak >= self.th.straggler_samples or idx in self.flagged:
-                    self.flagged[idx] = why
+            judged = peers.judge(reading, th)
+            if judged is Judged.NO_YARDSTICK:  # no judgement: flags and settling stay
+                self.in_step_since[idx] = None
+                self.outlying[idx] = 0
+                continue
+            since = self.in_step_since.get(idx)
+            if since is None:
+                since = self.in_step_since[idx] = float("-inf") if self.first else t
+            sustained = t - since >= th.straggler_in_step_s
+            if isinstance(judged, str):
+                self.outlying[idx] = self.outlying.get(idx, 0) + 1
+                self.normal_since.pop(idx, None)
+                if idx in self.flagged or (
+                    self.outlying[idx] >= th.straggler_samples and sustained
+                ):
+                    self.flagged[idx] = judged
             else:
-                streak = streak - 1 if streak < 0 else -1
-                if -streak >= self.th.straggler_samples:
-                    self.flagged.pop(idx, None)
-            self.streak[idx] = streak
-        for idx in list(self.streak):
+                self.outlying[idx] = 0
+                if idx in self.flagged:
+                    start = self.normal_since.setdefault(idx, t)
+                    if sustained and t - start >= th.straggler_settle_s:
+                        del self.flagged[idx], self.normal_since[idx]
+        for idx in list(self.in_step_since):
             if idx not in readings:
-                del self.streak[idx]
+                del self.in_step_since[idx], self.outlying[idx]
+                self.normal_since.pop(idx, None)
                 self.flagged.pop(idx, None)
+        self.first = False
         return dict(self.flagged)
 
 
@@ -193,21 +216,25 @@ gpu_values = st.tuples(
         st.tuples(
             st.dictionaries(st.integers(0, 7), gpu_values, min_size=0, max_size=8),
             st.integers(1, 7),  # repeated: the rule needs runs of samples
+            st.sampled_from([1.0, 1.0, 7.0, 31.0]),  # seconds between them
         ),
         min_size=1,
         max_size=12,
     )
 )
 def test_straggler_shortcuts_flag_what_the_plain_rule_flags(
-    runs: list[tuple[dict[int, tuple[float | None, int | None]], int]],
+    runs: list[tuple[dict[int, tuple[float | None, int | None]], int, float]],
 ) -> None:
     th = Thresholds()
     quick, plain = StragglerDetector(th), PlainStragglers(th)
-    for values in (v for v, n in runs for _ in range(n)):
+    t = 1000.0
+    for values, n, dt in runs:
         readings = {
             i: GpuReading(index=i, util_pct=u, sm_clock_mhz=c) for i, (u, c) in values.items()
         }
-        assert quick.update(readings) == plain.update(readings)
+        for _ in range(n):
+            t += dt
+            assert quick.update(readings, t) == plain.update(readings, t)
 
 
 def test_straggler_shortcuts_on_a_long_steady_run_then_a_slow_gpu() -> None:
@@ -215,9 +242,11 @@ def test_straggler_shortcuts_on_a_long_steady_run_then_a_slow_gpu() -> None:
     quick, plain = StragglerDetector(th), PlainStragglers(th)
     busy = {i: GpuReading(index=i, util_pct=99.0, sm_clock_mhz=1980) for i in range(8)}
     slow = {**busy, 3: GpuReading(index=3, util_pct=99.0, sm_clock_mhz=1200)}
-    for readings in [busy] * 20 + [slow] * 8 + [busy] * 8 + [slow] * 3 + [busy] * 3:
-        assert quick.update(readings) == plain.update(readings)
-    assert plain.flagged == {} and quick.update(slow) == plain.update(slow)
+    idle = {i: GpuReading(index=i, util_pct=0.0, sm_clock_mhz=345) for i in range(8)}
+    samples = [busy] * 20 + [slow] * 8 + [idle] * 50 + [busy] * 100 + [slow] * 3 + [busy] * 3
+    for t, readings in enumerate(samples):
+        assert quick.update(readings, t) == plain.update(readings, t)
+    assert plain.flagged == {} and quick.update(slow, 999) == plain.update(slow, 999)
 
 
 def test_independent_gpus_are_not_stragglers_but_two_slow_ones_in_a_lockstep_job_are() -> None:
@@ -228,8 +257,8 @@ def test_independent_gpus_are_not_stragglers_but_two_slow_ones_in_a_lockstep_job
         readings = {
             i: GpuReading(index=i, util_pct=u, sm_clock_mhz=1980) for i, u in enumerate(utils)
         }
-        for _ in range(samples):
-            out = detector.update(readings)
+        for t in range(samples):
+            out = detector.update(readings, t)
         return out
 
     # An inference server: half the GPUs serve a burst, half idle. Not a straggler among them.

@@ -264,7 +264,7 @@ class HostHealth:
         inventory = self._inventory
         readings = {r.index: r for r in sample.gpus}
         stragglers = self._straggler.update(
-            {i: r for i, r in readings.items() if r.status == "ok" and _has_fast(r)}
+            {i: r for i, r in readings.items() if r.status == "ok" and _has_fast(r)}, sample.t
         )
         # Nothing raised, held, latched or pending on any GPU: a GPU whose fast readings are
         # all inside their limits and that carries no slow field has no reason, and judging it

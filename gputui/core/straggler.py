@@ -2,22 +2,40 @@
 
 In data-parallel training every GPU of a host does the same work, so one GPU whose SM clock or
 utilisation sits well below the others' holds the whole job back (it waits at every all-reduce).
-Peers are compared by their median, which one bad GPU cannot drag along, and only while the
-peers are busy ("the same load") and in step (at least 3 in 4 of them within
-`straggler_peer_spread_pct` points of their median): an idle host says nothing, and neither do
-GPUs that work independently, as an inference server's do, where one GPU idling while the
-others serve a burst is normal. A GPU is flagged after
-`straggler_samples` outlying samples in a row and cleared after as many normal ones, so a
-single slow sample never raises it and a single normal one never clears it.
+Peers are compared by their median, which one bad GPU cannot drag along, and only while they
+make a yardstick: busy ("the same load") and in step (at least 3 in 4 of them within
+`straggler_peer_spread_pct` points of their median). A sample without a yardstick is no
+judgement: it neither raises nor clears. An idle host, a checkpoint write (every GPU waits on
+storage at once) and GPUs that work independently, as an inference server's do, offer none.
+
+Time, not single samples, decides, because a sample can mislead both ways:
+
+- An inference server's GPUs look in step by chance while a burst of requests keeps most of
+  them busy for a few seconds, one of them idle. Training GPUs stay in step for minutes. So a
+  GPU is raised only once the peers have been in step for `straggler_in_step_s` without a
+  break, and after `straggler_samples` outlying samples in a row. Until the first sample
+  without a yardstick the peers count as in step from the first sample on, so that a short
+  look (triage takes 5 samples) still judges.
+- A training job dips at every checkpoint; a dip is no judgement, so it does not clear a
+  straggler that is still slow after it. A flagged GPU clears only when it has been judged
+  normal, with no outlying sample, for `straggler_settle_s`.
 """
 
 from __future__ import annotations
 
+import enum
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 
 from gputui.core.model import GpuReading
 from gputui.core.thresholds import Thresholds
+
+
+class Judged(enum.Enum):
+    """What one sample says about a GPU when it does not say "outlying, because ..."."""
+
+    NO_YARDSTICK = "no yardstick"  # too few peers, idle peers or peers out of step
+    NORMAL = "normal"  # measured against in-step peers, and not far below them
 
 
 def _median_without(sorted_values: list[float], value: float) -> float:
@@ -49,40 +67,27 @@ class _Peers:
         peers.clocks = sorted(map(float, clocks))
         return peers
 
-    def none_outlying(self, th: Thresholds) -> bool:
-        """True when no GPU of this sample can be an outlier, from two medians per signal.
+    def none_busy(self, th: Thresholds) -> bool:
+        """True when no GPU of this sample has busy peers, from one median.
 
-        Taking one value out of a sorted list leaves a median between that of the list without
-        its largest value (`lo`) and that without its smallest (`hi`). So when the peers'
-        utilisation is below the load floor even at `hi`, or when the lowest utilisation and
-        clock are not far enough below `hi`, `outlier` is None for every GPU; the comparisons
-        are the rule's own, and rounding is monotone, so the bound holds exactly.
-        False only means "look at each GPU".
+        Taking one value out of a sorted list leaves a median at most that of the list without
+        its smallest value, so when even that is below the load floor, `judge` finds no
+        yardstick for any GPU (the rule's own comparison). False only means "look at each GPU".
         """
-        utils, clocks = self.utils, self.clocks
-        if len(utils) < 2 or len(clocks) == 1:
-            return False
-        hi_util = _median(utils[1:])
-        if hi_util < th.straggler_min_util_pct:
-            return True  # no GPU's peers are under load
-        if utils[0] < hi_util - th.straggler_util_drop_pct:
-            return False
-        if not clocks:
-            return True
-        return clocks[0] >= _median(clocks[1:]) * (1 - th.straggler_clock_drop_pct / 100)
+        return len(self.utils) >= 2 and _median(self.utils[1:]) < th.straggler_min_util_pct
 
-    def outlier(self, reading: GpuReading, th: Thresholds) -> str | None:
-        """Why `reading` is slow against the other GPUs of this sample, or None."""
+    def judge(self, reading: GpuReading, th: Thresholds) -> str | Judged:
+        """Why `reading` is slow against the other GPUs of this sample, or what else it is."""
         utils = self.utils
         own_util = reading.util_pct
         n_peers = len(utils) - (own_util is not None)
         if n_peers < th.straggler_min_peers:
-            return None
+            return Judged.NO_YARDSTICK
         peer_util = _median_without(utils, own_util) if own_util is not None else _median(utils)
         if peer_util < th.straggler_min_util_pct:
-            return None  # peers are not under load: nothing to compare against
+            return Judged.NO_YARDSTICK  # peers are not under load: nothing to compare against
         if not _in_step(utils, own_util, peer_util, n_peers, th.straggler_peer_spread_pct):
-            return None  # peers do not move together: independent work, no yardstick
+            return Judged.NO_YARDSTICK  # peers do not move together: independent work
         if own_util is not None and own_util < peer_util - th.straggler_util_drop_pct:
             return f"util {own_util:.0f}% vs peers' median {peer_util:.0f}%"
         own_clock = reading.sm_clock_mhz
@@ -90,7 +95,12 @@ class _Peers:
             peer_clock = _median_without(self.clocks, float(own_clock))
             if own_clock < peer_clock * (1 - th.straggler_clock_drop_pct / 100):
                 return f"SM clock {own_clock} MHz vs peers' median {peer_clock:.0f} MHz"
-        return None
+        return Judged.NORMAL
+
+    def outlier(self, reading: GpuReading, th: Thresholds) -> str | None:
+        """Why `reading` is slow against the other GPUs of this sample, or None."""
+        judged = self.judge(reading, th)
+        return judged if isinstance(judged, str) else None
 
 
 IN_STEP_SHARE = 0.75  # share of the peers that must sit near their median
@@ -117,17 +127,25 @@ def _values(readings: Mapping[int, GpuReading]) -> tuple[list[float], list[int]]
     return utils, clocks
 
 
-def _close_together(utils: list[float], clocks: list[int], th: Thresholds) -> bool:
-    """True when no GPU can be an outlier because the values hardly differ at all.
+def _uniform(utils: list[float], clocks: list[int], th: Thresholds) -> Judged | None:
+    """The judgement of every GPU of a sample when one pass over its values settles them all,
+    else None ("look at each GPU"). No sort: what a busy or idle host shows nearly every second.
 
-    A peer median is never above the largest value, so a lowest utilisation within the drop of
-    the highest, and a lowest clock within the drop of the highest, leave every GPU inside the
-    rule's bounds (the rule's own comparisons, against a larger value). One pass each, no sort:
-    what a busy, healthy host looks like nearly every second.
+    Every peer median lies between the smallest and the largest value. So with enough GPUs,
+    a smallest utilisation at the load floor, and the lowest utilisation and clock within
+    both the spread and the drops of the highest, every GPU has in-step peers and none is far
+    below them: all NORMAL. With fewer utilisations than peers needed, or the highest below
+    the load floor, no GPU has a yardstick. The comparisons are the rule's own.
     """
-    if utils and min(utils) < max(utils) - th.straggler_util_drop_pct:
-        return False
-    return not clocks or min(clocks) >= max(clocks) * (1 - th.straggler_clock_drop_pct / 100)
+    if len(utils) < th.straggler_min_peers or max(utils) < th.straggler_min_util_pct:
+        return Judged.NO_YARDSTICK
+    if len(utils) <= th.straggler_min_peers or min(utils) < th.straggler_min_util_pct:
+        return None
+    if max(utils) - min(utils) > min(th.straggler_peer_spread_pct, th.straggler_util_drop_pct):
+        return None
+    if clocks and min(clocks) < max(clocks) * (1 - th.straggler_clock_drop_pct / 100):
+        return None
+    return Judged.NORMAL
 
 
 def _median(sorted_values: list[float]) -> float:
@@ -136,50 +154,96 @@ def _median(sorted_values: list[float]) -> float:
     return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
 
 
+class _Track:
+    """One GPU's history as far as the rule needs it."""
+
+    __slots__ = ("in_step_since", "normal_since", "outlying")
+
+    def __init__(self) -> None:
+        # Sample time since which every sample gave this GPU a yardstick (-inf: since the
+        # first sample the rule saw); None: the latest sample gave none.
+        self.in_step_since: float | None = None
+        self.outlying = 0  # outlying samples in a row
+        # A flagged GPU: time of its first normal sample since its last outlying one.
+        self.normal_since: float | None = None
+
+
 class StragglerDetector:
-    """Per host: counts outlying and normal samples per GPU and says which GPUs straggle."""
+    """Per host: judges each GPU against its peers over time and says which GPUs straggle."""
 
     def __init__(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
-        self._streak: dict[int, int] = {}  # >0: outlying samples in a row; <0: normal ones
+        self._tracks: dict[int, _Track] = {}
         self._flagged: dict[int, str] = {}  # GPU -> the latest outlier description
-        # Every GPU in `_streak` has had `straggler_samples` normal samples in a row and none
-        # is flagged: another sample with no outlier changes nothing.
-        self._settled = False
+        self._started = False  # a sample has been seen
+        # The judgement that, given to every GPU, would change nothing now (see `_at_rest`).
+        self._rest: Judged | None = None
 
-    def update(self, readings: Mapping[int, GpuReading]) -> dict[int, str]:
-        """Feed one sample's readings (status ok only); GPU index -> why it straggles."""
+    def update(self, readings: Mapping[int, GpuReading], t: float) -> dict[int, str]:
+        """Feed one sample's readings (status ok only), taken at sample time `t` (seconds);
+        GPU index -> why it straggles."""
         th = self.thresholds
-        need = th.straggler_samples
         utils, clocks = _values(readings)
-        peers: _Peers | None = None
-        if _close_together(utils, clocks, th):
-            if self._settled and self._streak.keys() == readings.keys():
-                return {}
-        else:
+        every = _uniform(utils, clocks, th)
+        if every is not None and every is self._rest and self._tracks.keys() == readings.keys():
+            return dict(self._flagged)
+        if every is None:
             peers = _Peers.of(utils, clocks)
-            if peers.none_outlying(th):
-                peers = None
-        for idx, reading in readings.items():
-            why = peers.outlier(reading, th) if peers is not None else None
-            streak = self._streak.get(idx, 0)
-            if why is not None:
-                streak = streak + 1 if streak > 0 else 1
-                if streak >= need or idx in self._flagged:
-                    self._flagged[idx] = why
+            if peers.none_busy(th):
+                every = Judged.NO_YARDSTICK
             else:
-                streak = max(streak - 1, -need) if streak < 0 else -1  # only ">= need" counts
-                if streak == -need:
-                    self._flagged.pop(idx, None)
-            self._streak[idx] = streak
-        for idx in list(self._streak):
-            if idx not in readings:  # no reading: no judgement, and no stale flag
-                del self._streak[idx]
-                self._flagged.pop(idx, None)
-        self._settled = not self._flagged and all(v == -need for v in self._streak.values())
+                for idx, reading in readings.items():
+                    self._judge(idx, peers.judge(reading, th), t)
+        if every is not None:
+            for idx in readings:
+                self._judge(idx, every, t)
+        for idx in [i for i in self._tracks if i not in readings]:
+            del self._tracks[idx]  # no reading: no judgement, and no stale flag
+            self._flagged.pop(idx, None)
+        self._started = True
+        self._rest = self._at_rest()
         return dict(self._flagged)
 
+    def _judge(self, idx: int, judged: str | Judged, t: float) -> None:
+        th = self.thresholds
+        track = self._tracks.get(idx)
+        if track is None:
+            track = self._tracks[idx] = _Track()
+        if judged is Judged.NO_YARDSTICK:
+            track.in_step_since = None
+            track.outlying = 0
+            return
+        if track.in_step_since is None:
+            track.in_step_since = t if self._started else float("-inf")
+        sustained = t - track.in_step_since >= th.straggler_in_step_s
+        if isinstance(judged, str):
+            track.outlying += 1
+            track.normal_since = None
+            if idx in self._flagged or (track.outlying >= th.straggler_samples and sustained):
+                self._flagged[idx] = judged
+            return
+        track.outlying = 0
+        if idx in self._flagged:
+            if track.normal_since is None:
+                track.normal_since = t
+            if sustained and t - track.normal_since >= th.straggler_settle_s:
+                del self._flagged[idx]
+                track.normal_since = None
+
+    def _at_rest(self) -> Judged | None:
+        """NO_YARDSTICK when another sample without a yardstick changes nothing (no GPU in
+        step or counting), NORMAL when another all-normal sample changes nothing (every GPU in
+        step, none counting, none flagged), else None."""
+        tracks = self._tracks.values()
+        if all(tr.in_step_since is None and not tr.outlying for tr in tracks):
+            return Judged.NO_YARDSTICK
+        if not self._flagged and all(
+            tr.in_step_since is not None and not tr.outlying for tr in tracks
+        ):
+            return Judged.NORMAL
+        return None
+
     def forget(self, gpu: int) -> None:
-        self._streak.pop(gpu, None)
+        self._tracks.pop(gpu, None)
         self._flagged.pop(gpu, None)
-        self._settled = False
+        self._rest = None

@@ -49,7 +49,13 @@ class Thresholds(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
     straggler_util_drop_pct: Percent = 25.0  # utilisation this many points below the median
     # Peers "in step": at least 3 in 4 of them within this many points of their median
     straggler_peer_spread_pct: Percent = 15.0
-    straggler_samples: Count = 5  # consecutive samples to raise, and to clear
+    # ... without a break for this long before they judge a GPU: an inference server's GPUs
+    # fall in step by chance for a few seconds, a training job's stay so for minutes.
+    straggler_in_step_s: NonNegative = 30.0
+    straggler_samples: Count = 5  # outlying samples in a row to raise
+    # A straggler clears after this long judged normal; samples with no yardstick (idle or
+    # out-of-step peers, as in a checkpoint write) neither raise nor clear it.
+    straggler_settle_s: NonNegative = 60.0
 
     # XIDs with a rate rule.
     xid_63_rate_per_hour: NonNegative = 0.5  # row remaps per hour over the window: warn
