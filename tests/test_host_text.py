@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from gputui.core.model import (
 from gputui.core.text import plain
 from gputui.core.triage import TriageInput, TriageReport, assess_host, build_report
 from gputui.ops.journal import Journal
-from gputui.ops.records import Fault
+from gputui.ops.records import Fault, ProcessGroup
 from gputui.render.hosttext import md, md_code
 from gputui.render.report import report_json, report_markdown, report_table
 from gputui.render.triage import triage_json, triage_markdown, triage_table
@@ -59,9 +60,14 @@ LITERAL = ("[/usr/lib64/nvidia]", "[bold red]x[/]", ":thumbs_up:", "0000:ab:00.0
 UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+def assert_plain(output: str) -> None:
+    """Nothing a terminal would act on."""
+    assert not UNSAFE.search(output), repr(UNSAFE.search(output))
+
+
 def assert_safe(output: str) -> None:
     """Nothing a terminal would act on, and no shortcode turned into an emoji."""
-    assert not UNSAFE.search(output), repr(UNSAFE.search(output))
+    assert_plain(output)
     assert "🆎" not in output and "👍" not in output
 
 
@@ -223,6 +229,23 @@ def test_journal_listing_shows_host_text_safely(journal: Path, fmt: str) -> None
         assert MARKUP in result.stdout and "gpu001[2J" in result.stdout
 
 
+def test_an_interrupted_commands_notice_shows_host_text_safely(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal.open(path) as j:
+        argv = ["scontrol", "update", f"Reason={NASTY}"]  # a reason quoting a host
+        run = j.begin_run("r", "drain", "gpu001", 0, argv, "local")
+        j.record_process_group(run, ProcessGroup(2**22 + 1, "b", 7))  # above any pid_max
+    raw = sqlite3.connect(path)
+    with raw:  # its writer is gone: interrupted
+        raw.execute("UPDATE action_runs SET pid = ? WHERE id = ?", (2**22 + 1, run.id))
+    raw.close()
+    result = CliRunner().invoke(app, ["journal", "--journal", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "has ended: its process group" in result.stderr and MARKUP in result.stderr
+    assert_safe(result.stderr)
+    assert_safe(result.stdout)
+
+
 # -- the helpers, over any text ---------------------------------------------------------------
 
 
@@ -236,7 +259,7 @@ def test_md_code_holds_any_backticks() -> None:
 @given(st.text())
 def test_md_cell_is_one_cell_of_plain_text(text: str) -> None:
     cell = md(text)
-    assert_safe(cell)
+    assert_plain(cell)
     row = f"| {cell} | next |"
     cells = md_cells(row)
     assert len(cells) == 2 and cells[1] == " next "
@@ -255,5 +278,5 @@ def test_report_table_over_any_host_text(why: str, state_reason: str, name: str)
         HostSnapshot(name=name + "2", state=HostState.UNREACHABLE, state_reason=state_reason),
     )
     snapshot = FleetSnapshot(t=T0, hosts=hosts)
-    assert_safe(report_table(snapshot, width=80))
-    assert_safe(report_markdown(snapshot))
+    assert_plain(report_table(snapshot, width=80))
+    assert_plain(report_markdown(snapshot))

@@ -71,7 +71,7 @@ def open_journal(path: Path) -> Journal:
 def report_interrupted(journal: Journal) -> None:
     """Check the process groups of interrupted commands; say what became of each, once."""
     for run in journal.check_interrupted():
-        typer.echo(f"gputui: {orphan_message(run)}", err=True)
+        typer.echo(f"gputui: {plain(orphan_message(run))}", err=True)  # its argv may quote a host
 
 
 def journal_for(config: Config | None, cli_path: Path | None) -> Journal:
