@@ -5,6 +5,10 @@ the agent with the smi backend (one long-lived `nvidia-smi --query-gpu ... -lms 
 prints per GPU and field the mean of each and flags those that disagree beyond a tolerance.
 Also reports the nvml agent's CPU use (target: under 0.5% of one core at 1 s interval).
 
+Memory is compared as nvidia-smi counts it: the agent's used (NVML v2) against `memory.used`,
+and its reserved against `memory.reserved`. Where only one side reports the reserved memory
+(NVML v2 without nvidia-smi's field, or the reverse), that is flagged too.
+
 Needs only python3 (3.8+) and pynvml (nvidia-ml-py); run from the repository root:
 
     python3 scripts/device_check.py [--duration 20]
@@ -30,12 +34,16 @@ FAST_FIELDS = {
     "util_pct": (15.0, 0.0),  # both average over their own windows
     "mem_util_pct": (15.0, 0.0),
     "mem_used_mib": (64.0, 0.02),
+    # Constant while the driver runs; an H200 read 615 MiB through NVML, 616 through nvidia-smi.
+    "mem_reserved_mib": (2.0, 0.0),
     "sm_clock_mhz": (30.0, 0.05),
     "mem_clock_mhz": (30.0, 0.02),
     "pcie_gen": (0.0, 0.0),
     "pcie_width": (0.0, 0.0),
     "ecc_uncorrected_volatile": (0.0, 0.0),
 }
+# Fields that both sides must report when either does.
+BOTH_OR_NEITHER = ("mem_used_mib", "mem_reserved_mib")
 HELLO_FIELDS = (
     "uuid",
     "name",
@@ -93,6 +101,15 @@ def means(msgs: list[dict]) -> dict[int, dict[str, float]]:
     return {i: {f: sum(v) / len(v) for f, v in fs.items()} for i, fs in sums.items()}
 
 
+def field_differs(field: str, nvml: float | None, smi: float | None) -> bool:
+    """Whether the two means of `field` disagree beyond its tolerance, or only one side
+    reports a field both must have."""
+    if nvml is None or smi is None:
+        return field in BOTH_OR_NEITHER and (nvml is None) != (smi is None)
+    abs_tol, rel_tol = FAST_FIELDS[field]
+    return abs(nvml - smi) > max(abs_tol, rel_tol * abs(smi))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=20.0)
@@ -133,13 +150,11 @@ def main() -> int:
     print("\nreadings, mean over the run (nvml | nvidia-smi)")
     mn, ms = means(nvml_msgs), means(smi_msgs)
     for idx in sorted(mn):
-        for f, (abs_tol, rel_tol) in FAST_FIELDS.items():
+        for f in FAST_FIELDS:
             a, b = mn[idx].get(f), ms.get(idx, {}).get(f)
             if a is None and b is None:
                 continue
-            differs = (
-                a is not None and b is not None and abs(a - b) > max(abs_tol, rel_tol * abs(b))
-            )
+            differs = field_differs(f, a, b)
             bad += differs
             fa = "-" if a is None else f"{a:.1f}"
             fb = "-" if b is None else f"{b:.1f}"

@@ -104,3 +104,47 @@ def test_calls_before_init_raise_uninitialized() -> None:
     nv = simnvml.SimNvml(Simulation({"name": "uninit"}, seed=0))
     with pytest.raises(nv.NVMLError_Uninitialized):
         nv.nvmlDeviceGetCount()
+
+
+def _fields(struct: type) -> set[str]:
+    return {name for name, _ in struct._fields_}
+
+
+def test_memory_info_v1_and_v2_have_pynvml_fields_and_semantics() -> None:
+    nv = simnvml.SimNvml(Simulation({"name": "memory", "gpus": 1, "workload": "idle"}, seed=0))
+    nv.nvmlInit()
+    h = nv.nvmlDeviceGetHandleByIndex(0)
+    v1 = nv.nvmlDeviceGetMemoryInfo(h)
+    v2 = nv.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
+    assert set(vars(v1)) == _fields(pynvml.c_nvmlMemory_t)
+    assert set(vars(v2)) == _fields(pynvml.c_nvmlMemory_v2_t)
+    assert v2.version == pynvml.nvmlMemory_v2
+    # v2 says the reserved memory apart; v1 counts it as used (an idle H200: 0 + 615 MiB).
+    assert v2.used == 0
+    assert v1.used == v2.used + v2.reserved
+    assert v1.total == v2.total == v1.used + v1.free == v2.reserved + v2.used + v2.free
+    assert v2.reserved / v2.total == pytest.approx(615.1 / 143771, rel=0.01)
+    with pytest.raises(nv.NVMLError_ArgumentVersionMismatch):
+        nv.nvmlDeviceGetMemoryInfo(h, version=2)  # the struct version alone is not the word
+
+
+def test_a_driver_before_v2_memory_info_refuses_it_as_pynvml_does() -> None:
+    """pynvml raises FUNCTION_NOT_FOUND for a symbol the library lacks; a 470 driver lacks
+    nvmlDeviceGetMemoryInfo_v2 and the clock-event reasons call, and says it is 470."""
+    sim = Simulation({"name": "r470", "gpus": 1, "driver": "470"}, seed=0)
+    nv = simnvml.SimNvml(sim)
+    nv.nvmlInit()
+    h = nv.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(nv.NVMLError_FunctionNotFound):
+        nv.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
+    with pytest.raises(nv.NVMLError_FunctionNotFound):
+        nv.nvmlDeviceGetCurrentClocksEventReasons(h)
+    assert nv.nvmlDeviceGetCurrentClocksThrottleReasons(h) == sim.gpus[0].clock_events
+    v1 = nv.nvmlDeviceGetMemoryInfo(h)
+    assert v1.used == int(sim.gpus[0].mem_used_mib * (1 << 20)) + int(
+        sim.gpus[0].mem_reserved_mib * (1 << 20)
+    )
+    assert nv.nvmlSystemGetDriverVersion().startswith("470.")
+    assert nv.nvmlSystemGetCudaDriverVersion() == 11040
+    (field,) = nv.nvmlDeviceGetFieldValues(h, [nv.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION])
+    assert field.nvmlReturn == nv.NVML_ERROR_NOT_SUPPORTED

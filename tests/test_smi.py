@@ -26,6 +26,7 @@ from gputui.agent.smi_parse import (
     MARK_TEMPERATURE,
     REASONS_FIELD,
     REASONS_FIELD_OLD,
+    RESERVED_FIELD,
     BadLine,
     DeviceErrorLine,
     GpuLine,
@@ -41,6 +42,7 @@ from gputui.agent.smi_parse import (
     parse_stream_line,
     parse_temperature_report,
     reasons_field_from_probe,
+    reserved_from_probe,
     session_command,
     stream_argv,
     stream_fields,
@@ -480,6 +482,33 @@ def test_reasons_field_is_chosen_by_the_probes_answer() -> None:
     assert reasons_field_from_probe("0x0000000000000000\n0x0000000000000004\n") == REASONS_FIELD
 
 
+def test_reserved_field_is_streamed_only_where_the_probe_found_it() -> None:
+    rejected = 'Field "memory.reserved" is not a valid field to query.'
+    assert reserved_from_probe(rejected) is False
+    assert reserved_from_probe("") is False  # the probe did not run: stay with what works
+    assert reserved_from_probe("616\n616\n") is True
+    assert RESERVED_FIELD not in stream_fields()
+    assert stream_fields(reserved=True) == [*stream_fields(), RESERVED_FIELD]  # last column
+
+
+# An idle H200 on driver 580 (fixtures/h200/h200-nvidia-smi-q.txt: FB Memory Usage Total 143771,
+# Reserved 616, Used 0 MiB), as the stream prints it with memory.reserved asked for.
+H200_IDLE_LINE = (
+    "0, GPU-d1af61ed-4e8a-84c7-c965-3984f0586dd6, NVIDIA H200, 41, 0, 0, 0, 143771, 81.80, "
+    "700.00, 345, 3201, 0x0000000000000001, 5, 5, 16, 16, 0, 616"
+)
+
+
+def test_reserved_memory_is_read_apart_from_used() -> None:
+    parsed = parse_stream_line(H200_IDLE_LINE, reserved=True)
+    assert isinstance(parsed, GpuLine)
+    assert parsed.reading["mem_used_mib"] == 0.0
+    assert parsed.reading["mem_reserved_mib"] == 616.0
+    assert msgspec.convert(parsed.reading, GpuReading).mem_reserved_mib == 616.0
+    # The column set is the one the stream was started with: one column more is no match.
+    assert isinstance(parse_stream_line(H200_IDLE_LINE), BadLine)
+
+
 def test_command_lines() -> None:
     assert stream_argv(0.5) == [
         "nvidia-smi",
@@ -622,6 +651,26 @@ def test_session_command_runs_in_a_shell_end_to_end(tmp_path: Path, old_driver: 
     assert (REASONS_FIELD_OLD if old_driver else REASONS_FIELD) in streamed[0]
 
 
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
+@pytest.mark.parametrize("reserved", [None, "616"], ids=["without", "with"])
+def test_session_command_streams_memory_reserved_where_nvidia_smi_knows_it(
+    tmp_path: Path, reserved: str | None
+) -> None:
+    env = {**os.environ, **fake_on_path(tmp_path), **fake_env("h100", FAKE_SMI_EXIT="0:")}
+    if reserved:
+        env["FAKE_SMI_RESERVED"] = reserved
+    done = subprocess.run(
+        ["sh", "-c", session_command(0.01)], env=env, capture_output=True, text=True, timeout=20
+    )
+    session = SmiSession("gpu-node-01", 0.01)
+    out = [m for line in done.stdout.splitlines() for m in session.feed(line, 0.0)]
+    samples = [msgspec.convert(m, Sample) for m in out if m["type"] == "sample"]
+    assert len(samples) == 6
+    expected = float(reserved) if reserved else None
+    assert {g.mem_reserved_mib for s in samples for g in s.gpus} == {expected}
+    assert samples[0].gpus[0].mem_used_mib == 78342.0
+
+
 # --------------------------------------------------------------------------------------------
 # The backend, with a fake nvidia-smi
 # --------------------------------------------------------------------------------------------
@@ -670,6 +719,24 @@ def test_backend_streams_an_h100_host_from_one_process(smi_env: SmiEnv) -> None:
     assert sum("-lms" in c for c in commands) == 1
     assert REASONS_FIELD in next(c for c in commands if "-lms" in c)
     backend.close()  # idempotent
+
+
+@pytest.mark.parametrize("reserved", [None, "616"], ids=["without", "with"])
+def test_backend_streams_memory_reserved_where_nvidia_smi_knows_it(
+    smi_env: SmiEnv, reserved: str | None
+) -> None:
+    log = smi_env("h100", **({"FAKE_SMI_RESERVED": reserved} if reserved else {}))
+    backend = make_backend()
+    try:
+        backend.hello()
+        sample = as_sample(backend.sample(slow=False), 0)
+    finally:
+        backend.close()
+    stream_command = next(c for c in log.read_text().splitlines() if "-lms" in c)
+    assert (RESERVED_FIELD in stream_command) is bool(reserved)
+    assert len(sample.gpus) == 8 and sample.gpus[0].mem_used_mib == 78342.0
+    expected = float(reserved) if reserved else None
+    assert [g.mem_reserved_mib for g in sample.gpus] == [expected] * 8
 
 
 def test_backend_on_an_old_driver_streams_the_throttle_field(smi_env: SmiEnv) -> None:

@@ -12,6 +12,9 @@ from typing import Any, Callable
 
 MODELS = ("H100-SXM", "A100-SXM", "V100-SXM2")
 WORKLOADS = ("training", "inference", "idle")
+# Driver branches the simulated NVML behaves as: 570 has every call the agent uses; 470
+# predates NVML's v2 memory info, the clock-event reasons call and the recovery-action field.
+DRIVERS = ("570", "470")
 
 # Faults of the agent process itself, not of a GPU: they take no `gpus`.
 PROCESS_FAULTS = ("agent_crash", "hang")
@@ -79,7 +82,7 @@ FAULT_KEYS: dict[str, dict[str, tuple[_Check, Any]]] = {
 }
 FAULT_KINDS = tuple(FAULT_KEYS)
 _COMMON_FAULT_KEYS = ("kind", "gpus", "at", "duration")
-_TOP_KEYS = ("name", "description", "gpus", "model", "workload", "fault")
+_TOP_KEYS = ("name", "description", "gpus", "model", "workload", "driver", "fault")
 
 
 def _text(where: str, value: Any) -> str:
@@ -141,11 +144,14 @@ def validate_scenario(d: Any) -> dict[str, Any]:
         "gpus": _integer(1, 64)("gpus", d.get("gpus", 8)),
         "model": d.get("model", "H100-SXM"),
         "workload": d.get("workload", "training"),
+        "driver": d.get("driver", DRIVERS[0]),
     }
     if out["model"] not in MODELS:
         raise ValueError(f"model: expected one of {list(MODELS)}, got {out['model']!r}")
     if out["workload"] not in WORKLOADS:
         raise ValueError(f"workload: expected one of {list(WORKLOADS)}, got {out['workload']!r}")
+    if out["driver"] not in DRIVERS:
+        raise ValueError(f"driver: expected one of {list(DRIVERS)}, got {out['driver']!r}")
     raw_faults = d.get("fault", [])
     if not isinstance(raw_faults, list):
         raise ValueError("fault: expected a list of tables ([[fault]] in TOML)")

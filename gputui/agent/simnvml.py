@@ -8,13 +8,19 @@ surface against the real pynvml module.
 
 A lost GPU raises NVML_ERROR_GPU_IS_LOST from every per-device call, one that needs a reset
 NVML_ERROR_RESET_REQUIRED, as the driver does.
+
+The scenario's `driver` picks what the library offers. A 570 driver has everything the agent
+calls. A 470 driver lacks the calls added since: nvmlDeviceGetMemoryInfo with a `version`
+(v2: `used` without the reserved memory, `reserved` apart), the clock-event reasons call (R535)
+and the recovery-action field (R565); pynvml raises NVML_ERROR_FUNCTION_NOT_FOUND for a
+function the library does not export, and v1 memory info counts the reserved memory as used.
 """
 
 from __future__ import annotations
 
 import string
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .simulation import EVENT_DBE, EVENT_XID, NVLINK_COUNTERS, SimGpu, Simulation
 
@@ -154,11 +160,28 @@ CONSTANTS: dict[str, int] = {
     "nvmlEventTypePState": 0x4,
     "nvmlEventTypeXidCriticalError": EVENT_XID,
     "nvmlEventTypeClock": 0x10,
+    # The version word of nvmlMemory_v2_t: struct version 2, size 40 bytes.
+    "nvmlMemory_v2": 0x02000028,
 }
 
-DRIVER_VERSION = "570.124.06"
-NVML_VERSION = "12.570.124.06"
-CUDA_VERSION = 12080  # 12.8, as nvmlSystemGetCudaDriverVersion encodes it
+NVML_MEMORY_V2 = CONSTANTS["nvmlMemory_v2"]
+
+
+class Driver(NamedTuple):
+    """What one driver branch reports and offers."""
+
+    version: str  # nvmlSystemGetDriverVersion
+    nvml_version: str
+    cuda: int  # as nvmlSystemGetCudaDriverVersion encodes it: 12080 is 12.8
+    memory_v2: bool  # nvmlDeviceGetMemoryInfo_v2 (R510)
+    clock_events: bool  # nvmlDeviceGetCurrentClocksEventReasons (R535)
+    recovery_action: bool  # field NVML_FI_DEV_GET_GPU_RECOVERY_ACTION (R565)
+
+
+DRIVERS = {
+    "570": Driver("570.124.06", "12.570.124.06", 12080, True, True, True),
+    "470": Driver("470.256.02", "11.470.256.02", 11040, False, False, False),
+}
 _MIB = 1 << 20
 
 
@@ -206,6 +229,7 @@ class SimNvml:
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
+        self.driver = DRIVERS[sim.scenario["driver"]]
         self._initialised = 0
         self._handles = [SimHandle(g.index) for g in sim.gpus]
         for name, value in {**_ERROR_CODES, **CONSTANTS}.items():
@@ -244,15 +268,15 @@ class SimNvml:
 
     def nvmlSystemGetDriverVersion(self) -> str:
         self._check_init()
-        return DRIVER_VERSION
+        return self.driver.version
 
     def nvmlSystemGetNVMLVersion(self) -> str:
         self._check_init()
-        return NVML_VERSION
+        return self.driver.nvml_version
 
     def nvmlSystemGetCudaDriverVersion(self) -> int:
         self._check_init()
-        return CUDA_VERSION
+        return self.driver.cuda
 
     def nvmlSystemGetProcessName(self, pid: int) -> str:
         self._check_init()
@@ -345,10 +369,21 @@ class SimNvml:
         return Record(gpu=round(g.util * 100), memory=round(g.mem_util * 100))
 
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> Record:
+        """v1 without `version` (used counts the reserved memory, as the driver's v1 does);
+        v2 with it: used, reserved apart, and total = reserved + used + free."""
+        if version and not self.driver.memory_v2:
+            self._check_init()
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)  # no such symbol in the library
         g = self._gpu(handle)
         total = g.model.memory_mib * _MIB
         used = int(g.mem_used_mib * _MIB)
-        return Record(total=total, used=used, free=total - used)
+        reserved = int(g.mem_reserved_mib * _MIB)
+        free = total - used - reserved
+        if not version:
+            return Record(total=total, free=free, used=used + reserved)
+        if version != NVML_MEMORY_V2:
+            raise NVMLError(NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
+        return Record(version=version, total=total, reserved=reserved, free=free, used=used)
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
         g = self._gpu(handle)
@@ -368,6 +403,9 @@ class SimNvml:
         raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
+        if not self.driver.clock_events:
+            self._check_init()
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)
         return self._gpu(handle).clock_events
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: Any) -> int:
@@ -442,7 +480,7 @@ class SimNvml:
         for field in fieldIds:
             ret, number = NVML_ERROR_NOT_SUPPORTED, 0
             # The recovery-action field exists from R565 on Ampere and later boards.
-            if field == 230 and g.model.row_remapping:
+            if field == 230 and g.model.row_remapping and self.driver.recovery_action:
                 ret, number = NVML_SUCCESS, g.recovery_action
             value = Record(
                 dVal=float(number),

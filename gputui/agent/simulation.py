@@ -11,6 +11,10 @@ limit (software power cap beyond); temperature relaxes toward inlet + c_per_w * 
 board's time constant (first-order lag, solved exactly per step); clocks fall when the power
 cap, a thermal limit or a power brake is active, and the matching clock-event bits are set the
 way NVML reports them.
+
+Memory follows what a real H200 (driver 580) reports: the driver and firmware reserve a fixed
+share of the board (RESERVED_SHARE) that NVML's v2 memory info counts apart from `used`, and a
+job's process holds all of `used` but a few MiB of driver bookkeeping.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ HW_SLOWDOWN = 0x8
 SW_THERMAL = 0x20
 HW_THERMAL = 0x40
 HW_POWER_BRAKE = 0x80
+
+# Share of the framebuffer the driver and firmware reserve: 615.1 MiB of an idle H200's
+# 143,771 MiB (nvidia-smi: "Reserved 616 MiB, Used 0 MiB"; NVML v1 counts it as used).
+RESERVED_SHARE = 615.1 / 143771.0
+# v2 `used` beyond the job process's own memory (the H200 at full load: 96,507 MiB used by
+# NVML v2, 96,498 MiB listed for the process).
+DRIVER_USED_MIB = 9.0
 
 # NVML event types the simulation raises.
 EVENT_DBE = 0x2
@@ -97,7 +108,8 @@ class SimGpu:
         # fast signals
         self.util = 0.0
         self.mem_util = 0.0
-        self.mem_used_mib = 0.0
+        self.mem_used_mib = 0.0  # as NVML v2 counts it: the reserved memory apart
+        self.mem_reserved_mib = round(model.memory_mib * RESERVED_SHARE, 1)
         self.temp_c = self.inlet_c
         self.power_w = model.idle_w
         self.sm_mhz = model.sm_idle_mhz
@@ -286,9 +298,9 @@ class Simulation:
         g.mem_util = mem_util
         g.clock_events = bits
         frac = self.workload.memory_fraction(g.index)
-        g.mem_used_mib = max(4.0, m.memory_mib * frac)
+        g.mem_used_mib = min(m.memory_mib - g.mem_reserved_mib, m.memory_mib * frac)
         g.pids = self.workload.pids()[g.index : g.index + 1]
-        g.process_mib = max(0.0, g.mem_used_mib - 520.0) if g.pids else 0.0
+        g.process_mib = max(0.0, g.mem_used_mib - DRIVER_USED_MIB) if g.pids else 0.0
         downgrade = self._active("pcie_downgrade", g.index, t)
         if downgrade is not None:
             g.pcie_gen = downgrade.spec.get("gen") or m.pcie_gen_max

@@ -26,6 +26,8 @@ from .smi_parse import (
     parse_hello,
     reasons_field_from_probe,
     reasons_probe_argv,
+    reserved_from_probe,
+    reserved_probe_argv,
     stream_argv,
     temperature_argv,
 )
@@ -149,15 +151,16 @@ class SmiBackend(Backend):
 
     def hello(self) -> Json:
         """Runs the inventory and temperature queries, picks the clock-event field name and
-        starts the stream."""
+        whether to read the reserved memory, and starts the stream."""
         status, output = self._query(hello_argv())
         hello = parse_hello(output, self._optional_query(temperature_argv()))
         if not hello["gpus"]:
             code, text = hello_failure(output)
             raise BackendError(code, f"{text} (exit status {status})" if status else text)
         reasons_field = reasons_field_from_probe(self._optional_query(reasons_probe_argv()))
-        self._assembler = SampleAssembler(hello["gpus"], self.interval_s, reasons_field)
-        argv = stream_argv(self.interval_s, reasons_field)
+        reserved = reserved_from_probe(self._optional_query(reserved_probe_argv()))
+        self._assembler = SampleAssembler(hello["gpus"], self.interval_s, reasons_field, reserved)
+        argv = stream_argv(self.interval_s, reasons_field, reserved=reserved)
         self._stream = self._start(self._smi + argv[1:])
         return hello
 

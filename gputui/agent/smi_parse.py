@@ -15,6 +15,11 @@ Cell values that are not numbers:
 - `[GPU is lost]`, or a line "Unable to determine the device handle for GPU <bus id>: ...":
   status "lost" for that GPU while the others keep streaming.
 - `[Unknown Error]` and any other bracketed text: left out and counted.
+
+Memory: nvidia-smi's `memory.used` leaves out what the driver and firmware reserve (NVML's v2
+memory info), and `memory.reserved` says how much that is. Drivers whose nvidia-smi lacks that
+field reject the whole query, so it is streamed only where a probe found it (as the clock-event
+reasons field is), as the last column.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 REASONS_FIELD = "clocks_event_reasons.active"
 REASONS_FIELD_OLD = "clocks_throttle_reasons.active"
 _INVALID_FIELD_TEXT = "is not a valid field"
+# Optional: streamed only where the driver's nvidia-smi knows it (reserved_from_probe).
+RESERVED_FIELD = "memory.reserved"
 
 CSV_FORMAT = "--format=csv,noheader,nounits"
 
@@ -46,6 +53,8 @@ CSV_FORMAT = "--format=csv,noheader,nounits"
 MARK_HELLO = "#gputui-smi hello"
 MARK_TEMPERATURE = "#gputui-smi temperature"
 MARK_STREAM = "#gputui-smi stream"
+# Followed by the --query-gpu argument the stream runs with, so its columns are known.
+MARK_FIELDS = "#gputui-smi fields "
 
 # --------------------------------------------------------------------------------------------
 # Cells
@@ -88,8 +97,9 @@ class Column:
     convert: Callable[[str], Any]
 
 
-@functools.lru_cache(maxsize=None)  # one table per field name, not one per line
-def _stream_columns(reasons_field: str) -> tuple[Column, ...]:
+@functools.lru_cache(maxsize=None)  # one table per field set, not one per line
+def _stream_columns(reasons_field: str, reserved: bool = False) -> tuple[Column, ...]:
+    optional = (Column(RESERVED_FIELD, "mem_reserved_mib", _to_float),) if reserved else ()
     return (
         Column("index", "index", _to_int),
         Column("uuid", None, str),
@@ -110,6 +120,7 @@ def _stream_columns(reasons_field: str) -> tuple[Column, ...]:
         Column("pcie.link.width.current", "pcie_width", _to_int),
         Column("pcie.link.width.max", None, _to_int),
         Column("ecc.errors.uncorrected.volatile.total", "ecc_uncorrected_volatile", _to_int),
+        *optional,
     )
 
 
@@ -136,9 +147,9 @@ HELLO_COLUMNS = (
 # --------------------------------------------------------------------------------------------
 
 
-def stream_fields(reasons_field: str = REASONS_FIELD) -> list[str]:
+def stream_fields(reasons_field: str = REASONS_FIELD, reserved: bool = False) -> list[str]:
     """The --query-gpu fields of the streaming command, in column order."""
-    return [c.query for c in _stream_columns(reasons_field)]
+    return [c.query for c in _stream_columns(reasons_field, reserved)]
 
 
 def interval_ms(interval_s: float) -> int:
@@ -147,10 +158,13 @@ def interval_ms(interval_s: float) -> int:
 
 
 def stream_argv(
-    interval_s: float, reasons_field: str = REASONS_FIELD, smi: str = "nvidia-smi"
+    interval_s: float,
+    reasons_field: str = REASONS_FIELD,
+    smi: str = "nvidia-smi",
+    reserved: bool = False,
 ) -> list[str]:
     """The long-lived streaming command: one CSV line per GPU every `interval_s`."""
-    fields = ",".join(stream_fields(reasons_field))
+    fields = ",".join(stream_fields(reasons_field, reserved))
     return [smi, "--query-gpu=" + fields, CSV_FORMAT, "-lms", str(interval_ms(interval_s))]
 
 
@@ -174,6 +188,25 @@ def reasons_field_from_probe(output: str) -> str:
     return REASONS_FIELD_OLD if _INVALID_FIELD_TEXT in output else REASONS_FIELD
 
 
+def reserved_probe_argv(smi: str = "nvidia-smi") -> list[str]:
+    """Asks for the reserved memory alone, to learn whether the driver's nvidia-smi knows it."""
+    return [smi, "--query-gpu=" + RESERVED_FIELD, CSV_FORMAT]
+
+
+def reserved_from_probe(output: str) -> bool:
+    """Whether to stream memory.reserved, from the output of reserved_probe_argv(). A probe
+    that said nothing (it failed to run) counts as no: a field too many would fail the whole
+    stream, a field too few only leaves the reserved memory unknown."""
+    return bool(output.strip()) and _INVALID_FIELD_TEXT not in output
+
+
+def fields_from_query(query: str) -> tuple[str, bool]:
+    """(clock-event field, whether memory.reserved is streamed) of a --query-gpu argument."""
+    fields = query.split("=", 1)[-1].split(",")
+    reasons = REASONS_FIELD_OLD if REASONS_FIELD_OLD in fields else REASONS_FIELD
+    return reasons, RESERVED_FIELD in fields
+
+
 def session_command(interval_s: float, smi: str = "nvidia-smi") -> str:
     """One POSIX shell command that prints the hello query, the temperature report and then
     streams, each part after a marker line; `SmiSession` maps its output to protocol messages.
@@ -185,6 +218,8 @@ def session_command(interval_s: float, smi: str = "nvidia-smi") -> str:
     new_fields = q("--query-gpu=" + ",".join(stream_fields(REASONS_FIELD)))
     old_fields = q("--query-gpu=" + ",".join(stream_fields(REASONS_FIELD_OLD)))
     probe = " ".join(q(a) for a in reasons_probe_argv(smi))
+    reserved_probe = " ".join(q(a) for a in reserved_probe_argv(smi))
+    invalid = "*" + q(_INVALID_FIELD_TEXT) + "*"  # a case pattern: the stars unquoted
     parts = [
         f"echo {q(MARK_HELLO)}",
         " ".join(q(a) for a in hello_argv(smi)) + " 2>&1",
@@ -192,6 +227,9 @@ def session_command(interval_s: float, smi: str = "nvidia-smi") -> str:
         " ".join(q(a) for a in temperature_argv(smi)) + " 2>&1",
         f"if {probe} 2>&1 | grep -q {q(_INVALID_FIELD_TEXT)}; "
         f"then f={old_fields}; else f={new_fields}; fi",
+        # The same rule as reserved_from_probe(): known unless rejected or silent.
+        f'case "$({reserved_probe} 2>&1)" in {invalid}|"") ;; *) f="$f,{RESERVED_FIELD}" ;; esac',
+        f'echo {q(MARK_FIELDS)}"$f"',
         f"echo {q(MARK_STREAM)}",
         f'exec {q(smi)} "$f" {CSV_FORMAT} -lms {interval_ms(interval_s)}',
     ]
@@ -308,12 +346,12 @@ def _split_row(line: str, columns: Sequence[Column]) -> list[str] | None:
 
 
 def parse_stream_line(
-    line: str, reasons_field: str = REASONS_FIELD
+    line: str, reasons_field: str = REASONS_FIELD, reserved: bool = False
 ) -> GpuLine | DeviceErrorLine | BadLine | None:
     """One line of the streaming command; None for a blank line."""
     if not line.strip():
         return None
-    columns = _stream_columns(reasons_field)
+    columns = _stream_columns(reasons_field, reserved)
     cells = _split_row(line, columns)
     if cells is not None:
         return _read_cells(cells, columns)
@@ -474,8 +512,10 @@ class SampleAssembler:
         gpus: Sequence[Json] = (),
         interval_s: float = 1.0,
         reasons_field: str = REASONS_FIELD,
+        reserved: bool = False,
     ) -> None:
         self.reasons_field = reasons_field
+        self.reserved = reserved  # the stream has the memory.reserved column
         self.stats = SmiStats()
         self._expected = sorted(int(g["index"]) for g in gpus)
         self._index_of_bus: dict[BusKey, int] = {}
@@ -501,7 +541,7 @@ class SampleAssembler:
 
     def feed(self, line: str, now: float) -> list[AssembledSample]:
         """Take one line; returns the samples it completes (usually none or one)."""
-        parsed = parse_stream_line(line, self.reasons_field)
+        parsed = parse_stream_line(line, self.reasons_field, self.reserved)
         if parsed is None:
             return []
         self.stats.lines += 1
@@ -688,9 +728,13 @@ class SmiStreamMapper:
     """
 
     def __init__(
-        self, gpus: Sequence[Json] = (), interval_s: float = 1.0, reasons_field: str = REASONS_FIELD
+        self,
+        gpus: Sequence[Json] = (),
+        interval_s: float = 1.0,
+        reasons_field: str = REASONS_FIELD,
+        reserved: bool = False,
     ) -> None:
-        self.assembler = SampleAssembler(gpus, interval_s, reasons_field)
+        self.assembler = SampleAssembler(gpus, interval_s, reasons_field, reserved)
         self._seq = 0
 
     @property
@@ -764,6 +808,7 @@ class SmiSession:
         self._part = ""
         self._parts: dict[str, list[str]] = {"hello": [], "temperature": []}
         self._failed = False
+        self._fields = (REASONS_FIELD, False)  # until the command says which it streams
 
     def feed(self, line: str, now: float) -> list[Json]:
         """Messages completed by one line of output."""
@@ -773,6 +818,9 @@ class SmiSession:
         if text in _MARK_PARTS:
             self._part = _MARK_PARTS[text]
             return self._start_stream(now) if self._part == "stream" else []
+        if self.stream is None and text.startswith(MARK_FIELDS):
+            self._fields = fields_from_query(text[len(MARK_FIELDS) :].strip())
+            return []
         if self.stream is not None:
             return self.stream.feed(text, now)
         if self._part in self._parts:
@@ -799,7 +847,8 @@ class SmiSession:
             code, text = hello_failure("\n".join(self._parts["hello"]))
             return [error_message(now, code, text, fatal=True)]
         self.hello = hello
-        self.stream = SmiStreamMapper(hello["gpus"], self.interval_s)
+        reasons_field, reserved = self._fields
+        self.stream = SmiStreamMapper(hello["gpus"], self.interval_s, reasons_field, reserved)
         return [hello_message(hello, self.host, self.interval_s, self.agent_version)]
 
 

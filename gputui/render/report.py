@@ -93,6 +93,7 @@ def _gpu_json(host: HostSnapshot, r: GpuReading) -> dict[str, Any]:
             else (info.power_limit_w if info else None)
         ),
         "mem_used_mib": r.mem_used_mib,
+        "mem_reserved_mib": r.mem_reserved_mib,
         "mem_total_mib": info.memory_total_mib if info else None,
         "sm_clock_mhz": r.sm_clock_mhz,
         "clock_events": r.clock_events,
