@@ -174,7 +174,8 @@ def test_report_demo_json_exit_code_matches_worst_state() -> None:
         assert all(g["util_pct"] is not None and g["temp_c"] is not None for g in h["gpus"])
 
 
-def test_report_bad_arguments_and_bad_file_are_one_line_exit_2(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_report_bad_arguments_and_bad_file_are_one_line_exit_3(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # 3 is UNKNOWN to a monitoring system; 2 would read as a critical fleet.
     bad = tmp_path / "hosts.toml"
     bad.write_text("hosts = [\n")
     for args, expect in (
@@ -188,7 +189,7 @@ def test_report_bad_arguments_and_bad_file_are_one_line_exit_2(tmp_path) -> None
             text=True,
             timeout=60,
         )
-        assert done.returncode == 2, done.stderr
+        assert done.returncode == 3, done.stderr
         assert expect in done.stderr and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
 

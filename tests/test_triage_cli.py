@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from gputui.cli.app import app
+from gputui.cli.exits import PluginCommand
 from gputui.cli.triage_cmd import parse_duration, triage
 from gputui.collect.demo import DemoFleet
 from tests.openssh import free_port
@@ -23,7 +24,7 @@ def _cli() -> typer.Typer:
     """An app with `triage` alone, whatever else is registered on the real one."""
     cli = typer.Typer()
     cli.callback()(lambda: None)
-    cli.command("triage")(triage)
+    cli.command("triage", cls=PluginCommand)(triage)
     return cli
 
 
@@ -210,9 +211,9 @@ def test_since_leaves_older_xids_out() -> None:
         (["sim-001", "--demo", "1", "--scenario", "nope"], "unknown scenario 'nope'"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_reason(args: list[str], message: str) -> None:
+def test_bad_arguments_exit_3_with_a_reason(args: list[str], message: str) -> None:
     result = run(*args)
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 3 and message in result.output  # UNKNOWN, not CRITICAL
 
 
 def test_durations() -> None:

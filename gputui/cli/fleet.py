@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from gputui.cli.exits import EXIT_USAGE, UsageExit
 from gputui.collect.demo import DemoFleetError
 from gputui.collect.fleet import monitor_config, monitor_demo
 from gputui.collect.monitor import FleetMonitor
@@ -18,13 +19,13 @@ from gputui.collect.scenarios import ScenarioError
 from gputui.config import Config, ConfigError, load_config, resolve_hosts_path
 from gputui.core.model import FleetSnapshot
 
-EXIT_USAGE = 2  # bad config or arguments (typer's own usage errors also exit 2)
-
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print `message` on stderr; the caller raises the returned Exit."""
+    """Print `message` on stderr; the caller raises the returned Exit.
+
+    A monitoring command (gputui.cli.exits.PluginCommand) turns a usage exit into 3, UNKNOWN."""
     typer.echo(f"gputui: {message}", err=True)
-    return typer.Exit(code)
+    return UsageExit(code) if code == EXIT_USAGE else typer.Exit(code)
 
 
 def load_hosts(path: Path | None) -> Config:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from gputui.cli.app import app
+from gputui.cli.exits import PluginCommand
 from gputui.cli.fleet import collect_once, fail
 from gputui.core.hoststats import fleet_status
 from gputui.render.report import report_json, report_markdown, report_table
@@ -22,7 +23,7 @@ class ReportFormat(str, enum.Enum):
     markdown = "markdown"
 
 
-@app.command()
+@app.command(cls=PluginCommand)
 def report(
     hosts: Annotated[
         Path | None,
@@ -44,7 +45,7 @@ def report(
     """Collect until every host answered (or --wait passed) and print one fleet snapshot.
 
     Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a host unreachable or unread, unless a
-    host is critical), as monitoring plugins report.
+    host is critical; or a bad argument or hosts file), as monitoring plugins report.
     """
     if hosts is not None and demo is not None:
         raise fail("--hosts and --demo exclude each other")

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from gputui.cli.app import app
+from gputui.cli.exits import PluginCommand
 from gputui.cli.fleet import fail, load_hosts
 from gputui.collect.demo import DemoFleet, DemoFleetError
 from gputui.collect.oneshot import DEFAULT_TIMEOUT_S
@@ -86,7 +87,7 @@ async def _run_demo(
         return await triage_demo(fleet, chosen, options, DEFAULT_THRESHOLDS)
 
 
-@app.command()
+@app.command(cls=PluginCommand)
 def triage(
     targets: Annotated[
         list[str],
@@ -133,7 +134,7 @@ def triage(
 
     Prints a summary (worst first), then per host: facts, GPUs, findings with NVIDIA's action
     and gputui's step, and the `gputui node fail` command that takes it. Exit code as
-    `gputui report`: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    `gputui report`: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also for a bad argument or file).
     """
     if demo is not None and hosts is not None:
         raise fail("--hosts and --demo exclude each other")
