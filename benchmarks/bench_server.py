@@ -28,7 +28,7 @@ from pathlib import Path
 
 import asyncssh
 
-from gputui.collect.demo_server import raise_fd_limit
+from gputui.collect.fdlimit import raise_soft_limit
 
 
 def recorded_lines() -> tuple[bytes, list[str]]:
@@ -74,7 +74,7 @@ class _Server(asyncssh.SSHServer):
 
 
 async def serve(directory: Path, interval: float) -> None:
-    raise_fd_limit()
+    raise_soft_limit()
     recorded_hello, templates = recorded_lines()
     hello = hello_for(recorded_hello, interval)
     key = asyncssh.read_private_key(str(directory / "host_key"))

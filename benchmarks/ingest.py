@@ -285,9 +285,9 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.client:  # one client process
-        from gputui.collect.demo_server import raise_fd_limit
+        from gputui.collect.fdlimit import raise_soft_limit
 
-        raise_fd_limit()
+        raise_soft_limit()
         result = asyncio.run(
             run_client(
                 args.client, args.hosts[0], args.dir, args.interval, args.seconds, args.settle

@@ -1,22 +1,23 @@
-"""What several commands share: loading hosts.toml with friendly errors, and collecting one
-consistent snapshot of a configured or simulated fleet."""
+"""What several commands share: loading hosts.toml with friendly errors, raising the open-files
+limit for the fleet, and collecting one consistent snapshot of a configured or simulated fleet."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import typer
 
 from gputui.cli.exits import EXIT_USAGE, UsageExit
 from gputui.collect.demo import DemoFleetError
-from gputui.collect.fleet import monitor_config, monitor_demo
+from gputui.collect.fdlimit import open_files_for
+from gputui.collect.fleet import monitor_config, monitor_demo, open_files_for_hosts
 from gputui.collect.monitor import FleetMonitor
 from gputui.collect.scenarios import ScenarioError
-from gputui.config import Config, ConfigError, load_config, resolve_hosts_path
+from gputui.config import Config, ConfigError, HostSpec, load_config, resolve_hosts_path
 from gputui.core.model import FleetSnapshot
 
 
@@ -35,6 +36,24 @@ def load_hosts(path: Path | None) -> Config:
         raise fail(str(exc)) from None
 
 
+def check_open_files(
+    specs: Sequence[HostSpec] | None = None, *, demo: int | None = None
+) -> str | None:
+    """Raise the open-files limit for the fleet of `specs` (or of `demo` simulated hosts).
+
+    When the fleet still needs more descriptors than the process may open, say so once on
+    stderr, with the numbers and the remedy, and return that line (the TUI shows it too); the
+    hosts past the limit then fail to connect, and this line is why."""
+    if demo is not None:
+        limit = open_files_for(demo_hosts=demo)
+    else:
+        limit = open_files_for_hosts(specs or ())
+    shortfall = limit.shortfall()
+    if shortfall is not None:
+        typer.echo(f"gputui: {shortfall}", err=True)
+    return shortfall
+
+
 @contextlib.asynccontextmanager
 async def open_monitor(
     hosts: Path | None,
@@ -47,10 +66,12 @@ async def open_monitor(
     """A running monitor over the demo fleet (`demo` hosts) or the configured one."""
     try:
         if demo is not None:
+            check_open_files(demo=demo)
             async with monitor_demo(demo, seed=seed, interval_s=interval_s, tick_s=tick_s) as m:
                 yield m
         else:
             config = load_hosts(hosts)
+            check_open_files(config.hosts)
             async with monitor_config(config, tick_s=tick_s) as m:
                 yield m
     except (DemoFleetError, ScenarioError) as exc:

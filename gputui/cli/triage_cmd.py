@@ -15,7 +15,7 @@ import typer
 
 from gputui.cli.app import app
 from gputui.cli.exits import PluginCommand
-from gputui.cli.fleet import fail, load_hosts
+from gputui.cli.fleet import check_open_files, fail, load_hosts
 from gputui.collect.demo import DemoFleet, DemoFleetError
 from gputui.collect.oneshot import DEFAULT_TIMEOUT_S
 from gputui.collect.scenarios import ScenarioError
@@ -155,10 +155,12 @@ def triage(
         if demo is not None:
             straggler = DEFAULT_THRESHOLDS.straggler_samples
             options = _with_samples(options, samples, straggler)
+            check_open_files(demo=demo)
             report = asyncio.run(_run_demo(demo, scenario, targets, options))
         else:
             config = load_hosts(hosts)
             specs = config.select(targets)
+            check_open_files(specs)
             options = _with_samples(options, samples, config.thresholds.straggler_samples)
             hosts_path = str(hosts) if hosts is not None else None
             report = asyncio.run(triage_config(config, specs, options, hosts_path))

@@ -12,7 +12,7 @@ import importlib
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -92,6 +92,7 @@ def _run(
     risk: RiskSettings | None,
     bell: bool,
     triage: TriageRunner | None = None,
+    notices: Sequence[str] = (),
 ) -> None:
     from gputui.tui.app import GpuTuiApp
     from gputui.tui.operator import OperatorPort
@@ -117,7 +118,7 @@ def _run(
             bell=bell,
             tune_gc=True,
             triage=triage,
-            notices=wiring.notices,
+            notices=lambda: [*_events_of(notices), *wiring.notices()],
         )
         try:
             await tui.run_async()
@@ -125,6 +126,21 @@ def _run(
             await session.close()  # whatever ended the app: no connection, no agent left
 
     asyncio.run(main())
+
+
+def _notices(*lines: str | None) -> list[str]:
+    """What the app shows at start: the lines said on stderr, hidden once the screen is up."""
+    return [line for line in lines if line]
+
+
+def _events_of(lines: Sequence[str]) -> list[FleetEvent]:
+    """Start-up warnings (the open-files limit) as entries of the event log."""
+    from gputui.core.model import FleetEvent, Level
+
+    return [
+        FleetEvent(t=time.time(), host="gputui", kind="limit", text=line, level=Level.WARN)
+        for line in lines
+    ]
 
 
 @app.command("monitor")
@@ -148,7 +164,7 @@ def monitor(
     ] = False,
 ) -> None:
     """Open the live fleet monitor on the hosts of hosts.toml (also: bare `gputui`)."""
-    from gputui.cli.fleet import fail, load_hosts
+    from gputui.cli.fleet import check_open_files, fail, load_hosts
     from gputui.collect.fleet import monitor_config
     from gputui.config import ConfigError
     from gputui.ops.catalog import load_actions
@@ -160,6 +176,7 @@ def monitor(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     wiring = Wiring(resolve_journal_path(journal, config.journal_path), not no_journal)
+    shortfall = check_open_files(config.hosts)
 
     @contextlib.asynccontextmanager
     async def open_monitor() -> AsyncIterator[FleetMonitor]:
@@ -173,7 +190,7 @@ def monitor(
         report = await triage_config(config, [config.host(name)], TriageOptions())
         return triage_table(report, width)
 
-    _run(open_monitor, wiring, config.risk, bell, triage)
+    _run(open_monitor, wiring, config.risk, bell, triage, notices=_notices(shortfall))
 
 
 @app.command("demo")
@@ -189,7 +206,7 @@ def demo(
 ) -> None:
     """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
     from gputui.cli.demo_setup import demo_config
-    from gputui.cli.fleet import fail
+    from gputui.cli.fleet import check_open_files, fail
     from gputui.collect.demo import DemoFleet, default_spares
     from gputui.collect.fleet import demo_fleet_and_monitor
 
@@ -197,6 +214,7 @@ def demo(
         raise fail("--hosts takes a number of hosts from 1 to 5000")
     if not 0.1 <= interval <= 60:
         raise fail("--interval takes 0.1 to 60 seconds")
+    shortfall = check_open_files(demo=n_hosts)
     scratch = tempfile.TemporaryDirectory(prefix="gputui-demo-journal-")
     # The demo journals into a scratch file: its marks and actions are not the real fleet's.
     wiring = Wiring(Path(scratch.name) / "journal.sqlite3", True)
@@ -230,4 +248,4 @@ def demo(
         return triage_table(report, width)
 
     with scratch:
-        _run(open_monitor, wiring, None, bell, triage)
+        _run(open_monitor, wiring, None, bell, triage, notices=_notices(shortfall))

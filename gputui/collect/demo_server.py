@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import signal
 import sys
 import threading
@@ -24,13 +23,7 @@ from pathlib import Path
 
 import asyncssh
 
-
-def raise_fd_limit() -> None:
-    """Lift the soft open-files limit to the hard one: each host costs several descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+from gputui.collect.fdlimit import raise_soft_limit
 
 
 class _Server(asyncssh.SSHServer):
@@ -71,7 +64,7 @@ async def _run_command(
 
 
 async def serve(directory: Path, names: list[str]) -> None:
-    raise_fd_limit()
+    raise_soft_limit()  # each host costs several descriptors here (fdlimit.py)
     host_key = asyncssh.read_private_key(str(directory / "host_key"))
     authorized = asyncssh.import_authorized_keys((directory / "client_key.pub").read_text())
     children: set[asyncio.subprocess.Process] = set()

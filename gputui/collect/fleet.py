@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from gputui.collect.demo import DemoFleet
+from gputui.collect.fdlimit import OpenFiles, load_lazy_modules, open_files_for, raise_soft_limit
 from gputui.collect.feed import Source
 from gputui.collect.launch import AgentArgs, remote_invocation
 from gputui.collect.local_source import LocalSource
@@ -130,6 +131,12 @@ def plans_for_demo(fleet: DemoFleet, interval_s: float = 1.0) -> tuple[list[Host
     return plans, ssh
 
 
+def open_files_for_hosts(specs: Sequence[HostSpec]) -> OpenFiles:
+    """Raise the open-files limit, and weigh it against what watching `specs` takes."""
+    local = sum(1 for spec in specs if spec.transport == "local")
+    return open_files_for(ssh_hosts=len(specs) - local, local_hosts=local)
+
+
 @contextlib.asynccontextmanager
 async def _running(
     plans: list[HostPlan],
@@ -139,6 +146,10 @@ async def _running(
     history_len: int,
 ) -> AsyncIterator[FleetMonitor]:
     """A monitor over `plans` that closes the fleet's SSH when it stops."""
+    # Every host holds descriptors for as long as it is watched (fdlimit.py); the command line
+    # has raised the limit already and said whether it suffices, other callers get it here.
+    raise_soft_limit()
+    load_lazy_modules()
     monitor = FleetMonitor(
         plans, thresholds=thresholds, tick_s=tick_s, history_len=history_len, closers=[ssh.close]
     )

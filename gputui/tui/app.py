@@ -51,6 +51,11 @@ TICK_SAMPLES = 600  # per-tick timings kept for `tick_ms` (the benchmark reads t
 #: Lines for the event log once the fleet is up, such as the commands of interrupted actions
 #: that still run (gputui/ops/orphans.py); read once, with the first snapshot.
 Notices = Callable[[], Sequence[FleetEvent]]
+#: The title of the toast of each kind of notice.
+NOTICE_TITLES = {
+    "interrupted": "gputui was interrupted before",
+    "limit": "too few open files for the fleet",
+}
 
 
 class FleetUpdated(Message):
@@ -240,13 +245,14 @@ class GpuTuiApp(App[None]):
         return worse
 
     def _start_notices(self) -> list[FleetEvent]:
-        """The notices, in the log; a toast for those that need the operator (level warn)."""
+        """The notices, in the log; a toast of each kind that needs the operator (level warn)."""
         notices = list(self._notices()) if self._notices is not None else []
         urgent = [n for n in notices if n.level >= Level.WARN]
-        if urgent:
+        for kind in dict.fromkeys(n.kind for n in urgent):
+            texts = [n.text for n in urgent if n.kind == kind]
             self.notify(
-                "\n".join(n.text for n in urgent[:3]) + ("\n..." if len(urgent) > 3 else ""),
-                title="gputui was interrupted before",
+                "\n".join(texts[:3]) + ("\n..." if len(texts) > 3 else ""),
+                title=NOTICE_TITLES.get(kind, ""),
                 severity="warning",
                 timeout=30,
             )
