@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import tempfile
+import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -120,12 +120,22 @@ def _run(
             triage=triage,
             notices=lambda: [*_events_of(notices), *wiring.notices()],
         )
+        _quit_on_signals(tui.exit)
         try:
             await tui.run_async()
         finally:
             await session.close()  # whatever ended the app: no connection, no agent left
 
     asyncio.run(main())
+
+
+def _quit_on_signals(quit_app: Callable[[], object]) -> None:
+    """SIGTERM and SIGHUP end the app as `q` does, so the monitor closes (ending every agent)
+    and the demo's scratch is removed. A terminal that closes sends SIGHUP; Python's default
+    for both signals is to die at once, leaving all of it behind."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, quit_app)
 
 
 def _notices(*lines: str | None) -> list[str]:
@@ -209,15 +219,16 @@ def demo(
     from gputui.cli.fleet import check_open_files, fail
     from gputui.collect.demo import DemoFleet, default_spares
     from gputui.collect.fleet import demo_fleet_and_monitor
+    from gputui.collect.scratch import DEMO_PREFIX, make_scratch, remove_scratch
 
     if not 1 <= n_hosts <= 5000:
         raise fail("--hosts takes a number of hosts from 1 to 5000")
     if not 0.1 <= interval <= 60:
         raise fail("--interval takes 0.1 to 60 seconds")
     shortfall = check_open_files(demo=n_hosts)
-    scratch = tempfile.TemporaryDirectory(prefix="gputui-demo-journal-")
     # The demo journals into a scratch file: its marks and actions are not the real fleet's.
-    wiring = Wiring(Path(scratch.name) / "journal.sqlite3", True)
+    scratch = make_scratch(DEMO_PREFIX + "journal-")
+    wiring = Wiring(scratch / "journal.sqlite3", True)
 
     @contextlib.asynccontextmanager
     async def open_monitor() -> AsyncIterator[FleetMonitor]:
@@ -229,7 +240,7 @@ def demo(
             spares=default_spares(n_hosts),
         ) as (fleet, m):
             running.append((fleet, time.monotonic()))
-            config = demo_config(list(m.hosts), Path(scratch.name) / "scheduler.log")
+            config = demo_config(list(m.hosts), scratch / "scheduler.log")
             async with wiring.attach(m, config):
                 yield m
 
@@ -247,5 +258,7 @@ def demo(
         report = await triage_demo(fleet, [name], options)
         return triage_table(report, width)
 
-    with scratch:
+    try:
         _run(open_monitor, wiring, None, bell, triage, notices=_notices(shortfall))
+    finally:
+        remove_scratch(scratch)

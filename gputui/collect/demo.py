@@ -1,9 +1,9 @@
 """The demo fleet: simulated GPU hosts behind real SSH servers on loopback.
 
-`DemoFleet` generates a host key and a client key in a private temporary directory, starts the
-servers in a child process (gputui.collect.demo_server), and writes an ssh_config and a
-known_hosts for them, so the collector reaches the simulated hosts exactly as it reaches real
-ones: aliases resolved through ssh_config, host keys verified, the agent shipped over SSH.
+`DemoFleet` generates a host key and a client key in a private scratch directory (scratch.py),
+starts the servers in a child process (gputui.collect.demo_server), and writes an ssh_config
+and a known_hosts for them, so the collector reaches the simulated hosts exactly as it reaches
+real ones: aliases resolved through ssh_config, host keys verified, the agent shipped over SSH.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 
 import asyncssh
 
+from gputui.collect.scratch import make_scratch, remove_scratch, remove_stale
 from gputui.collect.ssh import SshOptions
 
 START_TIMEOUT_S = 60.0
@@ -110,8 +109,8 @@ class DemoFleet:
 
     def start(self) -> None:
         assignment = self.assignment()
-        directory = Path(tempfile.mkdtemp(prefix="gputui-demo-"))
-        directory.chmod(0o700)
+        remove_stale()  # what killed runs left: their keys and logs
+        directory = make_scratch()
         self.directory = directory
         host_key = asyncssh.generate_private_key("ssh-ed25519")
         client_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -170,5 +169,5 @@ class DemoFleet:
                 proc.kill()
                 proc.wait()
         if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            remove_scratch(self.directory)
             self.directory = None

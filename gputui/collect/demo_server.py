@@ -97,7 +97,7 @@ async def serve(directory: Path, names: list[str]) -> None:
     loop = asyncio.get_running_loop()
     stdin_closed = loop.create_future()
     stop_signal = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: its terminal closed
         loop.add_signal_handler(sig, stop_signal.set)
 
     def watch_stdin() -> None:
