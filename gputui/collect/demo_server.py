@@ -43,15 +43,20 @@ async def _run_command(
         start_new_session=True,
     )
     children.add(proc)
+    feeder = asyncio.ensure_future(_feed_stdin(process, proc))
     try:
-        await process.redirect(stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr)
+        await process.redirect(stdout=proc.stdout, stderr=proc.stderr)
         code = await proc.wait()
-        # Let the redirected output drain before the exit status goes out.
-        await process.stdout.drain()
+        # Let the redirected output drain before the exit status goes out. A command that
+        # ended without reading its stdin leaves the copy of the client's bytes to it broken:
+        # its exit status still goes out, as sshd sends it.
+        with contextlib.suppress(asyncssh.Error, OSError):
+            await process.stdout.drain()
         process.exit(code if code >= 0 else 128 - code)
-    except (asyncssh.Error, OSError, BrokenPipeError):
+    except (asyncssh.Error, OSError):
         pass
     finally:
+        feeder.cancel()
         children.discard(proc)
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -61,6 +66,20 @@ async def _run_command(
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def _feed_stdin(
+    process: asyncssh.SSHServerProcess[bytes], proc: asyncio.subprocess.Process
+) -> None:
+    """The client's stdin to the command's, closed when the channel's ends (the agent's cue
+    to exit). A command that exits without reading it is not an error: sshd does not mind."""
+    assert proc.stdin is not None
+    with contextlib.suppress(asyncssh.Error, OSError):
+        while data := await process.stdin.read(65536):
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
 
 
 async def serve(directory: Path, names: list[str]) -> None:

@@ -32,6 +32,7 @@ STATE_STYLE = {
     HostState.CONNECTING: "dim",
     HostState.STALE: "magenta",
     HostState.UNREACHABLE: "bold magenta",
+    HostState.NO_GPU: "bold magenta",
 }
 
 
@@ -47,14 +48,24 @@ def host_label(host: HostSnapshot) -> str:
     """What a host is, in one word: its verdict, or why there is none."""
     if host.marked_failed:
         return "marked-failed"
-    if host.state in (HostState.UNREACHABLE, HostState.STALE, HostState.CONNECTING):
+    if host.state in UNREAD_STATES or host.state is HostState.CONNECTING:
         return str(host.state.value)
     return host.verdict.host.level.label
 
 
-def host_why(host: HostSnapshot) -> str:
-    """The one sentence that explains the label."""
-    if host.state in (HostState.UNREACHABLE, HostState.STALE) and host.state_reason:
+#: States in which a host's readings are not current: its last values are kept, not judged.
+UNREAD_STATES = (HostState.UNREACHABLE, HostState.STALE, HostState.NO_GPU)
+
+
+def host_why(host: HostSnapshot, now: float | None = None) -> str:
+    """The one sentence that explains the label; with `now`, a host still connecting also says
+    for how long it has been at its current step."""
+    if host.state in UNREAD_STATES and host.state_reason:
+        return host.state_reason
+    if host.state is HostState.CONNECTING:
+        since = host.reason_since
+        if now is not None and since is not None and host.state_reason:
+            return f"{host.state_reason} (for {max(0.0, now - since):.0f} s)"
         return host.state_reason
     worst = host.verdict.host.worst
     if worst is not None and worst.level > Level.OK:
@@ -112,7 +123,8 @@ def host_json(host: HostSnapshot, now: float) -> dict[str, Any]:
         "status": host_status(host).name,
         "level": verdict.level.label,
         "label": host_label(host),
-        "why": host_why(host),
+        "why": host_why(host, now),
+        "reason_since": _iso(host.reason_since) if host.reason_since is not None else None,
         "action": verdict.action.value,
         "marked_failed": host.marked_failed,
         "spare": host.spare,
@@ -217,7 +229,7 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
             gpus = f"{stats.gpus_reporting}/{stats.gpus}"
         else:
             gpus = str(stats.gpus)
-        dim = h.state in (HostState.STALE, HostState.UNREACHABLE)
+        dim = h.state in UNREAD_STATES
         table.add_row(
             host_text(h.name),  # host text as Text: never read as markup or emoji shortcodes
             Text(label, style=style),
@@ -225,18 +237,18 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
             _fmt(stats.util_mean_pct, "%"),
             _fmt(stats.temp_max_c, "C"),
             _power(stats),
-            host_text(host_why(h)),
+            host_text(host_why(h, snapshot.t)),
             style="dim" if dim else "",
         )
     console, buf = text_console(width)
     console.print(table)
     console.print()
     console.print(summary_line(snapshot))
-    unread = [h for h in hosts if h.state in (HostState.UNREACHABLE, HostState.STALE)]
+    unread = [h for h in hosts if h.state in (*UNREAD_STATES, HostState.CONNECTING)]
     if unread:
         console.print()
         for h in unread:  # the full reason: the table may have cut it
-            console.print(host_text(f"{h.name}: {h.state.value}: {h.state_reason}"))
+            console.print(host_text(f"{h.name}: {h.state.value}: {host_why(h, snapshot.t)}"))
     details = [h for h in hosts if h.verdict.host.level >= Level.WARN and not h.marked_failed]
     if details:
         console.print()
@@ -266,7 +278,7 @@ def report_markdown(snapshot: FleetSnapshot) -> str:
     ]
     for h in _ordered(snapshot):
         stats = host_stats(h)
-        why = md(host_why(h))
+        why = md(host_why(h, snapshot.t))
         lines.append(
             f"| {md(h.name)} | {host_label(h)} | {stats.gpus} | {_fmt(stats.util_mean_pct, '%')} | "
             f"{_fmt(stats.temp_max_c, ' C')} | {_power(stats)} | {why} | "

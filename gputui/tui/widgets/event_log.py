@@ -99,6 +99,8 @@ class EventLog(ScrollView, can_focus=True):
         self.filter = LogFilter()
         self.palette: Palette = DEFAULT_PALETTE
         self._matching: list[int] = []  # positions in `entries`, oldest first
+        # Position of each host's latest entry of each kind, for counting repeats on it.
+        self._last_of_kind: dict[tuple[str, str], int] = {}
         self._host_width = 8
 
     @property
@@ -108,6 +110,9 @@ class EventLog(ScrollView, can_focus=True):
     def add(self, events: Iterable[FleetEvent]) -> None:
         added = 0
         for event in map(_plain_event, events):
+            if self._count_repeat(event):
+                continue
+            self._last_of_kind[event.host, event.kind] = len(self.entries)
             self.entries.append(event)
             self._host_width = max(self._host_width, min(len(event.host), 20))
             if not self.filter or self.filter.matches(event):
@@ -115,11 +120,33 @@ class EventLog(ScrollView, can_focus=True):
                 added += 1
         if len(self.entries) > MAX_ENTRIES:
             del self.entries[:_TRIM]
+            self._last_of_kind = {
+                key: pos - _TRIM for key, pos in self._last_of_kind.items() if pos >= _TRIM
+            }
             self._rematch()
         if added:
             self._resize()
             if self.scroll_y > 0:  # reading older lines: keep them where they are
                 self.scroll_to(y=self.scroll_y + added, animate=False)
+
+    def _count_repeat(self, event: FleetEvent) -> bool:
+        """Whether `event` repeats its host's latest entry of its kind, now counted there."""
+        if event.repeat < 2:
+            return False
+        pos = self._last_of_kind.get((event.host, event.kind))
+        if pos is None:
+            return False
+        last = self.entries[pos]
+        if (last.kind, last.text, last.level, last.gpu) != (
+            event.kind,
+            event.text,
+            event.level,
+            event.gpu,
+        ):
+            return False
+        self.entries[pos] = event
+        self.refresh()
+        return True
 
     def set_filter(self, text: str) -> None:
         self.filter = LogFilter(text)
@@ -148,7 +175,7 @@ class EventLog(ScrollView, can_focus=True):
         gpu = f"GPU{e.gpu}" if e.gpu is not None else ""
         return (
             f"{clock(e.t)} {level_label(e.level):<8} {e.host:<{self._host_width}} "
-            f"{e.kind:<8} {gpu:<5} {e.text}"
+            f"{e.kind:<8} {gpu:<5} {e.text}{_times(e)}"
         )
 
     def render_line(self, y: int) -> Strip:
@@ -167,4 +194,11 @@ class EventLog(ScrollView, can_focus=True):
             Segment(f"{e.kind:<8} {gpu:<5} ", Style(dim=True)),
             Segment(e.text),
         ]
+        if e.repeat > 1:
+            segments.append(Segment(_times(e), Style(bold=True)))
         return Strip(segments).crop(0, width).extend_cell_length(width)
+
+
+def _times(e: FleetEvent) -> str:
+    """How often a collapsed entry happened: " x40" (the time shown is the latest)."""
+    return f" x{e.repeat}" if e.repeat > 1 else ""
