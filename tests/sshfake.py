@@ -129,7 +129,11 @@ class FakeFleet:
         base.update(overrides)
         return SshOptions(**base)  # type: ignore[arg-type]
 
-    async def add(self, host: FakeHost, trust: bool = True) -> FakeHost:
+    async def add(
+        self, host: FakeHost, trust: bool = True, refuse_sessions: bool = False
+    ) -> FakeHost:
+        """Serve `host`; with `refuse_sessions` it logs clients in but opens no session (a
+        restricted account), so no command ever runs."""
         fleet = self
 
         class Server(asyncssh.SSHServer):
@@ -138,6 +142,9 @@ class FakeFleet:
 
             def connection_lost(self, exc: Exception | None) -> None:
                 pass
+
+            def session_requested(self) -> bool:
+                return False  # asked only when no process factory serves sessions
 
         async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
             host.sessions += 1
@@ -168,7 +175,7 @@ class FakeFleet:
             authorized_client_keys=asyncssh.import_authorized_keys(
                 self.client_key.export_public_key().decode()
             ),
-            process_factory=handle,
+            process_factory=None if refuse_sessions else handle,
             encoding=None,
         )
         host.acceptor = acceptor

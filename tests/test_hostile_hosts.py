@@ -124,6 +124,28 @@ async def test_connect_and_login_failures_are_reasons(fleet: FakeFleet) -> None:
     host.acceptor.close()  # type: ignore[union-attr]
 
 
+async def test_a_refused_login_is_a_reason_and_a_retry(fleet: FakeFleet, tmp_path: Path) -> None:
+    host = await fleet.add(FakeHost("gpu001"))
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(tmp_path / "id_test"))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.1) as mon:
+        rt = mon.hosts["gpu001"]
+        await wait_until(lambda: len(host.connections) >= 3, timeout=10)
+        assert tasks_alive(mon)
+    assert rt.state is HostState.UNREACHABLE and host.sessions == 0
+    assert rt.state_reason.startswith("authentication failed for tester@127.0.0.1")
+
+
+async def test_a_refused_session_is_a_reason_and_a_retry(fleet: FakeFleet) -> None:
+    """The host logs in but will not run a command (a restricted account, a broken sshd)."""
+    host = await fleet.add(FakeHost("gpu001"), refuse_sessions=True)
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.1) as mon:
+        rt = mon.hosts["gpu001"]
+        await wait_until(lambda: len(host.connections) >= 3, timeout=10)
+        assert tasks_alive(mon)
+    assert rt.state is HostState.UNREACHABLE and host.sessions == 0
+    assert rt.state_reason.startswith("cannot start the agent: ")
+
+
 async def test_an_exception_in_any_stage_becomes_the_reason(
     fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
