@@ -490,4 +490,4 @@ async def test_event_log_counts_repeats_on_one_line() -> None:
         await pilot.pause()
         lines = log.lines()
     assert len(lines) == 2
-    assert lines[1].endswith("no_gpu: NVML sees no GPU on this host x40")
+    assert lines[1].endswith("agent_error       x40 no_gpu: NVML sees no GPU on this host")

@@ -122,7 +122,7 @@ class HostRuntime:
         self.reason_since = self._clock()
         self._snapshot = None
         if state is not old:
-            worse = state in (HostState.UNREACHABLE, HostState.STALE)
+            worse = state in (HostState.UNREACHABLE, HostState.STALE, HostState.NO_GPU)
             text = f"{old.value} -> {state.value}" + (f": {reason}" if reason else "")
             self._emit(
                 FleetEvent(
@@ -295,7 +295,8 @@ class HostRuntime:
         )
         if err.fatal:
             if err.code in NO_GPU_CODES:
-                self._stream_fatal = (HostState.NO_GPU, f"no GPU: {err.text}")
+                why = err.text if err.text.lower().startswith("no gpu") else f"no GPU: {err.text}"
+                self._stream_fatal = (HostState.NO_GPU, why)
             else:
                 self._stream_fatal = (
                     HostState.UNREACHABLE,

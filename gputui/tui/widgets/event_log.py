@@ -175,7 +175,7 @@ class EventLog(ScrollView, can_focus=True):
         gpu = f"GPU{e.gpu}" if e.gpu is not None else ""
         return (
             f"{clock(e.t)} {level_label(e.level):<8} {e.host:<{self._host_width}} "
-            f"{e.kind:<8} {gpu:<5} {e.text}{_times(e)}"
+            f"{e.kind:<8} {gpu:<5} {_times(e)}{e.text}"
         )
 
     def render_line(self, y: int) -> Strip:
@@ -192,13 +192,12 @@ class EventLog(ScrollView, can_focus=True):
             Segment(f"{label:<8} ", Style(color=color, bold=e.level >= Level.CRITICAL)),
             Segment(f"{e.host:<{self._host_width}} ", Style(bold=True)),
             Segment(f"{e.kind:<8} {gpu:<5} ", Style(dim=True)),
+            Segment(_times(e), Style(bold=True)),  # before the text: a cut line keeps it
             Segment(e.text),
         ]
-        if e.repeat > 1:
-            segments.append(Segment(_times(e), Style(bold=True)))
         return Strip(segments).crop(0, width).extend_cell_length(width)
 
 
 def _times(e: FleetEvent) -> str:
-    """How often a collapsed entry happened: " x40" (the time shown is the latest)."""
-    return f" x{e.repeat}" if e.repeat > 1 else ""
+    """How often a collapsed entry happened: "x40 " (the time shown is the latest)."""
+    return f"x{e.repeat} " if e.repeat > 1 else ""
