@@ -153,9 +153,10 @@ def test_report_json_says_what_the_gpu_said() -> None:
         assert (gpu["level"], gpu["reasons"]) == ("ok", [])
         assert host["power_w"] == want["power_w"]
         assert host["temp_max_c"] == want["temp_c"]
-    # One sample at full load, by value.
+    # One sample at full load, by value, with the training process NVML listed.
     message, snap = next((m, s) for m, s in after if m["seq"] == 20)
     gpu = json.loads(report_json(snap))["hosts"][0]["gpus"][0]
+    assert gpu["processes"] == [{"pid": 484, "name": "python3", "used_memory_mib": 96498.0}]
     assert (gpu["util_pct"], gpu["power_w"], gpu["temp_c"], gpu["mem_used_mib"]) == (
         100.0,
         693.6,

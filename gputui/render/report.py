@@ -108,8 +108,22 @@ def _gpu_json(host: HostSnapshot, r: GpuReading) -> dict[str, Any]:
         "mem_total_mib": info.memory_total_mib if info else None,
         "sm_clock_mhz": r.sm_clock_mhz,
         "clock_events": r.clock_events,
+        "processes": _processes_json(host, r.index),
         "reasons": [_reason_json(x) for x in verdict.reasons] if verdict else [],
     }
+
+
+def _processes_json(host: HostSnapshot, index: int) -> list[dict[str, Any]] | None:
+    """The GPU's compute processes from the last slow sample (None: not read yet)."""
+    if host.slow_sample is None:
+        return None
+    reading = next((g for g in host.slow_sample.gpus if g.index == index), None)
+    if reading is None or reading.processes is None:
+        return None
+    return [
+        {"pid": p.pid, "name": p.name, "used_memory_mib": p.used_memory_mib}
+        for p in reading.processes
+    ]
 
 
 def host_json(host: HostSnapshot, now: float) -> dict[str, Any]:
