@@ -1,4 +1,7 @@
-"""The typer application object that command modules register on."""
+"""The typer application object that command modules register on.
+
+It knows none of them: each command module imports this one, so what bare `gputui` runs is
+registered by its own module (tui_cmd.py), not named here."""
 
 from __future__ import annotations
 
@@ -11,12 +14,3 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-@app.callback(invoke_without_command=True)
-def _default(ctx: typer.Context) -> None:
-    """Terminal fleet monitor for NVIDIA GPU hosts. With no command: `gputui monitor`."""
-    if ctx.invoked_subcommand is None:
-        from gputui.cli.tui_cmd import monitor
-
-        monitor()

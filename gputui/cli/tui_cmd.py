@@ -203,6 +203,13 @@ def monitor(
     _run(open_monitor, wiring, config.risk, bell, triage, notices=_notices(shortfall))
 
 
+@app.callback(invoke_without_command=True)
+def _default(ctx: typer.Context) -> None:
+    """Terminal fleet monitor for NVIDIA GPU hosts. With no command: `gputui monitor`."""
+    if ctx.invoked_subcommand is None:
+        monitor()
+
+
 @app.command("demo")
 def demo(
     n_hosts: Annotated[

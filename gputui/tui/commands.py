@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-
-if TYPE_CHECKING:
-    from gputui.tui.app import GpuTuiApp
 
 MAX_DISCOVERY = 20  # hosts listed before anything is typed: the worst first
 
 
+class HostOpener(Protocol):
+    """What the palette needs of the app (GpuTuiApp fits). A protocol, not the app's class:
+    the app names this provider in its COMMANDS, and the two modules would import each other."""
+
+    def hosts_worst_first(self) -> list[tuple[str, str]]:
+        """Every host's name and state label, the worst first."""
+        ...
+
+    def open_host(self, name: str) -> None: ...
+
+
 class HostCommands(Provider):
     @property
-    def _app(self) -> GpuTuiApp:
-        return cast("GpuTuiApp", self.app)
+    def _app(self) -> HostOpener:
+        return cast(HostOpener, self.app)
 
     async def discover(self) -> Hits:
         app = self._app
