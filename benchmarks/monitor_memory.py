@@ -19,14 +19,14 @@ from pathlib import Path
 
 from procstat import cpu_s, rss_mib
 
-from gputui.collect.fleet import monitor_demo
+from gputui.collect.fleet import demo_fleet_and_monitor
 
 
 async def run(hosts: int, minutes: list[float]) -> dict[str, object]:
     points: list[dict[str, float]] = []
     t0 = time.monotonic()
     cpu0 = cpu_s()
-    async with monitor_demo(hosts, interval_s=1.0, tick_s=1.0) as monitor:
+    async with demo_fleet_and_monitor(hosts, interval_s=1.0, tick_s=1.0) as (_fleet, monitor):
         consumer_snapshots = 0
 
         async def consume() -> None:

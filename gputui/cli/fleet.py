@@ -14,7 +14,7 @@ import typer
 from gputui.cli.exits import EXIT_USAGE, UsageExit
 from gputui.collect.demo import DemoFleetError
 from gputui.collect.fdlimit import open_files_for
-from gputui.collect.fleet import monitor_config, monitor_demo, open_files_for_hosts
+from gputui.collect.fleet import demo_fleet_and_monitor, monitor_config, open_files_for_hosts
 from gputui.collect.monitor import FleetMonitor
 from gputui.collect.scenarios import ScenarioError
 from gputui.config import Config, ConfigError, HostSpec, load_config, resolve_hosts_path
@@ -67,7 +67,9 @@ async def open_monitor(
     try:
         if demo is not None:
             check_open_files(demo=demo)
-            async with monitor_demo(demo, seed=seed, interval_s=interval_s, tick_s=tick_s) as m:
+            async with demo_fleet_and_monitor(
+                demo, seed=seed, interval_s=interval_s, tick_s=tick_s
+            ) as (_fleet, m):
                 yield m
         else:
             config = load_hosts(hosts)

@@ -187,26 +187,3 @@ async def demo_fleet_and_monitor(
         plans, ssh = plans_for_demo(fleet, interval_s)
         async with _running(plans, ssh, thresholds, tick_s, history_len) as monitor:
             yield fleet, monitor
-
-
-@contextlib.asynccontextmanager
-async def monitor_demo(
-    n_hosts: int,
-    *,
-    seed: int = 1,
-    interval_s: float = 1.0,
-    tick_s: float = 1.0,
-    history_len: int = 300,
-    thresholds: Thresholds | None = None,
-    scenario: str | None = None,
-) -> AsyncIterator[FleetMonitor]:
-    async with demo_fleet_and_monitor(
-        n_hosts,
-        seed=seed,
-        interval_s=interval_s,
-        tick_s=tick_s,
-        history_len=history_len,
-        thresholds=thresholds,
-        scenario=scenario,
-    ) as (_fleet, monitor):
-        yield monitor
