@@ -145,3 +145,28 @@ def test_every_agent_module_imports_under_python38() -> None:
         [python, "-B", "-c", code, str(here), *modules], capture_output=True, timeout=60
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_bundle_carries_the_smi_parser_subpackage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smi backend imports a subpackage of the agent: it must travel in the bundle."""
+    fixtures = Path(__file__).parent / "fixtures" / "smi"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "nvidia-smi"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"FAKE_SMI_HELLO={fixtures / 'a100_hello.csv'} "
+        f"FAKE_SMI_TEMPERATURE={fixtures / 'a100_temperature.txt'} "
+        f"FAKE_SMI_STREAM={fixtures / 'a100_faults.csv'} FAKE_SMI_PERIOD_S=0.05 "
+        f'exec "{sys.executable}" "{fixtures / "fake_nvidia_smi.py"}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    args = ["--backend", "smi", "--interval", "0.1", "--duration", "0.8", "--host", "dgx"]
+    rc, out, err = run_bundle(sys.executable, args, cwd=tmp_path)
+    assert rc == 0, err
+    msgs = _decode(out)
+    assert isinstance(msgs[0], Hello) and msgs[0].backend == "smi" and len(msgs[0].gpus) == 8
+    assert any(isinstance(m, Sample) for m in msgs)

@@ -868,10 +868,10 @@ def test_agent_with_the_smi_backend_streams_valid_protocol(tmp_path: Path) -> No
 # --------------------------------------------------------------------------------------------
 
 AGENT_DIR = Path(__file__).parent.parent / "gputui" / "agent"
-SMI_MODULES = [AGENT_DIR / "smi.py", AGENT_DIR / "smi_parse.py"]
+SMI_MODULES = [AGENT_DIR / "smi.py", *sorted((AGENT_DIR / "smi_parse").glob("*.py"))]
 
 
-@pytest.mark.parametrize("path", SMI_MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SMI_MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_smi_modules_parse_as_python_38_and_import_only_the_stdlib(path: Path) -> None:
     tree = ast.parse(path.read_text(), feature_version=(3, 8))
     for node in ast.walk(tree):

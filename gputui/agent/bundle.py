@@ -92,18 +92,30 @@ sys.exit(_main(sys.argv[1:]))
 
 
 def _agent_sources() -> dict[str, tuple[bool, str]]:
+    """Every module of the agent, subpackages included (a folder with an __init__.py)."""
     here = os.path.dirname(os.path.abspath(__file__))
     sources: dict[str, tuple[bool, str]] = {}
-    for name in sorted(os.listdir(here)):
-        if not name.endswith(".py") or name in _COLLECTOR_ONLY:
+    _add_package(here, PACKAGE, sources, top=True)
+    return sources
+
+
+def _add_package(
+    folder: str, package: str, sources: dict[str, tuple[bool, str]], top: bool = False
+) -> None:
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            if os.path.isfile(os.path.join(path, "__init__.py")):
+                _add_package(path, f"{package}.{name}", sources)
             continue
-        with open(os.path.join(here, name), encoding="utf-8") as f:
+        if not name.endswith(".py") or (top and name in _COLLECTOR_ONLY):
+            continue
+        with open(path, encoding="utf-8") as f:
             text = f.read()
         if name == "__init__.py":
-            sources[PACKAGE] = (True, text)
+            sources[package] = (True, text)
         else:
-            sources[f"{PACKAGE}.{name[:-3]}"] = (False, text)
-    return sources
+            sources[f"{package}.{name[:-3]}"] = (False, text)
 
 
 def _pynvml_source() -> str:
