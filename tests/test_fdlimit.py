@@ -143,11 +143,11 @@ def test_the_monitor_says_it_on_stderr_and_in_the_app(
 ) -> None:
     from typer.testing import CliRunner
 
-    from gputui.cli import commands, fleet, tui_cmd  # noqa: F401  (registers every command)
+    from gputui.cli import commands, common, tui_cmd  # noqa: F401  (registers every command)
     from gputui.cli.app import app
 
     short = OpenFiles(hosts=1100, needed=1150, soft=1024, hard=1024)
-    monkeypatch.setattr(fleet, "open_files_for_hosts", lambda specs: short)
+    monkeypatch.setattr(common, "open_files_for_hosts", lambda specs: short)
     shown: list[list[str]] = []
     monkeypatch.setattr(tui_cmd, "_run", lambda *a, notices, **k: shown.append(list(notices)))
     hosts = tmp_path / "hosts.toml"

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from gputui.cli.fleet import fail, load_hosts
+from gputui.cli.common import fail, load_hosts
 from gputui.collect.fleet import ssh_options
 from gputui.collect.ssh import HostError, SshContext
 from gputui.config import Config, ConfigError, resolve_hosts_path

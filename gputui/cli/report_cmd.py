@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from gputui.cli.app import app
+from gputui.cli.common import collect_once, fail
 from gputui.cli.exits import PluginCommand
-from gputui.cli.fleet import collect_once, fail
 from gputui.core.hoststats import fleet_status
 from gputui.render.report import report_json, report_markdown, report_table
 

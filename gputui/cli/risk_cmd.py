@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from gputui.cli.app import app
-from gputui.cli.fleet import count_fleet_gpus, load_hosts
+from gputui.cli.common import count_fleet_gpus, load_hosts
 from gputui.core.risk import RiskSettings
 from gputui.core.risk_report import RiskReport, risk_report
 from gputui.ops.journal import Journal, JournalError, resolve_journal_path

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from gputui.cli.app import app
+from gputui.cli.common import check_open_files, fail, load_hosts
 from gputui.cli.exits import PluginCommand
-from gputui.cli.fleet import check_open_files, fail, load_hosts
 from gputui.collect.demo import DemoFleet, DemoFleetError
 from gputui.collect.oneshot import DEFAULT_TIMEOUT_S
 from gputui.collect.scenarios import ScenarioError

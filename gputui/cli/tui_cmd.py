@@ -174,7 +174,7 @@ def monitor(
     ] = False,
 ) -> None:
     """Open the live fleet monitor on the hosts of hosts.toml (also: bare `gputui`)."""
-    from gputui.cli.fleet import check_open_files, fail, load_hosts
+    from gputui.cli.common import check_open_files, fail, load_hosts
     from gputui.collect.fleet import monitor_config
     from gputui.config import ConfigError
     from gputui.ops.catalog import load_actions
@@ -222,8 +222,8 @@ def demo(
     ] = False,
 ) -> None:
     """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
+    from gputui.cli.common import check_open_files, fail
     from gputui.cli.demo_setup import demo_config
-    from gputui.cli.fleet import check_open_files, fail
     from gputui.collect.demo import DemoFleet, default_spares
     from gputui.collect.fleet import demo_fleet_and_monitor
     from gputui.collect.scratch import DEMO_PREFIX, make_scratch, remove_scratch

@@ -1,5 +1,7 @@
-"""What several commands share: loading hosts.toml with friendly errors, raising the open-files
-limit for the fleet, and collecting one consistent snapshot of a configured or simulated fleet."""
+"""What the commands share: a mistake said in one line with its exit status, loading hosts.toml
+with friendly errors, raising the open-files limit for the fleet, and collecting one consistent
+snapshot of a configured or simulated fleet. (The node, action and journal commands share more:
+ops_common.py.)"""
 
 from __future__ import annotations
 
