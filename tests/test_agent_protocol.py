@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gputui.collect.protocol import StreamDecoder
+from gputui.agent import stream as agent_stream
+from gputui.collect.lines import LineSplitter
+from gputui.collect.protocol import MAX_LINE_BYTES, StreamDecoder
 from gputui.collect.scenarios import load_scenario, scenario_names
 from gputui.core.model import AgentError, Event, GpuInfo, GpuProcess, GpuReading, Hello, Sample
 from tests.agent_sim import run_fast, scenario
@@ -142,3 +144,18 @@ def test_over_long_line_is_counted() -> None:
     decoder = StreamDecoder(max_line_bytes=1000)
     assert decoder.decode(_all_lines()[0] + b" " * 2000) is None
     assert decoder.stats.too_long == 1
+
+
+def test_agent_writes_to_the_collectors_line_limit() -> None:
+    # The agent keeps a copy of the limit (it imports nothing of gputui): the copy must agree.
+    assert agent_stream.MAX_LINE_BYTES == MAX_LINE_BYTES
+
+
+def test_a_line_dropped_by_the_splitter_is_recorded_as_the_decoder_would() -> None:
+    split, direct = StreamDecoder(), StreamDecoder()
+    line = b"x" * (MAX_LINE_BYTES + 1)
+    LineSplitter(split.decode, split.too_long).feed(line + b"\n")
+    assert direct.decode(line) is None
+    for decoder in (split, direct):
+        assert decoder.stats.too_long == 1
+    assert split.stats.last_problem == direct.stats.last_problem

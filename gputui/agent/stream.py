@@ -17,7 +17,10 @@ from typing import IO, Any, Callable
 
 from .backend import Json
 
-MAX_LINE_BYTES = 1 << 20  # the collector cuts longer lines off (docs/protocol.md)
+# The collector drops a longer line (docs/protocol.md). A copy of its MAX_LINE_BYTES
+# (gputui/collect/protocol.py), not an import: the agent runs alone on the GPU host and imports
+# nothing of gputui. tests/test_agent_protocol.py keeps the two equal.
+MAX_LINE_BYTES = 1 << 20
 
 
 def _prune(value: Any) -> Any:

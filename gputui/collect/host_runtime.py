@@ -199,7 +199,7 @@ class HostRuntime:
 
     def on_too_long(self, length: int) -> None:
         self._last_line_mono = self._mono()
-        self.decoder.stats.line_too_long(length)
+        self.decoder.too_long(length)
         self._note_bad_lines()
 
     def silent_for(self) -> float:

@@ -101,7 +101,7 @@ class _Collector:
             self.messages.append(msg)
 
     def on_too_long(self, length: int) -> None:
-        self.decoder.stats.line_too_long(length)
+        self.decoder.too_long(length)
 
 
 def _finish(
