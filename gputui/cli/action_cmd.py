@@ -10,17 +10,14 @@ import typer
 
 from gputui.cli.app import app
 from gputui.cli.ops_common import (
-    EXIT_FAILED,
     DryRunOption,
     HostsOption,
     JournalOption,
     ListFormat,
     YesOption,
-    confirm,
     json_text,
     operator_actions,
-    run_operation,
-    show_preview,
+    preview_or_run,
     table,
     user_errors,
 )
@@ -54,12 +51,7 @@ def action_run(
         op = ops.prepare_action(
             name, host, reason=reason, job=job, gpu=gpu, uuid=uuid, spare=spare, force=force
         )
-        if dry_run:
-            show_preview(op)
-            return
-        confirm(op, yes)
-        if not run_operation(ops, op).ok:
-            raise typer.Exit(EXIT_FAILED)
+        preview_or_run(ops, op, yes=yes, dry_run=dry_run)
 
 
 @action_app.command("list")

@@ -25,7 +25,9 @@ from gputui.cli.ops_common import (
     local_time,
     one_line,
     operator_actions,
+    preview_or_run,
     run_operation,
+    run_or_exit,
     show_preview,
     table,
     user_errors,
@@ -103,9 +105,11 @@ def node_fail(
 
 
 def _bring_spare(ops: OperatorActions, op: Operation) -> None:
-    outcome = run_operation(ops, op)
-    if not outcome.ok:
-        raise typer.Exit(EXIT_FAILED)
+    run_or_exit(ops, op)
+    _spare_in_service(op)
+
+
+def _spare_in_service(op: Operation) -> None:
     typer.echo(f"spare {op.spare} in service in place of {op.node}")
 
 
@@ -127,14 +131,8 @@ def node_resume(
     """Return HOST to service: resume it in the scheduler if gputui took it out, and record it."""
     with operator_actions(hosts, journal) as ops, user_errors():
         op = ops.prepare_resume(host, force)
-        if dry_run:
-            show_preview(op)
-            return
-        confirm(op, yes)
-        outcome = run_operation(ops, op)
-        if not outcome.ok:
-            raise typer.Exit(EXIT_FAILED)
-        typer.echo(f"{host} back in service")
+        if preview_or_run(ops, op, yes=yes, dry_run=dry_run):
+            typer.echo(f"{host} back in service")
 
 
 @node_app.command("spare")
@@ -155,11 +153,8 @@ def node_spare(
         if op is None:
             typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)
             raise typer.Exit(EXIT_FAILED)
-        if dry_run:
-            show_preview(op)
-            return
-        confirm(op, yes)
-        _bring_spare(ops, op)
+        if preview_or_run(ops, op, yes=yes, dry_run=dry_run):
+            _spare_in_service(op)
 
 
 @node_app.command("list")

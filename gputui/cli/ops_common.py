@@ -164,6 +164,24 @@ def run_operation(ops: OperatorActions, op: Operation) -> Outcome:
     return outcome
 
 
+def run_or_exit(ops: OperatorActions, op: Operation) -> None:
+    """Run `op` (run_operation); a failed or refused command exits 1."""
+    if not run_operation(ops, op).ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def preview_or_run(ops: OperatorActions, op: Operation, *, yes: bool, dry_run: bool) -> bool:
+    """A prepared operation, as every command that carries one out treats it: with --dry-run
+    its commands are shown and nothing runs; otherwise it is confirmed (confirm()) and run,
+    exiting 1 when it fails. True when it ran and succeeded."""
+    if dry_run:
+        show_preview(op)
+        return False
+    confirm(op, yes)
+    run_or_exit(ops, op)
+    return True
+
+
 # --------------------------------------------------------------------------------------------
 # Times
 # --------------------------------------------------------------------------------------------
