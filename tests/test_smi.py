@@ -597,6 +597,34 @@ def test_session_output_becomes_hello_then_samples() -> None:
     assert sum(isinstance(m, Sample) for m in decoded) == 6
 
 
+def test_collector_adapter_hands_the_runtime_typed_messages_and_refuses_implausible_ones() -> None:
+    from gputui.collect.host_runtime import HostRuntime
+    from gputui.collect.smi_adapter import SmiLineAdapter
+    from gputui.core.model import HostState
+
+    runtime = HostRuntime("gpu-node-01", interval_s=1.0, emit=lambda *_: None)
+    adapter = SmiLineAdapter("gpu-node-01", 1.0, runtime.on_message, runtime.on_too_long)
+    output = session_output("a100")
+    first_row = output.index(MARK_STREAM) + 1
+    cells = output[first_row].split(",")
+    cells[3] = " 900"  # temperature.gpu: no GPU reads 900 C
+    output[first_row] = ",".join(cells)
+    for line in output:
+        adapter.on_line(line.encode())
+    adapter.end(0, "")
+    stats = runtime.decoder.stats
+    assert runtime.hello is not None and runtime.hello.backend == "smi"
+    assert stats.invalid == 1 and "temp_c" in stats.first_problem
+    assert runtime.sample is not None and runtime.state is HostState.UNREACHABLE
+    # The same counts as the same messages encoded as lines and decoded.
+    session, decoder = SmiSession("gpu-node-01", 1.0), StreamDecoder()
+    lines = [m for n, line in enumerate(output) for m in session.feed(line, float(n))]
+    lines += session.end(0.0, 0, "")
+    for message in lines:
+        decoder.decode(json.dumps(message))
+    assert (stats.good, stats.invalid, stats.bad) == (decoder.stats.good, 1, 1)
+
+
 def test_session_without_nvidia_smi_is_a_clear_fatal_error() -> None:
     session = SmiSession("gpu-node-01", 1.0)
     out = []

@@ -10,7 +10,8 @@ import abc
 import random
 from typing import Protocol
 
-from gputui.core.model import HostState
+from gputui.collect.protocol import Refused
+from gputui.core.model import AgentMessage, HostState
 
 
 class HostFeed(Protocol):
@@ -35,6 +36,12 @@ class HostFeed(Protocol):
         ...
 
     def on_line(self, line: bytes) -> None: ...
+
+    def on_message(self, message: AgentMessage | Refused) -> None:
+        """A message built in this process rather than read as a line (nvidia-smi's output
+        mapped by the collector), already typed by protocol.convert_message(); a refused one
+        is counted as a bad line would be."""
+        ...
 
     def on_too_long(self, length: int) -> None: ...
 

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from operator import attrgetter
 
 from gputui.collect.history import HostHistory
-from gputui.collect.protocol import StreamDecoder, version_mismatch
+from gputui.collect.protocol import Refused, StreamDecoder, version_mismatch
 from gputui.core.health import HostHealth, Thresholds
 from gputui.core.model import (
     UNKNOWN_VERDICT,
     AgentError,
+    AgentMessage,
     Event,
     FleetEvent,
     Hello,
@@ -185,7 +186,13 @@ class HostRuntime:
 
     def on_line(self, line: bytes) -> None:
         self._last_line_mono = self._mono()
-        msg = self.decoder.decode(line)
+        self._dispatch(self.decoder.decode(line))
+
+    def on_message(self, message: AgentMessage | Refused) -> None:
+        self._last_line_mono = self._mono()
+        self._dispatch(self.decoder.accept(message))
+
+    def _dispatch(self, msg: AgentMessage | None) -> None:
         if msg is None:
             self._note_bad_lines()
         elif isinstance(msg, Sample):

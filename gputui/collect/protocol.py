@@ -28,9 +28,9 @@ from gputui.core.text import plain
 
 # 1 MiB: a sample of 8 GPUs with processes is ~3 KiB. The collector's one line limit: the
 # LineSplitter (lines.py) drops a longer line before it is ever joined, and StreamDecoder refuses
-# one from callers that hand it lines without splitting (the nvidia-smi adapter's re-encoded
-# lines, tests, benchmarks). The agent writes to the same limit from its own copy
-# (gputui/agent/stream.py), since it imports nothing of gputui; a test keeps the two equal.
+# one from callers that hand it lines without splitting (tests, benchmarks). The agent writes
+# to the same limit from its own copy (gputui/agent/stream.py), since it imports nothing of
+# gputui; a test keeps the two equal.
 MAX_LINE_BYTES = 1 << 20
 PROBLEM_CHARS = 200  # a problem quoted in a reason is cut here
 

@@ -158,7 +158,7 @@ class SshSource(Source):
         smi: SmiLineAdapter | None = None
         if inv.smi:
             smi = SmiLineAdapter(
-                self.name, feed.expected_interval(), feed.on_line, feed.on_too_long
+                self.name, feed.expected_interval(), feed.on_message, feed.on_too_long
             )
             sink = smi
         what = "nvidia-smi" if smi is not None else "agent"
