@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from gputui import agent
 from gputui.config import (
+    DEFAULT_INTERVAL_S,
     HOSTS_ENV,
     Config,
     ConfigError,
     HostSpec,
     config_from_text,
     default_hosts_path,
+    interval_problem,
     load_config,
     resolve_hosts_path,
 )
@@ -539,3 +542,22 @@ def test_a_missing_file_says_where_it_looked_and_how_to_start(
         f"no hosts file: {looked} ({origin}) does not exist. To start, copy hosts.example.toml"
     )
     assert "gputui report --demo 8" in message
+
+
+@pytest.mark.parametrize(
+    "seconds", [0.0, -1.5, 0.001, 0.5, 1.0, 3600.0, 3600.5, 7200.0, float("nan")]
+)
+def test_interval_problem_is_the_files_own_check(seconds: float) -> None:
+    # `gputui agent --interval` is checked with interval_problem(); a hosts file by its schema.
+    problem = interval_problem(seconds)
+    try:
+        load(f'hosts = ["a"]\n[defaults]\ninterval = {seconds!r}\n')
+    except ConfigError as exc:
+        assert problem is not None and problem in str(exc)
+    else:
+        assert problem is None
+
+
+def test_the_agent_defaults_to_gputuis_interval() -> None:
+    # The agent keeps its own copy (it imports nothing of gputui): the copy must agree.
+    assert agent.DEFAULT_INTERVAL_S == DEFAULT_INTERVAL_S

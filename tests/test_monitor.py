@@ -12,7 +12,7 @@ import pytest
 from gputui.collect.feed import Backoff
 from gputui.collect.launch import AgentInvocation
 from gputui.collect.monitor import FleetMonitor, HostPlan
-from gputui.collect.ssh import SshContext
+from gputui.collect.ssh import SshContext, SshOptions
 from gputui.collect.ssh_source import SshSource
 from gputui.core.model import HostState, Level
 from tests.sshfake import FakeFleet, FakeHost, hello_line, sample_line
@@ -219,3 +219,27 @@ async def test_a_warning_is_published_at_once_not_at_the_next_tick(fleet: FakeFl
 
         # With a 5 s tick, only the urgent path can deliver the warning within 2 s.
         await asyncio.wait_for(consume(), 2.0)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "tick"),
+    [
+        ("interval = 0.5", 0.5),  # a fast fleet is published as fast as it samples
+        ("interval = 2", 1.0),  # a slow one still ticks every second (SEEN, staleness)
+        ("interval = 0.02", 0.1),  # never more than ten snapshots a second
+        ('interval = 2\n[groups.fast]\nhosts = ["b"]\ninterval = 0.25', 0.25),  # the fastest
+    ],
+)
+def test_a_configured_fleet_ticks_with_its_fastest_host(hosts: str, tick: float) -> None:
+    from gputui.collect.fleet import plans_for_config
+    from gputui.config import config_from_text
+
+    config = config_from_text(f'hosts = ["a"]\n[defaults]\n{hosts}\n', "hosts.toml")
+    plans, _ssh = plans_for_config(config)
+    assert FleetMonitor(plans).tick_s == tick
+
+
+def test_a_tick_given_is_kept_and_an_empty_fleet_ticks_every_second() -> None:
+    ctx = SshContext(SshOptions())
+    assert FleetMonitor([plan("gpu001", ctx, 0.5)], tick_s=5.0).tick_s == 5.0
+    assert FleetMonitor([]).tick_s == 1.0

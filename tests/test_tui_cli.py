@@ -47,6 +47,15 @@ def test_demo_refuses_bad_arguments_in_one_sentence(args: list[str], message: st
     assert message in result.output
 
 
+@pytest.mark.parametrize("interval", ["0", "7200"])
+def test_agent_takes_the_intervals_a_hosts_file_takes(interval: str) -> None:
+    result = CliRunner().invoke(app, ["agent", "--backend", "sim", "--interval", interval])
+    assert result.exit_code == 2
+    assert f"--interval: expected a number of seconds > 0 and <= 3600, got {interval}" in (
+        result.output
+    )
+
+
 def test_monitor_without_a_hosts_file_says_where_it_looked(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.delenv("GPUTUI_HOSTS", raising=False)

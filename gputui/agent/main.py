@@ -19,6 +19,7 @@ import sys
 import threading
 from typing import Any
 
+from . import DEFAULT_INTERVAL_S
 from .backend import Backend, BackendError
 from .runner import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, Runner
 from .stream import StreamWriter, stdin_is_channel, watch_stdin
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "nvml", "smi", "sim"), default="auto")
     p.add_argument("--scenario-json", default=None, help="scenario for --backend sim, as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+    p.add_argument(
+        "--interval", type=float, default=DEFAULT_INTERVAL_S, help="seconds between samples"
+    )
     p.add_argument("--slow-every", type=int, default=10, help="read slow signals every N samples")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--host", default=None, help="host name to report (default: this host's)")
@@ -136,6 +139,9 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The agent's own check, not gputui's (gputui/config/interval.py): it runs alone on the
+    # host and imports nothing of gputui. gputui hands it only intervals its config accepts;
+    # this guards a command line typed on the host, where a zero interval would spin.
     if args.interval <= 0 or args.slow_every < 1:
         _say("--interval must be > 0 and --slow-every >= 1")
         return EXIT_USAGE

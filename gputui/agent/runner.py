@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Callable
 
-from . import AGENT_VERSION, PROTOCOL_VERSION
+from . import AGENT_VERSION, DEFAULT_INTERVAL_S, PROTOCOL_VERSION
 from .backend import FAULT_CRASH, FAULT_HANG, Backend, BackendError, Json
 from .stream import StreamWriter
 
@@ -31,7 +31,7 @@ class Runner:
         stop: threading.Event,
         *,
         host: str,
-        interval_s: float = 1.0,
+        interval_s: float = DEFAULT_INTERVAL_S,
         slow_every: int = 10,
         duration_s: float | None = None,
         once: bool = False,

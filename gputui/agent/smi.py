@@ -15,6 +15,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
+from . import DEFAULT_INTERVAL_S
 from .backend import Backend, BackendError, Json
 from .smi_parse import (
     AssembledSample,
@@ -130,7 +131,9 @@ class SmiBackend(Backend):
     #: a slow one whatever the run loop asks.
     slow_every = 1
 
-    def __init__(self, interval_s: float = 1.0, smi: str | Sequence[str] = "nvidia-smi") -> None:
+    def __init__(
+        self, interval_s: float = DEFAULT_INTERVAL_S, smi: str | Sequence[str] = "nvidia-smi"
+    ) -> None:
         """Raises BackendError(smi_not_found) at once when there is no such command, so that
         picking a backend by trying them moves on."""
         self.interval_s = interval_s

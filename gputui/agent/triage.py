@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from . import DEFAULT_INTERVAL_S
 from .backend import Backend, BackendError, Json
 from .hostfacts import pci_gpus, system_facts
 from .kernlog import parse_log, read_system_log
@@ -59,7 +60,7 @@ class TriageRunner(Runner):
         stop: threading.Event,
         *,
         host: str,
-        interval_s: float = 1.0,
+        interval_s: float = DEFAULT_INTERVAL_S,
         samples: int = DEFAULT_SAMPLES,
         since_s: float | None = None,
         sim_elapsed_s: float | None = None,

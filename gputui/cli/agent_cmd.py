@@ -15,6 +15,7 @@ import typer
 from gputui.agent.main import main as agent_main
 from gputui.cli.app import app
 from gputui.collect.scenarios import ScenarioError, load_scenario
+from gputui.config import DEFAULT_INTERVAL_S, interval_problem
 
 
 class BackendChoice(str, Enum):
@@ -38,8 +39,8 @@ def agent(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation")] = 0,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between samples", min=0.01)
-    ] = 1.0,
+        float, typer.Option("--interval", help="Seconds between samples")
+    ] = DEFAULT_INTERVAL_S,
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds")
     ] = None,
@@ -52,6 +53,10 @@ def agent(
     ] = False,
 ) -> None:
     """Run the host agent here and print its JSON-lines stream (docs/protocol.md)."""
+    problem = interval_problem(interval)
+    if problem is not None:
+        typer.echo(f"gputui agent: --interval: {problem}", err=True)
+        raise typer.Exit(2)
     chosen = backend.value
     if scenario is not None:
         if chosen == "auto":

@@ -19,7 +19,14 @@ from gputui.collect.fdlimit import open_files_for
 from gputui.collect.fleet import demo_fleet_and_monitor, monitor_config, open_files_for_hosts
 from gputui.collect.monitor import FleetMonitor
 from gputui.collect.scenarios import ScenarioError
-from gputui.config import Config, ConfigError, HostSpec, load_config, resolve_hosts_path
+from gputui.config import (
+    DEFAULT_INTERVAL_S,
+    Config,
+    ConfigError,
+    HostSpec,
+    load_config,
+    resolve_hosts_path,
+)
 from gputui.core.model import FleetSnapshot
 
 
@@ -61,11 +68,12 @@ async def open_monitor(
     hosts: Path | None,
     demo: int | None,
     *,
-    interval_s: float = 1.0,
-    tick_s: float = 1.0,
+    interval_s: float = DEFAULT_INTERVAL_S,
+    tick_s: float | None = None,
     seed: int = 1,
 ) -> AsyncIterator[FleetMonitor]:
-    """A running monitor over the demo fleet (`demo` hosts) or the configured one."""
+    """A running monitor over the demo fleet (`demo` hosts) or the configured one; unless
+    `tick_s` is given, it ticks with the fleet's fastest host (gputui/collect/tick.py)."""
     try:
         if demo is not None:
             check_open_files(demo=demo)

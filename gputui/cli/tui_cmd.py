@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gputui.cli.app import app
+from gputui.config import DEFAULT_INTERVAL_S
 
 if TYPE_CHECKING:
     from gputui.collect.monitor import FleetMonitor
@@ -216,7 +217,9 @@ def demo(
         int, typer.Option("--hosts", help="Simulated hosts behind local SSH servers")
     ] = DEMO_HOSTS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the demo's scenario mix")] = 1,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between samples")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between samples")
+    ] = DEFAULT_INTERVAL_S,
     bell: Annotated[
         bool, typer.Option("--bell", help="Ring the terminal bell when a host gets worse")
     ] = False,
@@ -224,14 +227,19 @@ def demo(
     """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
     from gputui.cli.common import check_open_files, fail
     from gputui.cli.demo_setup import demo_config
-    from gputui.collect.demo import DemoFleet, default_spares
+    from gputui.collect.demo import (
+        DEMO_MAX_INTERVAL_S,
+        DEMO_MIN_INTERVAL_S,
+        DemoFleet,
+        default_spares,
+    )
     from gputui.collect.fleet import demo_fleet_and_monitor
     from gputui.collect.scratch import DEMO_PREFIX, make_scratch, remove_scratch
 
     if not 1 <= n_hosts <= 5000:
         raise fail("--hosts takes a number of hosts from 1 to 5000")
-    if not 0.1 <= interval <= 60:
-        raise fail("--interval takes 0.1 to 60 seconds")
+    if not DEMO_MIN_INTERVAL_S <= interval <= DEMO_MAX_INTERVAL_S:
+        raise fail(f"--interval takes {DEMO_MIN_INTERVAL_S:g} to {DEMO_MAX_INTERVAL_S:g} seconds")
     shortfall = check_open_files(demo=n_hosts)
     # The demo journals into a scratch file: its marks and actions are not the real fleet's.
     scratch = make_scratch(DEMO_PREFIX + "journal-")
@@ -243,7 +251,6 @@ def demo(
             n_hosts,
             seed=seed,
             interval_s=interval,
-            tick_s=interval,
             spares=default_spares(n_hosts),
         ) as (fleet, m):
             running.append((fleet, time.monotonic()))

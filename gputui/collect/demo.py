@@ -23,8 +23,14 @@ import asyncssh
 
 from gputui.collect.scratch import make_scratch, remove_scratch, remove_stale
 from gputui.collect.ssh import SshOptions
+from gputui.collect.tick import MIN_TICK_S
 
 START_TIMEOUT_S = 60.0
+# `gputui demo --interval` takes less than a hosts file (gputui/config/interval.py): every
+# simulated host and its SSH server run on this machine, so none samples faster than the
+# monitor can tick, and past a minute the demo shows nothing moving.
+DEMO_MIN_INTERVAL_S = MIN_TICK_S
+DEMO_MAX_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)

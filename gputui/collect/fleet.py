@@ -16,7 +16,7 @@ from gputui.collect.monitor import FleetMonitor, HostPlan
 from gputui.collect.scenarios import demo_assignment, is_fleet_mix, load_scenario
 from gputui.collect.ssh import SshContext, SshOptions
 from gputui.collect.ssh_source import SshSource
-from gputui.config import Config, HostSpec, SshSettings
+from gputui.config import DEFAULT_INTERVAL_S, Config, HostSpec, SshSettings
 from gputui.core.health import Thresholds
 
 
@@ -107,7 +107,9 @@ def plans_for_config(
     return plans, ssh
 
 
-def plans_for_demo(fleet: DemoFleet, interval_s: float = 1.0) -> tuple[list[HostPlan], SshContext]:
+def plans_for_demo(
+    fleet: DemoFleet, interval_s: float = DEFAULT_INTERVAL_S
+) -> tuple[list[HostPlan], SshContext]:
     ssh = SshContext(fleet.ssh_options)
     plans: list[HostPlan] = []
     for host in fleet.hosts:
@@ -142,7 +144,7 @@ async def _running(
     plans: list[HostPlan],
     ssh: SshContext,
     thresholds: Thresholds | None,
-    tick_s: float,
+    tick_s: float | None,
     history_len: int,
 ) -> AsyncIterator[FleetMonitor]:
     """A monitor over `plans` that closes the fleet's SSH when it stops."""
@@ -161,10 +163,12 @@ async def _running(
 async def monitor_config(
     config: Config,
     *,
-    tick_s: float = 1.0,
+    tick_s: float | None = None,
     history_len: int = 300,
     specs: Sequence[HostSpec] | None = None,
 ) -> AsyncIterator[FleetMonitor]:
+    """A running monitor over the configured hosts (or `specs`); unless `tick_s` is given, it
+    ticks with the fastest of them (gputui/collect/tick.py)."""
     plans, ssh = plans_for_config(config, specs)
     async with _running(plans, ssh, config.thresholds, tick_s, history_len) as monitor:
         yield monitor
@@ -175,8 +179,8 @@ async def demo_fleet_and_monitor(
     n_hosts: int,
     *,
     seed: int = 1,
-    interval_s: float = 1.0,
-    tick_s: float = 1.0,
+    interval_s: float = DEFAULT_INTERVAL_S,
+    tick_s: float | None = None,
     history_len: int = 300,
     thresholds: Thresholds | None = None,
     scenario: str | None = None,

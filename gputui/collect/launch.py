@@ -8,6 +8,8 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gputui.config import DEFAULT_INTERVAL_S
+
 EXIT_NO_PYTHON = 127  # POSIX shells' "command not found"
 
 
@@ -29,7 +31,7 @@ class AgentArgs:
     """The agent's own arguments (gputui/agent/main.py)."""
 
     backend: str = "auto"
-    interval_s: float = 1.0
+    interval_s: float = DEFAULT_INTERVAL_S
     slow_every: int = 10
     host: str | None = None  # reported name (simulated hosts)
     scenario: dict[str, object] | None = None  # sim only

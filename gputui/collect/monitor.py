@@ -19,6 +19,8 @@ import msgspec
 
 from gputui.collect.feed import Backoff, Source
 from gputui.collect.host_runtime import HostRuntime
+from gputui.collect.tick import tick_for
+from gputui.config import DEFAULT_INTERVAL_S
 from gputui.core.health import Thresholds
 from gputui.core.model import FleetEvent, FleetSnapshot
 from gputui.core.text import plain
@@ -36,7 +38,7 @@ class HostPlan:
     """A host to monitor: its source and how to present it."""
 
     source: Source
-    interval_s: float = 1.0
+    interval_s: float = DEFAULT_INTERVAL_S
     labels: dict[str, str] = field(default_factory=dict)
     spare: bool = False
 
@@ -65,19 +67,22 @@ class _Subscription:
 
 
 class FleetMonitor:
-    """Owns per-host state and the tick; `async with` starts and stops every source."""
+    """Owns per-host state and the tick; `async with` starts and stops every source.
+
+    Unless `tick_s` is given, it ticks with the fleet's fastest host, within tick.py's bounds.
+    """
 
     def __init__(
         self,
         plans: Sequence[HostPlan],
         *,
         thresholds: Thresholds | None = None,
-        tick_s: float = 1.0,
+        tick_s: float | None = None,
         history_len: int = 300,
         clock: Callable[[], float] = time.time,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
-        self.tick_s = tick_s
+        self.tick_s = tick_s if tick_s is not None else tick_for(p.interval_s for p in plans)
         self._closers = list(closers)
         self._clock = clock
         self._plans = list(plans)

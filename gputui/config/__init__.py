@@ -10,6 +10,12 @@ docs/configuration.md documents the file; hosts.example.toml shows every key.
 from __future__ import annotations
 
 from gputui.config.errors import ConfigError
+from gputui.config.interval import (
+    DEFAULT_INTERVAL_S,
+    INTERVAL_EXPECTED,
+    MAX_INTERVAL_S,
+    interval_problem,
+)
 from gputui.config.load import (
     HOSTS_ENV,
     config_from_text,
@@ -31,9 +37,12 @@ from gputui.config.schema import BACKENDS, Backend
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_INTERVAL_S",
     "HOSTS_ENV",
+    "INTERVAL_EXPECTED",
     "LOCAL_HOST",
     "MAX_HOSTS",
+    "MAX_INTERVAL_S",
     "Backend",
     "Config",
     "ConfigError",
@@ -46,6 +55,7 @@ __all__ = [
     "default_hosts_path",
     "expand_hosts",
     "fold_hosts",
+    "interval_problem",
     "load_config",
     "resolve_hosts_path",
     "transport_for",

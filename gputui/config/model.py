@@ -15,12 +15,12 @@ from typing import Any, Literal
 import msgspec
 
 from gputui.config.errors import ConfigError, did_you_mean
+from gputui.config.interval import DEFAULT_INTERVAL_S
 from gputui.config.ranges import HostRangeError, expand_hosts, fold_hosts
 from gputui.config.schema import (
     DEFAULT_BACKEND,
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_GROUP,
-    DEFAULT_INTERVAL_S,
     DEFAULT_KEEPALIVE_COUNT_MAX,
     DEFAULT_KEEPALIVE_INTERVAL_S,
     DEFAULT_KNOWN_HOSTS,

@@ -16,16 +16,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gputui.config.interval import DEFAULT_INTERVAL_S, INTERVAL_EXPECTED, MAX_INTERVAL_S
+
 Backend = Literal["auto", "nvml", "smi", "sim"]
 BACKENDS: tuple[Backend, ...] = ("auto", "nvml", "smi", "sim")
 
-DEFAULT_INTERVAL_S = 1.0
 DEFAULT_SLOW_EVERY = 10
 DEFAULT_BACKEND: Backend = "auto"
 DEFAULT_PYTHON = "python3"
 DEFAULT_SIM_SCENARIO = "healthy"
 DEFAULT_GROUP = "default"
-MAX_INTERVAL_S = 3600.0
 
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -36,7 +36,7 @@ DEFAULT_MAX_HANDSHAKES = 64
 
 Interval = Annotated[
     float,
-    msgspec.Meta(gt=0, le=MAX_INTERVAL_S, description="a number of seconds > 0 and <= 3600"),
+    msgspec.Meta(gt=0, le=MAX_INTERVAL_S, description=INTERVAL_EXPECTED),
 ]
 SlowEvery = Annotated[int, msgspec.Meta(ge=1, description="a whole number of samples >= 1")]
 BackendField = Annotated[Backend, msgspec.Meta(description='one of "auto", "nvml", "smi", "sim"')]

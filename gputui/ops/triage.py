@@ -23,7 +23,7 @@ from gputui.collect.oneshot import (
     run_oneshots,
 )
 from gputui.collect.ssh import HostError, SshContext
-from gputui.config import Config, ConfigError, HostSpec
+from gputui.config import DEFAULT_INTERVAL_S, Config, ConfigError, HostSpec
 from gputui.core.thresholds import Thresholds
 from gputui.core.triage import HostTriage, TriageInput, TriageReport, assess_host, build_report
 from gputui.core.triage_steps import SLURM_VOCABULARY, ActionVocabulary
@@ -37,7 +37,8 @@ EXPECTED_GPUS_LABEL = "gpus"
 class TriageOptions:
     since_s: float | None = None  # kernel log window; None: since boot
     samples: int = 5  # health rules that judge a series (straggler) need several
-    interval_s: float = 1.0  # between samples on real hosts (simulated ones do not wait)
+    # Between samples on real hosts (simulated ones do not wait).
+    interval_s: float = DEFAULT_INTERVAL_S
     timeout_s: float = DEFAULT_TIMEOUT_S
     sim_elapsed_s: float | None = None  # simulated hosts: the agent's default when None
 

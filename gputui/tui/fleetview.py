@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gputui.config import DEFAULT_INTERVAL_S
 from gputui.core.hoststats import HostStats, host_stats
 from gputui.core.model import HostSnapshot, HostState
 from gputui.render.report import host_label, host_why
@@ -121,7 +122,7 @@ def row_why(host: HostSnapshot) -> str:
 
 def fresh_after(host: HostSnapshot) -> float:
     """Below this age a sample counts as current: a little over two sample intervals."""
-    interval = host.hello.interval_s if host.hello is not None else 1.0
+    interval = host.hello.interval_s if host.hello is not None else DEFAULT_INTERVAL_S
     return max(3.0, 2.5 * interval)
 
 

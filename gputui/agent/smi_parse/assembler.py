@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import DEFAULT_INTERVAL_S
 from .cells import REASONS_FIELD
 from .lines import BadLine, DeviceErrorLine, GpuLine, bus_key, parse_stream_line
 
@@ -59,7 +60,7 @@ class SampleAssembler:
     def __init__(
         self,
         gpus: Sequence[Json] = (),
-        interval_s: float = 1.0,
+        interval_s: float = DEFAULT_INTERVAL_S,
         reasons_field: str = REASONS_FIELD,
         reserved: bool = False,
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .. import AGENT_VERSION, PROTOCOL_VERSION
+from .. import AGENT_VERSION, DEFAULT_INTERVAL_S, PROTOCOL_VERSION
 from .argv import MARK_FIELDS, MARK_HELLO, MARK_STREAM, MARK_TEMPERATURE, fields_from_query
 from .assembler import AssembledSample, SampleAssembler, SmiStats
 from .cells import REASONS_FIELD
@@ -56,7 +56,7 @@ class SmiStreamMapper:
     def __init__(
         self,
         gpus: Sequence[Json] = (),
-        interval_s: float = 1.0,
+        interval_s: float = DEFAULT_INTERVAL_S,
         reasons_field: str = REASONS_FIELD,
         reserved: bool = False,
     ) -> None:
