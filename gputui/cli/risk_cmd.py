@@ -1,8 +1,8 @@
 """`gputui risk`: the fleet's failure risk, as a table that explains each figure, or as JSON.
 
-The figures come from core.risk_report (pure); this module parses the options, counts the
-fleet's GPUs and renders. A bad input is one line on stderr and exit status 2, never a
-traceback; the JSON schema is documented in docs/risk.md.
+The figures come from core.risk_report (pure) and their text from render.risk; this module
+parses and validates the options and counts the fleet's GPUs. A bad input is one line on
+stderr and exit status 2, never a traceback; the JSON schema is documented in docs/risk.md.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Annotated, Any, NoReturn
 
 import msgspec
 import typer
-from rich.console import Console, Group
-from rich.table import Table
+from rich.console import Console
 
 from gputui.cli.app import app
 from gputui.cli.common import count_fleet_gpus, load_hosts
 from gputui.core.risk import RiskSettings
 from gputui.core.risk_report import RiskReport, risk_report
 from gputui.ops.journal import Journal, JournalError, resolve_journal_path
+from gputui.render.risk import risk_json, risk_tables
 
 _PROG = "gputui risk"
 
@@ -111,229 +111,6 @@ def _validate(opts: dict[str, Any]) -> None:
     _finite_at_least(opts["--exposure-gpu-hours"], "--exposure-gpu-hours", 0, strict=True)
     _check(opts["--max-k"] is None or 0 <= opts["--max-k"] <= 100, "--max-k must be in [0, 100]")
     _check(opts["--format"] in ("table", "json"), "--format must be table or json")
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering
-# --------------------------------------------------------------------------------------------
-
-
-def _p(x: float) -> str:
-    return f"{x:.3f}"
-
-
-def _rate(x: float) -> str:
-    return f"{x:.2e}/GPU-h"
-
-
-def _hours(x: float | None) -> str:
-    if x is None:
-        return "never"
-    return f"{x:,.1f} h" if x >= 1 else f"{x * 60:,.1f} min"
-
-
-def _minutes(x: float | None) -> str:
-    return "never" if x is None else f"{x:,.1f} min"
-
-
-Row = tuple[str, str, str]  # figure, value, what it means
-
-
-def report_sections(report: RiskReport) -> list[tuple[str, list[Row]]]:
-    """The report as titled sections of rows: figure, value and one line of meaning."""
-    r = report
-    sections: list[tuple[str, list[Row]]] = []
-
-    f = r.fleet
-    max_k = len(f.pmf) - 1
-    rows: list[Row] = [
-        ("expected failures", f"{f.expected_failures:.3g}", "Lambda = n x rate x hours")
-    ]
-    for term in f.pmf:
-        what = {0: "no failure", 1: "exactly 1 failure"}.get(term.k, f"exactly {term.k} failures")
-        rows.append((f"P(N = {term.k})", _p(term.p), f"{what} in the window (Poisson)"))
-    rows += [
-        (f"P(N > {max_k})", _p(f.p_more_than_max_k), f"more than {max_k} failures"),
-        ("P(N >= 1)", _p(f.p_at_least_one), "at least one failure: 1 - e^-Lambda"),
-        (
-            "failures to plan for",
-            f"{f.failures_p95}",
-            "N stays at or below this with probability 0.95",
-        ),
-        ("fleet MTBF", _hours(f.mtbf_hours), "mean time between failures anywhere: 1 / (n x rate)"),
-    ]
-    title = (
-        f"Fleet: {r.gpus:,} GPUs ({r.gpus_source}), {r.hours:g} h window, "
-        f"rate {_rate(r.rate_per_gpu_hour)} ({r.rate_source})"
-    )
-    sections.append((title, rows))
-
-    d = r.detection
-    sections.append(
-        (
-            f"Detection: each failure caught with probability gamma = {d.gamma:g}",
-            [
-                ("expected undetected", f"{d.expected_undetected:.3g}", "(1 - gamma) x Lambda"),
-                (
-                    "P(no undetected failure)",
-                    _p(d.p_no_undetected_failure),
-                    "e^-((1 - gamma) x Lambda)",
-                ),
-            ],
-        )
-    )
-
-    v = r.recovery
-    sections.append(
-        (
-            f"Recovery: exponential, mean tau = {v.mean_minutes:g} min",
-            [
-                (
-                    f"P(recovery <= {v.target_minutes:g} min)",
-                    _p(v.p_within_target),
-                    "1 - e^(-t / tau)",
-                ),
-                (
-                    "fleet availability",
-                    _p(v.fleet_availability),
-                    "share of time no GPU is down: MTBF / (MTBF + tau)",
-                ),
-                ("GPU availability", f"{v.gpu_availability:.6f}", "share of GPUs up, on average"),
-            ],
-        )
-    )
-
-    if r.job is not None:
-        j, c = r.job, r.job.checkpoint
-        sections.append(
-            (
-                f"Job: {j.gpus:,} GPUs for {j.hours:g} h",
-                [
-                    (
-                        "P(job survives)",
-                        _p(j.survival_probability),
-                        "no failure on any of its GPUs: e^-(k x rate x D)",
-                    ),
-                    (
-                        "expected failures",
-                        f"{j.expected_failures:.3g}",
-                        "k x rate x D: restarts to expect",
-                    ),
-                    (
-                        "job MTTF",
-                        _hours(j.mttf_hours),
-                        "mean time to the job's first failure: 1 / (k x rate)",
-                    ),
-                    (
-                        "checkpoint every (Young)",
-                        _minutes(c.young_interval_minutes),
-                        f"sqrt(2 x write x MTTF), write = {c.write_minutes:g} min",
-                    ),
-                    (
-                        "checkpoint every (Daly)",
-                        _minutes(c.daly_interval_minutes),
-                        "Young's interval minus the write time",
-                    ),
-                    (
-                        "ETTR at the optimum",
-                        _p(c.ettr_at_optimum),
-                        f"share of time training; restart = {c.restart_minutes:g} min",
-                    ),
-                ],
-            )
-        )
-
-    b = r.bayes
-    rows = [
-        (
-            "prior mean",
-            _rate(b.prior_mean_per_gpu_hour),
-            f"Gamma({b.prior_alpha:g}, {b.prior_beta_gpu_hours:,.0f} GPU-h)",
-        ),
-    ]
-    if b.failures is not None and b.exposure_gpu_hours is not None:
-        observed = (
-            "n/a" if b.observed_rate_per_gpu_hour is None else _rate(b.observed_rate_per_gpu_hour)
-        )
-        rows.append(
-            (
-                "observed rate",
-                observed,
-                f"{b.failures} failures in {b.exposure_gpu_hours:,.0f} GPU-h",
-            )
-        )
-    ci = b.credible_95
-    rows += [
-        (
-            "posterior mean",
-            _rate(b.posterior_mean_per_gpu_hour),
-            "(alpha + failures) / (beta + GPU-hours)",
-        ),
-        (
-            "95% credible interval",
-            f"{ci.low:.2e} - {ci.high:.2e}",
-            "the rate lies here with probability 0.95",
-        ),
-    ]
-    if b.garwood_95 is not None:
-        g = b.garwood_95
-        rows.append(
-            (
-                "95% Garwood interval",
-                f"{g.low:.2e} - {g.high:.2e}",
-                "exact confidence interval of the record alone",
-            )
-        )
-    rows.append(
-        (
-            "P(no failure in window)",
-            _p(b.p_no_failure_in_window),
-            f"predictive over the rate's uncertainty, {b.window_exposure_gpu_hours:,.0f} GPU-h",
-        )
-    )
-    sections.append(("Failure rate: Gamma prior updated by the record", rows))
-
-    if r.health_adjusted is not None:
-        h = r.health_adjusted
-        sections.append(
-            (
-                "Health-adjusted (a heuristic: the multipliers are not calibrated)",
-                [
-                    (
-                        "adjusted rate",
-                        _rate(h.rate_per_gpu_hour),
-                        "each GPU's rate x its verdict's multiplier",
-                    ),
-                    (
-                        "P(N >= 1)",
-                        _p(h.p_at_least_one),
-                        "at least one failure at the adjusted rate",
-                    ),
-                ],
-            )
-        )
-    return sections
-
-
-def render_tables(report: RiskReport) -> Group:
-    """One table per section, columns aligned across them."""
-    tables = []
-    for title, rows in report_sections(report):
-        table = Table(
-            title=title,
-            title_justify="left",
-            title_style="bold cyan",
-            show_header=False,
-            box=None,
-            padding=(0, 1),
-        )
-        table.add_column("figure", style="bold", width=24, no_wrap=True)
-        table.add_column("value", justify="right", width=19, no_wrap=True)
-        table.add_column("what it means", overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        tables.append(table)
-    return Group(*tables)
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,9 +204,9 @@ def risk_command(
         print(f"{_PROG}: {exc}", file=sys.stderr)
         raise typer.Exit(exc.code) from None
     if output_format == "json":
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n")
+        sys.stdout.write(risk_json(report))
     else:
-        Console().print(render_tables(report))
+        Console().print(risk_tables(report))
 
 
 _SETTING_OF_FLAG = {

@@ -17,7 +17,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from gputui.core.model import FleetSnapshot
-from gputui.tui.riskview import RiskInputs, compute, render, risk_inputs
+from gputui.core.risk_summary import RiskInputs, risk_figures, risk_inputs
+from gputui.render.risk import risk_panel
 
 if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
@@ -59,7 +60,7 @@ class RiskPanel(VerticalScroll):
     @work(thread=True, exclusive=True, group="risk")
     def _compute(self, inputs: RiskInputs) -> None:
         try:
-            body = render(compute(inputs, self.settings))
+            body = risk_panel(risk_figures(inputs, self.settings))
         except ValueError as exc:
             body = Text(str(exc), style="bold red")
         self.app.call_from_thread(self._show, body)

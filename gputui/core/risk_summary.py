@@ -1,23 +1,20 @@
-"""The risk panel's figures: gputui.core.risk applied to the GPUs the monitor sees.
+"""The fleet's risk in brief: gputui.core.risk applied to the GPUs the monitor sees.
 
-The risk model needs scipy, whose import takes about a second; the panel computes these
-figures in a worker thread the first time, so the app starts at once and never stalls on it.
+The TUI's risk panel shows these figures (rendered by gputui.render.risk). The risk model
+needs scipy, whose import takes about a second: `risk_figures` imports it on first call, so a
+caller can compute in a worker thread and start at once.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from gputui.core.model import FleetSnapshot, Level
 
-if TYPE_CHECKING:  # the module imports scipy: only the worker thread may import it
+if TYPE_CHECKING:  # the module imports scipy: only risk_figures may import it
     from gputui.core.risk import RiskSettings
 
 HORIZONS = ((1.0, "1 h"), (24.0, "24 h"), (168.0, "7 d"))
@@ -72,8 +69,8 @@ class RiskFigures:
     adjusted_p_any: tuple[float, ...]
 
 
-def compute(inputs: RiskInputs, settings: RiskSettings | None = None) -> RiskFigures:
-    """Every figure of the panel (hosts.toml's [risk] settings, or the defaults)."""
+def risk_figures(inputs: RiskInputs, settings: RiskSettings | None = None) -> RiskFigures:
+    """Every figure of the brief (hosts.toml's [risk] settings, or the defaults)."""
     from gputui.core import risk
     from gputui.core.risk_report import risk_report
 
@@ -119,75 +116,3 @@ def compute(inputs: RiskInputs, settings: RiskSettings | None = None) -> RiskFig
         adjusted_rate=adjusted.rate_per_gpu_hour if adjusted else None,
         adjusted_p_any=p_any(adjusted.rate_per_gpu_hour) if adjusted else (),
     )
-
-
-def _hours(h: float | None) -> str:
-    if h is None or not math.isfinite(h):
-        return "never"
-    if h >= 48:
-        return f"{h / 24:,.1f} d"
-    return f"{h:,.1f} h" if h >= 1 else f"{h * 60:.0f} min"
-
-
-def _minutes(m: float | None) -> str:
-    if m is None:
-        return "-"
-    return f"{m:,.1f} min" if m < 120 else _hours(m / 60)
-
-
-def _table(title: str) -> Table:
-    table = Table(
-        title=title,
-        title_justify="left",
-        title_style="bold",
-        show_header=False,
-        box=None,
-        padding=(0, 1),
-        expand=False,
-    )
-    table.add_column("figure", no_wrap=True, min_width=26)
-    table.add_column("value", overflow="fold")
-    return table
-
-
-def render(f: RiskFigures) -> RenderableType:
-    """The panel: the calibrated model first, the heuristic apart and labelled."""
-    i = f.inputs
-    lo, hi = f.rate_interval
-    hosts = f"{i.hosts:,} host{'' if i.hosts == 1 else 's'}"
-    fleet = _table(f"Fleet failure risk: {i.gpus:,} GPUs monitored on {hosts}")
-    record = ""
-    if i.failures is not None and i.exposure_gpu_hours is not None:
-        record = f", {i.failures} failures in {i.exposure_gpu_hours:,.0f} GPU-h"
-    fleet.add_row(
-        "rate used",
-        f"{f.rate:.2e}/GPU-h ({f.rate_source}{record}; 95% {lo:.1e} - {hi:.1e})",
-    )
-    for (_, name), p in zip(HORIZONS, f.p_any, strict=True):
-        fleet.add_row(f"P(>= 1 failure) in {name}", f"{p:.3f}")
-    fleet.add_row("expected failures per day", f"{f.failures_per_day:.3g}")
-    fleet.add_row("fleet MTBF", _hours(f.mtbf_hours))
-
-    parts: list[RenderableType] = [fleet, Text()]
-    if f.job_gpus is not None and f.job_hours is not None:
-        how = "configured" if f.job_configured else "no job configured: the whole fleet"
-        job = _table(f"Job: {f.job_gpus:,} GPUs for {f.job_hours:g} h ({how})")
-        job.add_row(
-            "P(job survives)", f"{f.job_survival:.3f}" if f.job_survival is not None else "-"
-        )
-        job.add_row("job MTTF", _hours(f.job_mttf_hours))
-        job.add_row(
-            "checkpoint every",
-            f"{_minutes(f.checkpoint_young_min)} (Young), {_minutes(f.checkpoint_daly_min)} "
-            f"(Daly); write {f.checkpoint_write_min:g} min",
-        )
-        parts += [job, Text()]
-    if f.adjusted_rate is not None:
-        levels = ", ".join(f"{n} {lv.label}" for lv, n in i.gpus_by_level if n)
-        adj = _table("Health-adjusted (heuristic, not calibrated)")
-        adj.add_row("GPUs by verdict", levels or "-")
-        adj.add_row("adjusted rate", f"{f.adjusted_rate:.2e}/GPU-h (verdict multipliers)")
-        for (_, name), p in zip(HORIZONS, f.adjusted_p_any, strict=True):
-            adj.add_row(f"P(>= 1 failure) in {name}", f"{p:.3f}")
-        parts.append(adj)
-    return Group(*parts)
