@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gputui.tui.app import GpuTuiApp
 from gputui.tui.fleetview import SortKey
 from gputui.tui.session import MonitorSession
-from tests.test_tui_fakes import FakeMonitor, big_fleet, factory
+from tests.fake_fleet import FakeMonitor, big_fleet, factory
 
 # (key, character, where it is pressed) in the order the script presses them.
 KEYS = [

@@ -163,8 +163,8 @@ async def test_the_app_logs_the_shortfall_once_with_a_toast() -> None:
     from gputui.cli.tui_cmd import _events_of
     from gputui.tui.app import GpuTuiApp
     from gputui.tui.session import MonitorSession
+    from tests.fake_fleet import FakeMonitor, factory, small_fleet
     from tests.test_tui_app import until
-    from tests.test_tui_fakes import FakeMonitor, factory, small_fleet
 
     line = OpenFiles(hosts=1100, needed=1150, soft=1024, hard=1024).shortfall()
     assert line is not None

@@ -41,7 +41,7 @@ from gputui.ops.records import Fault, ProcessGroup
 from gputui.render.hosttext import md, md_code
 from gputui.render.report import report_json, report_markdown, report_table
 from gputui.render.triage import triage_json, triage_markdown, triage_table
-from tests.test_tui_fakes import T0, hello, reading
+from tests.fake_fleet import T0, hello, reading
 
 assert gputui.cli.commands  # registers every command on `app`
 

@@ -28,7 +28,7 @@ from gputui.tui.widgets.event_log import EventLog
 from gputui.tui.widgets.fleet_table import FleetTable
 from gputui.tui.widgets.gpu_grid import GpuGrid
 from gputui.tui.widgets.key_bar import KeyBar, KeyEntry, key_line
-from tests.test_tui_fakes import FakeFleet, FakeMonitor, R, factory, small_fleet
+from tests.fake_fleet import FakeFleet, FakeMonitor, R, factory, small_fleet
 
 WORST_FIRST = [
     "gpu005",
@@ -172,7 +172,7 @@ async def test_ticks_update_cells_in_place_never_rebuilding_the_table() -> None:
 
 
 async def test_rows_out_of_view_are_brought_up_to_date_when_scrolled_to() -> None:
-    from tests.test_tui_fakes import big_fleet
+    from tests.fake_fleet import big_fleet
 
     fleet = big_fleet(300)
     async with running(fleet, size=(100, 30)) as r:
@@ -277,7 +277,7 @@ async def test_a_click_on_a_grid_cell_opens_its_host() -> None:
 
 
 async def test_thousand_hosts_of_eight_gpus_fit_one_200x50_screen() -> None:
-    from tests.test_tui_fakes import big_fleet
+    from tests.fake_fleet import big_fleet
 
     async with running(big_fleet(1000), size=(200, 50)) as r:
         await r.press("2")
@@ -882,7 +882,7 @@ def test_light_sort_keys_order_as_the_rows_do() -> None:
     # worked out by host_row: both must agree, or rows scrolled into view would be misplaced.
     from gputui.render.report import host_label
     from gputui.tui.fleetview import SORT_KEYS, SortKey, host_row, light_sort_key
-    from tests.test_tui_fakes import big_fleet
+    from tests.fake_fleet import big_fleet
 
     snapshot = big_fleet(300).advance(2)
     now = snapshot.t + 4.0

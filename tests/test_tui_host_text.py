@@ -9,7 +9,7 @@ import pytest
 from rich.text import Text
 from textual.widgets import Input, Static
 
-import tests.test_tui_fakes
+import tests.fake_fleet
 from gputui.core.model import Action, FleetSnapshot, Level
 from gputui.core.text import plain
 from gputui.render.triage import triage_table
@@ -17,9 +17,9 @@ from gputui.tui.operator import ActionChoice, OnOutput, Outcome, Prepared, Reque
 from gputui.tui.screens.dialogs import PreviewDialog, ReasonDialog
 from gputui.tui.screens.host import GpuPanel, HostScreen
 from gputui.tui.screens.triage import TriageScreen
+from tests.fake_fleet import FakeFleet, R, small_fleet
 from tests.test_host_text import MARKUP, NASTY, assert_literal, assert_safe, nasty_triage_report
 from tests.test_tui_app import Running, running, static_text, until
-from tests.test_tui_fakes import FakeFleet, R, small_fleet
 
 pytestmark = pytest.mark.usefixtures("utc")
 
@@ -79,7 +79,7 @@ async def test_event_log_and_toasts_show_host_text_as_written() -> None:
 
 
 async def test_host_screen_shows_host_text_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tests.test_tui_fakes, "GPU_NAME", NASTY)
+    monkeypatch.setattr(tests.fake_fleet, "GPU_NAME", NASTY)
     fleet = nasty_fleet()
     async with running(fleet, size=(200, 60)) as r:
         fleet.event("gpu001", "xid", NASTY, Level.CRITICAL, gpu=0, xid=79)

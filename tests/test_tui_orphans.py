@@ -20,8 +20,8 @@ from gputui.ops.journal import Journal
 from gputui.ops.orphans import orphan_events, process_group_of
 from gputui.tui.app import GpuTuiApp
 from gputui.tui.session import MonitorSession
+from tests.fake_fleet import FakeMonitor, factory, small_fleet
 from tests.test_tui_app import until
-from tests.test_tui_fakes import FakeMonitor, factory, small_fleet
 
 pytestmark = [
     pytest.mark.usefixtures("utc"),

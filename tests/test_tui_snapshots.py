@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 
 from gputui.tui.app import GpuTuiApp
 from gputui.tui.session import MonitorSession
-from tests.test_tui_fakes import FakeFleet, FakeMonitor, big_fleet, factory, small_fleet
+from tests.fake_fleet import FakeFleet, FakeMonitor, big_fleet, factory, small_fleet
 
 SnapCompare = Callable[..., bool]
 
