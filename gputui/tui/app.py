@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
 from gputui.core.text import plain
 from gputui.render.report import host_label, host_why
-from gputui.tui.acyclic import patch_strip_self_caching
 from gputui.tui.commands import HostCommands
 from gputui.tui.fleetview import LABEL_RANK, severity
 from gputui.tui.gc_pacing import GcPacer
@@ -94,7 +93,6 @@ class GpuTuiApp(App[None]):
         triage: TriageRunner | None = None,
         notices: Notices | None = None,
     ) -> None:
-        patch_strip_self_caching()  # acyclic.py: lines drawn whole no longer refer to themselves
         super().__init__()
         self.triage_runner = triage
         self.session = session
@@ -142,7 +140,7 @@ class GpuTuiApp(App[None]):
         # tick, the cursor, the key bar) a repaint of the whole host screen an update later,
         # and kept the fleet screen laying itself out unseen. Only a see-through screen (a
         # dialog) has screens behind it.
-        stack = self._screen_stack
+        stack = self.screen_stack
         if stack and stack[-1].styles.background.a == 1:
             return []
         return super()._background_screens

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
+from textual.widgets import Input, Static, TabbedContent, TabPane
 
 if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
@@ -283,9 +283,9 @@ class FleetScreen(Screen[None]):
             self.action_tab("grid")
         return self.grid_panel.cycle_mode()
 
-    @on(DataTable.HeaderSelected)
-    def _header(self, event: DataTable.HeaderSelected) -> None:
-        key = SORT_OF_COLUMN.get(str(event.column_key.value))
+    @on(FleetTable.HeaderClicked)
+    def _header(self, event: FleetTable.HeaderClicked) -> None:
+        key = SORT_OF_COLUMN.get(event.column)
         if key is None:
             return
         table = self.table
@@ -293,10 +293,9 @@ class FleetScreen(Screen[None]):
         table.set_sort(key, reverse)
         self._status()
 
-    @on(DataTable.RowSelected)
-    def _row_chosen(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self._open_host(event.row_key.value)
+    @on(FleetTable.HostChosen)
+    def _row_chosen(self, event: FleetTable.HostChosen) -> None:
+        self._open_host(event.host)
 
     @on(GpuGrid.Chosen)
     def _cell_chosen(self, event: GpuGrid.Chosen) -> None:

@@ -4,31 +4,37 @@ Following dolphie's process list: rows are keyed by host name; each tick only th
 text changed are updated, hosts that newly match are added and hosts that no longer match are
 removed. The table is never cleared and rebuilt on a tick (that costs 10-30x more at 1,000
 rows); a filter change that removes most rows is the one case where rebuilding is cheaper.
-Column widths are fixed, so no update ever asks the table to re-measure.
+Column widths are fixed, so no update ever re-measures anything.
 
-Cells hold host text (names, reasons): each is escaped markup, rendered with emoji shortcodes
-off (`Cell`), and put through `plain()` first.
+A Line-API widget (a ScrollView drawing `render_line`, as the event log and toolong's log view
+are built) that owns its rows, its cursor and its cache of drawn lines, through Textual's public
+API only. Line 0 is the header and stays put; the rows scroll under it. A drawn row is kept
+with what it was drawn from (its cells, its place, cursor, hover, width and colours), so a tick
+redraws only the rows whose cells changed, and only the cache of what is in view is kept.
+
+Cells hold host text (names, reasons): each is a `Cell` of plain text (put through `plain()`)
+and a style, drawn as segments: never read as markup, never with emoji shortcodes.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import msgspec
+from rich.cells import cell_len, set_cell_size
 from rich.markup import escape
+from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
-from textual._types import SegmentLines
+from textual import events
 from textual.binding import Binding, BindingType
-from textual.cache import LRUCache
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
 from gputui.core.text import plain
 from gputui.render.report import host_label
-from gputui.tui.acyclic import AcyclicLRUCache
 from gputui.tui.fleetview import (
     COLUMNS,
     SORT_KEYS,
@@ -45,91 +51,150 @@ from gputui.tui.palette import DEFAULT_PALETTE, Palette
 
 _DIM = Style(dim=True)
 _PLAIN = Style()
-# Rebuild instead of removing row by row past this many removals (each removal is O(rows)).
+# Rebuild instead of removing row by row past this many removals.
 _REBUILD_AFTER_REMOVALS = 64
 _MARGIN = 5  # rows beyond the view kept current, so a small scroll shows no old values
-CELL_CACHE = 1024
-LINE_CACHE = 256  # rendered rows and lines: a few screens' worth, cursor variants included
+_COLUMN_INDEX = {column.key: i for i, column in enumerate(COLUMNS)}
+HEADER = -1  # the row index of the header line
 
 
 class Cell(msgspec.Struct, frozen=True, gc=False):
-    """One cell: gputui's markup (the cell's style) around escaped host text.
+    """One cell: its text, padded to the column, and its style as a style string.
 
-    DataTable reads a `str` cell as Rich markup with emoji shortcodes on, so a reason that
-    named PCI device 0000:ab:00.0 showed an emoji in it; a Cell renders with shortcodes off.
-    A struct out of the cyclic GC holding one str costs a full collection no more than the str.
+    The text is drawn as it is (a reason naming PCI device 0000:ab:00.0 shows no emoji, a
+    bracket is no markup); `markup` is the same cell as escaped Rich markup, for reading.
+    A struct out of the cyclic GC holding two strs costs a full collection no more than they.
     """
 
-    markup: str
+    text: str
+    style: str = ""
+
+    @property
+    def markup(self) -> str:
+        text = escape(self.text)
+        return f"[{self.style}]{text}[/]" if self.style else text
 
     def __str__(self) -> str:
         return self.markup
 
-    def __rich__(self) -> Text:
-        return Text.from_markup(self.markup, emoji=False, end="")
+
+class _Drawn(NamedTuple):
+    """A row's line as drawn, and what it was drawn from."""
+
+    cells: tuple[Cell, ...]
+    look: tuple[object, ...]  # place, cursor, hover, width, scroll and the widget's styles
+    strip: Strip
 
 
-def _escaped(value: str) -> str:
-    """Host text as markup that reads as the text itself, without control characters."""
-    return escape(plain(value))
-
-
-class FleetTable(DataTable[Cell]):
+class FleetTable(ScrollView, can_focus=True):
     """Hosts of the fleet, sorted (state first by default) and filtered."""
 
-    # DataTable's home and end scroll sideways; here the first and the last host matter.
+    # The first and the last host matter here, not the first and the last column.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("home", "scroll_top", "First host", show=False),
-        Binding("end", "scroll_bottom", "Last host", show=False),
+        Binding("enter", "select_cursor", "Select", show=False),
+        Binding("up", "cursor_up", "Cursor up", show=False),
+        Binding("down", "cursor_down", "Cursor down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,ctrl+home", "scroll_top", "First host", show=False),
+        Binding("end,ctrl+end", "scroll_bottom", "Last host", show=False),
     ]
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "fleet-table--header",
+        "fleet-table--cursor",
+        "fleet-table--hover",
+    }
+
+    # The look of Textual's DataTable, which drew this table before.
+    DEFAULT_CSS = """
+    FleetTable {
+        background: $surface;
+        color: $foreground;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .fleet-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+            & > .fleet-table--header {
+                background-tint: $foreground 5%;
+            }
+        }
+        & > .fleet-table--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .fleet-table--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .fleet-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        & > .fleet-table--hover {
+            background: $block-hover-background;
+        }
+    }
+    """
+
+    class HostChosen(Message):
+        """Enter, or a click on the cursor's row: open this host."""
+
+        def __init__(self, host: str) -> None:
+            super().__init__()
+            self.host = host
+
+    class HeaderClicked(Message):
+        """A click on a column's header."""
+
+        def __init__(self, column: str) -> None:
+            super().__init__()
+            self.column = column
+
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(cursor_type="row", cell_padding=0, zebra_stripes=False, id=id)
+        super().__init__(id=id)
         self.sort_key = SortKey.STATE
         self.sort_reverse = False
         self.filter = FleetFilter()
         self.palette: Palette = DEFAULT_PALETTE
         self.total = 0  # hosts in the fleet, matching or not
+        self.cursor_row = 0
         self._snapshot: FleetSnapshot | None = None
         # host -> (label, dimmed, cell texts) on screen: what the next tick is compared with
         self._shown: dict[str, tuple[str, bool, tuple[str, ...]]] = {}
+        self._cells: dict[str, tuple[Cell, ...]] = {}  # host -> its cells, as drawn
         self._row_cache: dict[str, tuple[HostSnapshot, HostRow]] = {}
         self._latest: dict[str, HostSnapshot] = {}  # shown host -> its newest snapshot
         self._keys: dict[str, tuple[object, ...]] = {}  # shown host -> its sort key
         self._current: set[str] = set()  # hosts whose cells show the newest snapshot
         self._order: list[str] = []  # hosts in screen order
+        self._index: dict[str, int] = {}  # host -> its place in `_order`
+        self._drawn: dict[str, _Drawn] = {}  # rows in view (and around): their lines
+        self._header_cells: tuple[Cell, ...] = ()
+        self._header_drawn: _Drawn | None = None
+        self._widths: tuple[int, ...] = ()  # each column's width on screen
         self._host_width = 0
+        self._hover_row: int | None = None  # the row under the mouse, shown once it moved
         # The cursor follows its host when rows move, but only once the operator has put it
         # somewhere: until then it stays on the top row, the worst host.
         self._pinned = False
-        self._moving = False
-        # Rendered cells keyed by their own version: DataTable keys its cell cache by a
-        # table-wide update count, so one changed cell would re-render every visible cell.
-        self._version = 0
-        self._cell_version: dict[tuple[RowKey, ColumnKey], int] = {}
-        # About two screens of cells (cursor and hover variants included): what is in view.
-        self._rendered: LRUCache[tuple[object, ...], SegmentLines] = AcyclicLRUCache(CELL_CACHE)
-        # DataTable's own caches, of the same interface without reference cycles (acyclic.py:
-        # DataTable clears them on every sort, row change and cursor move, and a cleared
-        # textual LRUCache leaves its entries for the cyclic GC). Its cell cache is keyed by
-        # the update count, so with the cache above its entries are never hit again: keep it
-        # small. Its row and line caches are keyed by that count too (and by the cursor), so
-        # after a tick only what is in view can be hit: a few screens' worth.
-        self._cell_render_cache = AcyclicLRUCache(CELL_CACHE)
-        self._row_render_cache = AcyclicLRUCache(LINE_CACHE)
-        self._row_renderable_cache = AcyclicLRUCache(LINE_CACHE)
-        self._line_cache = AcyclicLRUCache(LINE_CACHE)
-        self._offset_cache = AcyclicLRUCache(1)
-        self._ordered_row_cache = AcyclicLRUCache(1)
 
     # -- public ---------------------------------------------------------------------------
 
     @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
     def selected_host(self) -> str | None:
-        if not self._order or not 0 <= self.cursor_row < self.row_count:
+        if not 0 <= self.cursor_row < len(self._order):
             return None
-        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        return row_key.value
+        return self._order[self.cursor_row]
 
     @property
     def shown(self) -> list[str]:
@@ -137,76 +202,248 @@ class FleetTable(DataTable[Cell]):
         return list(self._order)
 
     def select_host(self, name: str) -> bool:
-        if name not in self._shown:
+        if name not in self._index:
             return False
-        self.move_cursor(row=self.get_row_index(name))
+        self.move_cursor(self._index[name])
         self._pinned = True
         return True
 
-    # -- rendering --------------------------------------------------------------------------
+    def get_row_index(self, host: str) -> int:
+        return self._index[host]
 
-    def update_cell(
+    def get_row(self, host: str) -> list[Cell]:
+        return list(self._cells[host])
+
+    def get_cell(self, host: str, column: str) -> Cell:
+        return self._cells[host][_COLUMN_INDEX[column]]
+
+    def column_x(self, column: str) -> int:
+        """Where `column` starts, in cells from the table's left edge."""
+        return sum(self._widths[: _COLUMN_INDEX[column]])
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def add_row(self, *cells: Cell, key: str) -> None:
+        self._cells[key] = cells
+        self._index[key] = len(self._order)
+        self._order.append(key)
+
+    def update_cell(self, host: str, column: str, value: Cell) -> None:
+        cells = self._cells[host]
+        i = _COLUMN_INDEX[column]
+        self._cells[host] = (*cells[:i], value, *cells[i + 1 :])
+
+    def remove_row(self, host: str) -> None:
+        del self._cells[host]
+        self._drawn.pop(host, None)
+        self._order.remove(host)
+        self._index = {name: i for i, name in enumerate(self._order)}
+
+    def clear(self) -> None:
+        self._cells.clear()
+        self._drawn.clear()
+        self._order = []
+        self._index = {}
+
+    # -- keys and mouse -------------------------------------------------------------------
+
+    def move_cursor(self, row: int) -> None:
+        """Put the cursor on `row` (kept within the table) and scroll it into view."""
+        row = max(0, min(row, len(self._order) - 1))
+        if row != self.cursor_row:
+            old, self.cursor_row = self.cursor_row, row
+            self._refresh_row(old)
+            self._refresh_row(row)
+        self._scroll_into_view(row)
+
+    def _operator_moves(self, row: int) -> None:
+        self._pinned = True
+        self._hover_shown(None)
+        self.move_cursor(row)
+
+    def action_cursor_up(self) -> None:
+        self._operator_moves(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self._operator_moves(self.cursor_row + 1)
+
+    def action_page_down(self) -> None:
+        height = self._rows_in_view()
+        self.scroll_relative(y=height, animate=False, force=True)
+        self._operator_moves(self.cursor_row + height)
+
+    def action_page_up(self) -> None:
+        height = self._rows_in_view()
+        self.scroll_relative(y=-height, animate=False)
+        self._operator_moves(self.cursor_row - height)
+
+    def action_scroll_top(self) -> None:
+        self._operator_moves(0)
+
+    def action_scroll_bottom(self) -> None:
+        self._operator_moves(len(self._order) - 1)
+
+    def action_select_cursor(self) -> None:
+        host = self.selected_host
+        if host is not None:
+            self.post_message(self.HostChosen(host))
+
+    def _row_at(self, event: events.MouseEvent) -> tuple[int, int] | None:
+        """(row, x in the table) under the mouse; the row is HEADER on the header line."""
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return None
+        if offset.y == 0:
+            return HEADER, offset.x + int(self.scroll_x)
+        return offset.y - 1 + int(self.scroll_y), offset.x + int(self.scroll_x)
+
+    def on_click(self, event: events.Click) -> None:
+        at = self._row_at(event)
+        if at is None:
+            return
+        row, x = at
+        if row == HEADER:
+            column = self._column_at(x)
+            if column is not None:
+                self.post_message(self.HeaderClicked(column.key))
+            return
+        if not 0 <= row < len(self._order):
+            return
+        event.stop()
+        self._hover_shown(row)
+        if row == self.cursor_row:
+            self.action_select_cursor()
+        self._pinned = True
+        self.move_cursor(row)
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        at = self._row_at(event)
+        row = at[0] if at is not None and at[0] < len(self._order) else None
+        self._hover_shown(row)
+
+    def on_leave(self, event: events.Leave) -> None:
+        self._hover_shown(None)
+
+    def _hover_shown(self, row: int | None) -> None:
+        if row != self._hover_row:
+            old, self._hover_row = self._hover_row, row
+            for changed in (old, row):
+                if changed is not None:
+                    self._refresh_row(changed)
+
+    def _column_at(self, x: int) -> Column | None:
+        start = 0
+        for column, width in zip(COLUMNS, self._widths, strict=True):
+            if start <= x < start + width:
+                return column
+            start += width
+        return None
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            return self._header_line(base, width)
+        row = y - 1 + int(self.scroll_y)
+        if not 0 <= row < len(self._order):
+            return Strip.blank(width, base)
+        name = self._order[row]
+        cells = self._cells[name]
+        cursor = row == self.cursor_row
+        hover = row == self._hover_row
+        styles = (
+            base,
+            self.get_component_rich_style("fleet-table--cursor") if cursor else None,
+            self.get_component_rich_style("fleet-table--hover") if hover else None,
+        )
+        look = (row, width, int(self.scroll_x), styles)
+        drawn = self._drawn.get(name)
+        if drawn is not None and drawn.cells is cells and drawn.look == look:
+            return drawn.strip
+        strip = self._draw(row, cells, base, base, styles[1], styles[2], width)
+        self._drawn[name] = _Drawn(cells, look, strip)
+        return strip
+
+    def _header_line(self, base: Style, width: int) -> Strip:
+        header = self.get_component_styles("fleet-table--header").rich_style
+        look = (width, int(self.scroll_x), base, header)
+        drawn = self._header_drawn
+        if drawn is not None and drawn.cells is self._header_cells and drawn.look == look:
+            return drawn.strip
+        strip = self._draw(HEADER, self._header_cells, header, base, None, None, width)
+        self._header_drawn = _Drawn(self._header_cells, look, strip)
+        return strip
+
+    def _draw(
         self,
-        row_key: RowKey | str,
-        column_key: ColumnKey | str,
-        value: Cell,
-        *,
-        update_width: bool = False,
-    ) -> None:
-        super().update_cell(row_key, column_key, value, update_width=update_width)
-        self._bump(RowKey(row_key) if isinstance(row_key, str) else row_key, column_key)
-
-    def _bump(self, row_key: RowKey, column_key: ColumnKey | str) -> None:
-        self._version += 1
-        key = ColumnKey(column_key) if isinstance(column_key, str) else column_key
-        self._cell_version[(row_key, key)] = self._version
-
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
+        row: int,
+        cells: tuple[Cell, ...],
+        row_style: Style,
+        base: Style,
+        cursor: Style | None,
+        hover: Style | None,
         width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> SegmentLines:
-        if row_index < 0 or column_index < 0:  # header and labels: as DataTable does
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row_key = self._row_locations.get_key(row_index)
-        column_key = self._column_locations.get_key(column_index)
-        version = self._cell_version.get((row_key, column_key))  # type: ignore[arg-type]
-        if version is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        key = (
-            row_key, column_key, version, row_index, base_style, width, cursor, hover,
-            self._show_hover_cursor, self._pseudo_class_state,
-        )  # fmt: skip
-        lines = self._rendered.get(key)
-        if lines is None:
-            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-            self._rendered[key] = lines
-        return lines
+    ) -> Strip:
+        """One line as DataTable drew it: each cell cut or padded to its column in the row's
+        style (cursor and hover over it, the cursor's colour over the cell's own), then the
+        rest of the width in the row's style, with each cell's place in the style's meta."""
+        component = Style()
+        if hover is not None:
+            component += hover
+        if cursor is not None:
+            component += cursor
+        post = Style.from_color(color=component.color)
+        segments: list[Segment] = []
+        for index, (cell, column_width) in enumerate(zip(cells, self._widths, strict=True)):
+            pre = row_style + Style.from_meta({"row": row, "column": index}) + component
+            text = cell.text
+            if cell_len(text) > column_width:
+                text = set_cell_size(text, column_width)  # cut, as a wide cell's text is
+            style = pre + Style.parse(cell.style) if cell.style else pre
+            if text:
+                segments.append(Segment(text, style + post))
+            pad = column_width - cell_len(text)
+            if pad > 0:
+                segments.append(Segment(" " * pad, pre + post))
+        rest = max(0, width - sum(self._widths))
+        extend = (
+            row_style
+            + component
+            + Style.from_meta({"row": row, "column": 0, "out_of_bounds": True})
+        )
+        segments.append(Segment(" " * rest, extend))
+        x = int(self.scroll_x)
+        return Strip(segments).crop(x, x + width).adjust_cell_length(width, base).simplify()
 
-    def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
-        super().watch_cursor_coordinate(old, new)
-        if not self._moving and old != new:
-            self._pinned = True
+    def _refresh_row(self, row: int) -> None:
+        if 0 <= row < len(self._order):
+            self.refresh_line(row + 1)
+
+    def _rows_in_view(self) -> int:
+        return max(self.scrollable_content_region.height - 1, 1)  # less the header line
+
+    def _scroll_into_view(self, row: int) -> None:
+        top = int(self.scroll_y)
+        height = self._rows_in_view()
+        if row < top:
+            self.scroll_to(y=row, animate=False, force=True)
+        elif row >= top + height:
+            self.scroll_to(y=row - height + 1, animate=False, force=True)
+
+    def _resize(self) -> None:
+        self.virtual_size = Size(sum(self._widths), len(self._order) + 1)
+
+    # -- ticks ----------------------------------------------------------------------------
 
     def apply(self, snapshot: FleetSnapshot) -> None:
         """Bring the table to `snapshot`: changed cells, new rows, gone rows, order."""
-        self._moving = True
-        try:
-            self._apply(snapshot)
-        finally:
-            self._moving = False
-
-    def _apply(self, snapshot: FleetSnapshot) -> None:
         self._snapshot = snapshot
         self.total = len(snapshot.hosts)
-        if not self.columns:
+        if not self._widths:
             self._add_columns(snapshot)
         selected = self.selected_host if self._pinned else None
-        was_visible = self._cursor_in_view()
         now = snapshot.t
         # Every host's row is worked out only to fill the table; then each tick only the sort
         # key of each host (light_sort_key: its state, age or one figure) and the rows in
@@ -235,16 +472,11 @@ class FleetTable(DataTable[Cell]):
         gone = [name for name in self._shown if name not in latest]
         if len(gone) > _REBUILD_AFTER_REMOVALS and len(gone) * 4 > len(self._shown):
             self.clear()
-            self._cell_version.clear()
-            self._rendered.clear()
             self._shown.clear()
-            self._order = []
             gone = []
         for name in gone:
             self.remove_row(name)
             del self._shown[name]
-            for column in COLUMNS:
-                self._cell_version.pop((RowKey(name), ColumnKey(column.key)), None)
         self._current = set()
         for name, host in latest.items():
             if name in self._shown:
@@ -252,14 +484,14 @@ class FleetTable(DataTable[Cell]):
                     self._show(name, rows[name])
                 continue
             row = rows.get(name) or self._row(host, now)
-            row_key = self.add_row(*self._texts(row), key=name)
-            for column in COLUMNS:
-                self._bump(row_key, column.key)
+            self.add_row(*self._texts(row), key=name)
             self._shown[name] = (row.label, row.dimmed, row.cells)
             self._current.add(name)
         self._resort()
+        self._resize()
         self._refresh_visible()
-        self._follow(selected, was_visible)
+        self._follow(selected)
+        self.refresh()
 
     def _show(self, name: str, row: HostRow) -> None:
         """Bring one shown row to `row`: only the cells whose text or look changed."""
@@ -271,16 +503,20 @@ class FleetTable(DataTable[Cell]):
             self._shown[name] = shown
 
     def _refresh_visible(self) -> None:
-        """Bring the rows in view (and a few around) up to the latest snapshot."""
+        """Bring the rows in view (and a few around) up to the latest snapshot; forget the
+        lines drawn for rows out of view."""
         if self._snapshot is None:
             return
         top = int(self.scroll_y)
         height = max(self.scrollable_content_region.height, 1)
         now = self._snapshot.t
-        for name in self._order[max(top - _MARGIN, 0) : top + height + _MARGIN]:
+        near = self._order[max(top - _MARGIN, 0) : top + height + _MARGIN]
+        for name in near:
             host = self._latest.get(name)
             if name not in self._current and host is not None:
                 self._show(name, self._row(host, now))
+        if len(self._drawn) > 2 * len(near):
+            self._drawn = {name: self._drawn[name] for name in near if name in self._drawn}
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -303,12 +539,14 @@ class FleetTable(DataTable[Cell]):
     def _update_row(self, name: str, old: tuple[str, bool, tuple[str, ...]], row: HostRow) -> None:
         """Only the cells whose text changed; every cell when the row's look changed."""
         restyle = old[0] != row.label or old[1] != row.dimmed
-        row_key = RowKey(name)
         for index, (column, before, after) in enumerate(
             zip(COLUMNS, old[2], row.cells, strict=True)
         ):
             if restyle or before != after:
-                self.update_cell(row_key, ColumnKey(column.key), self._text(row, index))
+                self.update_cell(name, column.key, self._text(row, index))
+        place = self._index.get(name)
+        if place is not None:
+            self._refresh_row(place)
 
     def set_filter(self, text: str) -> None:
         self.filter = FleetFilter(text)
@@ -338,44 +576,39 @@ class FleetTable(DataTable[Cell]):
     def _add_columns(self, snapshot: FleetSnapshot) -> None:
         longest = max((len(h.name) for h in snapshot.hosts), default=6)
         self._host_width = min(max(longest, 6), 24)
-        for column in COLUMNS:
-            width = self._host_width if column.key == "host" else column.width
-            self.add_column(self._header(column, width), width=width + 1, key=column.key)
+        self._widths = tuple(self._width(column) + 1 for column in COLUMNS)
+        self._label_columns()
 
     def _width(self, column: Column) -> int:
         return self._host_width if column.key == "host" else column.width
 
-    def _header(self, column: Column, width: int) -> Text:
+    def _header(self, column: Column, width: int) -> Cell:
         label = column.header
         if column.key == self.sort_key.value:
             label += "▴" if self.sort_reverse else "▾"
         text = f"{label:>{width}}" if column.right else label
-        return Text(" " + text, style="bold")
+        return Cell(" " + text, "bold")
 
     def _label_columns(self) -> None:
-        for column in COLUMNS:
-            key = ColumnKey(column.key)
-            if key in self.columns:
-                self.columns[key].label = self._header(column, self._width(column))
-        self._update_count += 1  # the header row is cached by this count
-        self.refresh()
+        if self._widths:
+            self._header_cells = tuple(self._header(c, self._width(c)) for c in COLUMNS)
+            self.refresh_line(int(self.scroll_y))  # the header: line 0 on screen
 
     def _texts(self, row: HostRow) -> list[Cell]:
         return [self._text(row, i) for i in range(len(COLUMNS))]
 
     def _text(self, row: HostRow, index: int) -> Cell:
-        """One cell as markup: padded text in the row's style.
+        """One cell: padded text in the row's style.
 
-        Cells are markup strings (in a Cell) rather than Text objects: a string is invisible to
-        the cyclic GC, and 1,000 rows of Text objects made each full collection walk 20,000 more
-        objects.
+        Cells are strs in a Cell rather than Text objects: a str is invisible to the cyclic GC,
+        and 1,000 rows of Text objects made each full collection walk 20,000 more objects.
         """
         column = COLUMNS[index]
         value = plain(row.cells[index])  # before padding: what is dropped takes no room
         width = self._width(column)
-        text = " " + escape(f"{value:>{width}}" if column.right else value)
+        text = " " + (f"{value:>{width}}" if column.right else value)
         if column.key == "host":
-            return Cell(text)  # never styled: the sort finds rows by this text
+            return Cell(text)  # never styled
         base = _DIM if row.dimmed or row.label == "connecting" else _PLAIN
         if column.key == "state":
             style = self.palette.chip(row.label)
@@ -385,7 +618,7 @@ class FleetTable(DataTable[Cell]):
             style = _PLAIN  # the age is the point of a stale row: keep it legible
         else:
             style = base
-        return Cell(f"[{style}]{text}[/]" if style else text)
+        return Cell(text, str(style) if style else "")
 
     def _resort(self) -> None:
         keys = self._keys
@@ -393,18 +626,12 @@ class FleetTable(DataTable[Cell]):
         if order == self._order:
             return
         self._order = order
-        position = {" " + _escaped(name): i for i, name in enumerate(order)}
-        self.sort("host", key=lambda cell: position[cell.markup])
+        self._index = {name: i for i, name in enumerate(order)}
 
-    def _cursor_in_view(self) -> bool:
-        top = int(self.scroll_y)
-        height = max(self.scrollable_content_region.height - 1, 1)  # less the header row
-        return top <= self.cursor_row < top + height
-
-    def _follow(self, selected: str | None, scroll: bool) -> None:
+    def _follow(self, selected: str | None) -> None:
         """Keep the cursor on the host it was on (operator actions target that host)."""
-        if selected is None or selected not in self._shown:
-            return
-        index = self.get_row_index(selected)
-        if index != self.cursor_row:
-            self.move_cursor(row=index, scroll=scroll)
+        if selected is not None and selected in self._index:
+            if self._index[selected] != self.cursor_row:
+                self.move_cursor(self._index[selected])
+        elif self.cursor_row >= len(self._order):
+            self.move_cursor(len(self._order) - 1)
