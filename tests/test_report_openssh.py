@@ -6,16 +6,18 @@ one host is reached directly, one through a ProxyJump bastion.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gputui.collect.fleet import monitor_config
 from gputui.config import load_config
-from gputui.core.model import HostState
+from gputui.core.model import HostState, Sample
 from tests.test_collect_openssh import Site, site  # noqa: F401 - the fixture
 from tests.test_collect_ssh import wait_until
 
@@ -75,12 +77,26 @@ async def test_host_down_and_back_without_restarting_the_monitor(site: Site) -> 
         site.gpu.stop()
         await wait_until(lambda: direct.state is HostState.UNREACHABLE, timeout=20)
         down = mon.publish()
+        last_before = direct.sample
         site.gpu.start()
+        restarted_at = time.time()
         await wait_until(lambda: direct.state is HostState.STREAMING, timeout=90)
-        back_seq = direct.sample.seq if direct.sample else -1
+        # A hello alone makes the host streaming again, and the last values are kept: only a
+        # sample the agent read after sshd came back proves the new stream delivers readings.
+        with contextlib.suppress(AssertionError):
+            await wait_until(lambda: _read_after(direct.sample, restarted_at), timeout=30)
+        back = direct.sample
     reason = next(h for h in down.hosts if h.name == "gpu-direct").state_reason
     assert reason  # says why: connection lost / refused
     assert (
         next(h for h in down.hosts if h.name == "gpu-direct").sample is not None
     )  # last values kept
-    assert back_seq >= 0
+    assert back is not last_before and _read_after(back, restarted_at), (
+        f"no sample after the reconnect: the last was read at {back.t if back else None}, "
+        f"sshd restarted at {restarted_at}"
+    )
+
+
+def _read_after(sample: Sample | None, t: float) -> bool:
+    """Whether the agent read this sample after `t` (its clock is this machine's: same host)."""
+    return sample is not None and sample.t > t
