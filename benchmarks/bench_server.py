@@ -22,13 +22,13 @@ import json
 import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import asyncssh
 
 from gputui.collect.fdlimit import raise_soft_limit
+from gputui.collect.loopback_sshd import ServerKeys, listen, publish, until_stopped
 
 
 def recorded_lines() -> tuple[bytes, list[str]]:
@@ -68,17 +68,11 @@ def hello_for(recorded: bytes, interval: float) -> bytes:
     return json.dumps(hello, separators=(",", ":")).encode() + b"\n"
 
 
-class _Server(asyncssh.SSHServer):
-    def begin_auth(self, username: str) -> bool:
-        return True
-
-
 async def serve(directory: Path, interval: float) -> None:
     raise_soft_limit()
     recorded_hello, templates = recorded_lines()
     hello = hello_for(recorded_hello, interval)
-    key = asyncssh.read_private_key(str(directory / "host_key"))
-    authorized = asyncssh.import_authorized_keys((directory / "client_key.pub").read_text())
+    keys = ServerKeys.read(directory)
     rng = random.Random(1)
 
     def sample(seq: int) -> bytes:
@@ -114,27 +108,9 @@ async def serve(directory: Path, interval: float) -> None:
         finally:
             reader.cancel()
 
-    acceptor = await asyncssh.listen(
-        "127.0.0.1",
-        0,
-        server_factory=_Server,
-        server_host_keys=[key],
-        authorized_client_keys=authorized,
-        process_factory=handle,
-        encoding=None,
-        backlog=4096,
-    )
-    (directory / "port").write_text(str(acceptor.get_port()))
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def watch_stdin() -> None:
-        with contextlib.suppress(Exception):
-            sys.stdin.buffer.read()
-        loop.call_soon_threadsafe(lambda: None if done.done() else done.set_result(None))
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    await done
+    acceptor = await listen(keys, handle, backlog=4096)
+    publish(directory / "port", str(acceptor.get_port()))
+    await until_stopped()
     acceptor.close()
 
 

@@ -24,12 +24,13 @@ import json
 import random
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
+
+from gputui.collect.loopback_sshd import ServerKeys, listen, publish, until_stopped
 
 Process = asyncssh.SSHServerProcess[bytes]
 
@@ -140,15 +141,9 @@ class Behaviours:
         return method if callable(method) else self.instant_close
 
 
-class _Server(asyncssh.SSHServer):
-    def begin_auth(self, username: str) -> bool:
-        return True  # public key only (authorized_client_keys)
-
-
 async def serve(directory: Path, interval: float) -> None:
     behaviours = Behaviours(interval)
-    key = asyncssh.read_private_key(str(directory / "host_key"))
-    authorized = asyncssh.import_authorized_keys((directory / "client_key.pub").read_text())
+    keys = ServerKeys.read(directory)
 
     async def handle(process: Process) -> None:
         async def drain() -> None:
@@ -165,28 +160,9 @@ async def serve(directory: Path, interval: float) -> None:
         finally:
             reader.cancel()
 
-    acceptor = await asyncssh.listen(
-        "127.0.0.1",
-        0,
-        server_factory=_Server,
-        server_host_keys=[key],
-        authorized_client_keys=authorized,
-        process_factory=handle,
-        encoding=None,
-        backlog=4096,
-    )
-    (directory / "port.tmp").write_text(str(acceptor.get_port()))
-    (directory / "port.tmp").rename(directory / "port")
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def watch_stdin() -> None:
-        with contextlib.suppress(Exception):
-            sys.stdin.buffer.read()
-        loop.call_soon_threadsafe(lambda: None if done.done() else done.set_result(None))
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    await done
+    acceptor = await listen(keys, handle, backlog=4096)
+    publish(directory / "port", str(acceptor.get_port()))
+    await until_stopped()
     acceptor.close()
 
 

@@ -18,17 +18,12 @@ import json
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import asyncssh
 
 from gputui.collect.fdlimit import raise_soft_limit
-
-
-class _Server(asyncssh.SSHServer):
-    def begin_auth(self, username: str) -> bool:
-        return True  # authentication required: public key only (authorized_client_keys)
+from gputui.collect.loopback_sshd import ServerKeys, listen, publish, until_stopped
 
 
 async def _run_command(
@@ -84,8 +79,7 @@ async def _feed_stdin(
 
 async def serve(directory: Path, names: list[str]) -> None:
     raise_soft_limit()  # each host costs several descriptors here (fdlimit.py)
-    host_key = asyncssh.read_private_key(str(directory / "host_key"))
-    authorized = asyncssh.import_authorized_keys((directory / "client_key.pub").read_text())
+    keys = ServerKeys.read(directory)
     children: set[asyncio.subprocess.Process] = set()
 
     def process_factory(process: asyncssh.SSHServerProcess[bytes]) -> asyncio.Task[None]:
@@ -94,52 +88,16 @@ async def serve(directory: Path, names: list[str]) -> None:
     servers: list[asyncssh.SSHAcceptor] = []
     ports: dict[str, int] = {}
     for name in names:
-        acceptor = await asyncssh.listen(
-            "127.0.0.1",
-            0,
-            server_factory=_Server,
-            server_host_keys=[host_key],
-            authorized_client_keys=authorized,
-            process_factory=process_factory,
-            encoding=None,
-            allow_scp=False,
-            agent_forwarding=False,
-            x11_forwarding=False,
-            keepalive_interval=5,
-        )
+        acceptor = await listen(keys, process_factory, keepalive_interval=5)
         servers.append(acceptor)
         ports[name] = acceptor.get_port()
-    tmp = directory / "ports.json.tmp"
-    tmp.write_text(json.dumps(ports))
-    tmp.replace(directory / "ports.json")
-
-    loop = asyncio.get_running_loop()
-    stdin_closed = loop.create_future()
-    stop_signal = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: its terminal closed
-        loop.add_signal_handler(sig, stop_signal.set)
-
-    def watch_stdin() -> None:
-        with contextlib.suppress(Exception):
-            sys.stdin.buffer.read()
-        loop.call_soon_threadsafe(_resolve, stdin_closed)
-
-    # A daemon thread: a blocked read must not keep the process alive at exit.
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    await asyncio.wait(
-        [stdin_closed, asyncio.ensure_future(stop_signal.wait())],
-        return_when=asyncio.FIRST_COMPLETED,
-    )
+    publish(directory / "ports.json", json.dumps(ports))
+    await until_stopped((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))  # SIGHUP: terminal closed
     for acceptor in servers:
         acceptor.close()
     for proc in list(children):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def main(argv: list[str]) -> int:
