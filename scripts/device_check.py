@@ -25,23 +25,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout: the agent's field table
 
-# field -> (absolute tolerance, relative tolerance): disagreement beyond both is flagged.
-FAST_FIELDS = {
-    "temp_c": (3.0, 0.0),
-    "power_w": (15.0, 0.10),
-    "power_limit_w": (1.0, 0.0),
-    "util_pct": (15.0, 0.0),  # both average over their own windows
-    "mem_util_pct": (15.0, 0.0),
-    "mem_used_mib": (64.0, 0.02),
-    # Constant while the driver runs; an H200 read 615 MiB through NVML, 616 through nvidia-smi.
-    "mem_reserved_mib": (2.0, 0.0),
-    "sm_clock_mhz": (30.0, 0.05),
-    "mem_clock_mhz": (30.0, 0.02),
-    "pcie_gen": (0.0, 0.0),
-    "pcie_width": (0.0, 0.0),
-    "ecc_uncorrected_volatile": (0.0, 0.0),
-}
+from gputui.agent.fields import READINGS  # noqa: E402
+
+# field -> (absolute tolerance, relative tolerance): disagreement beyond both is flagged. Each
+# field's tolerance is declared beside its NVML call and nvidia-smi field (gputui/agent/fields.py).
+FAST_FIELDS = {f.name: f.tolerance for f in READINGS if f.tolerance is not None}
 # Fields that both sides must report when either does.
 BOTH_OR_NEITHER = ("mem_used_mib", "mem_reserved_mib")
 HELLO_FIELDS = (

@@ -9,6 +9,8 @@ operator needs them sorted:
 - anything else: the field is left out of this sample only.
 
 Fast signals are read every sample, slow ones when the run loop asks (every `slow_every`).
+Which call reads each field, with which arguments and unit conversion, is declared once in
+fields.py; the fields that take one plain call are read from that table here.
 XIDs and double-bit ECC errors come from an NVML event set waited on in a daemon thread and
 are pushed the moment NVML hands them over.
 
@@ -23,9 +25,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 from .backend import Backend, BackendError, EventSink, Json
+from .fields import READINGS, bytes_to_mib, milliwatts_to_w
 
 # Every pynvml name this module uses: the simulated NVML must offer each one with the same
 # signature and value (tests/test_simnvml_surface.py checks it against the real pynvml).
@@ -111,8 +114,19 @@ NVML_CONSTANTS = (
 )
 NVML_ERROR_CLASSES = ("NVMLError", "NVMLError_GpuIsLost", "NVMLError_NotSupported")
 
-_MIB = float(1 << 20)
 _EVENT_WAIT_MS = 500
+
+
+_PlainRead = Tuple[str, str, Tuple[Any, ...], Callable[[Any], Any]]
+
+
+def _plain_reads(nvml: Any, slow: bool, prefix: str) -> tuple[_PlainRead, ...]:
+    """The table's fields read by one plain call, of one speed and name prefix, in order."""
+    return tuple(
+        (f.name, f.nvml, tuple(getattr(nvml, a) for a in f.nvml_args), f.nvml_value)
+        for f in READINGS
+        if f.generic and f.slow == slow and f.name.startswith(prefix)
+    )
 
 
 class _Gone(Exception):
@@ -197,6 +211,11 @@ class NvmlBackend(Backend):
             nvml.NVML_ERROR_NOT_SUPPORTED,
             getattr(nvml, "NVML_ERROR_ARGUMENT_VERSION_MISMATCH", 25),
         }
+        # The table's plain reads with their pynvml constants looked up once, not per sample:
+        # (field, function, arguments after the handle, conversion).
+        self._fast_reads = _plain_reads(nvml, slow=False, prefix="")
+        self._ecc_reads = _plain_reads(nvml, slow=True, prefix="ecc_")
+        self._pcie_reads = _plain_reads(nvml, slow=True, prefix="pcie_")
         self._gpus: list[_Gpu] = []
         for i in range(count):
             gpu = _Gpu(i, None)
@@ -319,10 +338,11 @@ class NvmlBackend(Backend):
                 info["pci_bus_id"] = _text(pci.busId)
             memory = self._memory(gpu)
             if memory is not None:
-                info["memory_total_mib"] = round(memory[0].total / _MIB, 1)
-            limit = self._call(gpu, "power_limit", "nvmlDeviceGetEnforcedPowerLimit", h)
+                info["memory_total_mib"] = bytes_to_mib(memory[0].total)
+            # The same call and key as the sample's power_limit_w: one refusal covers both.
+            limit = self._call(gpu, "power_limit_w", "nvmlDeviceGetEnforcedPowerLimit", h)
             if limit is not None:
-                info["power_limit_w"] = round(limit / 1000.0, 1)
+                info["power_limit_w"] = milliwatts_to_w(limit)
             for field, const in (
                 ("temp_shutdown_c", "NVML_TEMPERATURE_THRESHOLD_SHUTDOWN"),
                 ("temp_slowdown_c", "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN"),
@@ -400,7 +420,7 @@ class NvmlBackend(Backend):
         return reading
 
     def _fast(self, gpu: _Gpu, r: Json) -> None:
-        nvml, h = self._nvml, gpu.handle
+        h = gpu.handle
         rates = self._call(gpu, "util", "nvmlDeviceGetUtilizationRates", h)
         if rates is not None:
             r["util_pct"] = float(rates.gpu)
@@ -409,25 +429,13 @@ class NvmlBackend(Backend):
         if memory is not None:
             mem, v2 = memory
             # v1's `used` includes the reserved memory; v2's does not, and says it apart.
-            r["mem_used_mib"] = round(mem.used / _MIB, 1)
+            r["mem_used_mib"] = bytes_to_mib(mem.used)
             if v2:
-                r["mem_reserved_mib"] = round(mem.reserved / _MIB, 1)
-        temp = self._call(gpu, "temp", "nvmlDeviceGetTemperature", h, nvml.NVML_TEMPERATURE_GPU)
-        if temp is not None:
-            r["temp_c"] = float(temp)
-        power = self._call(gpu, "power", "nvmlDeviceGetPowerUsage", h)
-        if power is not None:
-            r["power_w"] = round(power / 1000.0, 1)
-        limit = self._call(gpu, "power_limit", "nvmlDeviceGetEnforcedPowerLimit", h)
-        if limit is not None:
-            r["power_limit_w"] = round(limit / 1000.0, 1)
-        for field, clock in (
-            ("sm_clock_mhz", nvml.NVML_CLOCK_SM),
-            ("mem_clock_mhz", nvml.NVML_CLOCK_MEM),
-        ):
-            value = self._call(gpu, field, "nvmlDeviceGetClockInfo", h, clock)
+                r["mem_reserved_mib"] = bytes_to_mib(mem.reserved)
+        for field, fn_name, args, convert in self._fast_reads:  # temperature, power, clocks
+            value = self._call(gpu, field, fn_name, h, *args)
             if value is not None:
-                r[field] = int(value)
+                r[field] = convert(value)
         # "Clock event reasons" is the R535+ name of "throttle reasons"; older pynvml or
         # drivers only have the old one.
         reasons = self._call(gpu, "clock_events", "nvmlDeviceGetCurrentClocksEventReasons", h)
@@ -450,23 +458,7 @@ class NvmlBackend(Backend):
     def _ecc(self, gpu: _Gpu, r: Json) -> None:
         if gpu.ecc_enabled is False:
             return  # counters of a board with ECC off mean nothing
-        nvml, h = self._nvml, gpu.handle
-        for field, kind, counter in (
-            ("ecc_corrected_volatile", "CORRECTED", "VOLATILE"),
-            ("ecc_uncorrected_volatile", "UNCORRECTED", "VOLATILE"),
-            ("ecc_corrected_aggregate", "CORRECTED", "AGGREGATE"),
-            ("ecc_uncorrected_aggregate", "UNCORRECTED", "AGGREGATE"),
-        ):
-            value = self._call(
-                gpu,
-                field,
-                "nvmlDeviceGetTotalEccErrors",
-                h,
-                getattr(nvml, "NVML_MEMORY_ERROR_TYPE_" + kind),
-                getattr(nvml, f"NVML_{counter}_ECC"),
-            )
-            if value is not None:
-                r[field] = int(value)
+        self._plain(gpu, r, self._ecc_reads)
 
     def _remap(self, gpu: _Gpu, r: Json) -> None:
         nvml, h = self._nvml, gpu.handle
@@ -492,15 +484,14 @@ class NvmlBackend(Backend):
             r["retired_pages_pending"] = bool(pending)
 
     def _pcie(self, gpu: _Gpu, r: Json) -> None:
+        self._plain(gpu, r, self._pcie_reads)
+
+    def _plain(self, gpu: _Gpu, r: Json, reads: tuple[_PlainRead, ...]) -> None:
         h = gpu.handle
-        for field, fn_name in (
-            ("pcie_gen", "nvmlDeviceGetCurrPcieLinkGeneration"),
-            ("pcie_width", "nvmlDeviceGetCurrPcieLinkWidth"),
-            ("pcie_replay", "nvmlDeviceGetPcieReplayCounter"),
-        ):
-            value = self._call(gpu, field, fn_name, h)
+        for field, fn_name, args, convert in reads:
+            value = self._call(gpu, field, fn_name, h, *args)
             if value is not None:
-                r[field] = int(value)
+                r[field] = convert(value)
 
     def _nvlink(self, gpu: _Gpu, r: Json) -> None:
         nvml, h = self._nvml, gpu.handle
@@ -553,7 +544,7 @@ class NvmlBackend(Backend):
                 proc["name"] = name
             used = getattr(p, "usedGpuMemory", None)
             if used is not None:  # None where the driver cannot say (WDDM, MIG)
-                proc["used_memory_mib"] = round(used / _MIB, 1)
+                proc["used_memory_mib"] = bytes_to_mib(used)
             out.append(proc)
         r["processes"] = out
 
