@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Installs the system programs that gputui's tests run for real: OpenSSH's sshd (collector and
 # action tests), tmux (the TUI as a person sees it), Slurm and munge (the operator actions run
-# against slurmctld and four slurmd started by the tests). Idempotent; quiet when all are present.
+# against slurmctld and four slurmd started by the tests), and a Python 3.8 (the agent runs with
+# GPU hosts' own python3, as old as 3.8). Idempotent; quiet when all are present.
 set -euo pipefail
+
+# Where tests/test_agent_bundle.py looks for a Python 3.8: python3.8 on PATH, or one pyenv built.
+have_python38() {
+    local p
+    for p in python3.8 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.8*/bin/python3.8; do
+        "$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 8))' >/dev/null 2>&1 && return 0
+    done
+    return 1
+}
 
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -13,6 +23,19 @@ command -v slurmctld >/dev/null 2>&1 || [ -x /usr/sbin/slurmctld ] || need+=(slu
 command -v slurmd >/dev/null 2>&1 || [ -x /usr/sbin/slurmd ] || need+=(slurmd)
 command -v scontrol >/dev/null 2>&1 || need+=(slurm-client)
 command -v munged >/dev/null 2>&1 || [ -x /usr/sbin/munged ] || need+=(munge)
+
+# Debian 12 packages no python3.8 (PyPI has no interpreters): pyenv builds one from source.
+build_python38=""
+if ! have_python38; then
+    if command -v pyenv >/dev/null 2>&1; then
+        build_python38=1
+        need+=(build-essential libssl-dev zlib1g-dev libbz2-dev libreadline-dev libsqlite3-dev
+            libffi-dev liblzma-dev)
+    else
+        echo "gputui tests want a Python 3.8 (python3.8 on PATH, or pyenv to build one):" \
+            "the agent's Python 3.8 tests will be skipped, or fail under GPUTUI_REQUIRE_SYSTEM=1" >&2
+    fi
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
@@ -31,3 +54,9 @@ echo "installing system packages for the tests: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+
+if [ -n "$build_python38" ]; then
+    version=$(pyenv latest -k 3.8)
+    echo "building Python $version with pyenv for the agent's Python 3.8 tests" >&2
+    pyenv install --skip-existing "$version" >/dev/null
+fi

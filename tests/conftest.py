@@ -10,20 +10,24 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 REQUIRE_SYSTEM = os.environ.get("GPUTUI_REQUIRE_SYSTEM") == "1"
 
 
-def need_program(name: str, *candidates: str) -> str:
-    """The path of a system program, or skip (fail under GPUTUI_REQUIRE_SYSTEM=1)."""
+def need_program(name: str, *candidates: str, accept: Callable[[str], bool] | None = None) -> str:
+    """The path of a system program, or skip (fail under GPUTUI_REQUIRE_SYSTEM=1).
+
+    A program found but refused by `accept` counts as missing: a pyenv shim is on PATH for
+    every version pyenv knows, and only runs the versions selected.
+    """
     for cand in (name, *candidates):
         path = shutil.which(cand) or (
             cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None
         )
-        if path:
+        if path and (accept is None or accept(path)):
             return path
     message = f"{name} is not installed (make sysdeps installs it)"
     if REQUIRE_SYSTEM:
