@@ -388,7 +388,11 @@ async def test_a_host_of_impossible_readings_is_never_judged_ok(fleet: FakeFleet
         async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.1) as mon:
             rt = mon.hosts["gpu001"]
             await wait_until(lambda: rt.state is HostState.UNREACHABLE, timeout=5)
+            # Reconnected, it says hello again: still not streaming, its failure still shown.
+            seen = await watch_states(mon, "gpu001", 1.5)
             snap = mon.publish()
+    assert all(state is HostState.UNREACHABLE for state, _ in seen)
+    assert any("reconnecting: agent said hello" in reason for _, reason in seen)
     host = snap.hosts[0]
     assert host.sample is None and host.verdict.host.level.label == "unknown"
     assert "implausible value: Expected `float` <= 100.0 - at `$.gpus[0].util_pct`" in (

@@ -230,8 +230,17 @@ class HostRuntime:
         if not hello.gpus:
             self._stream_fatal = (HostState.NO_GPU, "no GPU: the agent found none on the host")
             self.set_state(*self._stream_fatal)
-        else:
+        elif self.state in (HostState.STREAMING, HostState.DEGRADED, HostState.STALE):
             self._set_streaming_state()
+        else:
+            # Streaming begins with the first good sample: a hello followed only by samples
+            # that cannot be read must neither show the host as streaming nor hide why its
+            # last stream failed.
+            waiting = "agent said hello, waiting for the first sample"
+            if self.state is HostState.CONNECTING or not self._last_failure:
+                self.set_state(HostState.CONNECTING, waiting)
+            else:
+                self.set_state(self.state, f"{self._last_failure}; reconnecting: {waiting}")
         self._snapshot = None
 
     def _set_streaming_state(self) -> None:
@@ -259,7 +268,7 @@ class HostRuntime:
         if self.history is not None:
             self.history.append(now, sample)
         missing = missing_signals(sample)
-        if missing != self._missing or self.state in (HostState.STALE, HostState.CONNECTING):
+        if missing != self._missing or self.state not in (HostState.STREAMING, HostState.DEGRADED):
             self._missing = missing
             self._set_streaming_state()
         self._apply_verdict(self.health.evaluate(self.hello, sample, now), now)
