@@ -7,11 +7,14 @@ protocol lets SSH, local subprocess and in-memory test sources share one monitor
 from __future__ import annotations
 
 import abc
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from gputui.collect.protocol import Refused
 from gputui.core.model import AgentMessage, HostState
+from gputui.core.text import plain
 
 
 class HostFeed(Protocol):
@@ -101,3 +104,21 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+async def retry_streams(
+    feed: HostFeed, backoff: Backoff, attempt: Callable[[HostFeed], Awaitable[str]]
+) -> None:
+    """Run `attempt` (one stream, to its end: why it ended) again and again, with `backoff`
+    between tries; any exception it lets out is the host's reason, never the task's end."""
+    while True:
+        try:
+            reason = await attempt(feed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any surprise is this host's reason
+            reason = f"collector error: {type(exc).__name__}: {plain(str(exc), 200)}"
+        if feed.stream_was_healthy():
+            backoff.reset()
+        feed.stream_ended(reason)
+        await asyncio.sleep(backoff.next_delay())

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from gputui.collect.feed import Backoff, HostFeed, Source
+from gputui.collect.feed import Backoff, HostFeed, Source, retry_streams
 from gputui.collect.launch import AgentArgs, describe_exit
 from gputui.collect.lines import LineSplitter
-from gputui.core.text import plain, plain_bytes
+from gputui.core.text import plain_bytes
 
 _CHECK_EVERY_S = 2.5  # how often a running stream is checked for lines it cannot understand
 
@@ -50,17 +50,7 @@ class LocalSource(Source):
         self._backoff = backoff or Backoff()
 
     async def run(self, feed: HostFeed) -> None:
-        while True:
-            try:
-                reason = await self._attempt(feed)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any surprise is this host's reason
-                reason = f"collector error: {type(exc).__name__}: {plain(str(exc), 200)}"
-            if feed.stream_was_healthy():
-                self._backoff.reset()
-            feed.stream_ended(reason)
-            await asyncio.sleep(self._backoff.next_delay())
+        await retry_streams(feed, self._backoff, self._attempt)
 
     async def _attempt(self, feed: HostFeed) -> str:
         """One run of the agent, to its end: why it ended."""

@@ -14,7 +14,7 @@ from typing import Protocol, cast
 
 import asyncssh
 
-from gputui.collect.feed import Backoff, HostFeed, Source
+from gputui.collect.feed import Backoff, HostFeed, Source, retry_streams
 from gputui.collect.launch import EXIT_NO_PYTHON, AgentInvocation, describe_exit
 from gputui.collect.lines import LineSplitter
 from gputui.collect.smi_adapter import SmiLineAdapter
@@ -111,17 +111,7 @@ class SshSource(Source):
         self._backoff = backoff or Backoff()
 
     async def run(self, feed: HostFeed) -> None:
-        while True:
-            try:
-                reason = await self._attempt(feed)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any surprise is this host's reason
-                reason = f"collector error: {type(exc).__name__}: {plain(str(exc), 200)}"
-            if feed.stream_was_healthy():
-                self._backoff.reset()
-            feed.stream_ended(reason)
-            await asyncio.sleep(self._backoff.next_delay())
+        await retry_streams(feed, self._backoff, self._attempt)
 
     async def _attempt(self, feed: HostFeed) -> str:
         """One connection and its agent stream, to the end: why it ended."""
