@@ -103,12 +103,42 @@ class GpuInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     ecc_enabled: bool | None = None
 
 
+# A name, id or path a host sends about a process: bounded so a hostile host cannot grow us.
+ShortText = Annotated[str, msgspec.Meta(max_length=256)]
+Uid = Annotated[int, msgspec.Meta(ge=0, le=(1 << 32) - 1)]
+
+JobKind = Literal["slurm", "k8s"]
+# Where the agent read the attribution: the process's cgroup path, or its environment
+# (SLURM_JOB_ID, readable by root or the process's own user only).
+JobSource = Literal["cgroup", "environ"]
+
+
+class JobRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """The job a GPU process serves, as the agent attributed it on its host (docs/jobs.md)."""
+
+    kind: JobKind
+    id: ShortText  # Slurm job id ("4242", an array task "4242_7"); Kubernetes pod UID
+    step: ShortText | None = None  # Slurm step: "0", "batch", "extern", "interactive"
+    namespace: ShortText | None = None  # Kubernetes, where the host's files say
+    name: ShortText | None = None  # Kubernetes pod name, where the host's files say
+    container: ShortText | None = None  # Kubernetes container id from the cgroup path
+    source: JobSource = "cgroup"
+
+    @property
+    def key(self) -> str:
+        """Fleet-wide identity of the job: `slurm:4242`, `k8s:<pod uid>`."""
+        return f"{self.kind}:{self.id}"
+
+
 class GpuProcess(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A compute process on one GPU."""
 
     pid: Pid
     name: str | None = None
     used_memory_mib: MiB | None = None
+    uid: Uid | None = None  # owner, from /proc/PID/status
+    user: ShortText | None = None  # the uid's name on that host; absent when it has none
+    job: JobRef | None = None  # absent: a plain process, no scheduler job found
 
 
 GpuStatus = Literal["ok", "lost", "reset_required", "error"]
