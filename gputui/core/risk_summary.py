@@ -1,24 +1,78 @@
 """The fleet's risk in brief: gputui.core.risk applied to the GPUs the monitor sees.
 
-The TUI's risk panel shows these figures (rendered by gputui.render.risk). The risk model
-needs scipy, whose import takes about a second: `risk_figures` imports it on first call, so a
-caller can compute in a worker thread and start at once.
+The TUI's risk panel shows these figures (rendered by gputui.render.risk); the Jobs view shows
+`job_risk` for each running job. The credible intervals need scipy, whose import takes about a
+second: `risk_figures` imports it on first call, so a caller can compute in a worker thread and
+start at once. `fleet_rate_per_gpu_hour` and `job_risk` are closed forms and need none of it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from gputui.core import risk
 from gputui.core.model import FleetSnapshot, Level
 
-if TYPE_CHECKING:  # the module imports scipy: only risk_figures may import it
+if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
 
 HORIZONS = ((1.0, "1 h"), (24.0, "24 h"), (168.0, "7 d"))
 DEFAULT_JOB_HOURS = 24.0
+JOB_HORIZON_HOURS = 24.0
+
+
+def fleet_rate_per_gpu_hour(
+    settings: RiskSettings | None = None,
+    failures: int | None = None,
+    exposure_gpu_hours: float | None = None,
+) -> float:
+    """The fleet's rate as `gputui risk` and the risk panel use it: the posterior mean of the
+    site's prior updated by the journal's record, or the prior mean without one."""
+    prior = (settings or risk.RiskSettings()).prior
+    if failures is None or exposure_gpu_hours is None:
+        return prior.mean_per_gpu_hour
+    return risk.gamma_posterior(prior, failures, exposure_gpu_hours).mean_per_gpu_hour
+
+
+class JobRisk(msgspec.Struct, frozen=True, kw_only=True):
+    """One running job's odds, for its own GPU count at the fleet's rate.
+
+    A span that would be infinite (no failure expected at rate 0) is None: "never".
+    """
+
+    gpus: int
+    rate_per_gpu_hour: float
+    p_survive_24h: float  # e^(-k lambda 24): no failure on any of its GPUs in the next day
+    mtbf_h: float | None  # 1 / (k lambda): the job's mean hours between failures
+    checkpoint_interval_h: float | None  # Daly's first-order interval for this job
+
+
+def job_risk(n_gpus: int, rate_per_gpu_hour: float, checkpoint_write_s: float) -> JobRisk:
+    """Survival over the next 24 h and the checkpoint interval of a job on `n_gpus` GPUs.
+
+    A job is a series system: it stops when any of its GPUs fails, so its MTBF is the GPU's
+    divided by its GPU count. The interval is Daly's first order, sqrt(2 delta M) - delta:
+    Young's sqrt(2 delta M) counts the write inside the interval, which overstates it by delta.
+    Raises ValueError on a job without GPUs, a negative rate or a negative write time.
+    """
+    if n_gpus < 1:
+        raise ValueError(f"a job has at least one GPU, got {n_gpus}")
+    mtbf = risk.job_mttf_hours(n_gpus, rate_per_gpu_hour)
+    write_h = checkpoint_write_s / 3600
+    if not (math.isfinite(write_h) and write_h >= 0):
+        raise ValueError(f"the checkpoint write time must be >= 0 s, got {checkpoint_write_s:g}")
+    finite = math.isfinite(mtbf)
+    return JobRisk(
+        gpus=n_gpus,
+        rate_per_gpu_hour=rate_per_gpu_hour,
+        p_survive_24h=risk.job_survival_probability(n_gpus, rate_per_gpu_hour, JOB_HORIZON_HOURS),
+        mtbf_h=mtbf if finite else None,
+        checkpoint_interval_h=risk.daly_interval_hours(write_h, mtbf) if finite else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -71,7 +125,6 @@ class RiskFigures:
 
 def risk_figures(inputs: RiskInputs, settings: RiskSettings | None = None) -> RiskFigures:
     """Every figure of the brief (hosts.toml's [risk] settings, or the defaults)."""
-    from gputui.core import risk
     from gputui.core.risk_report import risk_report
 
     settings = settings or risk.RiskSettings()
