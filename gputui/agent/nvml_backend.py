@@ -27,6 +27,7 @@ import os
 import threading
 from typing import Any, Callable, Tuple
 
+from .attribution import ProcAttribution
 from .backend import Backend, BackendError, EventSink, Json
 from .fields import READINGS, bytes_to_mib, milliwatts_to_w
 
@@ -115,6 +116,8 @@ NVML_CONSTANTS = (
 NVML_ERROR_CLASSES = ("NVMLError", "NVMLError_GpuIsLost", "NVMLError_NotSupported")
 
 _EVENT_WAIT_MS = 500
+# What an attributor may add to a process (docs/protocol.md); anything else is ignored.
+_OWNER_FIELDS = ("uid", "user", "job")
 
 
 _PlainRead = Tuple[str, str, Tuple[Any, ...], Callable[[Any], Any]]
@@ -175,8 +178,20 @@ class NvmlBackend(Backend):
 
     name = "nvml"
 
-    def __init__(self, nvml: Any, event_thread: bool = True) -> None:
+    def __init__(
+        self,
+        nvml: Any,
+        event_thread: bool = True,
+        attribute_process: Callable[[int], Json] | None = None,
+    ) -> None:
         self._nvml = nvml
+        # Who owns each GPU process (uid, user, job), asked once per process per slow read.
+        # The real one reads this host's /proc; the simulator plugs in its own, since its
+        # pids are made up and must never be looked up in a real /proc.
+        self.attribute_process: Callable[[int], Json] = (
+            attribute_process if attribute_process is not None else ProcAttribution()
+        )
+        self._read_pids: set[int] = set()  # the processes the current slow read listed
         # Without the thread, events wait in NVML until pump_events() is called: tests that
         # fast-forward a simulated clock use this to place events deterministically.
         self._event_thread = event_thread
@@ -401,7 +416,11 @@ class NvmlBackend(Backend):
     # -- samples -----------------------------------------------------------------------------
 
     def sample(self, slow: bool) -> Json:
-        return {"gpus": [self._reading(g, slow) for g in self._gpus]}
+        self._read_pids = set()
+        out = {"gpus": [self._reading(g, slow) for g in self._gpus]}
+        if slow and isinstance(self.attribute_process, ProcAttribution):
+            self.attribute_process.retain(self._read_pids)  # its cache holds one read at most
+        return out
 
     def _reading(self, gpu: _Gpu, slow: bool) -> Json:
         if gpu.status == "lost" or (gpu.status == "reset_required" and not slow):
@@ -538,15 +557,25 @@ class NvmlBackend(Backend):
             return
         out = []
         for p in procs:
-            proc: Json = {"pid": int(p.pid)}
-            name = self._process_name(int(p.pid))
+            pid = int(p.pid)
+            proc: Json = {"pid": pid}
+            name = self._process_name(pid)
             if name:
                 proc["name"] = name
             used = getattr(p, "usedGpuMemory", None)
             if used is not None:  # None where the driver cannot say (WDDM, MIG)
                 proc["used_memory_mib"] = bytes_to_mib(used)
+            proc.update(self._owner(pid))
+            self._read_pids.add(pid)
             out.append(proc)
         r["processes"] = out
+
+    def _owner(self, pid: int) -> Json:
+        """uid, user and job of a process; nothing when they cannot be read."""
+        try:
+            return {k: v for k, v in self.attribute_process(pid).items() if k in _OWNER_FIELDS}
+        except Exception:  # a plugged-in attributor failing must not cost the process list
+            return {}
 
     def _process_name(self, pid: int) -> str | None:
         try:
