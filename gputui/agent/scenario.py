@@ -18,6 +18,11 @@ DRIVERS = ("570", "470")
 
 # Faults of the agent process itself, not of a GPU: they take no `gpus`.
 PROCESS_FAULTS = ("agent_crash", "hang")
+# Faults of the whole host: `gpus` may be left out, meaning every GPU of the host.
+HOST_FAULTS = ("slow_host",)
+# What slows a `slow_host`: nothing the GPUs report (a slow network path, a bad host memory
+# channel, a noisy neighbour), or an enforced power limit set below the board's TDP.
+SLOW_HOST_CAUSES = ("none", "power_cap")
 
 _Check = Callable[[str, Any], Any]
 
@@ -55,6 +60,15 @@ def _choice(options: tuple[int, ...]) -> _Check:
     return check
 
 
+def _word(options: tuple[str, ...]) -> _Check:
+    def check(where: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"{where}: expected one of {list(options)}, got {value!r}")
+        return value
+
+    return check
+
+
 # Per fault kind: its own keys, each with (checker, default). A default of None means the key
 # is optional and absent when not given; `...` marks a required key.
 _REQUIRED: Any = ...
@@ -77,6 +91,10 @@ FAULT_KEYS: dict[str, dict[str, tuple[_Check, Any]]] = {
     "row_remap_failure": {},
     "gpu_lost": {},
     "straggler": {"factor": (_number(0, 1, lo_open=True), 0.6)},
+    "slow_host": {
+        "factor": (_number(0, 1, lo_open=True), 0.8),
+        "cause": (_word(SLOW_HOST_CAUSES), "none"),
+    },
     "agent_crash": {"exit_code": (_integer(1, 255), 1)},
     "hang": {},
 }
@@ -115,6 +133,8 @@ def _validate_fault(where: str, raw: Any, n_gpus: int) -> dict[str, Any]:
         if gpus not in (None, []):
             raise ValueError(f"{where}.gpus: {kind} is a fault of the agent process, not a GPU")
         fault["gpus"] = []
+    elif gpus is None and kind in HOST_FAULTS:
+        fault["gpus"] = list(range(n_gpus))
     else:
         if gpus is None:
             raise ValueError(f"{where}.gpus: missing (a list of GPU indices)")

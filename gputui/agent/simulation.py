@@ -247,10 +247,19 @@ class Simulation:
     def _physics(self, g: SimGpu, t: float, dt: float | None) -> None:
         m = g.model
         util, mem_util = self.workload.util(g.index, t)
+        # How much slower than its job this GPU runs: a straggling GPU, a slow host.
+        speed, clock_speed = 1.0, 1.0
         straggler = self._active("straggler", g.index, t)
         if straggler is not None:
-            util *= straggler.spec["factor"]
-            mem_util *= straggler.spec["factor"]
+            speed = clock_speed = straggler.spec["factor"]
+        slow_host = self._active("slow_host", g.index, t)
+        if slow_host is not None:
+            speed *= slow_host.spec["factor"]
+            if slow_host.spec["cause"] == "none":
+                clock_speed *= slow_host.spec["factor"]
+            # else the lowered power limit (set when the fault started) trims the clocks
+        util *= speed
+        mem_util *= speed
         idle = util < 0.05
         # Demand slightly above TDP at full load: large training jobs run power-capped.
         demand = m.idle_w + (m.tdp_w * 1.06 - m.idle_w) * util**0.85
@@ -273,7 +282,7 @@ class Simulation:
             # An external brake signal (PSU or BMC) forces the slowest clocks at once.
             bits |= HW_POWER_BRAKE | HW_SLOWDOWN
             factor = min(factor, 0.22)
-        clock_factor = factor * (straggler.spec["factor"] if straggler is not None else 1.0)
+        clock_factor = factor * clock_speed
         if idle:
             g.sm_mhz = m.sm_idle_mhz
         else:
@@ -364,6 +373,9 @@ class Simulation:
             elif f.kind == "gpu_lost":
                 self._log(f"NVRM: GPU 0000:{g.bus:02x}:00.0: GPU has fallen off the bus.")
                 g.status = "lost"
+            elif f.kind == "slow_host" and f.spec["cause"] == "power_cap":
+                # As `nvidia-smi -pl` or a BMC's power policy would: NVML's enforced limit.
+                g.power_limit_w = round(g.model.tdp_w * f.spec["factor"])
 
     def _end_fault(self, f: _Fault) -> None:
         """Recovery at the end of a fault's duration, where recovery makes physical sense.
@@ -375,6 +387,8 @@ class Simulation:
                 continue
             if f.kind == "nvlink_errors":
                 g.nvlink_up = [True] * g.model.nvlinks
+            elif f.kind == "slow_host":
+                g.power_limit_w = g.model.tdp_w
             elif f.kind in ("xid", "ecc_dbe", "row_remap_pending", "row_remap_failure"):
                 self._reset(g)
 
