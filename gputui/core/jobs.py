@@ -2,22 +2,94 @@
 
 The agent attributes each GPU process on its host (agent/attribution.py: Slurm job from the
 cgroup path or SLURM_JOB_ID, Kubernetes pod from the cgroup path); this module groups those
-attributions across hosts into jobs. Pure functions over snapshots: no I/O, no scheduler call.
+attributions across hosts into jobs, judges each job by the worst of its GPUs, and gives it its
+own risk (survival odds, checkpoint interval) for its own GPU count. Pure functions over
+snapshots: no I/O, no scheduler call. What a scheduler says of a job (name, user, start time,
+nodes) arrives as `SchedulerJob`s, gathered elsewhere at most once per period for the fleet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
 import msgspec
 
-from gputui.core.model import FleetSnapshot, HostSnapshot, JobKind, JobRef
+from gputui.core.hoststats import PluginStatus
+from gputui.core.model import (
+    Action,
+    FleetSnapshot,
+    GpuReading,
+    HostSnapshot,
+    HostState,
+    JobKind,
+    JobRef,
+    Level,
+    Reason,
+)
+from gputui.core.risk_summary import JobRisk, job_risk
+
+#: Every word a job's or a job GPU's health can show, worst first: the fleet table's order
+#: (a host that cannot be read now outranks a warning: someone must look at it).
+HEALTH_LABELS = (
+    "failed",
+    "critical",
+    "unreachable",
+    "no-gpu",
+    "stale",
+    "warn",
+    "unknown",
+    "connecting",
+    "ok",
+)
+HEALTH_RANK = {label: i for i, label in enumerate(HEALTH_LABELS)}
+
+# Host states in which the host's readings are not current: its GPUs' jobs are not known now.
+_UNREAD = (HostState.UNREACHABLE, HostState.STALE, HostState.NO_GPU, HostState.CONNECTING)
+_UNREAD_LABELS = frozenset(s.value for s in _UNREAD)
+
+#: Where a job's start time came from: the scheduler's record, or the first tick that saw it.
+StartSource = Literal["scheduler", "first_seen"]
+
+
+class SchedulerJob(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What the scheduler says of one job (`squeue --json`, `scontrol show job --json`, the
+    Kubernetes API), keyed by the job's key (`slurm:4242`) in the mapping build_jobs reads."""
+
+    id: str  # as the scheduler names it: "4242", "4242_7"; a pod's UID
+    name: str | None = None  # the job's (or pod's) name
+    user: str | None = None
+    nodes: tuple[str, ...] = ()  # every node the job was given, monitored or not
+    start_t: float | None = None  # Unix seconds
+    gpus_per_node: int | None = None
+    state: str | None = None  # RUNNING, COMPLETING, ...: the scheduler's own word
 
 
 class JobGpu(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One GPU a job runs on."""
+    """One GPU a job runs on, with its latest readings and its verdict."""
 
     host: str
     gpu: int
     pids: tuple[int, ...] = ()
+    label: str = "unknown"  # a HEALTH_LABELS word: the GPU's level, or why its host is unread
+    level: Level = Level.UNKNOWN  # the GPU's verdict level (host-wide reasons included)
+    why: str = ""  # the worst reason in words, or why the host cannot be read
+    action: Action = Action.NONE  # NVIDIA's most disruptive recommended action for it
+    reason: Reason | None = None  # the worst reason (None: nothing raised, or host unread)
+    reading: GpuReading | None = None  # the latest fast reading (None: not in the sample)
+    memory_total_mib: float | None = None
+
+
+class JobHealth(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A job's worst GPU: where it is, what it is, why, and what NVIDIA recommends."""
+
+    label: str = "unknown"
+    level: Level = Level.UNKNOWN
+    why: str = ""
+    action: Action = Action.NONE  # the most disruptive action over all the job's GPUs
+    reason: Reason | None = None
+    host: str | None = None  # where the worst GPU is
+    gpu: int | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -31,6 +103,27 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     namespace: str | None = None
     hosts: tuple[str, ...] = ()  # in fleet order
     gpus: tuple[JobGpu, ...] = ()  # host by host, GPU index order
+    health: JobHealth = msgspec.field(default_factory=JobHealth)
+    # The job's size: the scheduler's nodes x GPUs per node when it says both (hosts gputui does
+    # not monitor count too), else the GPUs seen.
+    gpu_count: int = 0
+    nodes: tuple[str, ...] = ()  # the scheduler's node list (empty: not enriched)
+    state: str | None = None  # the scheduler's word for it
+    start_t: float | None = None  # Unix seconds
+    start_source: StartSource | None = None
+    step_rate_per_s: float | None = None  # training steps per second, when the job reports them
+    # Its survival odds over 24 h, MTBF and checkpoint interval for its own GPU count at the
+    # fleet's rate (None: no rate was given).
+    risk: JobRisk | None = None
+
+    def runtime_s(self, now: float) -> float | None:
+        """How long it has run at `now` (from first seen: at least that long)."""
+        return None if self.start_t is None else max(0.0, now - self.start_t)
+
+
+# --------------------------------------------------------------------------------------------
+# Grouping
+# --------------------------------------------------------------------------------------------
 
 
 def jobs_on_host(host: HostSnapshot) -> tuple[JobRef, ...]:
@@ -49,8 +142,18 @@ def jobs_on_host(host: HostSnapshot) -> tuple[JobRef, ...]:
     return tuple(seen.values())
 
 
-def build_jobs(snapshot: FleetSnapshot) -> list[Job]:
-    """Every job seen on the fleet's GPUs, in order of first appearance (fleet order)."""
+def build_jobs(
+    snapshot: FleetSnapshot,
+    scheduler: Mapping[str, SchedulerJob] | None = None,
+    *,
+    rate_per_gpu_hour: float | None = None,
+    checkpoint_write_s: float = 60.0,
+) -> list[Job]:
+    """Every job seen on the fleet's GPUs, in order of first appearance (fleet order).
+
+    `scheduler` (job key -> what the scheduler says) names the jobs and dates them; without it
+    they are what the hosts say. With `rate_per_gpu_hour` (the fleet's posterior rate), each job
+    gets its survival odds and checkpoint interval for its own GPU count."""
     gpus: dict[str, list[JobGpu]] = {}
     refs: dict[str, JobRef] = {}
     users: dict[str, str] = {}
@@ -58,34 +161,227 @@ def build_jobs(snapshot: FleetSnapshot) -> list[Job]:
         sample = host.slow_sample
         if sample is None:
             continue
+        on_host: dict[str, dict[int, list[int]]] = {}  # job key -> GPU -> pids
         for reading in sample.gpus:
-            pids_by_job: dict[str, list[int]] = {}
             for proc in reading.processes or ():
                 job = proc.job
                 if job is None:
                     continue
                 refs.setdefault(job.key, job)
-                pids_by_job.setdefault(job.key, []).append(proc.pid)
+                on_host.setdefault(job.key, {}).setdefault(reading.index, []).append(proc.pid)
                 if proc.user and job.key not in users:
                     users[job.key] = proc.user
-            for key, pids in pids_by_job.items():
-                gpus.setdefault(key, []).append(
-                    JobGpu(host=host.name, gpu=reading.index, pids=tuple(pids))
-                )
+        if not on_host:
+            continue
+        judge = _GpuJudge(host)
+        for key, by_gpu in on_host.items():
+            # A GPU that fell off the bus lists no process any more: it counts for every job
+            # of its host (a job spread over the host's GPUs stops with it).
+            for index in judge.silent - by_gpu.keys():
+                by_gpu[index] = []
+            gpus.setdefault(key, []).extend(
+                judge.gpu(index, tuple(by_gpu[index])) for index in sorted(by_gpu)
+            )
+    known = scheduler or {}
     jobs = []
     for key, job_gpus in gpus.items():
         ref = refs[key]
-        hosts = tuple(dict.fromkeys(g.host for g in job_gpus))
-        jobs.append(
-            Job(
-                key=key,
-                kind=ref.kind,
-                id=ref.id,
-                user=users.get(key),
-                name=ref.name,
-                namespace=ref.namespace,
-                hosts=hosts,
-                gpus=tuple(job_gpus),
-            )
+        told = known.get(key)
+        built = Job(
+            key=key,
+            kind=ref.kind,
+            id=ref.id,
+            user=(told.user if told and told.user else None) or users.get(key),
+            name=(told.name if told and told.name else None) or ref.name,
+            namespace=ref.namespace,
+            hosts=tuple(dict.fromkeys(g.host for g in job_gpus)),
+            gpus=tuple(job_gpus),
+            health=_worst(job_gpus),
+            gpu_count=_gpu_count(len(job_gpus), told),
+            nodes=told.nodes if told else (),
+            state=told.state if told else None,
+            start_t=told.start_t if told else None,
+            start_source="scheduler" if told and told.start_t is not None else None,
         )
+        if rate_per_gpu_hour is not None:
+            built = with_risk(built, rate_per_gpu_hour, checkpoint_write_s)
+        jobs.append(built)
     return jobs
+
+
+def _gpu_count(seen: int, told: SchedulerJob | None) -> int:
+    if told is not None and told.gpus_per_node and told.nodes:
+        return max(seen, told.gpus_per_node * len(told.nodes))
+    return seen
+
+
+class _GpuJudge:
+    """One host's GPUs judged for its jobs: the GPU's own verdict, with the host's own
+    reasons (those that name no GPU) counting for each GPU, and an unread host's state."""
+
+    def __init__(self, host: HostSnapshot) -> None:
+        self.host = host
+        verdict = host.verdict
+        self.host_reasons = tuple(r for r in verdict.host.reasons if r.gpu is None)
+        sample = host.sample
+        self.readings = {r.index: r for r in sample.gpus} if sample is not None else {}
+        # GPUs whose processes cannot be listed now (lost, reset required, NVML error).
+        self.silent = {
+            r.index
+            for s in (sample, host.slow_sample)
+            if s is not None
+            for r in s.gpus
+            if r.status != "ok"
+        }
+        hello = host.hello
+        self.totals = {g.index: g.memory_total_mib for g in hello.gpus} if hello else {}
+        self.unread = host.state in _UNREAD
+
+    def gpu(self, index: int, pids: tuple[int, ...]) -> JobGpu:
+        host = self.host
+        verdict = host.verdict.gpus.get(index)
+        reasons = (verdict.reasons if verdict is not None else ()) + self.host_reasons
+        worst = max(reasons, key=lambda r: r.level, default=None)
+        level = verdict.level if verdict is not None else Level.UNKNOWN
+        if worst is not None and worst.level > level:
+            level = worst.level
+        action = max((r.action for r in reasons), key=lambda a: a.rank, default=Action.NONE)
+        label = level.label
+        why = worst.text if worst is not None and worst.level > Level.OK else ""
+        if self.unread and HEALTH_RANK[host.state.value] < HEALTH_RANK[label]:
+            # A host that cannot be read now: its last verdict is kept where it is worse.
+            label = host.state.value
+            why = f"{host.name} {host.state.value}" + (
+                f": {host.state_reason}" if host.state_reason else ""
+            )
+        return JobGpu(
+            host=host.name,
+            gpu=index,
+            pids=pids,
+            label=label,
+            level=level,
+            why=why,
+            action=action,
+            reason=worst if worst is not None and worst.level > Level.OK else None,
+            reading=self.readings.get(index),
+            memory_total_mib=self.totals.get(index),
+        )
+
+
+def _worst(gpus: Iterable[JobGpu]) -> JobHealth:
+    ordered = sorted(gpus, key=lambda g: (HEALTH_RANK[g.label], -g.level))
+    if not ordered:
+        return JobHealth()
+    w = ordered[0]
+    action = max((g.action for g in ordered), key=lambda a: a.rank, default=Action.NONE)
+    return JobHealth(
+        label=w.label,
+        level=max(g.level for g in ordered),
+        why=w.why,
+        action=action,
+        reason=w.reason,
+        host=w.host,
+        gpu=w.gpu,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Risk, run time, step rate
+# --------------------------------------------------------------------------------------------
+
+
+def with_risk(job: Job, rate_per_gpu_hour: float, checkpoint_write_s: float) -> Job:
+    """`job` with its survival odds over 24 h, MTBF and checkpoint interval for its own size."""
+    figures = job_risk(max(1, job.gpu_count), rate_per_gpu_hour, checkpoint_write_s)
+    return msgspec.structs.replace(job, risk=figures)
+
+
+class FirstSeen:
+    """When each job was first seen, for jobs whose start the scheduler does not give.
+
+    The live views keep one across ticks; a job gone from the fleet's GPUs is forgotten (one
+    that comes back is timed anew: it was requeued or restarted). A one-shot command has no
+    history, so it shows no run time without the scheduler."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, float] = {}
+
+    def apply(self, jobs: Iterable[Job], now: float) -> list[Job]:
+        first: dict[str, float] = {}
+        out = []
+        for job in jobs:
+            t = first[job.key] = self._first.get(job.key, now)
+            if job.start_t is None:
+                job = msgspec.structs.replace(job, start_t=t, start_source="first_seen")
+            out.append(job)
+        self._first = first
+        return out
+
+
+def with_step_rates(jobs: Iterable[Job], rates: Mapping[str, float]) -> list[Job]:
+    """`jobs` with the step rates their training loops report (job key -> steps per second)."""
+    return [
+        msgspec.structs.replace(job, step_rate_per_s=rates[job.key]) if job.key in rates else job
+        for job in jobs
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Status and what is left over
+# --------------------------------------------------------------------------------------------
+
+
+def job_status(job: Job) -> PluginStatus:
+    """The job's monitoring-plugin status, as `host_status` judges a host."""
+    health = job.health
+    if health.level >= Level.CRITICAL:
+        return PluginStatus.CRITICAL
+    if health.level is Level.UNKNOWN or health.label in _UNREAD_LABELS:
+        return PluginStatus.UNKNOWN
+    if health.level is Level.WARN:
+        return PluginStatus.WARNING
+    return PluginStatus.OK
+
+
+_PRECEDENCE = (PluginStatus.OK, PluginStatus.WARNING, PluginStatus.UNKNOWN, PluginStatus.CRITICAL)
+
+
+def jobs_status(jobs: Iterable[Job], snapshot: FleetSnapshot) -> PluginStatus:
+    """The worst job's status; UNKNOWN at least while a host in service has not said which
+    processes it runs (unread, or no slow sample yet): its jobs may be missing."""
+    statuses = [job_status(job) for job in jobs]
+    if any(unattributed_hosts(snapshot)):
+        statuses.append(PluginStatus.UNKNOWN)
+    return max(statuses, key=_PRECEDENCE.index, default=PluginStatus.OK)
+
+
+def unattributed_hosts(snapshot: FleetSnapshot) -> list[str]:
+    """Hosts in service whose GPUs' processes are not known now."""
+    return [
+        h.name
+        for h in snapshot.hosts
+        if not h.marked_failed and (h.state in _UNREAD or h.slow_sample is None)
+    ]
+
+
+class PlainProcesses(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """GPU processes that serve no job the agent found, by host (fleet order)."""
+
+    count: int = 0
+    hosts: tuple[tuple[str, int], ...] = ()
+
+
+def plain_processes(snapshot: FleetSnapshot) -> PlainProcesses:
+    total = 0
+    per_host: list[tuple[str, int]] = []
+    for host in snapshot.hosts:
+        sample = host.slow_sample
+        if sample is None:
+            continue
+        n = sum(
+            1 for reading in sample.gpus for proc in reading.processes or () if proc.job is None
+        )
+        if n:
+            per_host.append((host.name, n))
+            total += n
+    return PlainProcesses(count=total, hosts=tuple(per_host))
