@@ -236,6 +236,47 @@ class SlurmCluster:
             time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class RunningJob:
+    """A batch job running `sleep` on one node of the test Slurm, and that process's pid."""
+
+    id: str
+    node: str
+    pid: int
+
+
+def job_process(job_id: str, command: str) -> int | None:
+    """The pid of a process named `command` in job `job_id` on this machine: the one whose
+    environment slurmstepd gave SLURM_JOB_ID=job_id (linuxproc keeps no job cgroup)."""
+    wanted = f"SLURM_JOB_ID={job_id}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # ended meanwhile
+        if comm == command and wanted in env:
+            return int(entry)
+    return None
+
+
+@pytest.fixture
+def running_job(slurm_cluster: SlurmCluster) -> Iterator[RunningJob]:
+    """A requeueable `sleep 300` running on gpu001; cancelled afterwards."""
+    slurm_cluster.reset()
+    job_id = slurm_cluster.submit("--requeue", "-w", "gpu001", "--wrap", "sleep 300")
+    try:
+        slurm_cluster.wait(lambda: slurm_cluster.job(job_id)["JobState"] == "RUNNING", 30, "job")
+        slurm_cluster.wait(lambda: job_process(job_id, "sleep") is not None, 30, "its process")
+        pid = job_process(job_id, "sleep")
+        assert pid is not None
+        yield RunningJob(job_id, "gpu001", pid)
+    finally:
+        slurm_cluster.run("scancel", job_id, check=False)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
