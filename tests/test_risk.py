@@ -79,6 +79,21 @@ def test_availability() -> None:
     assert risk.availability(math.inf, 1.0) == 1.0
 
 
+def test_fleet_availability_counts_repairs_that_overlap() -> None:
+    # The seed's fleet: 100 GPUs at 0.01 per hour, repairs of 10 minutes on average.
+    n, rate, tau = 100, 0.01, 10 / 60
+    p = risk.p_no_gpu_down(n, rate, tau)
+    assert round(p, 3) == 0.846 and p == pytest.approx(math.exp(-n * rate * tau))
+    # GPUs fail and are repaired independently, each up a share 1 / (1 + lambda tau) of the
+    # time: the chance that all are up at once is that share to the n-th power.
+    assert p == pytest.approx((1 / (1 + rate * tau)) ** n, abs=1e-3)
+    # The fleet as one unit that cannot fail again while down says 0.857, and is wrong.
+    one_unit = risk.availability(risk.fleet_mtbf_hours(n, rate), tau)
+    assert round(one_unit, 3) == 0.857 and abs(one_unit - p) > 0.01
+    assert risk.expected_gpus_down(n, rate, tau) == pytest.approx(1 / 6)
+    assert risk.p_no_gpu_down(n, 0.0, tau) == 1.0
+
+
 def test_failure_count_quantile() -> None:
     assert risk.failure_count_quantile(1.0, 0.95) == 3
     assert risk.failure_count_quantile(0.0, 0.95) == 0
@@ -166,6 +181,11 @@ def test_rank_nodes_finds_the_lemon_and_shrinks() -> None:
     observed = 5 / 5_760
     assert fleet.mean_per_gpu_hour < lemon.mean_per_gpu_hour < observed
     assert lemon.low_per_gpu_hour < lemon.mean_per_gpu_hour < lemon.high_per_gpu_hour
+    # How unlikely each record is at the fleet's rate: the Poisson tail P(N >= k).
+    mean = fleet.mean_per_gpu_hour * 5_760
+    assert lemon.p_record_at_fleet_rate == pytest.approx(1 - poisson_cdf(4, mean))
+    assert ranked[1].p_record_at_fleet_rate == pytest.approx(1 - math.exp(-mean))
+    assert ranked[-1].p_record_at_fleet_rate == 1.0  # no failure is as likely as it gets
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -220,6 +240,8 @@ def test_report_of_the_seed_example() -> None:
     assert [round(t.p, 3) for t in r.fleet.pmf] == [0.368, 0.368, 0.184, 0.061]
     assert round(r.detection.p_no_undetected_failure, 3) == 0.905
     assert round(r.recovery.p_within_target, 3) == 0.632
+    assert round(r.recovery.fleet_availability, 3) == 0.846  # e^-(100 x 0.01 x 1/6)
+    assert r.recovery.expected_gpus_down == pytest.approx(1 / 6)
     assert r.rate_source == "given" and r.job is None and r.health_adjusted is None
     total = sum(t.p for t in r.fleet.pmf) + r.fleet.p_more_than_max_k
     assert total == pytest.approx(1.0)
@@ -229,7 +251,7 @@ def test_report_rate_sources() -> None:
     assert risk_report(8).rate_source == "prior"
     r = risk_report(8, failures=3, exposure_gpu_hours=576_000)
     assert r.rate_source == "posterior" and r.rate_per_gpu_hour == pytest.approx(4 / 626_000)
-    assert r.bayes.garwood_95 is not None
+    assert r.bayes is not None and r.bayes.garwood_95 is not None
 
 
 def test_report_job_and_health() -> None:
@@ -246,6 +268,26 @@ def test_report_at_rate_zero_has_no_infinities() -> None:
     msgspec.json.encode(r)  # no inf or nan to choke on
 
 
+def test_a_given_rate_is_known_and_every_figure_agrees_with_it() -> None:
+    # The seed's example: with the rate given, P(no failure in the hour) is P(N = 0) = 0.368;
+    # the prior's predictive 0.998 once stood beside it in the same report.
+    s = RiskSettings(window_hours=1.0, detect_gamma=0.9, recover_minutes=10.0)
+    r = risk_report(100, s, rate_per_gpu_hour=0.01)
+    assert r.bayes is None
+    no_failure = [r.fleet.pmf[0].p, 1 - r.fleet.p_at_least_one]
+    assert all(round(p, 3) == 0.368 for p in no_failure)
+
+
+def test_a_learnt_rate_keeps_its_bayesian_block() -> None:
+    r = risk_report(800, failures=3, exposure_gpu_hours=576_000)
+    assert r.bayes is not None
+    assert r.rate_per_gpu_hour == r.bayes.posterior_mean_per_gpu_hour
+    prior = risk_report(800)
+    assert (
+        prior.bayes is not None and prior.rate_per_gpu_hour == prior.bayes.prior_mean_per_gpu_hour
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -253,6 +295,10 @@ def test_report_at_rate_zero_has_no_infinities() -> None:
         ({"failures": 3}, "together"),
         ({"settings": RiskSettings(detect_gamma=2.0)}, "gamma"),
         ({"settings": RiskSettings(job_gpus=8)}, "job"),
+        (
+            {"rate_per_gpu_hour": 1e-5, "failures": 3, "exposure_gpu_hours": 10.0},
+            "one or the other",
+        ),
     ],
 )
 def test_report_rejects_bad_inputs(kwargs: dict[str, object], message: str) -> None:

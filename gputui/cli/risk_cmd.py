@@ -1,8 +1,10 @@
-"""`gputui risk`: the fleet's failure risk, as a table that explains each figure, or as JSON.
+"""`gputui risk`: the fleet's failure risk, as a table that explains each figure, Markdown or
+JSON; `gputui risk --nodes`: the journal's nodes ranked by their own failure rate (lemons).
 
 The figures come from core.risk_report (pure) and their text from render.risk; this module
-parses and validates the options and counts the fleet's GPUs. A bad input is one line on
-stderr and exit status 2, never a traceback; the JSON schema is documented in docs/risk.md.
+parses and validates the options, counts the fleet's GPUs and reads the journal. A bad input is
+one line on stderr and exit status 2, never a traceback; the JSON schema is documented in
+docs/risk.md.
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from rich.console import Console
 
 from gputui.cli.app import app
 from gputui.cli.common import count_fleet_gpus, load_hosts
-from gputui.core.risk import RiskSettings
-from gputui.core.risk_report import RiskReport, risk_report
+from gputui.core.risk import NodeRecord, RiskSettings
+from gputui.core.risk_report import NodeRanking, RiskReport, node_ranking, risk_report
 from gputui.ops.journal import Journal, JournalError, resolve_journal_path
-from gputui.render.risk import risk_json, risk_tables
+from gputui.render.risk import (
+    ranking_markdown,
+    ranking_table,
+    risk_json,
+    risk_markdown,
+    risk_tables,
+)
 
 _PROG = "gputui risk"
 
@@ -81,12 +89,74 @@ def _journal_evidence(
     return (failures, exposure) if exposure > 0 else (None, None)
 
 
+def _journal_nodes(
+    cli_path: Path | None, configured: Path | None
+) -> tuple[list[NodeRecord], dict[str, int]]:
+    """Each node's failures and monitored GPU-hours (the same rows the fleet's rate is learnt
+    from), and how many times the operator marked it failed."""
+    path = resolve_journal_path(cli_path, configured)
+    if not path.exists():
+        _fail(f"no journal at {path}: gputui writes one while it monitors (--journal PATH)", 1)
+    try:
+        with Journal.open(path) as journal:
+            per_node = journal.per_node_failures_and_exposure()
+            events = journal.node_events()
+    except JournalError as exc:
+        _fail(f"cannot read the journal: {exc}", 1)
+    marks: dict[str, int] = {}
+    for event in events:
+        if event.state == "failed":
+            marks[event.node] = marks.get(event.node, 0) + 1
+    records = [
+        NodeRecord(name=name, failures=f, exposure_gpu_hours=e) for name, (f, e) in per_node.items()
+    ]
+    # A node marked failed before the monitor ever watched it still belongs in the list.
+    records += [
+        NodeRecord(name=name, failures=0, exposure_gpu_hours=0.0)
+        for name in sorted(marks.keys() - per_node.keys())
+    ]
+    return records, marks
+
+
+# Options of the fleet report that mean nothing to the node ranking.
+_FLEET_ONLY = (
+    "--gpus",
+    "--demo",
+    "--hours",
+    "--job-gpus",
+    "--job-hours",
+    "--checkpoint-minutes",
+    "--restart-minutes",
+    "--detect",
+    "--recover-minutes",
+    "--within-minutes",
+    "--failures",
+    "--exposure-gpu-hours",
+    "--max-k",
+)
+
+
 def _validate(opts: dict[str, Any]) -> None:
+    _check(
+        opts["--format"] in ("table", "json", "markdown"),
+        "--format must be table, json or markdown",
+    )
+    _finite_at_least(opts["--rate"], "--rate (failures per GPU-hour)", 0)
+    if opts["--nodes"]:
+        given = [f for f in _FLEET_ONLY if opts[f] is not None]
+        _check(
+            not given,
+            f"--nodes ranks the journal's nodes; {', '.join(given)} only apply to the fleet",
+        )
+        _check(
+            opts["--rate"] is None or opts["--rate"] > 0,
+            "--rate must be > 0 with --nodes: nodes are compared with it",
+        )
+        return
     sources = [f for f in ("--gpus", "--hosts", "--demo") if opts[f] is not None]
     _check(len(sources) == 1, "give exactly one of --gpus N, --hosts PATH or --demo N")
     _check(opts["--gpus"] is None or opts["--gpus"] >= 1, "--gpus must be at least 1")
     _check(opts["--demo"] is None or opts["--demo"] >= 1, "--demo must be at least 1 host")
-    _finite_at_least(opts["--rate"], "--rate (failures per GPU-hour)", 0)
     _finite_at_least(opts["--hours"], "--hours", 0, strict=True)
     _check(
         (opts["--job-gpus"] is None) == (opts["--job-hours"] is None),
@@ -109,8 +179,12 @@ def _validate(opts: dict[str, Any]) -> None:
     )
     _check(opts["--failures"] is None or opts["--failures"] >= 0, "--failures must be >= 0")
     _finite_at_least(opts["--exposure-gpu-hours"], "--exposure-gpu-hours", 0, strict=True)
+    _check(
+        opts["--rate"] is None or opts["--failures"] is None,
+        "--rate takes the rate as known, --failures and --exposure-gpu-hours estimate it: "
+        "give one or the other",
+    )
     _check(opts["--max-k"] is None or 0 <= opts["--max-k"] <= 100, "--max-k must be in [0, 100]")
-    _check(opts["--format"] in ("table", "json"), "--format must be table or json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,17 +241,29 @@ def risk_command(
     max_k: Annotated[
         int | None, typer.Option("--max-k", help="List P(N = k) for k = 0..K; default 3.")
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    nodes: Annotated[
+        bool,
+        typer.Option(
+            "--nodes",
+            help="Rank the journal's nodes by their own failure rate against the fleet's "
+            "(lemon nodes) instead of the fleet report.",
+        ),
+    ] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json or markdown.")
+    ] = "table",
     journal: Annotated[
         Path | None,
         typer.Option(
             "--journal",
             help="Journal whose failures and monitored GPU-hours feed the Bayesian rate "
-            "(with --hosts; default: $GPUTUI_JOURNAL, hosts.toml's [journal], the state dir).",
+            "(with --hosts or --nodes; default: $GPUTUI_JOURNAL, hosts.toml's [journal], "
+            "the state dir).",
         ),
     ] = None,
 ) -> None:
-    """Fleet failure risk: Poisson fleet, job survival, detection, recovery, Bayesian rate."""
+    """Fleet failure risk: Poisson fleet, job survival, detection, recovery, Bayesian rate;
+    with --nodes, the lemon nodes."""
     opts: dict[str, Any] = {
         "--gpus": gpus,
         "--hosts": hosts,
@@ -194,19 +280,27 @@ def risk_command(
         "--failures": failures,
         "--exposure-gpu-hours": exposure_gpu_hours,
         "--max-k": max_k,
+        "--nodes": nodes,
         "--format": output_format,
         "--journal": journal,
     }
     try:
         _validate(opts)
-        report = _report(opts)
+        result = _ranking(opts) if nodes else _report(opts)
     except _Fail as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         raise typer.Exit(exc.code) from None
     if output_format == "json":
-        sys.stdout.write(risk_json(report))
+        sys.stdout.write(risk_json(result))
+    elif isinstance(result, NodeRanking):
+        if output_format == "markdown":
+            sys.stdout.write(ranking_markdown(result))
+        else:
+            Console().print(ranking_table(result))
+    elif output_format == "markdown":
+        sys.stdout.write(risk_markdown(result))
     else:
-        Console().print(risk_tables(report))
+        Console().print(risk_tables(result))
 
 
 _SETTING_OF_FLAG = {
@@ -248,5 +342,17 @@ def _report(opts: dict[str, Any]) -> RiskReport:
             exposure_gpu_hours=exposure,
             gpus_source=source,
         )
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _ranking(opts: dict[str, Any]) -> NodeRanking:
+    settings, configured = RiskSettings(), None
+    if opts["--hosts"] is not None:
+        config = load_hosts(opts["--hosts"])
+        settings, configured = config.risk, config.journal_path
+    records, marks = _journal_nodes(opts["--journal"], configured)
+    try:
+        return node_ranking(records, settings, rate_per_gpu_hour=opts["--rate"], marks=marks)
     except ValueError as exc:
         _fail(str(exc))

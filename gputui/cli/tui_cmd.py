@@ -78,13 +78,11 @@ class Wiring:
         found, self._notices = self._notices, []
         return found
 
-    def record(self) -> tuple[int, float] | None:
-        """Failures and monitored GPU-hours from the journal, for the risk panel's posterior."""
+    def record(self) -> dict[str, tuple[int, float]] | None:
+        """Failures and monitored GPU-hours per node from the journal, for the risk panel's
+        posterior (their sums) and its lemon-node ranking."""
         journal = self.journal
-        if journal is None:
-            return None
-        failures, exposure = journal.failures_and_exposure()
-        return (failures, exposure) if exposure > 0 else None
+        return None if journal is None else journal.per_node_failures_and_exposure()
 
 
 def _run(

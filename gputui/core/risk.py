@@ -137,6 +137,26 @@ def p_recovered_within(minutes: float, mean_recovery_minutes: float) -> float:
     return -math.expm1(-minutes / mean_recovery_minutes)
 
 
+def expected_gpus_down(n_gpus: int, rate_per_gpu_hour: float, mean_repair_hours: float) -> float:
+    """n lambda tau: the mean number of GPUs down at a random instant, repairs overlapping.
+
+    Failures arrive at n lambda and each stays down tau on average, whatever else is down: an
+    M/G/infinity queue, so the count down is Poisson with this mean, for any repair-time shape.
+    """
+    _check_nonnegative(mean_repair_hours, "the mean repair time")
+    return expected_failures(n_gpus, rate_per_gpu_hour, mean_repair_hours)
+
+
+def p_no_gpu_down(n_gpus: int, rate_per_gpu_hour: float, mean_repair_hours: float) -> float:
+    """P(no GPU of the fleet is down at a random instant) = e^(-n lambda tau).
+
+    Not the fleet's MTBF / (MTBF + tau) = 1 / (1 + n lambda tau): that treats the fleet as one
+    unit which cannot fail again while it is being repaired, where n GPUs fail and are repaired
+    side by side. The two agree only while n lambda tau is small.
+    """
+    return math.exp(-expected_gpus_down(n_gpus, rate_per_gpu_hour, mean_repair_hours))
+
+
 def availability(mtbf_hours: float, mttr_hours: float) -> float:
     """MTBF / (MTBF + MTTR): the long-run fraction of time up (1 when MTBF is infinite)."""
     _check_nonnegative(mttr_hours, "the mean time to repair")
@@ -242,6 +262,7 @@ class NodeRisk(msgspec.Struct, frozen=True, kw_only=True):
     low_per_gpu_hour: float  # 95% credible interval
     high_per_gpu_hour: float
     p_lemon: float  # P(rate > lemon_factor x the fleet's mean)
+    p_record_at_fleet_rate: float  # P(at least this many failures) had it the fleet's rate
 
 
 def rank_nodes(
@@ -257,6 +278,10 @@ def rank_nodes(
     weight: the full fleet posterior would claim every node has exactly the fleet's rate, the
     very thing a lemon hunt doubts. So a node with one failure in a week is not yet a lemon,
     and a node with five is, however many failures the rest of the fleet saw.
+
+    Each node also gets the chance of a record at least as bad as its own had it the fleet's
+    mean rate (the Poisson tail): how unlikely its history is under the fleet's rate. It is
+    shown, not ranked by: with no shrinkage, one early failure in a few GPU-hours would top it.
     """
     _require(lemon_factor > 0, f"the lemon factor must be > 0, got {lemon_factor:g}")
     fleet_mean = fleet.mean_per_gpu_hour
@@ -267,6 +292,7 @@ def rank_nodes(
         lo, hi = credible_interval(post)
         scale = 1 / post.beta_gpu_hours
         p_lemon = float(_stats().gamma.sf(lemon_factor * fleet_mean, post.alpha, scale=scale))
+        p_record = p_at_least(fleet_mean * node.exposure_gpu_hours, node.failures)
         ranked.append(
             NodeRisk(
                 name=node.name,
@@ -276,6 +302,7 @@ def rank_nodes(
                 low_per_gpu_hour=lo,
                 high_per_gpu_hour=hi,
                 p_lemon=p_lemon,
+                p_record_at_fleet_rate=p_record,
             )
         )
     ranked.sort(key=lambda n: (-n.mean_per_gpu_hour, n.name))

@@ -1,24 +1,27 @@
-"""The risk report: every figure of `gputui risk` (and the TUI's risk panel) in one struct.
+"""The risk report: every figure of `gputui risk` (and the TUI's risk panel) in one struct,
+and the lemon-node ranking of `gputui risk --nodes`.
 
-`risk_report` is pure: the caller counts the GPUs and brings the settings, the observed record
-and, when it has them, the verdict levels. The JSON encoding of `RiskReport` is the stable
-output of `gputui risk --format json`, documented field by field in docs/risk.md; a change to a
-field's name or meaning bumps SCHEMA_VERSION.
+Both are pure: the caller counts the GPUs and brings the settings, the observed record (per
+node for the ranking) and, when it has them, the verdict levels. The JSON encodings of
+`RiskReport` and `NodeRanking` are the stable output of `gputui risk --format json`, documented
+field by field in docs/risk.md; a change to a field's name or meaning bumps SCHEMA_VERSION.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import msgspec
 
 from gputui.core import risk
 from gputui.core.model import Level
-from gputui.core.risk import HazardMultipliers, RiskSettings
+from gputui.core.risk import GammaRate, HazardMultipliers, NodeRecord, RiskSettings
 
-SCHEMA_VERSION = 1
+# 2: `bayes` is null when the rate is given, `recovery.fleet_availability` counts repairs that
+# overlap, `recovery.expected_gpus_down` is new, and `--nodes` prints a NodeRanking.
+SCHEMA_VERSION = 2
 
 RateSource = Literal["given", "prior", "posterior"]
 
@@ -59,8 +62,9 @@ class RecoveryFigures(msgspec.Struct, frozen=True, kw_only=True):
     mean_minutes: float  # tau
     target_minutes: float  # t
     p_within_target: float  # 1 - e^(-t / tau)
-    fleet_availability: float  # fleet MTBF / (fleet MTBF + tau): share of time no GPU is down
+    fleet_availability: float  # e^(-n lambda tau): share of time no GPU is down
     gpu_availability: float  # (1 / lambda) / (1 / lambda + tau): share of GPUs up on average
+    expected_gpus_down: float  # n lambda tau: GPUs down at a random instant, on average
 
 
 class CheckpointFigures(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,7 +122,7 @@ class RiskReport(msgspec.Struct, frozen=True, kw_only=True):
     detection: DetectionFigures
     recovery: RecoveryFigures
     job: JobFigures | None
-    bayes: BayesFigures
+    bayes: BayesFigures | None  # null when the rate is given: it is then known, not learnt
     health_adjusted: HealthAdjustedFigures | None
 
 
@@ -139,13 +143,13 @@ def _fleet(n_gpus: int, rate: float, hours: float, max_k: int) -> FleetFigures:
 def _recovery(n_gpus: int, rate: float, s: RiskSettings) -> RecoveryFigures:
     mttr_hours = s.recover_minutes / 60
     gpu_mtbf = math.inf if rate == 0 else 1 / rate
-    fleet_mtbf = risk.fleet_mtbf_hours(n_gpus, rate) if n_gpus else math.inf
     return RecoveryFigures(
         mean_minutes=s.recover_minutes,
         target_minutes=s.recover_target_minutes,
         p_within_target=risk.p_recovered_within(s.recover_target_minutes, s.recover_minutes),
-        fleet_availability=risk.availability(fleet_mtbf, mttr_hours),
+        fleet_availability=risk.p_no_gpu_down(n_gpus, rate, mttr_hours),
         gpu_availability=risk.availability(gpu_mtbf, mttr_hours),
+        expected_gpus_down=risk.expected_gpus_down(n_gpus, rate, mttr_hours),
     )
 
 
@@ -246,12 +250,18 @@ def risk_report(
     """Every figure for a fleet of `n_gpus` over `settings.window_hours`.
 
     The rate is `rate_per_gpu_hour` when given, else the posterior mean from the prior and the
-    record (`failures` in `exposure_gpu_hours`), else the prior mean. Raises ValueError, with a
-    sentence that names the input, on an impossible input.
+    record (`failures` in `exposure_gpu_hours`), else the prior mean. A given rate is taken as
+    known: every figure uses it, and there is no Bayesian block (`bayes` is None), whose prior
+    and predictive odds would contradict it. Raises ValueError, with a sentence that names the
+    input, on an impossible input.
     """
     s = settings or RiskSettings()
     if (failures is None) != (exposure_gpu_hours is None):
         raise ValueError("failures and exposure in GPU-hours go together: give both or neither")
+    if rate_per_gpu_hour is not None and failures is not None:
+        raise ValueError(
+            "a given rate is taken as known and a record estimates it: give one or the other"
+        )
     if s.job_gpus is not None and s.job_gpus < 1:
         raise ValueError(f"the job must have at least one GPU, got {s.job_gpus}")
     if (s.job_gpus is None) != (s.job_hours is None):
@@ -260,14 +270,14 @@ def risk_report(
         raise ValueError(f"the job's hours must be > 0, got {s.job_hours:g}")
     _require_settings(s)
 
-    bayes = _bayes(s, failures, exposure_gpu_hours, n_gpus * s.window_hours)
+    bayes: BayesFigures | None = None
     source: RateSource
     if rate_per_gpu_hour is not None:
         rate, source = rate_per_gpu_hour, "given"
-    elif failures is not None:
-        rate, source = bayes.posterior_mean_per_gpu_hour, "posterior"
     else:
-        rate, source = bayes.prior_mean_per_gpu_hour, "prior"
+        bayes = _bayes(s, failures, exposure_gpu_hours, n_gpus * s.window_hours)
+        rate = bayes.posterior_mean_per_gpu_hour  # the prior's mean without a record
+        source = "prior" if failures is None else "posterior"
     fleet = _fleet(n_gpus, rate, s.window_hours, s.max_k)
     detected, undetected = risk.detection_split(fleet.expected_failures, s.detect_gamma)
     return RiskReport(
@@ -326,3 +336,93 @@ def _require_settings(s: RiskSettings) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+
+
+# --------------------------------------------------------------------------------------------
+# Lemon nodes: gputui risk --nodes
+# --------------------------------------------------------------------------------------------
+
+
+class RankedNode(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    failures: int  # fault episodes in its monitored exposure
+    exposure_gpu_hours: float
+    times_marked_failed: int  # operator marks: context, not counted as failures
+    mean_per_gpu_hour: float  # its posterior mean, shrunk towards the fleet's rate
+    credible_95: Interval
+    p_lemon: float  # P(its rate > lemon_factor x the fleet's)
+    p_record_at_fleet_rate: float  # P(at least its failures in its exposure at the fleet's rate)
+
+
+class NodeRanking(msgspec.Struct, frozen=True, kw_only=True):
+    schema_version: int
+    rate_per_gpu_hour: float  # the fleet's rate, which every node is compared with
+    rate_source: RateSource
+    failures: int | None  # the fleet's record (the nodes' sums), null without exposure
+    exposure_gpu_hours: float | None
+    node_prior_strength_failures: float
+    lemon_factor: float
+    nodes: list[RankedNode]  # highest posterior rate first
+
+
+def node_ranking(
+    records: Iterable[NodeRecord],
+    settings: RiskSettings | None = None,
+    *,
+    rate_per_gpu_hour: float | None = None,
+    marks: Mapping[str, int] | None = None,
+) -> NodeRanking:
+    """Nodes ranked by their own posterior rate, against the fleet's rate.
+
+    The fleet's rate is `rate_per_gpu_hour` when given, else the posterior of the site's prior
+    updated by the sum of the nodes' records (what `gputui risk --hosts` learns from the same
+    journal), else the prior. `marks` counts the times each node was marked failed: shown,
+    never counted, since a mark follows a fault already counted (or is maintenance).
+    """
+    s = settings or RiskSettings()
+    nodes = list(records)
+    marks = marks or {}
+    failures = sum(n.failures for n in nodes)
+    exposure = sum(n.exposure_gpu_hours for n in nodes)
+    source: RateSource
+    if rate_per_gpu_hour is not None:
+        if not (math.isfinite(rate_per_gpu_hour) and rate_per_gpu_hour > 0):
+            raise ValueError(
+                f"ranking nodes needs a fleet rate > 0 per GPU-hour, got {rate_per_gpu_hour:g}"
+            )
+        # Only its mean matters to rank_nodes: each node's prior has the fleet's mean.
+        fleet: GammaRate = risk.gamma_prior(rate_per_gpu_hour, s.prior_strength_failures)
+        source = "given"
+    elif exposure > 0:
+        fleet, source = risk.gamma_posterior(s.prior, failures, exposure), "posterior"
+    else:
+        fleet, source = s.prior, "prior"
+    ranked = risk.rank_nodes(
+        nodes,
+        fleet,
+        node_prior_strength_failures=s.node_prior_strength_failures,
+        lemon_factor=s.lemon_factor,
+    )
+    has_record = exposure > 0
+    return NodeRanking(
+        schema_version=SCHEMA_VERSION,
+        rate_per_gpu_hour=fleet.mean_per_gpu_hour,
+        rate_source=source,
+        failures=failures if has_record else None,
+        exposure_gpu_hours=exposure if has_record else None,
+        node_prior_strength_failures=s.node_prior_strength_failures,
+        lemon_factor=s.lemon_factor,
+        nodes=[
+            RankedNode(
+                name=n.name,
+                failures=n.failures,
+                exposure_gpu_hours=n.exposure_gpu_hours,
+                times_marked_failed=marks.get(n.name, 0),
+                mean_per_gpu_hour=n.mean_per_gpu_hour,
+                credible_95=Interval(low=n.low_per_gpu_hour, high=n.high_per_gpu_hour),
+                p_lemon=n.p_lemon,
+                p_record_at_fleet_rate=n.p_record_at_fleet_rate,
+            )
+            for n in ranked
+        ],
+    )

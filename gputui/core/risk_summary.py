@@ -9,6 +9,7 @@ start at once. `fleet_rate_per_gpu_hour` and `job_risk` are closed forms and nee
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from gputui.core.model import FleetSnapshot, Level
 
 if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
+    from gputui.core.risk_report import NodeRanking
 
 HORIZONS = ((1.0, "1 h"), (24.0, "24 h"), (168.0, "7 d"))
 DEFAULT_JOB_HOURS = 24.0
@@ -84,10 +86,21 @@ class RiskInputs:
     gpus_by_level: tuple[tuple[Level, int], ...]
     failures: int | None = None  # the journal's record, when there is one
     exposure_gpu_hours: float | None = None
+    nodes: tuple[risk.NodeRecord, ...] | None = None  # per node; None without a journal
 
 
-def risk_inputs(snapshot: FleetSnapshot, record: tuple[int, float] | None = None) -> RiskInputs:
-    """GPUs in service by verdict level; hosts the operator marked failed are left out."""
+#: The journal's record per node: name -> (failures, monitored GPU-hours), as
+#: Journal.per_node_failures_and_exposure returns it.
+NodeHistory = Mapping[str, tuple[int, float]]
+
+
+def risk_inputs(snapshot: FleetSnapshot, record: NodeHistory | None = None) -> RiskInputs:
+    """GPUs in service by verdict level; hosts the operator marked failed are left out.
+
+    The fleet's record is the sum of the nodes' (no record while nothing was watched yet: the
+    prior alone is then the honest estimate), so the fleet's rate and the node ranking come
+    from the same journal rows.
+    """
     counts = dict.fromkeys(Level, 0)
     hosts = gpus = 0
     for host in snapshot.hosts:
@@ -98,8 +111,17 @@ def risk_inputs(snapshot: FleetSnapshot, record: tuple[int, float] | None = None
             gpus += 1
             verdict = host.verdict.gpus.get(info.index)
             counts[verdict.level if verdict is not None else Level.UNKNOWN] += 1
-    failures, exposure = record if record is not None else (None, None)
-    return RiskInputs(hosts, gpus, tuple(counts.items()), failures, exposure)
+    if record is None:
+        return RiskInputs(hosts, gpus, tuple(counts.items()))
+    nodes = tuple(
+        risk.NodeRecord(name=name, failures=f, exposure_gpu_hours=e)
+        for name, (f, e) in sorted(record.items())
+    )
+    failures = sum(n.failures for n in nodes)
+    exposure = sum(n.exposure_gpu_hours for n in nodes)
+    if exposure <= 0:
+        return RiskInputs(hosts, gpus, tuple(counts.items()), nodes=nodes)
+    return RiskInputs(hosts, gpus, tuple(counts.items()), failures, exposure, nodes)
 
 
 @dataclass(frozen=True)
@@ -121,11 +143,12 @@ class RiskFigures:
     checkpoint_write_min: float
     adjusted_rate: float | None
     adjusted_p_any: tuple[float, ...]
+    ranking: NodeRanking | None = None  # lemon nodes, when there is a journal
 
 
 def risk_figures(inputs: RiskInputs, settings: RiskSettings | None = None) -> RiskFigures:
     """Every figure of the brief (hosts.toml's [risk] settings, or the defaults)."""
-    from gputui.core.risk_report import risk_report
+    from gputui.core.risk_report import node_ranking, risk_report
 
     settings = settings or risk.RiskSettings()
     configured = settings.job_gpus is not None and settings.job_hours is not None
@@ -150,11 +173,12 @@ def risk_figures(inputs: RiskInputs, settings: RiskSettings | None = None) -> Ri
 
     job = report.job
     adjusted = report.health_adjusted
+    bayes = report.bayes  # always here: no rate is given, the figures learn it
     return RiskFigures(
         inputs=inputs,
         rate=rate,
         rate_source=report.rate_source,
-        rate_interval=(report.bayes.credible_95.low, report.bayes.credible_95.high),
+        rate_interval=(bayes.credible_95.low, bayes.credible_95.high) if bayes else (rate, rate),
         p_any=p_any(rate),
         failures_per_day=risk.expected_failures(inputs.gpus, rate, 24.0),
         mtbf_hours=report.fleet.mtbf_hours,
@@ -168,4 +192,5 @@ def risk_figures(inputs: RiskInputs, settings: RiskSettings | None = None) -> Ri
         checkpoint_write_min=settings.checkpoint_minutes,
         adjusted_rate=adjusted.rate_per_gpu_hour if adjusted else None,
         adjusted_p_any=p_any(adjusted.rate_per_gpu_hour) if adjusted else (),
+        ranking=None if inputs.nodes is None else node_ranking(inputs.nodes, settings),
     )

@@ -1,9 +1,11 @@
-"""The risk report as text: `gputui risk`'s tables and JSON, and the TUI's risk panel.
+"""The risk report as text: `gputui risk`'s tables, Markdown and JSON, the lemon-node ranking
+of `gputui risk --nodes`, and the TUI's risk panel.
 
 One module formats every risk figure so that the CLI and the panel cannot drift apart. The
 table spells each figure out with its formula, for an operator who checks it; the panel is read
-at a glance, so it rounds spans to days past 48 hours and says less. The JSON form is the
-encoding of `RiskReport`, documented in docs/risk.md.
+at a glance, so it rounds spans to days past 48 hours and says less. The JSON forms are the
+encodings of `RiskReport` and `NodeRanking`, documented in docs/risk.md. Node names come from
+the journal, which recorded what hosts.toml or a host said: they are host text, shown plain.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from gputui.core.risk_summary import HORIZONS, RiskFigures
+from gputui.render.hosttext import host_text, md
 
-if TYPE_CHECKING:  # core.risk_report imports scipy: the panel renders before it may be loaded
-    from gputui.core.risk_report import RiskReport
+if TYPE_CHECKING:
+    from gputui.core.risk_report import NodeRanking, RankedNode, RiskReport
 
 # --------------------------------------------------------------------------------------------
 # Figures as text
@@ -121,7 +124,12 @@ def risk_sections(report: RiskReport) -> list[tuple[str, list[Row]]]:
                 (
                     "fleet availability",
                     probability(v.fleet_availability),
-                    "share of time no GPU is down: MTBF / (MTBF + tau)",
+                    "share of time no GPU is down, repairs overlapping: e^-(n x rate x tau)",
+                ),
+                (
+                    "GPUs down on average",
+                    f"{v.expected_gpus_down:.3g}",
+                    "n x rate x tau: GPUs in repair at any moment",
                 ),
                 ("GPU availability", f"{v.gpu_availability:.6f}", "share of GPUs up, on average"),
             ],
@@ -169,6 +177,20 @@ def risk_sections(report: RiskReport) -> list[tuple[str, list[Row]]]:
         )
 
     b = r.bayes
+    if b is None:
+        sections.append(
+            (
+                "Failure rate: given, taken as known",
+                [
+                    (
+                        "rate",
+                        rate(r.rate_per_gpu_hour),
+                        "--rate: every figure above uses it; no prior, no record",
+                    )
+                ],
+            )
+        )
+        return sections + _health_adjusted_sections(r)
     rows = [
         (
             "prior mean",
@@ -217,27 +239,18 @@ def risk_sections(report: RiskReport) -> list[tuple[str, list[Row]]]:
         )
     )
     sections.append(("Failure rate: Gamma prior updated by the record", rows))
+    return sections + _health_adjusted_sections(r)
 
-    if r.health_adjusted is not None:
-        h = r.health_adjusted
-        sections.append(
-            (
-                "Health-adjusted (a heuristic: the multipliers are not calibrated)",
-                [
-                    (
-                        "adjusted rate",
-                        rate(h.rate_per_gpu_hour),
-                        "each GPU's rate x its verdict's multiplier",
-                    ),
-                    (
-                        "P(N >= 1)",
-                        probability(h.p_at_least_one),
-                        "at least one failure at the adjusted rate",
-                    ),
-                ],
-            )
-        )
-    return sections
+
+def _health_adjusted_sections(r: RiskReport) -> list[tuple[str, list[Row]]]:
+    h = r.health_adjusted
+    if h is None:
+        return []
+    rows: list[Row] = [
+        ("adjusted rate", rate(h.rate_per_gpu_hour), "each GPU's rate x its verdict's multiplier"),
+        ("P(N >= 1)", probability(h.p_at_least_one), "at least one failure at the adjusted rate"),
+    ]
+    return [("Health-adjusted (a heuristic: the multipliers are not calibrated)", rows)]
 
 
 def risk_tables(report: RiskReport) -> Group:
@@ -261,14 +274,129 @@ def risk_tables(report: RiskReport) -> Group:
     return Group(*tables)
 
 
-def risk_json(report: RiskReport) -> str:
+def risk_markdown(report: RiskReport) -> str:
+    """The same sections as Markdown: a heading and a table each."""
+    lines = ["# gputui risk", ""]
+    for title, rows in risk_sections(report):
+        lines += [f"## {md(title)}", "", "| figure | value | what it means |", "|---|---:|---|"]
+        lines += [f"| {md(a)} | {md(b)} | {md(c)} |" for a, b, c in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def risk_json(report: RiskReport | NodeRanking) -> str:
     """The stable JSON form (docs/risk.md), indented, with a final newline."""
     return msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n"
 
 
 # --------------------------------------------------------------------------------------------
+# gputui risk --nodes: the lemon-node ranking
+# --------------------------------------------------------------------------------------------
+
+
+def ranking_title(r: NodeRanking) -> str:
+    record = ""
+    if r.failures is not None and r.exposure_gpu_hours is not None:
+        record = f", {r.failures} failures in {r.exposure_gpu_hours:,.0f} GPU-h"
+    nodes = f"{len(r.nodes):,} node{'' if len(r.nodes) == 1 else 's'}"
+    fleet = f"{rate(r.rate_per_gpu_hour)} ({r.rate_source}{record})"
+    return f"Lemon nodes: {nodes} against the fleet's {fleet}"
+
+
+def ranking_note(r: NodeRanking) -> str:
+    strength = r.node_prior_strength_failures
+    return (
+        "Worst first by posterior rate, with each node's prior at the fleet's rate worth "
+        f"{strength:g} failure{'' if strength == 1 else 's'}. "
+        "failures: fault episodes; GPU-h: "
+        "monitored; marked: times marked failed (not counted); P(lemon) = P(rate > "
+        f"{r.lemon_factor:g} x the fleet's); P(record) = P(at least its failures at the "
+        "fleet's rate)."
+    )
+
+
+# Short headers: the table fits 80 columns; the note under it says what each one is.
+_RANKING_COLUMNS = (
+    "node",
+    "failures",
+    "GPU-h",
+    "marked",
+    "rate/GPU-h",
+    "95% interval",
+    "P(lemon)",
+    "P(record)",
+)
+
+
+def _ranking_cells(n: RankedNode) -> tuple[str, ...]:
+    ci = n.credible_95
+    return (
+        f"{n.failures}",
+        f"{n.exposure_gpu_hours:,.0f}",
+        f"{n.times_marked_failed}",
+        f"{n.mean_per_gpu_hour:.2e}",
+        f"{ci.low:.1e}-{ci.high:.1e}",
+        probability(n.p_lemon),
+        probability(n.p_record_at_fleet_rate),
+    )
+
+
+def _lemon_style(n: RankedNode) -> str:
+    return "bold red" if n.p_lemon >= 0.95 else "yellow" if n.p_lemon >= 0.5 else ""
+
+
+def ranking_table(r: NodeRanking, *, limit: int | None = None) -> Group:
+    """The ranking as a table under its title and a note on how to read it.
+
+    `limit` keeps the worst nodes only (the panel); the rest are counted in one line.
+    """
+    table = Table(
+        title=ranking_title(r),
+        title_justify="left",
+        title_style="bold cyan",
+        box=None,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column(_RANKING_COLUMNS[0], overflow="fold")  # a long name wraps, never cut
+    for name in _RANKING_COLUMNS[1:]:
+        table.add_column(name, justify="right", no_wrap=True)
+    shown = r.nodes if limit is None else r.nodes[:limit]
+    for n in shown:
+        style = _lemon_style(n)
+        table.add_row(host_text(n.name, style), *_ranking_cells(n), style=style)
+    parts: list[RenderableType] = [table]
+    if not r.nodes:
+        parts.append(Text("The journal has no node with a record yet.", style="dim"))
+    if len(shown) < len(r.nodes):
+        more = len(r.nodes) - len(shown)
+        parts.append(Text(f"... and {more:,} more node{'' if more == 1 else 's'}", style="dim"))
+    parts.append(Text(ranking_note(r), style="dim"))
+    return Group(*parts)
+
+
+def ranking_markdown(r: NodeRanking) -> str:
+    lines = [
+        f"# {md(ranking_title(r))}",
+        "",
+        md(ranking_note(r)),
+        "",
+        "| " + " | ".join(_RANKING_COLUMNS) + " |",
+        "|---|" + "---:|" * (len(_RANKING_COLUMNS) - 1),
+    ]
+    lines += [
+        "| " + " | ".join((md(n.name), *(md(c) for c in _ranking_cells(n)))) + " |" for n in r.nodes
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
 # The TUI's risk panel
 # --------------------------------------------------------------------------------------------
+
+
+PANEL_NODES = 10  # the worst nodes the panel lists; `gputui risk --nodes` lists all
 
 
 def _panel_table(title: str) -> Table:
@@ -327,4 +455,6 @@ def risk_panel(f: RiskFigures) -> RenderableType:
         for (_, name), p in zip(HORIZONS, f.adjusted_p_any, strict=True):
             adj.add_row(f"P(>= 1 failure) in {name}", probability(p))
         parts.append(adj)
+    if f.ranking is not None:
+        parts += [Text(), ranking_table(f.ranking, limit=PANEL_NODES)]
     return Group(*parts)

@@ -1,7 +1,8 @@
-"""The risk panel: fleet failure odds from the GPUs the monitor sees.
+"""The risk panel: fleet failure odds from the GPUs the monitor sees, and the lemon nodes.
 
 Figures are recomputed only when their inputs change (GPU count, verdict counts, the journal's
-record), in a worker thread: the risk model imports scipy, and nothing of it may stall a tick.
+record per node), in a worker thread: the risk model imports scipy, and nothing of it may stall
+a tick.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from gputui.core.model import FleetSnapshot
-from gputui.core.risk_summary import RiskInputs, risk_figures, risk_inputs
+from gputui.core.risk_summary import NodeHistory, RiskInputs, risk_figures, risk_inputs
 from gputui.render.risk import risk_panel
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 RECORD_EVERY_S = 60.0
 
-Record = Callable[[], "tuple[int, float] | None"]
+#: The journal's failures and monitored GPU-hours per node; None without a journal.
+Record = Callable[[], NodeHistory | None]
 
 
 class RiskPanel(VerticalScroll):
@@ -40,7 +42,7 @@ class RiskPanel(VerticalScroll):
         self.settings = settings
         self._record = record
         self._inputs: RiskInputs | None = None
-        self._last_record: tuple[int, float] | None = None
+        self._last_record: NodeHistory | None = None
         self._record_t = -RECORD_EVERY_S
 
     def compose(self) -> ComposeResult:
