@@ -14,6 +14,7 @@ from gputui.core.jobs import (
     Job,
     SchedulerJob,
     build_jobs,
+    job_status,
     jobs_on_host,
     jobs_status,
     plain_processes,
@@ -264,6 +265,9 @@ def test_status_is_the_worst_job_and_unknown_while_processes_are_not_known() -> 
     snap = fleet.advance(10)
     assert unattributed_hosts(snap) == []
     assert jobs_status(healthy, snap) is PluginStatus.OK
+    # Dave's job still shows where it ran, but its host is the operator's now.
+    (dave,) = [j for j in build_jobs(snap) if j.key == DAVE.key]
+    assert dave.health.label == "unreachable" and job_status(dave) is PluginStatus.OK
     fleet.scripts["gpu004"].reasons = []  # bob's job keeps gpu003's warning
     warn = [j for j in build_jobs(fleet.snapshot()) if j.key == BOB.key]
     assert jobs_status(warn, fleet.snapshot()) is PluginStatus.WARNING

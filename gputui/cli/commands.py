@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gputui.cli import action_cmd  # noqa: F401
 from gputui.cli import agent_cmd  # noqa: F401
+from gputui.cli import jobs_cmd  # noqa: F401
 from gputui.cli import journal_cmd  # noqa: F401
 from gputui.cli import node_cmd  # noqa: F401
 from gputui.cli import report_cmd  # noqa: F401

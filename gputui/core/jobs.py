@@ -78,6 +78,7 @@ class JobGpu(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     reason: Reason | None = None  # the worst reason (None: nothing raised, or host unread)
     reading: GpuReading | None = None  # the latest fast reading (None: not in the sample)
     memory_total_mib: float | None = None
+    marked_failed: bool = False  # its host was taken out of service by the operator
 
 
 class JobHealth(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -265,6 +266,7 @@ class _GpuJudge:
             reason=worst if worst is not None and worst.level > Level.OK else None,
             reading=self.readings.get(index),
             memory_total_mib=self.totals.get(index),
+            marked_failed=host.marked_failed,
         )
 
 
@@ -274,15 +276,21 @@ def _worst(gpus: Iterable[JobGpu]) -> JobHealth:
         return JobHealth()
     w = ordered[0]
     action = max((g.action for g in ordered), key=lambda a: a.rank, default=Action.NONE)
+    where = w.label != "ok" or w.why  # a healthy job has no worst GPU to point at
     return JobHealth(
         label=w.label,
         level=max(g.level for g in ordered),
         why=w.why,
         action=action,
         reason=w.reason,
-        host=w.host,
-        gpu=w.gpu,
+        host=w.host if where else None,
+        gpu=w.gpu if where else None,
     )
+
+
+def worst_first(jobs: Iterable[Job]) -> list[Job]:
+    """The order an operator reads in: the worst job first, then in fleet order."""
+    return sorted(jobs, key=lambda j: (HEALTH_RANK[j.health.label], -j.health.level))
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,19 +339,29 @@ def with_step_rates(jobs: Iterable[Job], rates: Mapping[str, float]) -> list[Job
 # --------------------------------------------------------------------------------------------
 
 
+# CRITICAL beats UNKNOWN beats WARNING beats OK, as in gputui report (core/hoststats.py).
+_PRECEDENCE = (PluginStatus.OK, PluginStatus.WARNING, PluginStatus.UNKNOWN, PluginStatus.CRITICAL)
+
+
 def job_status(job: Job) -> PluginStatus:
-    """The job's monitoring-plugin status, as `host_status` judges a host."""
-    health = job.health
-    if health.level >= Level.CRITICAL:
+    """The job's monitoring-plugin status: its worst GPU's, judged as `host_status` judges a
+    host. GPUs of hosts the operator marked failed are left out, as `gputui report` leaves
+    those hosts out: they are known and being handled."""
+    return max(
+        (_gpu_status(g) for g in job.gpus if not g.marked_failed),
+        key=_PRECEDENCE.index,
+        default=PluginStatus.OK,
+    )
+
+
+def _gpu_status(gpu: JobGpu) -> PluginStatus:
+    if gpu.level >= Level.CRITICAL:
         return PluginStatus.CRITICAL
-    if health.level is Level.UNKNOWN or health.label in _UNREAD_LABELS:
+    if gpu.level is Level.UNKNOWN or gpu.label in _UNREAD_LABELS:
         return PluginStatus.UNKNOWN
-    if health.level is Level.WARN:
+    if gpu.level is Level.WARN:
         return PluginStatus.WARNING
     return PluginStatus.OK
-
-
-_PRECEDENCE = (PluginStatus.OK, PluginStatus.WARNING, PluginStatus.UNKNOWN, PluginStatus.CRITICAL)
 
 
 def jobs_status(jobs: Iterable[Job], snapshot: FleetSnapshot) -> PluginStatus:
