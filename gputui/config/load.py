@@ -32,6 +32,8 @@ from gputui.config.schema import (
     DEFAULT_GROUP,
     DEFAULT_SIM_SCENARIO,
     DEFAULT_SSH_CONFIG,
+    MIN_SCHEDULER_PERIOD_S,
+    SCHEDULER_PERIOD_EXPECTED,
     DefaultsTable,
     GroupTable,
     HostsFile,
@@ -195,6 +197,12 @@ class _Builder:
                 )
 
         presets, actions = self._actions(top.actions)
+        period = top.scheduler.period_s
+        if 0 < period < MIN_SCHEDULER_PERIOD_S:
+            raise self.error(
+                f"expected {SCHEDULER_PERIOD_EXPECTED}, got {show_value(period)}",
+                "scheduler.period_s",
+            )
         return Config(
             path=Path(self.source),
             hosts=hosts,
@@ -205,6 +213,7 @@ class _Builder:
             actions=actions,
             action_presets=presets,
             journal_path=self._path(top.journal.path) if top.journal.path else None,
+            scheduler_period_s=period,
         )
 
     def _scenario_error(self, prefix: str, backend: str, backend_key: str) -> ConfigError:

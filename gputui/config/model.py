@@ -26,6 +26,7 @@ from gputui.config.schema import (
     DEFAULT_KNOWN_HOSTS,
     DEFAULT_MAX_HANDSHAKES,
     DEFAULT_PYTHON,
+    DEFAULT_SCHEDULER_PERIOD_S,
     DEFAULT_SLOW_EVERY,
     Backend,
 )
@@ -109,6 +110,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     actions: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # [actions.NAME], raw
     action_presets: tuple[str, ...] = ()  # [actions] presets = [...]
     journal_path: Path | None = None  # [journal] path; None: the default location
+    # [scheduler] period_s: the scheduler's job list is read at most this often; 0: never.
+    scheduler_period_s: float = DEFAULT_SCHEDULER_PERIOD_S
 
     def host(self, name: str) -> HostSpec:
         """The host called `name`; KeyError when there is none."""

@@ -34,6 +34,13 @@ DEFAULT_KEEPALIVE_INTERVAL_S = 5.0
 DEFAULT_KEEPALIVE_COUNT_MAX = 3
 DEFAULT_MAX_HANDSHAKES = 64
 
+#: How often, at most, the scheduler's job list is read for the whole fleet (`squeue --json`).
+DEFAULT_SCHEDULER_PERIOD_S = 60.0
+#: The shortest period accepted (0 aside, which turns the reading off): one `squeue --json` is
+#: one RPC that walks every job in slurmctld, and a monitor must not become its busiest client.
+MIN_SCHEDULER_PERIOD_S = 10.0
+SCHEDULER_PERIOD_EXPECTED = "a number of seconds: 0 (never read the scheduler) or 10 to 86400"
+
 Interval = Annotated[
     float,
     msgspec.Meta(gt=0, le=MAX_INTERVAL_S, description=INTERVAL_EXPECTED),
@@ -113,6 +120,14 @@ class JournalTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     path: PathField | None = None
 
 
+class SchedulerTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[scheduler]`: how often the scheduler's job list names the jobs seen on the GPUs."""
+
+    period_s: Annotated[
+        float, msgspec.Meta(ge=0, le=86_400, description=SCHEDULER_PERIOD_EXPECTED)
+    ] = DEFAULT_SCHEDULER_PERIOD_S
+
+
 class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -133,4 +148,7 @@ class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     journal: Annotated[JournalTable, msgspec.Meta(description="a table [journal]")] = msgspec.field(
         default_factory=JournalTable
+    )
+    scheduler: Annotated[SchedulerTable, msgspec.Meta(description="a table [scheduler]")] = (
+        msgspec.field(default_factory=SchedulerTable)
     )

@@ -45,6 +45,8 @@ class Command:
     argv: tuple[str, ...]
     where: str = LOCAL  # "local" or an SSH alias
     timeout_s: float = 60.0
+    # stdout kept whole for the caller; a scheduler's job list is far longer than {job} lines.
+    keep_chars: int = MAX_STDOUT_CHARS
 
     @property
     def shell_text(self) -> str:
@@ -71,10 +73,13 @@ class CommandResult:
 class _Collector:
     """Splits a byte stream into lines for `on_line` and keeps what the result needs."""
 
-    def __init__(self, on_line: OnLine | None, tail: deque[str], keep: bool) -> None:
+    def __init__(
+        self, on_line: OnLine | None, tail: deque[str], keep: bool, limit: int = MAX_STDOUT_CHARS
+    ) -> None:
         self.on_line = on_line
         self.tail = tail
         self.keep = keep
+        self.limit = limit
         self.kept: list[str] = []
         self.kept_chars = 0
         self.truncated = False
@@ -93,7 +98,7 @@ class _Collector:
     def _line(self, line: str) -> None:
         self.tail.append(line)
         if self.keep:
-            if self.kept_chars + len(line) < MAX_STDOUT_CHARS:
+            if self.kept_chars + len(line) < self.limit:
                 self.kept.append(line)
                 self.kept_chars += len(line) + 1
             else:
@@ -161,7 +166,7 @@ class CommandRunner:
                 await _kill_group(proc)  # not recorded: not left running where none can see it
                 raise
         tail: deque[str] = deque(maxlen=400)
-        out = _Collector(on_line, tail, keep=True)
+        out = _Collector(on_line, tail, keep=True, limit=cmd.keep_chars)
         err = _Collector(on_line, tail, keep=False)
 
         async def pump(stream: asyncio.StreamReader, sink: _Collector) -> None:
@@ -201,7 +206,7 @@ class CommandRunner:
 
     async def _run_remote(self, cmd: Command, on_line: OnLine | None) -> CommandResult:
         tail: deque[str] = deque(maxlen=400)
-        out = _Collector(on_line, tail, keep=True)
+        out = _Collector(on_line, tail, keep=True, limit=cmd.keep_chars)
         err = _Collector(on_line, tail, keep=False)
         try:
             conn = await self._connection(cmd.where)
