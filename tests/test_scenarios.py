@@ -77,6 +77,40 @@ def test_a_scenario_loads_from_a_path(tmp_path: Path) -> None:
             {"fault": [{"kind": "xid", "at": 1, "gpus": [0], "xid": True}]},
             "fault[0].xid: expected an integer",
         ),
+        ({"job": {"kind": "slurm"}}, "job: expected a list"),
+        ({"job": [{"kind": "pbs", "id": "1", "gpus": [0]}]}, "job[0].kind: expected one of"),
+        ({"job": [{"kind": "slurm", "gpus": [0]}]}, "job[0].id: missing"),
+        ({"job": [{"kind": "slurm", "id": "1"}]}, "job[0].gpus: expected a non-empty list"),
+        (
+            {"job": [{"kind": "slurm", "id": "12;reboot", "gpus": [0]}]},
+            "job[0].id: expected a Slurm job id",
+        ),
+        (
+            {"job": [{"kind": "k8s", "id": "42", "gpus": [0]}]},
+            "job[0].id: expected a pod UID",
+        ),
+        (
+            {"job": [{"kind": "slurm", "id": "1", "gpus": [0], "namespace": "ml"}]},
+            "job[0]: unknown key 'namespace'",
+        ),
+        (
+            {"job": [{"kind": "slurm", "id": "1", "gpus": [8]}]},
+            "job[0].gpus[0]: expected an integer from 0 to 7",
+        ),
+        (
+            {"job": [{"kind": "slurm", "id": "1", "gpus": [0], "user": "[red]root"}]},
+            "job[0].user: expected a user name",
+        ),
+        (
+            {
+                "job": [
+                    {"kind": "slurm", "id": "1", "gpus": [0, 1]},
+                    {"kind": "slurm", "id": "2", "gpus": [1, 2]},
+                ]
+            },
+            "job[1].gpus: GPU 1 already runs job[0]",
+        ),
+        ({"requeue_file": 3}, "requeue_file: expected a string"),
     ],
 )
 def test_schema_errors_name_the_key(doc: dict[str, Any], words: str) -> None:

@@ -4,10 +4,15 @@ A scenario is a plain dict (TOML on the collector side, JSON on the agent's comm
 hosts with Python 3.8 and no tomllib can run it). validate_scenario() is the single definition
 of the schema: the agent calls it before simulating and the collector calls it when it loads a
 file, so both reject the same mistakes with the same messages.
+
+Besides its board, workload and faults, a host's scenario may list the jobs on its GPUs
+(`job`): a fleet's jobs span hosts, so the collector decides them for the whole fleet and
+hands each host its share (gputui/collect/sim_jobs.py, played by agent/simjobs.py).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 MODELS = ("H100-SXM", "A100-SXM", "V100-SXM2")
@@ -100,7 +105,42 @@ FAULT_KEYS: dict[str, dict[str, tuple[_Check, Any]]] = {
 }
 FAULT_KINDS = tuple(FAULT_KEYS)
 _COMMON_FAULT_KEYS = ("kind", "gpus", "at", "duration")
-_TOP_KEYS = ("name", "description", "gpus", "model", "workload", "driver", "fault")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "gpus",
+    "model",
+    "workload",
+    "driver",
+    "fault",
+    "job",
+    "requeue_file",
+)
+
+# The jobs a host runs ([[job]]): the collector assigns them across a simulated fleet.
+JOB_KINDS = ("slurm", "k8s")
+JOB_SOURCES = ("cgroup", "environ")
+JOB_WORKLOADS = ("training", "inference")
+_JOB_KEYS = ("kind", "id", "gpus", "workload", "uid", "user", "source")
+_JOB_KIND_KEYS = {"slurm": ("step",), "k8s": ("namespace", "name", "container")}
+# Each text as Slurm, Kubernetes and the user database write it, so a simulated host never
+# reports what the real agent's attribution would refuse to read from a real one.
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_JOB_TEXT = {
+    "slurm.id": (r"\d{1,20}(?:_\d{1,10})?", "a Slurm job id such as 4242 or 4242_7"),
+    "k8s.id": (
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "a pod UID (8-4-4-4-12 lowercase hex)",
+    ),
+    "step": (
+        r"\d{1,10}|batch|extern|interactive",
+        "a step: a number, batch, extern or interactive",
+    ),
+    "namespace": (_DNS_LABEL, "a DNS label"),
+    "name": (_DNS_LABEL, "a DNS label"),
+    "container": (r"[0-9a-f]{12,64}", "a container id (12 to 64 lowercase hex)"),
+    "user": (r"[a-z_][a-z0-9_.-]{0,31}", "a user name"),
+}
 
 
 def _text(where: str, value: Any) -> str:
@@ -152,9 +192,55 @@ def _validate_fault(where: str, raw: Any, n_gpus: int) -> dict[str, Any]:
     return fault
 
 
+def _job_text(where: str, key: str, value: Any) -> str:
+    pattern, expected = _JOB_TEXT[key]
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise ValueError(f"{where}: expected {expected}, got {value!r}")
+    return value
+
+
+def _validate_job(
+    where: str, raw: Any, host: dict[str, Any], taken: dict[int, str]
+) -> dict[str, Any]:
+    """One [[job]] table, checked against the host (`taken`: GPU -> the job that holds it)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a table, got {raw!r}")
+    kind = raw.get("kind")
+    if kind not in JOB_KINDS:
+        raise ValueError(f"{where}.kind: expected one of {list(JOB_KINDS)}, got {kind!r}")
+    _unknown_keys(where, raw, _JOB_KEYS + _JOB_KIND_KEYS[kind])
+    if "id" not in raw:
+        raise ValueError(f"{where}.id: missing (the job's id)")
+    gpus = raw.get("gpus")
+    if not isinstance(gpus, list) or not gpus:
+        raise ValueError(f"{where}.gpus: expected a non-empty list of GPU indices")
+    check = _integer(0, host["gpus"] - 1)
+    indices = sorted({check(f"{where}.gpus[{i}]", g) for i, g in enumerate(gpus)})
+    for index in indices:
+        if index in taken:
+            raise ValueError(f"{where}.gpus: GPU {index} already runs {taken[index]}")
+        taken[index] = where
+    default_workload = host["workload"] if host["workload"] in JOB_WORKLOADS else "training"
+    job: dict[str, Any] = {
+        "kind": kind,
+        "id": _job_text(f"{where}.id", f"{kind}.id", raw["id"]),
+        "gpus": indices,
+        "workload": _word(JOB_WORKLOADS)(
+            f"{where}.workload", raw.get("workload", default_workload)
+        ),
+        "uid": _integer(0, (1 << 32) - 1)(f"{where}.uid", raw.get("uid", 1000)),
+        "source": _word(JOB_SOURCES)(f"{where}.source", raw.get("source", "cgroup")),
+    }
+    for key in ("user", *_JOB_KIND_KEYS[kind]):
+        if key in raw:
+            job[key] = _job_text(f"{where}.{key}", key, raw[key])
+    return job
+
+
 def validate_scenario(d: Any) -> dict[str, Any]:
-    """A checked, normalised copy of scenario `d`, with defaults filled and faults sorted by
-    start time. Raises ValueError whose message starts with the offending key."""
+    """A checked, normalised copy of scenario `d`, with defaults filled, faults sorted by
+    start time and jobs checked against the GPUs (one job a GPU). Raises ValueError whose
+    message starts with the offending key."""
     if not isinstance(d, dict):
         raise ValueError(f"scenario: expected a table, got {type(d).__name__}")
     _unknown_keys("scenario", d, _TOP_KEYS)
@@ -179,4 +265,11 @@ def validate_scenario(d: Any) -> dict[str, Any]:
         _validate_fault(f"fault[{i}]", f, out["gpus"]) for i, f in enumerate(raw_faults)
     ]
     out["fault"] = sorted(faults, key=lambda f: f["at"])
+    raw_jobs = d.get("job", [])
+    if not isinstance(raw_jobs, list):
+        raise ValueError("job: expected a list of tables ([[job]] in TOML)")
+    taken: dict[int, str] = {}
+    out["job"] = [_validate_job(f"job[{i}]", j, out, taken) for i, j in enumerate(raw_jobs)]
+    if "requeue_file" in d:
+        out["requeue_file"] = _text("requeue_file", d["requeue_file"])
     return out

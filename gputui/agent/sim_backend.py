@@ -24,7 +24,9 @@ class SimBackend(NvmlBackend):
     ) -> None:
         self.simulation = Simulation(scenario, seed=seed, clock=clock)
         self.nvml = SimNvml(self.simulation)
-        super().__init__(self.nvml, event_thread=event_thread)
+        super().__init__(
+            self.nvml, event_thread=event_thread, attribute_process=self.simulation.attribution
+        )
 
     def use_clock(self, clock: Callable[[], float]) -> None:
         """Read the simulation at `clock`'s time from now on (seconds since its start), so

@@ -280,10 +280,10 @@ class SimNvml:
 
     def nvmlSystemGetProcessName(self, pid: int) -> str:
         self._check_init()
-        for g in self.sim.gpus:
-            if pid in g.pids:
-                return "/usr/bin/" + self.sim.workload.process_name
-        raise NVMLError(NVML_ERROR_NOT_FOUND)
+        name = self.sim.process_name(pid)
+        if name is None:
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        return "/usr/bin/" + name
 
     def nvmlDeviceGetCount(self) -> int:
         self._check_init()

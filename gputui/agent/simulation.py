@@ -27,7 +27,8 @@ from typing import Any, Callable, NamedTuple
 
 from .gpumodels import MODELS, GpuModel, bus_number
 from .scenario import validate_scenario
-from .workload import make_workload
+from .simjobs import HostJobs
+from .workload import Workload, make_workload
 
 STEP_S = 0.25
 
@@ -194,11 +195,20 @@ class Simulation:
         self.t = 0.0
         self.boot_s = self.rng.uniform(200_000.0, 3_000_000.0)  # uptime at start, for dmesg
         self.gpus = [SimGpu(i, self.model, self.rng) for i in range(self.scenario["gpus"])]
-        self.workload = make_workload(self.scenario["workload"], self.rng, len(self.gpus))
+        self.workload = self._workload()
         self.faults = [_Fault(f) for f in self.scenario["fault"]]
         self.events: list[SimEvent] = []
         self._kernel_log: list[str] = []
         self._settle()
+
+    def _workload(self) -> Workload:
+        """The scenario's jobs, each on its GPUs; without any, its workload on every GPU."""
+        n = len(self.gpus)
+        if not self.scenario["job"]:
+            return make_workload(self.scenario["workload"], self.rng, n)
+        origin = self.start_unix or 0.0
+        requeue_file = self.scenario.get("requeue_file")
+        return HostJobs(self.rng, n, self.scenario["job"], origin, requeue_file)
 
     # -- time --------------------------------------------------------------------------------
 
@@ -308,7 +318,7 @@ class Simulation:
         g.clock_events = bits
         frac = self.workload.memory_fraction(g.index)
         g.mem_used_mib = min(m.memory_mib - g.mem_reserved_mib, m.memory_mib * frac)
-        g.pids = self.workload.pids()[g.index : g.index + 1]
+        g.pids = self.workload.gpu_pids(g.index)
         g.process_mib = max(0.0, g.mem_used_mib - DRIVER_USED_MIB) if g.pids else 0.0
         downgrade = self._active("pcie_downgrade", g.index, t)
         if downgrade is not None:
@@ -404,7 +414,7 @@ class Simulation:
     def _xid(self, g: SimGpu, xid: int) -> None:
         """The driver reports XID `xid` on `g`, with the side effects the XID stands for."""
         pid = g.pids[0] if g.pids else 0
-        name = self.workload.process_name if g.pids else ""
+        name = self.workload.process_name_of(g.index) if g.pids else ""
         who = f"pid={pid}, name={name}, " if pid else "pid='<unknown>', name=<unknown>, "
         text = _XID_TEXT.get(xid, f"Xid {xid}")
         self._log(f"NVRM: Xid ({g.kernel_pci}): {xid}, {who}{text}")
@@ -456,6 +466,21 @@ class Simulation:
         with self.lock:
             self.advance()
             return list(self._kernel_log)
+
+    def process_name(self, pid: int) -> str | None:
+        """The executable of process `pid` on one of the GPUs, or None when none runs it."""
+        with self.lock:
+            for g in self.gpus:
+                if pid in g.pids:
+                    return self.workload.process_name_of(g.index)
+            return None
+
+    def attribution(self, pid: int) -> dict[str, Any]:
+        """Who runs process `pid` (uid, user, job) as the scenario's jobs say: what the
+        agent's attribution reads from /proc on a real host. Simulated pids are made up, so
+        a real /proc is never asked about them."""
+        with self.lock:
+            return dict(self.workload.owner(pid))
 
     def next_event_at(self) -> float | None:
         """Simulated time of the next scripted fault that raises an NVML event, if any."""

@@ -8,6 +8,7 @@ simulation replays exactly for a seed however often it is read.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 
 class Workload:
@@ -31,10 +32,18 @@ class Workload:
         """Share of the GPU's memory the job holds."""
         return 0.0
 
-    def pids(self) -> list[int]:
-        """PIDs of the job's processes, one per GPU (the same PID repeated when one process
-        drives every GPU)."""
+    def gpu_pids(self, index: int) -> list[int]:
+        """PIDs of the processes on GPU `index` (one process may drive several GPUs)."""
         return []
+
+    def process_name_of(self, index: int) -> str:
+        """The executable of the processes on GPU `index`."""
+        return self.process_name
+
+    def owner(self, pid: int) -> dict[str, Any]:
+        """Who runs process `pid`, as the agent's attribution reports it (uid, user, job);
+        nothing when the scenario says nothing about it."""
+        return {}
 
 
 class Training(Workload):
@@ -44,14 +53,19 @@ class Training(Workload):
     name = "training"
     process_name = "python3"
 
-    def __init__(self, rng: random.Random, n_gpus: int) -> None:
+    def __init__(
+        self, rng: random.Random, n_gpus: int, timeline: random.Random | None = None
+    ) -> None:
+        """`timeline` draws the job's rhythm (checkpoints, evaluations) when it is not the
+        host's own: every host of a multi-host job draws the same one."""
         super().__init__(rng, n_gpus)
-        self.checkpoint_every_s = rng.uniform(150.0, 300.0)
-        self.checkpoint_len_s = rng.uniform(8.0, 18.0)
+        timeline = rng if timeline is None else timeline
+        self.checkpoint_every_s = timeline.uniform(150.0, 300.0)
+        self.checkpoint_len_s = timeline.uniform(8.0, 18.0)
         self.eval_every = 3  # checkpoints
-        self.eval_len_s = rng.uniform(25.0, 45.0)
+        self.eval_len_s = timeline.uniform(25.0, 45.0)
         # Start somewhere inside a period, but not in a dip, so t=0 shows a busy job.
-        self.phase_s = rng.uniform(self.checkpoint_len_s + 5.0, self.checkpoint_every_s - 5.0)
+        self.phase_s = timeline.uniform(self.checkpoint_len_s + 5.0, self.checkpoint_every_s - 5.0)
         self.mem_fraction = [rng.uniform(0.88, 0.94) for _ in range(n_gpus)]
         torchrun = rng.randint(20_000, 900_000)
         self._pids = [torchrun + 1 + i for i in range(n_gpus)]
@@ -75,8 +89,8 @@ class Training(Workload):
     def memory_fraction(self, index: int) -> float:
         return self.mem_fraction[index]
 
-    def pids(self) -> list[int]:
-        return list(self._pids)
+    def gpu_pids(self, index: int) -> list[int]:
+        return [self._pids[index]]
 
 
 class Inference(Workload):
@@ -111,8 +125,8 @@ class Inference(Workload):
     def memory_fraction(self, index: int) -> float:
         return self.mem_fraction[index]
 
-    def pids(self) -> list[int]:
-        return [self._pid] * self.n_gpus
+    def gpu_pids(self, index: int) -> list[int]:
+        return [self._pid]
 
 
 def make_workload(name: str, rng: random.Random, n_gpus: int) -> Workload:
