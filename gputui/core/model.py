@@ -117,7 +117,7 @@ class JobRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=F
     """The job a GPU process serves, as the agent attributed it on its host (docs/jobs.md)."""
 
     kind: JobKind
-    id: ShortText  # Slurm job id ("4242", an array task "4242_7"); Kubernetes pod UID
+    id: ShortText  # Slurm job id (an array task's own id, as its cgroup and requeue name it); pod UID
     step: ShortText | None = None  # Slurm step: "0", "batch", "extern", "interactive"
     namespace: ShortText | None = None  # Kubernetes, where the host's files say
     name: ShortText | None = None  # Kubernetes pod name, where the host's files say
@@ -185,6 +185,14 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     nvlink_recovery: Count | None = None
     nvlink_crc_flit: Count | None = None
     nvlink_crc_data: Count | None = None
+    # Cumulative time the clocks were held down, per reason, in microseconds since the driver
+    # loaded (NVML's clock-event reason counters; nvidia-smi -q -d PERFORMANCE "Clocks Event
+    # Reasons Counters"). Slow fields: prevention rollups take their deltas (docs/prevention.md).
+    held_sw_power_cap_us: Count | None = None
+    held_sync_boost_us: Count | None = None
+    held_sw_thermal_us: Count | None = None
+    held_hw_thermal_us: Count | None = None
+    held_hw_power_brake_us: Count | None = None
     recovery_action: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = (
         None  # 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain+reset
     )
