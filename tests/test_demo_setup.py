@@ -90,9 +90,10 @@ def test_the_spares_run_healthy_and_idle_the_others_the_demo_mix(seed: int) -> N
     mix = demo_assignment(32, seed)
     hosts = DemoFleet(32, seed=seed, spares=2).assignment()
     assert [name for name, _ in hosts] == NAMES
-    assert hosts[:30] == mix[:30]
+    # The hosts in service run the mix, with jobs on their GPUs (tests/test_sim_jobs.py).
+    assert [(name, {**sc, "job": []}) for name, sc in hosts[:30]] == mix[:30]
     for (_, spare), (_, was) in zip(hosts[30:], mix[30:], strict=True):
-        assert spare["fault"] == [] and spare["workload"] == "idle"
+        assert spare["fault"] == [] and spare["workload"] == "idle" and spare["job"] == []
         assert spare["name"] == "healthy"
         assert (spare["gpus"], spare["model"]) == (was["gpus"], was["model"])
 

@@ -252,7 +252,7 @@ def demo(
             spares=default_spares(n_hosts),
         ) as (fleet, m):
             running.append((fleet, time.monotonic()))
-            config = demo_config(list(m.hosts), scratch / "scheduler.log")
+            config = demo_config(list(m.hosts), scratch / "scheduler.log", fleet.scheduler)
             async with wiring.attach(m, config):
                 yield m
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -32,12 +33,20 @@ START_TIMEOUT_S = 60.0
 DEMO_MIN_INTERVAL_S = MIN_TICK_S
 DEMO_MAX_INTERVAL_S = 60.0
 
+# The demo's stand-in scheduler (gputui/cli/demo_setup.py) keeps its state in the fleet's
+# scratch: SCHEDULER_NODES/<node> lists the Slurm jobs running on a node, one id a line, and
+# SCHEDULER_REQUEUED the ids requeued since, which the simulated hosts read (agent/simjobs.py).
+SCHEDULER_DIR = "scheduler"
+SCHEDULER_NODES = "nodes"
+SCHEDULER_REQUEUED = "requeued"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
 
 @dataclass(frozen=True)
 class DemoHost:
     name: str
     port: int
-    scenario: dict[str, object]
+    scenario: dict[str, Any]
     seed: int
     spare: bool = False  # one of the fleet's spares: healthy, idle
 
@@ -49,6 +58,26 @@ def default_spares(n_hosts: int) -> int:
 
 class DemoFleetError(Exception):
     pass
+
+
+def write_scheduler(
+    scheduler: Path, assignment: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The stand-in scheduler's files in `scheduler` for the hosts of `assignment`, and the
+    assignment with each host that runs jobs told where to read their requeues."""
+    nodes = scheduler / SCHEDULER_NODES
+    nodes.mkdir(parents=True)
+    requeued = scheduler / SCHEDULER_REQUEUED
+    requeued.touch()
+    out = []
+    for name, sc in assignment:
+        jobs = sc.get("job") or []
+        if jobs and _PLAIN_NAME.fullmatch(name):  # a name that is a file name, nothing more
+            ids = dict.fromkeys(j["id"] for j in jobs if j["kind"] == "slurm")
+            (nodes / name).write_text("".join(f"{i}\n" for i in ids))
+            sc = {**sc, "requeue_file": str(requeued)}
+        out.append((name, sc))
+    return out
 
 
 class DemoFleet:
@@ -95,29 +124,39 @@ class DemoFleet:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.stop)
 
-    def assignment(self) -> list[tuple[str, dict[str, object]]]:
-        """Each host's name and scenario: the given ones, or the demo mix, or the one scenario;
-        the spares last."""
+    def assignment(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each host's name and scenario: the given ones as given, or the demo mix, or the one
+        scenario, with the spares last and jobs on the others' GPUs (collect/sim_jobs.py)."""
         from gputui.collect.scenarios import demo_assignment, load_scenario, spare_scenario
+        from gputui.collect.sim_jobs import assign_jobs
 
         if self.given is not None:
-            hosts = [(name, dict(sc)) for name, sc in self.given]
-        elif self.scenario is not None:
+            return [(name, dict(sc)) for name, sc in self.given]
+        if self.scenario is not None:
             scenario = load_scenario(self.scenario)
             hosts = [(f"sim-{i + 1:03d}", scenario) for i in range(self.n_hosts)]
         else:
             hosts = demo_assignment(self.n_hosts, self.seed)
         first_spare = self.n_hosts - self.spares
-        return [
+        hosts = [
             (name, spare_scenario(sc) if i >= first_spare else sc)
             for i, (name, sc) in enumerate(hosts)
         ]
+        # After the spares are set: a job never spans a host that waits idle for work.
+        return assign_jobs(hosts, self.seed)
+
+    @property
+    def scheduler(self) -> Path:
+        """The stand-in scheduler's directory (see SCHEDULER_DIR) of the running fleet."""
+        assert self.directory is not None
+        return self.directory / SCHEDULER_DIR
 
     def start(self) -> None:
         assignment = self.assignment()
         remove_stale()  # what killed runs left: their keys and logs
         directory = make_scratch()
         self.directory = directory
+        assignment = write_scheduler(self.scheduler, assignment)
         host_key = asyncssh.generate_private_key("ssh-ed25519")
         client_key = asyncssh.generate_private_key("ssh-ed25519")
         host_key.write_private_key(str(directory / "host_key"))

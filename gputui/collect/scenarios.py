@@ -157,5 +157,6 @@ def spare_scenario(scenario: dict[str, Any]) -> dict[str, Any]:
         description="A spare node: healthy and idle, waiting to be brought in.",
         workload=SPARE_WORKLOAD,
         fault=[],
+        job=[],
     )
     return validate_scenario(spare)
