@@ -1,4 +1,5 @@
-"""The main screen: the fleet table, the GPU grid, the risk panel and the event log as tabs.
+"""The main screen: the fleet table, the GPU grid, the risk panel, the event log and the jobs
+as tabs.
 
 Only the visible tab is brought up to date on a tick; a tab catches up with the newest
 snapshot when it is shown (the table's keyed diff and the grid's repaint need no history).
@@ -30,10 +31,11 @@ from gputui.tui.widgets.event_log import EventLog
 from gputui.tui.widgets.filter_box import FilterBox
 from gputui.tui.widgets.fleet_table import FleetTable
 from gputui.tui.widgets.gpu_grid import GpuGrid, GridPanel
+from gputui.tui.widgets.jobs_table import JobsPanel, JobsTable
 from gputui.tui.widgets.key_bar import KeyBar
 from gputui.tui.widgets.risk_panel import Record, RiskPanel
 
-TABS = ("fleet", "grid", "risk", "events")
+TABS = ("fleet", "grid", "risk", "events", "jobs")
 RECENT_LINES = 4
 TALL = 34  # rows from which the recent-events strip is worth its space
 # Seconds screen updates are held on a tab switch: the tab bar, the panes' display and the
@@ -52,6 +54,7 @@ class FleetScreen(Screen[None]):
         Binding("2", "tab('grid')", "Grid", show=False),  # the tab bar shows it
         Binding("3", "tab('risk')", "Risk", show=False),  # the tab bar shows it
         Binding("4", "tab('events')", "Events", show=False),  # the tab bar shows it
+        Binding("5", "tab('jobs')", "Jobs", show=False),  # the tab bar shows it
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False),
@@ -90,6 +93,8 @@ class FleetScreen(Screen[None]):
                 yield EventLog(id="event-log")
                 yield FilterBox(placeholder=EVENT_FILTER_HINT, id="events-filter", classes="filter")
                 yield Static(id="events-status", classes="status")
+            with TabPane("5 Jobs", id="jobs"):
+                yield JobsPanel(self._risk_settings, self._record, id="jobs-panel")
         yield Static(id="recent")
         yield KeyBar()
 
@@ -106,6 +111,10 @@ class FleetScreen(Screen[None]):
     @property
     def event_log(self) -> EventLog:
         return self.query_one(EventLog)
+
+    @property
+    def jobs_panel(self) -> JobsPanel:
+        return self.query_one(JobsPanel)
 
     @property
     def active_tab(self) -> str:
@@ -139,6 +148,8 @@ class FleetScreen(Screen[None]):
             self.grid_panel.apply(snapshot)
         elif tab == "risk":
             self.query_one(RiskPanel).apply(snapshot)
+        elif tab == "jobs":
+            self.jobs_panel.apply(snapshot)
 
     def add_events(self, events: Sequence[FleetEvent]) -> None:
         if not events:
@@ -167,12 +178,15 @@ class FleetScreen(Screen[None]):
         self.table.set_palette(palette)
         self.grid_panel.set_palette(palette)
         self.event_log.set_palette(palette)
+        self.jobs_panel.set_palette(palette)
         if self.snapshot is not None:
             self.apply(self.snapshot)
 
     def selected_host(self) -> str | None:
         if self.active_tab == "grid":
             return self.grid_panel.grid.selected_host
+        if self.active_tab == "jobs":
+            return self.jobs_panel.selected_host()
         return self.table.selected_host
 
     def _status(self) -> None:
@@ -221,6 +235,7 @@ class FleetScreen(Screen[None]):
             "grid": GpuGrid,
             "risk": RiskPanel,
             "events": EventLog,
+            "jobs": JobsTable,
         }
         # set_focus at once (focus() defers it to a later message) and without scrolling
         # the widget into view (it fills its tab): the new look is in the first update.
@@ -269,11 +284,19 @@ class FleetScreen(Screen[None]):
             self.table.focus()
 
     def action_sort(self) -> None:
+        if self.active_tab == "jobs":  # the tab shown sorts: the jobs have orders of their own
+            jobs = self.jobs_panel
+            jobs.set_sort(jobs.sort_key.next(), False)
+            return
         table = self.table
         table.set_sort(table.sort_key.next(), False)
         self._status()
 
     def action_sort_reverse(self) -> None:
+        if self.active_tab == "jobs":
+            jobs = self.jobs_panel
+            jobs.set_sort(jobs.sort_key, not jobs.sort_reverse)
+            return
         table = self.table
         table.set_sort(table.sort_key, not table.sort_reverse)
         self._status()
@@ -299,6 +322,10 @@ class FleetScreen(Screen[None]):
 
     @on(GpuGrid.Chosen)
     def _cell_chosen(self, event: GpuGrid.Chosen) -> None:
+        self._open_host(event.host)
+
+    @on(JobsPanel.HostChosen)
+    def _job_gpu_chosen(self, event: JobsPanel.HostChosen) -> None:
         self._open_host(event.host)
 
     def set_sort(self, key: SortKey, reverse: bool = False) -> None:

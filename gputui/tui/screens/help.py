@@ -35,6 +35,14 @@ Fleet filter (/): space-separated terms, all must match; -term excludes.
 Event filter (/ on the Events tab): level:warn (or worse), host:gpu01*, kind:xid, or text.
 Enter keeps the filter, esc clears it."""
 
+JOBS_HELP = """\
+Jobs tab (5): enter shows the job's GPUs across hosts side by side (they follow the cursor),
+esc closes them, enter on a GPU opens its host. s sorts by worst, GPUs, run time, risk, user
+or job; S reverses; a click on a header sorts by it. x, u and a act on the host where the
+highlighted job is worst, or on the host of the GPU under the cursor. RUN with > counts from
+when gputui first saw the job; P24H and CKPT are the job's own odds of a day without a failure
+and its checkpoint interval, at the fleet's rate."""
+
 COLOURS_HELP = """\
 Colours: green ok, amber warn, red critical, magenta failed (GPU lost, XID 79/95/140,
 remap failure), grey unknown or unreachable, purple stale (connected, no sample), blue marked
@@ -73,7 +81,7 @@ def help_body(sections: Sequence[tuple[str, Iterable[BindingType]]]) -> Renderab
             if b.description:
                 table.add_row(_key(b), b.description)
         parts += [table, Text()]
-    parts += [Text(FILTER_HELP), Text(), Text(COLOURS_HELP)]
+    parts += [Text(FILTER_HELP), Text(), Text(JOBS_HELP), Text(), Text(COLOURS_HELP)]
     return Group(*parts)
 
 
