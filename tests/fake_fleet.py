@@ -259,6 +259,7 @@ class FakeMonitor:
         self.events: deque[FleetEvent] = deque(maxlen=2000)
         self.stopped = False
         self.cleared: list[tuple[str, int | None]] = []
+        self.latest: FleetSnapshot | None = None
         self._queue: asyncio.Queue[FleetSnapshot | None] = asyncio.Queue()
 
     @property
@@ -267,7 +268,12 @@ class FakeMonitor:
 
     def push(self, snapshot: FleetSnapshot) -> None:
         self.events.extend(snapshot.events)
+        self.latest = snapshot
         self._queue.put_nowait(snapshot)
+
+    def snapshot(self) -> FleetSnapshot:
+        """The latest snapshot pushed, as the real monitor's `snapshot()`."""
+        return self.latest if self.latest is not None else self.fleet.snapshot()
 
     async def snapshots(self) -> AsyncIterator[FleetSnapshot]:
         while not self.stopped:

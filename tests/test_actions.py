@@ -50,7 +50,10 @@ FAKE_SLURM = textwrap.dedent(
         p = d / f"{n}.json"
         return json.loads(p.read_text()) if p.exists() else None
     if prog == "squeue":
-        print((d / "jobs").read_text() if (d / "jobs").exists() else "", end="")
+        if (d / "squeue.fail").exists():
+            print((d / "squeue.fail").read_text(), file=sys.stderr); sys.exit(1)
+        name = "squeue.json" if "--json" in args else "jobs"
+        print((d / name).read_text() if (d / name).exists() else "", end="")
         sys.exit(0)
     if args[:3] == ["-o", "show", "node"]:
         s = state(args[3])
@@ -60,11 +63,12 @@ FAKE_SLURM = textwrap.dedent(
         if s.get("reason"):
             line += f" Reason={s['reason']} [{s['by']}@2026-01-01T00:00:00]"
         print(line); sys.exit(0)
-    if args[0] == "requeue":
-        if args[1] in (d / "norequeue").read_text().split() if (d / "norequeue").exists() else []:
-            print(f"Requested operation is presently disabled for job {args[1]}", file=sys.stderr)
-            sys.exit(1)
-        sys.exit(0)
+    if args[0] == "requeue":  # as Slurm: each job of a comma list on its own
+        stuck = (d / "norequeue").read_text().split() if (d / "norequeue").exists() else []
+        refused = [j for j in args[1].split(",") if j in stuck]
+        for j in refused:
+            print(f"Requested operation is presently disabled for job {j}", file=sys.stderr)
+        sys.exit(1 if refused else 0)
     if args[0] == "update":
         kv = dict(a.split("=", 1) for a in args[1:])
         n, s = kv["NodeName"], state(kv["NodeName"])
@@ -225,8 +229,12 @@ def test_presets_are_enabled_by_name_and_configured_as_a_whole() -> None:
     assert all(s.where == "slurmctl" and s.timeout_s == 20 for a in cat for s in a.steps)
     assert cat["drain"].steps[0].command.text[-1] == "Reason=site: {reason}"
     assert cat["drain"].guard == "fence" and cat["resume"].guard == "resume"
-    assert cat["requeue-jobs"].steps[1].for_each_line
+    assert cat["requeue-jobs"].steps[0].command.text == ("scontrol", "requeue", "{jobs}")
+    assert cat["requeue-jobs"].names_jobs and not cat["drain"].names_jobs
     assert cat.scheduler is not None and cat.scheduler.name == "slurm"
+    listing = cat.jobs_action()
+    assert listing is not None and not listing.confirm
+    assert listing.steps[0].command.text[:2] == ("squeue", "--json")
 
 
 @pytest.mark.parametrize(
@@ -377,19 +385,19 @@ async def test_a_missing_program_is_a_clear_failure(make) -> None:  # type: igno
 SLURM = '[actions]\npresets = ["slurm"]\n'
 
 
-async def test_slurm_fail_drains_and_requeues_each_job_alone(make, sched: Sched) -> None:  # type: ignore[no-untyped-def]
+async def test_slurm_fail_requeues_the_nodes_jobs_in_one_command(make, sched: Sched) -> None:  # type: ignore[no-untyped-def]
     ops = make(SLURM)
     sched.slurm("gpu002", "ALLOCATED")
-    (sched.dir / "jobs").write_text("11\n12\n13\n")
     (sched.dir / "norequeue").write_text("12\n")
-    op = ops.prepare_fail("gpu002", "XID 79", ["drain", "requeue-jobs"])
+    jobs = await ops.read_jobs("gpu002", given=["11", "12", "13"])
+    op = ops.prepare_fail("gpu002", "XID 79", ["drain", "requeue-jobs"], jobs=jobs)
     outcome = await ops.run(op)
     assert sched.node("gpu002")["reason"] == "gputui: XID 79"
-    requeued = [c[2] for c in sched.calls() if c[:2] == ["scontrol", "requeue"]]
-    assert requeued == ["11", "12", "13"]  # 12 fails; 13 is still tried
+    requeued = [c[2:] for c in sched.calls() if c[:2] == ["scontrol", "requeue"]]
+    assert requeued == [["11,12,13"]]  # one argument; Slurm tries each job of it
     assert [a.status for a in outcome.actions] == ["ok", "failed"]
     assert outcome.errors() == [
-        "requeue-jobs: `scontrol requeue 12` failed (exit 1): "
+        "requeue-jobs: `scontrol requeue 11,12,13` failed (exit 1): "
         "Requested operation is presently disabled for job 12"
     ]
 

@@ -12,12 +12,14 @@ from gputui.cli.app import app
 from gputui.cli.ops_common import (
     DryRunOption,
     HostsOption,
+    JobOption,
     JournalOption,
     ListFormat,
     YesOption,
     json_text,
     operator_actions,
     preview_or_run,
+    read_jobs,
     table,
     user_errors,
 )
@@ -32,7 +34,7 @@ def action_run(
     name: Annotated[str, typer.Argument(help="The action, e.g. drain (see `gputui action list`)")],
     host: Annotated[str, typer.Argument(help="The node, as named in hosts.toml")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="Fills {reason}")] = "",
-    job: Annotated[str | None, typer.Option("--job", help="Fills {job}")] = None,
+    job: JobOption = None,
     gpu: Annotated[int | None, typer.Option("--gpu", help="Fills {gpu} (a GPU index)")] = None,
     uuid: Annotated[str | None, typer.Option("--uuid", help="Fills {uuid}")] = None,
     spare: Annotated[
@@ -46,10 +48,16 @@ def action_run(
     hosts: HostsOption = None,
     journal: JournalOption = None,
 ) -> None:
-    """Run action NAME for HOST. It is journaled; no node state changes (see `gputui node`)."""
+    """Run action NAME for HOST. It is journaled; no node state changes (see `gputui node`).
+
+    An action that names the node's jobs ({jobs}, {job}) gets those read from HOST's GPU
+    processes (or the scheduler's job list when HOST cannot say), unless --job names them."""
     with operator_actions(hosts, journal) as ops, user_errors():
+        jobs = None
+        if name in ops.catalog and ops.catalog[name].names_jobs:
+            jobs = read_jobs(ops, host, job)
         op = ops.prepare_action(
-            name, host, reason=reason, job=job, gpu=gpu, uuid=uuid, spare=spare, force=force
+            name, host, reason=reason, jobs=jobs, gpu=gpu, uuid=uuid, spare=spare, force=force
         )
         preview_or_run(ops, op, yes=yes, dry_run=dry_run)
 

@@ -17,6 +17,7 @@ from gputui.cli.ops_common import (
     EXIT_FAILED,
     DryRunOption,
     HostsOption,
+    JobOption,
     JournalOption,
     ListFormat,
     YesOption,
@@ -26,12 +27,14 @@ from gputui.cli.ops_common import (
     one_line,
     operator_actions,
     preview_or_run,
+    read_jobs,
     run_operation,
     run_or_exit,
     show_preview,
     table,
     user_errors,
 )
+from gputui.core.text import plain
 from gputui.ops.actions import OperatorActions
 from gputui.ops.nodes import NodeStatus
 from gputui.ops.plans import Operation
@@ -62,14 +65,20 @@ def node_fail(
             help="Bring the group's first healthy spare in (default: ask on a terminal)",
         ),
     ] = None,
+    job: JobOption = None,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
     hosts: HostsOption = None,
     journal: JournalOption = None,
 ) -> None:
-    """Mark HOST failed, then take it out of the scheduler (drain, requeue its jobs...)."""
+    """Mark HOST failed, then take it out of the scheduler (drain, requeue its jobs...).
+
+    The jobs it hits are read from HOST's GPU processes (or, when HOST cannot say, from the
+    scheduler's job list), listed, journaled, and passed to actions as {jobs} and {job}."""
     with operator_actions(hosts, journal) as ops, user_errors():
-        op = ops.prepare_fail(host, reason, action)
+        ops.check_fail(host, reason, action)  # a mistake is said before the node is read
+        jobs = read_jobs(ops, host, job)
+        op = ops.prepare_fail(host, reason, action, jobs=jobs)
         spare_op = ops.prepare_spare(host) if spare is not False else None
         if dry_run:
             show_preview(op)
@@ -82,6 +91,7 @@ def node_fail(
             confirm(spare_op, yes, "And bring the spare in?")  # asked before anything runs
         outcome = run_operation(ops, op)
         typer.echo(f"{host} marked failed: {json_text(op.reason)}")
+        typer.echo(plain(jobs.summary()))  # as journaled with it
         if spare_op is None:
             if spare:
                 typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)

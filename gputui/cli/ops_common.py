@@ -28,7 +28,7 @@ from gputui.collect.fleet import ssh_options
 from gputui.collect.ssh import HostError, SshContext
 from gputui.config import Config, ConfigError, resolve_hosts_path
 from gputui.core.text import is_plain, plain
-from gputui.ops.actions import ActionError, OperatorActions, Outcome
+from gputui.ops.actions import ActionError, NodeJobs, OperatorActions, Outcome
 from gputui.ops.journal import Journal, JournalError, resolve_journal_path
 from gputui.ops.orphans import orphan_message
 from gputui.ops.plans import Operation
@@ -52,6 +52,14 @@ YesOption = Annotated[
 ]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print the exact commands and where they would run")
+]
+JobOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--job",
+        help="A job on the node (repeatable): fills {jobs} and {job} instead of the jobs read "
+        "from the node's GPUs",
+    ),
 ]
 
 
@@ -120,6 +128,23 @@ def user_errors() -> Iterator[None]:
         yield
     except ActionError as exc:
         raise fail(str(exc)) from None
+
+
+def read_jobs(ops: OperatorActions, host: str, given: list[str] | None) -> NodeJobs:
+    """The jobs on `host`'s GPUs: `given`, else one reading of the node, else the scheduler's
+    job list (OperatorActions.read_jobs). Its connections are closed before this returns."""
+
+    async def go() -> NodeJobs:
+        try:
+            return await ops.read_jobs(host, given=given or ())
+        finally:
+            await ops.aclose()
+
+    try:
+        return asyncio.run(go())
+    except KeyboardInterrupt:
+        typer.echo("gputui: interrupted while reading the node's jobs; nothing done", err=True)
+        raise typer.Exit(130) from None
 
 
 def show_preview(op: Operation) -> None:

@@ -9,43 +9,58 @@ bring spares in. Every command is journaled as an intent before it runs and comp
     outcome.ok, outcome.errors()
 
 Failures of one command are reported, never raised: a failed step stops its action and the
-actions after it, except per-line steps (requeue each job), where every line is tried and each
-failure is reported on its own.
+actions after it, except a step run once per job or per line, where every job is tried and
+each failure is reported on its own.
+
+The jobs on a node (`read_jobs`) come from the live monitor's snapshot, or, on the command
+line, from one reading of the node's GPU processes; where the node cannot say, from the
+scheduler's job list, read at most once per `[scheduler] period_s` (gputui/ops/scheduler.py).
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from gputui.collect.fleet import agent_args, sim_scenarios, ssh_options
 from gputui.collect.monitor import FleetMonitor
+from gputui.collect.oneshot import OneShotJob, run_oneshot
 from gputui.collect.ssh import SshContext
 from gputui.config import Config
 from gputui.config.errors import did_you_mean
-from gputui.core.model import FleetSnapshot
+from gputui.core.model import FleetSnapshot, HostSnapshot, HostState, JobKind
+from gputui.ops import node_jobs
 from gputui.ops.catalog import LOCAL, ActionCatalog, load_actions
 from gputui.ops.journal import Journal
+from gputui.ops.node_jobs import NodeJobs
 from gputui.ops.nodes import NodeStatus, choose_spare, node_statuses
 from gputui.ops.orphans import process_group_of
 from gputui.ops.plans import ActionError, Operation, Plan, PlannedStep, build_plan
 from gputui.ops.presets import SchedulerState, StateParseError
 from gputui.ops.records import NodeEvent
 from gputui.ops.runner import Command, CommandResult, CommandRunner
+from gputui.ops.scheduler import MAX_OUTPUT_CHARS, SchedulerReader, age_text
 from gputui.ops.templates import TemplateError
 
 __all__ = [
     "ActionError",
     "ActionOutcome",
+    "NodeJobs",
     "Operation",
     "OperatorActions",
     "Outcome",
     "Plan",
     "StepOutcome",
 ]
+
+#: The longest the command line waits for a node to list its GPU processes: an SSH connection
+#: (10 s by default) and the agent's start (NVML without persistence mode takes seconds).
+NODE_READ_TIMEOUT_S = 20.0
 
 OnOutput = Callable[[str], None]
 ActionStatus = Literal["ok", "failed", "refused", "skipped", "not_run"]
@@ -142,11 +157,110 @@ class OperatorActions:
         self.journal = journal
         self.catalog: ActionCatalog = load_actions(config)
         self.monitor = monitor
+        self._ssh = ssh
         self._runner = runner or CommandRunner(ssh)
+        self.scheduler: SchedulerReader | None = self._scheduler_reader(runner)
 
     async def aclose(self) -> None:
-        """Close the SSH connections opened for remote actions."""
+        """Close the SSH connections opened for remote actions and the scheduler's list."""
         await self._runner.aclose()
+        if self.scheduler is not None:
+            await self.scheduler.aclose()
+
+    def _scheduler_reader(self, runner: CommandRunner | None) -> SchedulerReader | None:
+        """The bounded reader of the scheduler preset's job list, where its actions run.
+
+        None without a scheduler preset that lists jobs, with `[scheduler] period_s = 0`, or
+        when the site made the job list an action for one node (it serves the whole fleet)."""
+        preset = self.catalog.scheduler
+        action = self.catalog.jobs_action()
+        period = self.config.scheduler_period_s
+        if preset is None or preset.read_jobs is None or action is None or period <= 0:
+            return None
+        step = action.steps[0]
+        if step.where.startswith("{") or action.needs - {"operator"}:
+            return None
+        command = Command(
+            argv=step.command.render({"operator": self.journal.operator}),
+            where=step.where,
+            timeout_s=step.timeout_s,
+            keep_chars=MAX_OUTPUT_CHARS,
+        )
+        # Its own connection, so a long job list never waits behind an operator's command.
+        return SchedulerReader(
+            command, preset.read_jobs, period_s=period, runner=runner or CommandRunner(self._ssh)
+        )
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    @property
+    def job_kind(self) -> JobKind:
+        """The kind of job the scheduler preset acts on (Slurm without one)."""
+        sched = self.catalog.scheduler
+        return sched.job_kind if sched is not None and sched.job_kind else "slurm"
+
+    async def read_jobs(
+        self, host: str, *, given: Sequence[str] = (), read_node: bool = True
+    ) -> NodeJobs:
+        """The jobs on `host`'s GPUs: `given` ids, else the monitor's last reading of the host,
+        else (with `read_node`) one reading of the host now; completed by the scheduler's job
+        list where the host could not say, and named by it where it was read."""
+        self._check_host(host)
+        if given:
+            seen = node_jobs.given(host, given, self.job_kind)
+        elif (shown := self._monitored(host)) is not None:
+            seen = node_jobs.from_host(shown, time.time())
+        elif read_node:
+            seen = await self._read_node(host)
+        else:
+            seen = node_jobs.unknown(host, f"{host} was not read")
+        reader = self.scheduler
+        if reader is None:
+            return seen
+        if seen.gaps:
+            await reader.refresh()  # at most once per period, whoever asks
+        if reader.read_t is None and not seen.gaps:
+            return seen
+        age = "" if reader.read_t is None else f" read {age_text(time.time() - reader.read_t)} ago"
+        return node_jobs.with_scheduler(
+            seen,
+            reader.jobs,
+            kind=self.job_kind,
+            source=f"{reader.program}'s job list{age}",
+            problem="" if reader.ok else reader.status(),
+        )
+
+    def _monitored(self, host: str) -> HostSnapshot | None:
+        """`host` as the live monitor's latest snapshot shows it (None without a monitor)."""
+        if self.monitor is None:
+            return None
+        return next((h for h in self.monitor.snapshot().hosts if h.name == host), None)
+
+    async def _read_node(self, host: str) -> NodeJobs:
+        """One reading of `host`'s GPU processes (the agent's --once: hello and a full sample)."""
+        spec = self.config.host(host)
+        scenario = sim_scenarios(self.config.hosts).get(host) if spec.backend == "sim" else None
+        job = OneShotJob(
+            host=host,
+            args=agent_args(spec, scenario, once=True),
+            python=spec.python,
+            transport=spec.transport,
+        )
+        ssh = SshContext(ssh_options(self.config.ssh))
+        try:
+            result = await run_oneshot(job, ssh, NODE_READ_TIMEOUT_S)
+        finally:
+            await ssh.close()
+        if result.error is not None:
+            return node_jobs.unknown(host, f"{host} could not be read: {result.error.text}")
+        sample = next((s for s in reversed(result.samples) if s.slow), None)
+        if sample is None:
+            return node_jobs.unknown(host, f"{host} sent no full sample")
+        now = time.time()
+        snap = HostSnapshot(
+            name=host, state=HostState.STREAMING, slow_sample=sample, slow_sample_t=now
+        )
+        return node_jobs.from_host(snap, now, source=f"{host}'s GPU processes, read now")
 
     # -- looking ------------------------------------------------------------------------------
 
@@ -167,16 +281,19 @@ class OperatorActions:
         host: str,
         *,
         reason: str = "",
-        job: str | None = None,
+        jobs: NodeJobs | None = None,
         gpu: int | str | None = None,
         uuid: str | None = None,
         spare: str | None = None,
         snapshot: FleetSnapshot | None = None,
     ) -> Plan:
-        """Action `action` for `host` with these values, every argv rendered (ActionError)."""
+        """Action `action` for `host` with these values, every argv rendered (ActionError).
+
+        `jobs` (read_jobs) fills {jobs} and {job}; without it an action naming them is refused.
+        """
         self._check_host(host)
         values = {"node": host, "reason": reason, "operator": self.journal.operator}
-        for key, value in (("job", job), ("gpu", gpu), ("uuid", uuid)):
+        for key, value in (("gpu", gpu), ("uuid", uuid)):
             if value is not None:
                 values[key] = str(value)
         try:
@@ -195,18 +312,40 @@ class OperatorActions:
                     "left (give one with --spare NAME)"
                 )
             values["spare"] = found
-        return build_plan(self.catalog, action, values)
+        return build_plan(self.catalog, action, values, jobs=jobs)
 
     def prepare_fail(
-        self, host: str, reason: str, actions: Sequence[str] | None = None
+        self,
+        host: str,
+        reason: str,
+        actions: Sequence[str] | None = None,
+        *,
+        jobs: NodeJobs | None = None,
     ) -> Operation:
-        """Mark `host` failed, then run `actions` (default: those with on_fail = true)."""
+        """Mark `host` failed, then run `actions` (default: those with on_fail = true).
+
+        `jobs` (read_jobs): the jobs the failure hits, listed in the preview and the journal,
+        and the values of {jobs} and {job}."""
+        reason, names = self.check_fail(host, reason, actions)
+        plans = tuple(self.plan(name, host, reason=reason, jobs=jobs) for name in names)
+        return Operation(kind="fail", node=host, plans=plans, reason=reason, jobs=jobs)
+
+    def check_fail(
+        self, host: str, reason: str, actions: Sequence[str] | None = None
+    ) -> tuple[str, list[str]]:
+        """The reason and action names of a request to mark `host` failed; ActionError for an
+        unknown host or action, or no reason (before anything is read or run)."""
+        self._check_host(host)
         reason = reason.strip()
         if not reason:
             raise ActionError("a reason is required to mark a node failed (--reason TEXT)")
         names = [a.name for a in self.catalog.on_fail] if actions is None else list(actions)
-        plans = tuple(self.plan(name, host, reason=reason) for name in names)
-        return Operation(kind="fail", node=host, plans=plans, reason=reason)
+        for name in names:
+            try:
+                self.catalog[name]
+            except KeyError as exc:
+                raise ActionError(str(exc.args[0])) from None
+        return reason, names
 
     def prepare_resume(self, host: str, force: bool = False) -> Operation:
         """Return `host` to service: its on_resume actions, guarded unless `force`."""
@@ -240,15 +379,18 @@ class OperatorActions:
         host: str,
         *,
         reason: str = "",
-        job: str | None = None,
+        jobs: NodeJobs | None = None,
         gpu: int | str | None = None,
         uuid: str | None = None,
         spare: str | None = None,
         force: bool = False,
     ) -> Operation:
         """One action on its own (`gputui action run`); no node state is recorded."""
-        plan = self.plan(action, host, reason=reason, job=job, gpu=gpu, uuid=uuid, spare=spare)
-        return Operation(kind="action", node=host, plans=(plan,), reason=reason, force=force)
+        plan = self.plan(action, host, reason=reason, jobs=jobs, gpu=gpu, uuid=uuid, spare=spare)
+        shown = jobs if plan.action.names_jobs else None
+        return Operation(
+            kind="action", node=host, plans=(plan,), reason=reason, force=force, jobs=shown
+        )
 
     def _check_host(self, host: str) -> None:
         try:
@@ -273,7 +415,8 @@ class OperatorActions:
         state: NodeEvent | None = None
         if op.kind == "fail":
             # The operator's decision is recorded first: it stands even if a command fails.
-            state = self.journal.record_node_state(op.node, "failed", op.reason)
+            hit = op.jobs.keys if op.jobs is not None and op.jobs.known else None
+            state = self.journal.record_node_state(op.node, "failed", op.reason, jobs=hit)
             self._mark(op.node, True)
         results: list[ActionOutcome] = []
         for plan in op.plans:
@@ -305,6 +448,10 @@ class OperatorActions:
         name = plan.action.name
         emit = _Emitter(on_output, name)
         note = ""
+        if plan.idle:
+            emit(plan.idle)
+            if not plan.steps:
+                return ActionOutcome(name, plan.node, "skipped", note=plan.idle)
         if plan.probe is not None and not force:
             checked = await self._check_guard(plan, run_id, emit)
             if isinstance(checked, ActionOutcome):
@@ -312,7 +459,10 @@ class OperatorActions:
             note = checked
         steps: list[StepOutcome] = []
         previous: CommandResult | None = None
+        failed_jobs: int | None = None  # the index of a per-job step that failed for a job
         for step in plan.steps:
+            if failed_jobs is not None and step.index != failed_jobs:
+                return ActionOutcome(name, plan.node, "failed", tuple(steps), note)
             if step.per_line:
                 jobs = previous.lines() if previous is not None else []
                 if not jobs:
@@ -324,9 +474,12 @@ class OperatorActions:
                 continue
             outcome, previous = await self._run_command(plan, step, step.command(), run_id, emit)
             steps.append(outcome)
-            if not outcome.ok:
+            if not outcome.ok and step.per_job:
+                failed_jobs = step.index  # the other jobs are tried all the same
+            elif not outcome.ok:
                 return ActionOutcome(name, plan.node, "failed", tuple(steps), note)
-        return ActionOutcome(name, plan.node, "ok", tuple(steps), note)
+        status: ActionStatus = "failed" if failed_jobs is not None else "ok"
+        return ActionOutcome(name, plan.node, status, tuple(steps), note)
 
     async def _check_guard(self, plan: Plan, run_id: str, emit: _Emitter) -> ActionOutcome | str:
         """The scheduler state's verdict: an outcome that ends the action, or a note to go on."""

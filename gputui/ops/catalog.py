@@ -31,6 +31,8 @@ MAX_TIMEOUT_S = 86_400.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ALIAS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _NODE_WHERE = ("{node}", "{spare}")
+#: Placeholders filled from the jobs on the node's GPUs (gputui/ops/node_jobs.py).
+JOB_PLACEHOLDERS = frozenset({"job", "jobs"})
 
 Argv = Annotated[
     list[str],
@@ -115,6 +117,11 @@ class ActionDef:
         return frozenset(names)
 
     @property
+    def names_jobs(self) -> bool:
+        """It names the node's jobs: {jobs}, or {job} outside a per-line step."""
+        return bool(self.needs & JOB_PLACEHOLDERS)
+
+    @property
     def guard_target(self) -> str:
         """The placeholder naming the node whose scheduler state the guard reads."""
         return "spare" if "spare" in self.needs else "node"
@@ -154,6 +161,13 @@ class ActionCatalog:
         if sched is None or sched.state_action is None:
             return None
         return self.actions.get(sched.state_action)
+
+    def jobs_action(self) -> ActionDef | None:
+        """The action that prints the scheduler's job list (Slurm: `squeue --json`)."""
+        sched = self.scheduler
+        if sched is None or sched.jobs_action is None:
+            return None
+        return self.actions.get(sched.jobs_action)
 
 
 def load_actions(config: Config) -> ActionCatalog:

@@ -1,7 +1,7 @@
 """The journal: a durable record of what the operator decided and what gputui saw.
 
     journal = Journal.open(resolve_journal_path(cli_path, config.journal_path))
-    journal.record_node_state("gpu002", "failed", "XID 79")
+    journal.record_node_state("gpu002", "failed", "XID 79", jobs=("slurm:4242",))
     run = journal.begin_run(run_id, "drain", "gpu002", 0, argv, "local")   # the intent
     run = journal.record_process_group(run, process_group_of(pid))          # once it started
     journal.end_run(run, exit_code=0, output="...")                        # its completion
@@ -155,8 +155,11 @@ class Journal:
         detail: str = "",
         *,
         t: float | None = None,
+        jobs: Sequence[str] | None = None,
     ) -> NodeEvent:
-        """Record that `node` is now `state`; returns the row as written (committed)."""
+        """Record that `node` is now `state`; returns the row as written (committed).
+
+        `jobs`: the keys of the jobs a failure hits (None: unknown)."""
         if state not in NODE_STATES:
             raise ValueError(f"unknown node state {state!r}")
         event = NodeEvent(
@@ -166,18 +169,27 @@ class Journal:
             reason=reason,
             operator=self.operator,
             detail=detail,
+            jobs=tuple(jobs) if jobs is not None else None,
         )
         row_id = self._write(
-            "INSERT INTO node_events (t, node, state, reason, operator, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (event.t, node, state, reason, event.operator, detail),
+            "INSERT INTO node_events (t, node, state, reason, operator, detail, jobs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.t,
+                node,
+                state,
+                reason,
+                event.operator,
+                detail,
+                None if event.jobs is None else json.dumps(list(event.jobs), ensure_ascii=False),
+            ),
         )
         return dataclasses.replace(event, id=row_id)
 
     def node_states(self) -> dict[str, NodeEvent]:
         """The latest state change of every node that has one."""
         rows = self._read(
-            "SELECT id, t, node, state, reason, operator, detail FROM node_events n "
+            "SELECT id, t, node, state, reason, operator, detail, jobs FROM node_events n "
             "WHERE id = (SELECT max(id) FROM node_events WHERE node = n.node) ORDER BY node"
         )
         return {row[2]: _node_event(row) for row in rows}
@@ -374,7 +386,7 @@ class Journal:
     ) -> list[NodeEvent]:
         where, params = _filters("t", since, node)
         rows = self._read(
-            "SELECT id, t, node, state, reason, operator, detail FROM node_events"
+            "SELECT id, t, node, state, reason, operator, detail, jobs FROM node_events"
             f"{where} ORDER BY t, id",
             params,
         )
@@ -424,7 +436,21 @@ def _node_event(row: tuple[Any, ...]) -> NodeEvent:
         reason=row[4],
         operator=row[5],
         detail=row[6],
+        jobs=_jobs(row[7]),
     )
+
+
+def _jobs(text: str | None) -> tuple[str, ...] | None:
+    """The jobs column: a JSON array of keys; anything else (NULL, a hand edit) is unknown."""
+    if text is None:
+        return None
+    try:
+        keys = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return None
+    return tuple(keys)
 
 
 def _action_run(row: tuple[Any, ...]) -> ActionRun:

@@ -92,7 +92,14 @@ _V2 = (
     "ALTER TABLE action_runs ADD COLUMN pg_checked REAL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+_V3 = (
+    # The jobs a node's failure hit, as gputui knew them when the operator marked it failed:
+    # a JSON array of job keys (["slurm:4242", "k8s:<pod uid>"]); NULL when nobody could say
+    # (the node unreadable, no scheduler), and for every other state change.
+    "ALTER TABLE node_events ADD COLUMN jobs TEXT",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -6,6 +6,12 @@
 An Operation is what the operator asks for (mark failed, resume, activate a spare, run one
 action): its plans plus the node state it records. The TUI and the CLI show `preview()`, ask
 for confirmation when `needs_confirm`, then hand the operation to OperatorActions.run.
+
+An action that names the node's jobs is planned from a NodeJobs (gputui/ops/node_jobs.py):
+`{jobs}` becomes their ids joined by commas in one argument, and a step using `{job}` is
+planned once per job, so the preview shows every command with its id. With no job on the node
+those steps have nothing to do and are left out (an action left with no step is skipped, and
+says why); with the jobs unknown the action is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from gputui.ops.catalog import LOCAL, ActionCatalog, ActionDef, StepDef
+from gputui.ops.catalog import JOB_PLACEHOLDERS, LOCAL, ActionCatalog, ActionDef, StepDef
+from gputui.ops.node_jobs import NodeJobs
+from gputui.ops.presets import PRESETS
 from gputui.ops.runner import Command
 from gputui.ops.templates import TemplateError
 
@@ -31,6 +39,7 @@ class PlannedStep:
     values: Mapping[str, str]
     where: str  # "local" or the SSH alias, with {node}/{spare} resolved
     index: int
+    per_job: bool = False  # one of the runs of a {job} step, one per job on the node
 
     @property
     def per_line(self) -> bool:
@@ -59,12 +68,15 @@ class Plan:
     steps: tuple[PlannedStep, ...]
     probe: PlannedStep | None = None  # reads the scheduler state the action's guard decides on
     guard_node: str = ""  # the node that state is read for (the spare for activate-spare)
+    idle: str = ""  # why steps were left out (no job on the node); with no step, it is skipped
 
     def preview(self) -> list[str]:
         """The exact commands, one per line, with where each runs."""
         a = self.action
         head = f"{a.name} on {self.node}" + (" (needs confirmation)" if a.confirm else "")
         lines = [head]
+        if self.idle:
+            lines.append(f"  {self.idle}")
         if self.probe is not None:
             check = "refuses" if a.guard == "resume" else "skips"
             lines.append(
@@ -98,6 +110,7 @@ class Operation:
     reason: str = ""
     force: bool = False  # guards off: resume or fence nodes someone else took out
     spare: str | None = None  # kind "spare": the spare to bring into service
+    jobs: NodeJobs | None = None  # the jobs the node's GPUs serve, as far as known
 
     @property
     def needs_confirm(self) -> bool:
@@ -116,6 +129,8 @@ class Operation:
 
     def preview(self) -> list[str]:
         lines = [self.summary()]
+        if self.jobs is not None:
+            lines += [f"  {line}" for line in self.jobs.lines()]
         for plan in self.plans:
             lines += plan.preview()
         if not self.plans and self.kind != "action":
@@ -124,21 +139,32 @@ class Operation:
 
 
 def build_plan(
-    catalog: ActionCatalog, name: str, values: Mapping[str, str], *, probe: bool = True
+    catalog: ActionCatalog,
+    name: str,
+    values: Mapping[str, str],
+    *,
+    probe: bool = True,
+    jobs: NodeJobs | None = None,
 ) -> Plan:
     """The plan of action `name` for `values` (node, reason, ...); ActionError if it can't be.
 
-    Every command that does not depend on an earlier step's output is rendered here, so an
-    unsafe or missing value is refused before anything runs.
+    `jobs` fills {jobs} and {job} (see the module's docstring). Every command that does not
+    depend on an earlier step's output is rendered here, so an unsafe or missing value is
+    refused before anything runs.
     """
     try:
         action = catalog[name]
     except KeyError as exc:
         raise ActionError(str(exc.args[0])) from None
-    missing = sorted(n for n in action.needs if not values.get(n))
+    filled = JOB_PLACEHOLDERS if jobs is not None else frozenset()
+    missing = sorted(n for n in action.needs - filled if not values.get(n))
     if missing:
         raise ActionError(f"action {name} needs {_needs_text(missing)}")
-    steps = tuple(_planned(step, values, i) for i, step in enumerate(action.steps))
+    idle = ""
+    if jobs is not None and action.names_jobs:
+        steps, idle = _job_steps(action, values, jobs)
+    else:
+        steps = tuple(_planned(step, values, i) for i, step in enumerate(action.steps))
     for step in steps:
         _render_or_raise(name, step)
     guard_node = values[action.guard_target]
@@ -152,16 +178,56 @@ def build_plan(
         node=values["node"],
         values=dict(values),
         steps=steps,
-        probe=probe_step,
+        probe=probe_step if steps else None,  # nothing to guard when nothing runs
         guard_node=guard_node,
+        idle=idle,
     )
 
 
-def _planned(step: StepDef, values: Mapping[str, str], index: int) -> PlannedStep:
+def _job_steps(
+    action: ActionDef, values: Mapping[str, str], jobs: NodeJobs
+) -> tuple[tuple[PlannedStep, ...], str]:
+    """The steps of an action that names the node's jobs, and why some were left out."""
+    if not jobs.known:
+        raise ActionError(
+            f"action {action.name} names the jobs on {jobs.node}'s GPUs, and they are unknown: "
+            f"{'; '.join(jobs.gaps) or 'nothing could say'} (name them with --job ID)"
+        )
+    preset = PRESETS.get(action.preset or "")
+    kind = preset.job_kind if preset is not None else None
+    ids = jobs.ids(kind)
+    steps: list[PlannedStep] = []
+    left_out = 0
+    for i, step in enumerate(action.steps):
+        used = step.command.names & JOB_PLACEHOLDERS
+        if step.for_each_line:
+            used = used - {"job"}  # its {job} is each line of the step before
+        if not used:
+            steps.append(_planned(step, values, i))
+        elif not ids:
+            left_out += 1
+        elif "job" in used:
+            base = {**values, "jobs": ",".join(ids)}
+            steps += [_planned(step, {**base, "job": job}, i, per_job=True) for job in ids]
+        else:
+            steps.append(_planned(step, {**values, "jobs": ",".join(ids)}, i))
+    idle = ""
+    if left_out:
+        what = "nothing to do" if not steps else f"{left_out} step(s) left out"
+        if not jobs.jobs:
+            idle = f"{what}: no job seen on {jobs.node}'s GPUs"
+        else:
+            idle = f"{what}: no {kind or 'usable'} job id among the jobs on {jobs.node}'s GPUs"
+    return tuple(steps), idle
+
+
+def _planned(
+    step: StepDef, values: Mapping[str, str], index: int, *, per_job: bool = False
+) -> PlannedStep:
     where = step.where
     if where in ("{node}", "{spare}"):
         where = values[where[1:-1]]
-    return PlannedStep(step=step, values=dict(values), where=where, index=index)
+    return PlannedStep(step=step, values=dict(values), where=where, index=index, per_job=per_job)
 
 
 def _render_or_raise(name: str, step: PlannedStep) -> None:
@@ -174,6 +240,7 @@ def _render_or_raise(name: str, step: PlannedStep) -> None:
 _NEEDS = {
     "reason": "a reason (--reason TEXT)",
     "job": "a job id (--job ID)",
+    "jobs": "the node's jobs (--job ID, repeatable)",
     "gpu": "a GPU index (--gpu N)",
     "uuid": "a GPU uuid (--uuid UUID)",
     "spare": "a spare node (--spare NAME)",

@@ -4,6 +4,10 @@ A preset is a set of `[actions.NAME]` tables written exactly as a user would wri
 site can override any key), plus what only gputui can supply: how to read a node's state in
 the scheduler and which actions that state guards.
 
+A scheduler preset may also name the action that lists its jobs (Slurm: `squeue --json`):
+gputui/ops/scheduler.py reads it at most once per `[scheduler] period_s` to name the jobs the
+hosts see on their GPUs, and falls back on it for a node that cannot say which jobs it runs.
+
 Guards keep gputui from undoing other people's decisions (NHC, an admin, NVIDIA's
 NVSentinel). A "resume" action runs only on a node gputui itself took out of service (Slurm:
 the Reason starts with "gputui:"; Kubernetes: the node carries the gputui.io/cordoned label),
@@ -18,6 +22,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from gputui.core.model import JobKind
+from gputui.ops.scheduler import SchedulerRead, parse_squeue_json
 
 Guard = Literal["none", "fence", "resume"]
 
@@ -50,6 +57,9 @@ class Preset:
     guards: Mapping[str, Guard] = field(default_factory=dict)
     state_action: str | None = None  # the action that prints the node's state
     read_state: Callable[[str], SchedulerState] | None = None  # its output -> state
+    jobs_action: str | None = None  # the action that prints the scheduler's jobs
+    read_jobs: Callable[[str], SchedulerRead] | None = None  # its output -> jobs
+    job_kind: JobKind | None = None  # the jobs its {jobs} and {job} name
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,11 +130,19 @@ SLURM = Preset(
             "description": "return a node gputui drained to service",
         },
         "requeue-jobs": {
-            "steps": [
-                {"argv": ["squeue", "-w", "{node}", "-h", "-o", "%A"]},
-                {"argv": ["scontrol", "requeue", "{job}"], "for_each_line": True},
-            ],
-            "description": "requeue every job running on the node (each job on its own)",
+            # One command for all of them: scontrol requeues each job of the list on its own,
+            # and says which it could not (a --no-requeue job) without stopping the others.
+            "argv": ["scontrol", "requeue", "{jobs}"],
+            "description": "requeue the jobs seen on the node's GPUs (scontrol requeue 123,456)",
+        },
+        "list-jobs": {
+            # Running jobs only: 23.02 and later filter (22.05 prints every job; gputui keeps
+            # those holding nodes), and a long pending queue is not read every period.
+            "argv": ["squeue", "--json", "--states=RUNNING,COMPLETING,SUSPENDED"],
+            "confirm": False,
+            "timeout_s": 30,
+            "description": "print Slurm's running jobs as JSON (read only; gputui reads it at "
+            "most once per [scheduler] period_s to name the jobs on the GPUs)",
         },
         "activate-spare": {
             "argv": ["scontrol", "update", "NodeName={spare}", "State=RESUME"],
@@ -134,6 +152,9 @@ SLURM = Preset(
     guards={"drain": "fence", "down": "fence", "resume": "resume", "activate-spare": "resume"},
     state_action="node-state",
     read_state=read_slurm_state,
+    jobs_action="list-jobs",
+    read_jobs=parse_squeue_json,
+    job_kind="slurm",
 )
 
 
@@ -259,6 +280,7 @@ KUBERNETES = Preset(
     },
     state_action="node-state",
     read_state=read_kubernetes_state,
+    job_kind="k8s",
 )
 
 CUSTOM = Preset(

@@ -42,6 +42,8 @@ class NodeEvent:
     operator: str
     detail: str = ""
     id: int = 0
+    # A failure's jobs (keys such as slurm:4242) as known when it was marked; None: unknown.
+    jobs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 PLACEHOLDERS: dict[str, str] = {
     "node": "the node the action is for",
     "reason": "the operator's reason (e.g. XID 79)",
-    "job": "a job id (one run per output line of the previous step)",
+    "job": "a job id: each job seen on the node's GPUs in turn (one run per job), --job ID, or "
+    "each output line of the previous step (for_each_line)",
+    "jobs": "the ids of the jobs seen on the node's GPUs, comma-joined in one argument (123,456)",
     "gpu": "a GPU index on the node",
     "uuid": "a GPU uuid",
     "spare": "the spare node brought into service",

@@ -429,8 +429,9 @@ class GpuTuiApp(App[None]):
         prepared = await self._prepare("fail", host, reason=answer)
         if prepared is None:
             return
-        # The reason dialog was the confirmation, unless commands are about to run.
-        outcome = await self._carry_out(prepared, ask=prepared.commands > 0)
+        # The reason dialog was the confirmation, unless commands are about to run or the
+        # jobs the node's failure hits are to be seen first.
+        outcome = await self._carry_out(prepared, ask=prepared.commands > 0 or bool(prepared.jobs))
         if outcome is None or not outcome.ok:
             return
         spare = self.operator.spare_for(host, self.snapshot)

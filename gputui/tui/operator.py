@@ -48,6 +48,9 @@ class Prepared:
     commands: int = 0  # commands that will run; 0 when only the journal and the view change
     confirm: bool = True  # ask before running (the configured action says)
     handle: object = field(default=None, compare=False)  # the ops layer's own operation
+    # The jobs the request hits, in one line ("jobs on gpu002: slurm:4242 train (alice)"):
+    # marking a node failed shows them before it is done, even when no command runs.
+    jobs: str = ""
 
 
 class OperatorPort(Protocol):

@@ -58,7 +58,8 @@ class OpsOperator:
         ops = self._require()
         try:
             if kind == "fail":
-                op = ops.prepare_fail(host, reason)
+                ops.check_fail(host, reason)
+                op = ops.prepare_fail(host, reason, jobs=await ops.read_jobs(host))
             elif kind == "resume":
                 op = ops.prepare_resume(host, force=force)
             elif kind == "spare":
@@ -67,7 +68,10 @@ class OpsOperator:
                     raise ValueError(f"no healthy spare is left in {host}'s group")
                 op = found
             else:
-                op = ops.prepare_action(action, host, reason=reason, force=force)
+                jobs = None
+                if action in ops.catalog and ops.catalog[action].names_jobs:
+                    jobs = await ops.read_jobs(host)
+                op = ops.prepare_action(action, host, reason=reason, jobs=jobs, force=force)
         except ActionError as exc:
             raise ValueError(str(exc)) from None
         preview = op.preview()
@@ -79,6 +83,7 @@ class OpsOperator:
             commands=sum(len(p.steps) for p in op.plans),
             confirm=op.needs_confirm,
             handle=op,
+            jobs=op.jobs.summary() if op.jobs is not None else "",
         )
 
     async def run(self, prepared: Prepared, on_output: OnOutput) -> Outcome:
