@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gputui.config import ConfigError, config_from_text
+from gputui.ops.job_list import job_list_reader
 from gputui.ops.runner import Command, CommandResult, CommandRunner, OnLine, OnStart
 from gputui.ops.scheduler import (
     SchedulerParseError,
@@ -300,3 +301,23 @@ def test_the_period_is_a_setting_of_the_hosts_file() -> None:
     with pytest.raises(ConfigError) as err:
         config_from_text(hosts + "[scheduler]\nperiod = 2\n")
     assert 'unknown key "period"' in str(err.value)
+
+
+def test_the_job_list_runs_where_the_presets_actions_run() -> None:
+    hosts = 'hosts = ["gpu001"]\n'
+
+    def reader_of(text: str) -> SchedulerReader | None:
+        return job_list_reader(config_from_text(hosts + textwrap.dedent(text)), operator="op")
+
+    assert reader_of("") is None  # no scheduler preset
+    assert reader_of('[actions]\npresets = ["kubernetes"]\n') is None  # lists no jobs (yet)
+    slurm = '[actions]\npresets = ["slurm"]\n'
+    assert reader_of(slurm + "[scheduler]\nperiod_s = 0\n") is None
+    r = reader_of(slurm + '[actions.slurm]\nwhere = "slurmctl"\n[scheduler]\nperiod_s = 120\n')
+    assert r is not None and r.period_s == 120
+    assert r.command.where == "slurmctl"
+    assert r.command.argv == ("squeue", "--json", "--states=RUNNING,COMPLETING,SUSPENDED")
+    changed = reader_of(slurm + '[actions.list-jobs]\nargv = ["sudo", "squeue", "--json"]\n')
+    assert changed is not None and changed.command.argv == ("sudo", "squeue", "--json")
+    # A list for one node cannot serve the fleet.
+    assert reader_of(slurm + '[actions.list-jobs]\nwhere = "{node}"\n') is None

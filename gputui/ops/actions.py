@@ -36,6 +36,7 @@ from gputui.config.errors import did_you_mean
 from gputui.core.model import FleetSnapshot, HostSnapshot, HostState, JobKind
 from gputui.ops import node_jobs
 from gputui.ops.catalog import LOCAL, ActionCatalog, load_actions
+from gputui.ops.job_list import job_list_reader
 from gputui.ops.journal import Journal
 from gputui.ops.node_jobs import NodeJobs
 from gputui.ops.nodes import NodeStatus, choose_spare, node_statuses
@@ -44,7 +45,7 @@ from gputui.ops.plans import ActionError, Operation, Plan, PlannedStep, build_pl
 from gputui.ops.presets import SchedulerState, StateParseError
 from gputui.ops.records import NodeEvent
 from gputui.ops.runner import Command, CommandResult, CommandRunner
-from gputui.ops.scheduler import MAX_OUTPUT_CHARS, SchedulerReader, age_text
+from gputui.ops.scheduler import SchedulerReader, age_text
 from gputui.ops.templates import TemplateError
 
 __all__ = [
@@ -157,39 +158,16 @@ class OperatorActions:
         self.journal = journal
         self.catalog: ActionCatalog = load_actions(config)
         self.monitor = monitor
-        self._ssh = ssh
         self._runner = runner or CommandRunner(ssh)
-        self.scheduler: SchedulerReader | None = self._scheduler_reader(runner)
+        self.scheduler: SchedulerReader | None = job_list_reader(
+            config, catalog=self.catalog, runner=runner, ssh=ssh, operator=journal.operator
+        )
 
     async def aclose(self) -> None:
         """Close the SSH connections opened for remote actions and the scheduler's list."""
         await self._runner.aclose()
         if self.scheduler is not None:
             await self.scheduler.aclose()
-
-    def _scheduler_reader(self, runner: CommandRunner | None) -> SchedulerReader | None:
-        """The bounded reader of the scheduler preset's job list, where its actions run.
-
-        None without a scheduler preset that lists jobs, with `[scheduler] period_s = 0`, or
-        when the site made the job list an action for one node (it serves the whole fleet)."""
-        preset = self.catalog.scheduler
-        action = self.catalog.jobs_action()
-        period = self.config.scheduler_period_s
-        if preset is None or preset.read_jobs is None or action is None or period <= 0:
-            return None
-        step = action.steps[0]
-        if step.where.startswith("{") or action.needs - {"operator"}:
-            return None
-        command = Command(
-            argv=step.command.render({"operator": self.journal.operator}),
-            where=step.where,
-            timeout_s=step.timeout_s,
-            keep_chars=MAX_OUTPUT_CHARS,
-        )
-        # Its own connection, so a long job list never waits behind an operator's command.
-        return SchedulerReader(
-            command, preset.read_jobs, period_s=period, runner=runner or CommandRunner(self._ssh)
-        )
 
     # -- jobs ---------------------------------------------------------------------------------
 
