@@ -15,7 +15,10 @@ from pathlib import Path
 import msgspec
 import pytest
 from textual.widgets import Static
+from typer.testing import CliRunner, Result
 
+import gputui.cli.commands  # noqa: F401 - registers the commands on the app
+from gputui.cli.app import app
 from gputui.config import config_from_text
 from gputui.core.model import (
     FleetSnapshot,
@@ -334,3 +337,60 @@ async def test_marking_failed_in_the_tui_shows_and_journals_the_jobs(tmp_path: P
         await holder[0].aclose()
     assert journal.node_states()["gpu005"].jobs == ("slurm:4242",)
     journal.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The command line reads the node once
+# --------------------------------------------------------------------------------------------
+
+
+def cli(tmp_path: Path, *args: str) -> Result:
+    (tmp_path / "hosts.toml").write_text(
+        textwrap.dedent(
+            """
+            [groups.sim]
+            hosts = ["localhost"]
+            backend = "sim"
+            [groups.far]
+            hosts = ["gpu-unresolvable.invalid"]
+            [actions.tell]
+            argv = ["echo", "requeue {jobs}"]
+            [scheduler]
+            period_s = 0
+            """
+        )
+    )
+    env = {"GPUTUI_HOSTS": str(tmp_path / "hosts.toml"), "GPUTUI_JOURNAL": str(tmp_path / "j")}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_node_fail_reads_the_nodes_gpu_processes_for_its_jobs(tmp_path: Path) -> None:
+    # A simulated host with no job: read (not unknown), and none is found.
+    dry = cli(tmp_path, "node", "fail", "localhost", "--reason", "XID 79", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.splitlines()[1] == (
+        "  jobs on localhost: none seen on its GPUs (localhost's GPU processes, read now)"
+    )
+    told = cli(tmp_path, "action", "run", "tell", "localhost", "--yes")
+    assert told.exit_code == 0, told.output
+    assert "[tell] nothing to do: no job seen on localhost's GPUs" in told.stdout
+    given = cli(tmp_path, "action", "run", "tell", "localhost", "--job", "7", "--job", "8", "--yes")
+    assert "[tell]   requeue 7,8" in given.stdout
+
+
+def test_a_node_that_cannot_be_read_is_marked_failed_with_its_jobs_unknown(
+    tmp_path: Path,
+) -> None:
+    host = "gpu-unresolvable.invalid"
+    refused = cli(tmp_path, "action", "run", "tell", host, "--yes")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith(
+        f"gputui: action tell names the jobs on {host}'s GPUs, and they are unknown: "
+        f"{host} could not be read: "
+    )
+    assert refused.stderr.rstrip().endswith("(name them with --job ID)")
+    failed = cli(tmp_path, "node", "fail", host, "--reason", "XID 79", "--yes", "--no-spare")
+    assert failed.exit_code == 0, failed.output
+    assert f"jobs on {host}: unknown ({host} could not be read: " in failed.stdout
+    with Journal.open(tmp_path / "j") as j:
+        assert j.node_states()[host].jobs is None
