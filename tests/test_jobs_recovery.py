@@ -7,6 +7,7 @@ argv logged); tests/test_slurm.py requeues a real job on the real Slurm."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -394,3 +395,22 @@ def test_a_node_that_cannot_be_read_is_marked_failed_with_its_jobs_unknown(
     assert f"jobs on {host}: unknown ({host} could not be read: " in failed.stdout
     with Journal.open(tmp_path / "j") as j:
         assert j.node_states()[host].jobs is None
+
+
+def test_the_journal_shows_the_jobs_a_failure_hit(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j") as j:
+        j.record_node_state("localhost", "failed", "XID 79", jobs=("slurm:4242", "slurm:4243"))
+        j.record_node_state("localhost", "in_service", "resumed")
+        j.record_node_state("localhost", "failed", "XID 48", jobs=())
+        j.record_node_state("localhost", "failed", "XID 95")
+    shown = cli(tmp_path, "journal")
+    assert shown.exit_code == 0, shown.output
+    details = [line.split("by ", 1)[1].split(None, 1)[1] for line in shown.stdout.splitlines()[1:]]
+    assert details == [
+        "XID 79; jobs: slurm:4242, slurm:4243",
+        "resumed",
+        "XID 48; jobs: none",
+        "XID 95; jobs: ?",
+    ]
+    listed = json.loads(cli(tmp_path, "journal", "--format", "json").stdout)
+    assert [e["jobs"] for e in listed] == [["slurm:4242", "slurm:4243"], None, [], None]

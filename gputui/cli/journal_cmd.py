@@ -73,6 +73,8 @@ def journal_cmd(
 def entry_row(e: JournalEntry) -> list[str]:
     if isinstance(e, NodeEvent):
         detail = e.reason + (f" ({e.detail})" if e.detail else "")
+        if e.state == "failed":  # the jobs it hit, as known then ("?": nobody could say)
+            detail += "; jobs: " + ("?" if e.jobs is None else ", ".join(e.jobs) or "none")
         return [local_time(e.t), e.node, e.state.replace("_", " "), f"by {e.operator}",
                 one_line(detail)]  # fmt: skip
     if isinstance(e, ActionRun):
@@ -106,6 +108,7 @@ def entry_json(e: JournalEntry) -> dict[str, Any]:
         return {
             "type": "node_state", "t": e.t, "node": e.node, "state": e.state,
             "reason": e.reason, "operator": e.operator, "detail": e.detail,
+            "jobs": list(e.jobs) if e.jobs is not None else None,
         }  # fmt: skip
     if isinstance(e, ActionRun):
         return {
