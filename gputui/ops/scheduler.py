@@ -22,6 +22,7 @@ Each job is converted on its own, so one job the parser cannot read costs that j
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -120,10 +121,7 @@ def _slurm_job(j: _SqueueJob) -> tuple[str, SchedulerJob] | None:
     nodes_text = _text(j.nodes)
     if not nodes_text or (state is not None and not _HOLDING & set(state.split("+"))):
         return None  # pending, or done: no GPU of the fleet serves it now
-    try:
-        nodes = tuple(expand_hosts(nodes_text, allow_duplicates=True))
-    except HostRangeError:
-        nodes = ()  # a node list gputui cannot expand names no node; the rest still helps
+    nodes = _nodes(nodes_text)
     array_job = _number(j.array_job_id)
     task = _number(j.array_task_id)
     user = _text(j.user_name)
@@ -142,6 +140,20 @@ def _slurm_job(j: _SqueueJob) -> tuple[str, SchedulerJob] | None:
         state=state,
     )
     return f"slurm:{j.job_id}", job
+
+
+@functools.lru_cache(maxsize=4096)
+def _nodes(text: str) -> tuple[str, ...]:
+    """A Slurm node list (`gpu[003-004]`) as names; () when it cannot be expanded.
+
+    Cached: ClusterShell takes some 50 us a list, and array tasks and a period's readings
+    repeat the same lists; a single node, the common case, needs no range parser at all."""
+    if "[" not in text and "," not in text:
+        return (text,) if text.isprintable() and " " not in text else ()
+    try:
+        return tuple(expand_hosts(text, allow_duplicates=True))
+    except HostRangeError:
+        return ()  # a node list gputui cannot expand names no node; the rest still helps
 
 
 def _number(value: Any) -> float | None:
