@@ -22,6 +22,7 @@ from gputui.collect.host_runtime import HostRuntime
 from gputui.collect.tick import tick_for
 from gputui.config import DEFAULT_INTERVAL_S
 from gputui.core.health import Thresholds
+from gputui.core.job_straggler import JobStragglerRule
 from gputui.core.model import FleetEvent, FleetSnapshot
 from gputui.core.text import plain
 
@@ -101,6 +102,8 @@ class FleetMonitor:
                 emit=self._on_event,
                 clock=clock,
             )
+        # Across hosts, once per tick: a GPU slower than its job's GPUs on the other hosts.
+        self._job_stragglers = JobStragglerRule(thresholds)
         self.events: deque[FleetEvent] = deque(maxlen=EVENT_LOG_LEN)
         self._new_events: list[FleetEvent] = []
         self._subs: list[_Subscription] = []
@@ -222,11 +225,14 @@ class FleetMonitor:
 
     def publish(self) -> FleetSnapshot:
         """Build the snapshot now and hand it to every subscriber."""
-        snap = FleetSnapshot(
-            t=self._clock(),
-            hosts=tuple(rt.snapshot() for rt in self.hosts.values()),
-            events=tuple(self._new_events),
-        )
+        now = self._clock()
+        hosts = tuple(rt.snapshot() for rt in self.hosts.values())
+        # The job-level rule sees the whole fleet, which no host's runtime does: its reasons
+        # join the published verdicts here, and its events this snapshot's.
+        hosts, job_events = self._job_stragglers.apply(hosts, now)
+        for event in job_events:
+            self._on_event(event, False)
+        snap = FleetSnapshot(t=now, hosts=hosts, events=tuple(self._new_events))
         self._new_events = []
         self._latest = snap
         self._last_publish = time.monotonic()

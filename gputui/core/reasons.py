@@ -30,6 +30,7 @@ REASON_CODES: dict[str, tuple[Level, Action]] = {
     "nvlink_down": (Level.CRITICAL, Action.RESET_GPU),
     "recovery_action": (Level.CRITICAL, Action.RESET_GPU),
     "straggler": (Level.WARN, Action.NONE),
+    "job_straggler": (Level.WARN, Action.NONE),
     "xid_63_rate": (Level.WARN, Action.NONE),
     "gpu_lost": (Level.FAILED, Action.REBOOT_NODE),
     "reset_required": (Level.CRITICAL, Action.RESET_GPU),

@@ -56,6 +56,10 @@ class Thresholds(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
     # A straggler clears after this long judged normal; samples with no yardstick (idle or
     # out-of-step peers, as in a checkpoint write) neither raise nor clear it.
     straggler_settle_s: NonNegative = 60.0
+    # Job-level straggler (core/job_straggler.py): a GPU against its job's GPUs on the job's
+    # other hosts, with the straggler settings above, and its power draw this far below their
+    # median too (100: power not compared). Not on one host, where GPUs share a power budget.
+    job_straggler_power_drop_pct: Percent = 15.0
 
     # XIDs with a rate rule.
     xid_63_rate_per_hour: NonNegative = 0.5  # row remaps per hour over the window: warn
