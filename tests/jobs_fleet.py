@@ -44,7 +44,7 @@ class JobsFleet(FakeFleet):
         self, scripts: list[HostScript], placement: dict[str, dict[int, tuple[JobRef, str]]]
     ):
         super().__init__(scripts)
-        self.placement = placement
+        self.placement = {host: dict(gpus) for host, gpus in placement.items()}  # tests change it
 
     def _sample(self, s: HostScript, tick: int) -> Sample:
         sample = super()._sample(s, tick)

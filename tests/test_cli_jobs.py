@@ -4,12 +4,14 @@ codes of `gputui report` judged over the jobs; host text shown as written."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from typer.testing import CliRunner
 
@@ -17,9 +19,10 @@ import gputui.cli.commands
 import gputui.cli.jobs_cmd
 from gputui.cli.app import app
 from gputui.cli.exits import EXIT_UNKNOWN
-from gputui.core.jobs import build_jobs, job_status
+from gputui.core.jobs import HEALTH_RANK, build_jobs, job_status
 from gputui.core.model import FleetSnapshot, JobRef, Level
 from gputui.core.risk_summary import fleet_rate_per_gpu_hour, job_risk
+from gputui.render.jobs import fold_hosts
 from tests.fake_fleet import R
 from tests.jobs_fleet import ALICE, BOB, CAROL, DAVE, POD, JobsFleet, jobs_fleet
 from tests.test_host_text import LITERAL, NASTY, assert_literal, assert_safe, md_cells
@@ -30,15 +33,16 @@ WORST_FIRST = ["slurm:4250", "slurm:4243", "slurm:4260", "slurm:4242", "k8s:infe
 
 
 def run_on(
-    monkeypatch: pytest.MonkeyPatch, snap: FleetSnapshot, *args: str
+    monkeypatch: pytest.MonkeyPatch, snap: FleetSnapshot, *args: str, fleet: str = "--demo=10"
 ) -> tuple[int, str, str]:
-    """`gputui jobs ARGS` on `snap` in place of a collection (a demo's flags still apply)."""
+    """`gputui jobs ARGS` on `snap` in place of a collection (the fleet's flags still apply:
+    a demo's, or a hosts file's with its scheduler and journal)."""
 
     async def collected(hosts: Path | None, demo: int | None, wait_s: float) -> FleetSnapshot:
         return snap
 
     monkeypatch.setattr(gputui.cli.jobs_cmd, "_collect", collected)
-    result = CliRunner().invoke(app, ["jobs", "--demo", "10", *args], env={"COLUMNS": "160"})
+    result = CliRunner().invoke(app, ["jobs", fleet, *args], env={"COLUMNS": "160"})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
 
@@ -247,7 +251,7 @@ def test_host_text_is_shown_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
     snap = nasty_snapshot()
     _, table, _ = run_on(monkeypatch, snap)
     assert_safe(table)
-    assert "[bold]root" in table and "k8s:[red]ns/nvidia-…" in table
+    assert "[bold]root" in table and "k8s:[red]…b>html</b>" in table  # cut in the middle
     assert_literal(table.split("\n\n", 1)[1])  # the reasons under the table, whole
     _, doc, _ = run_on(monkeypatch, snap, "--format", "json")
     assert_safe(doc)
@@ -262,20 +266,47 @@ def test_host_text_is_shown_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
         assert part in unescaped
 
 
-def test_gputui_jobs_on_the_demo_runs_the_real_collector() -> None:
-    """The installed command over a demo fleet behind local SSH servers: every host read."""
-    done = subprocess.run(
-        [sys.executable, "-m", "gputui.cli", "jobs", "--demo", "3", "--format", "json"],
+def run_gputui(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gputui.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "COLUMNS": "160"},
     )
+
+
+def test_gputui_jobs_demo_8_lists_jobs_with_hosts_gpus_users_and_worst_verdicts() -> None:
+    """The installed command over 8 simulated hosts behind local SSH servers, through the real
+    collector and the agents' attribution of their simulated processes."""
+    done = run_gputui("jobs", "--demo", "8", "--format", "json")
     doc = json.loads(done.stdout)
-    assert doc["hosts_unread"] == [] and done.returncode == doc["exit_code"], done.stderr
-    processes = doc["plain_processes"]["count"] + sum(
-        len(g["pids"]) for j in doc["jobs"] for g in j["gpus"]
-    )
-    assert processes >= 3  # every simulated host runs something on its GPUs
+    assert done.returncode == doc["exit_code"], done.stderr
+    assert doc["hosts_unread"] == []  # every host said which processes its GPUs run
+    jobs = doc["jobs"]
+    assert jobs and all(j["label"] in HEALTH_RANK and j["level"] for j in jobs)
+    assert all(j["gpus_seen"] == len(j["gpus"]) > 0 and j["hosts"] for j in jobs)
+    slurm = [j for j in jobs if j["kind"] == "slurm"]
+    assert slurm and all(j["user"] for j in slurm)
+    # The demo's data-parallel job spans four hosts, all their GPUs.
+    wide = max(slurm, key=lambda j: len(j["hosts"]))
+    assert len(wide["hosts"]) == 4 and wide["gpus_seen"] == 32
+    assert {(g["host"], g["index"]) for g in wide["gpus"]} == {
+        (h, i) for h in wide["hosts"] for i in range(8)
+    }
+    pods = [j for j in jobs if j["kind"] == "k8s"]
+    assert pods and all(j["namespace"] and j["name"] for j in pods)
+    # Every GPU a job runs on is a GPU of the fleet, once per job.
+    for j in jobs:
+        assert len({(g["host"], g["index"]) for g in j["gpus"]}) == len(j["gpus"])
+        assert all(g["pids"] and g["util_pct"] is not None for g in j["gpus"])
+    table = run_gputui("jobs", "--demo", "8")
+    assert table.returncode == doc["exit_code"]
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:5] == ["JOB", "USER", "GPUS", "HOSTS", "STATE"]
+    row = next(line for line in lines if line.startswith(wide["key"] + " "))
+    assert row.split()[1:4] == [wide["user"], "32", fold_hosts(wide["hosts"])]
+    assert f"{len(jobs)} job" in table.stdout
 
 
 def test_no_job_is_said_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,3 +319,66 @@ def test_no_job_is_said_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
         "67 GPU processes serve no job, on gpu001 (8), gpu002 (8), gpu003 (8), gpu004 (8), "
         "gpu005 (7), gpu006 (8) and 3 more hosts"
     ) in out
+
+
+SQUEUE = Path(__file__).parent / "fixtures" / "slurm" / "squeue-22.05.json"
+
+
+def hosts_file(tmp_path: Path, actions: str) -> str:
+    path = tmp_path / "hosts.toml"
+    path.write_text('hosts = ["gpu[001-010]"]\n' + actions)
+    return f"--hosts={path}"
+
+
+def slurm_fleet() -> FleetSnapshot:
+    """Slurm jobs 1 on gpu002 and 2 on gpu003-gpu004, as the captured squeue has them."""
+    fleet = jobs_fleet()
+    one, two = (JobRef(kind="slurm", id=i, step="0") for i in ("1", "2"))
+    fleet.placement = {
+        "gpu002": {i: (one, "root") for i in range(8)},
+        "gpu003": {i: (two, "root") for i in range(8)},
+        "gpu004": {i: (two, "root") for i in range(8)},
+    }
+    return fleet.advance(10)
+
+
+def test_the_schedulers_job_list_names_and_dates_the_jobs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A real Slurm 22.05 `squeue --json` (the preset's list-jobs, here printed by cat)."""
+    listed = f'[actions]\npresets = ["slurm"]\n[actions.list-jobs]\nargv = ["cat", "{SQUEUE}"]\n'
+    squeue = {j["job_id"]: j for j in json.loads(SQUEUE.read_text())["jobs"]}
+    # An hour and a half after the capture's training job started.
+    snap = msgspec.structs.replace(slurm_fleet(), t=squeue[1]["start_time"] + 5400.0)
+    _, out, _ = run_on(monkeypatch, snap, "--format", "json", fleet=hosts_file(tmp_path, listed))
+    doc = json.loads(out)
+    jobs = {j["key"]: j for j in doc["jobs"]}
+    train, evaluation = jobs["slurm:1"], jobs["slurm:2"]
+    assert (train["name"], train["state"], train["nodes"]) == ("train-llm", "RUNNING", ["gpu002"])
+    assert evaluation["name"] == "eval" and evaluation["nodes"] == ["gpu003", "gpu004"]
+    assert train["start_source"] == "scheduler"
+    assert train["runtime_s"] == 5400
+    assert doc["note"].startswith("cat: 4 jobs holding nodes, read ")
+    _, table, _ = run_on(monkeypatch, snap, fleet=hosts_file(tmp_path, listed))
+    assert table.splitlines()[0].split()[:3] == ["JOB", "NAME", "USER"]
+    assert "train-llm" in table and "cat: 4 jobs holding nodes" in table
+    assert re.search(r"^slurm:1 +train-llm +root +8 +gpu002 +ok +1h30m ", table, re.M), table
+
+
+def test_without_the_schedulers_list_the_jobs_are_the_hosts_and_the_reason_is_said(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    snap = slurm_fleet()
+    failing = '[actions]\npresets = ["slurm"]\n[actions.list-jobs]\nargv = ["false"]\n'
+    code, out, _ = run_on(
+        monkeypatch, snap, "--format", "json", fleet=hosts_file(tmp_path, failing)
+    )
+    doc = json.loads(out)
+    assert doc["note"] == "false exited 1"
+    assert {j["name"] for j in doc["jobs"]} == {None} and code == doc["exit_code"]
+    assert all(j["runtime_s"] is None for j in doc["jobs"])
+    _, out, _ = run_on(monkeypatch, snap, "--format", "json", fleet=hosts_file(tmp_path, ""))
+    assert json.loads(out)["note"].startswith("no scheduler job list")
+    wrong = '[actions]\npresets = ["slrum"]\n'
+    code, out, err = run_on(monkeypatch, snap, fleet=hosts_file(tmp_path, wrong))
+    assert code == EXIT_UNKNOWN and out == "" and err.startswith("gputui: ") and "slrum" in err

@@ -12,8 +12,10 @@ from gputui.core.hoststats import PluginStatus
 from gputui.core.jobs import (
     FirstSeen,
     Job,
+    JobsBuilder,
     SchedulerJob,
     build_jobs,
+    gpu_readings,
     job_status,
     jobs_on_host,
     jobs_status,
@@ -82,11 +84,15 @@ def test_each_gpu_carries_its_latest_readings() -> None:
     fleet.advance(10)
     snap = fleet.advance(3)  # three fast samples after the slow one
     (alice,) = [j for j in build_jobs(snap) if j.key == ALICE.key]
-    gpu = alice.gpus[3]
-    host = next(h for h in snap.hosts if h.name == gpu.host)
-    assert host.sample is not None and gpu.reading is host.sample.gpus[3]
+    readings = gpu_readings(alice, snap)
+    host = next(h for h in snap.hosts if h.name == alice.gpus[11].host)
+    assert host.name == "gpu002" and host.sample is not None
     assert host.sample is not host.slow_sample
-    assert gpu.reading.util_pct is not None and gpu.memory_total_mib == 81559.0
+    assert readings[11] is host.sample.gpus[3]
+    assert readings[11].util_pct is not None and alice.gpus[11].memory_total_mib == 81559.0
+    carol = next(j for j in build_jobs(snap) if j.key == CAROL.key)
+    lost = gpu_readings(carol, snap)[3]  # GPU3 fell off the bus: a reading without values
+    assert lost is not None and lost.status == "lost" and lost.util_pct is None
 
 
 def test_steps_of_one_job_are_one_job_and_plain_processes_are_counted_apart() -> None:
@@ -313,9 +319,10 @@ def test_a_real_h200_training_process(attributed: bool) -> None:
         "ok",
     )
     (gpu,) = one.gpus
+    (reading,) = gpu_readings(one, snap)
     want = message["gpus"][0]
-    assert gpu.pids == (484,) and gpu.reading is not None
-    assert (gpu.reading.util_pct, gpu.reading.power_w, gpu.reading.sm_clock_mhz) == (
+    assert gpu.pids == (484,) and reading is not None
+    assert (reading.util_pct, reading.power_w, reading.sm_clock_mhz) == (
         want["util_pct"],
         want["power_w"],
         want["sm_clock_mhz"],
@@ -334,3 +341,43 @@ def test_hosts_without_processes_read_yet_make_no_job() -> None:
         HostState.STREAMING,
         HostState.CONNECTING,
     }
+
+
+def test_the_builder_reuses_a_hosts_part_only_while_its_inputs_are_the_same_objects() -> None:
+    """The live view's builder gives what build_jobs gives, tick after tick, while a host whose
+    processes, verdict and state did not change is not judged again."""
+    fleet = jobs_fleet()
+    builder = JobsBuilder()
+    snaps = [fleet.advance(10)]
+    for tick in range(1, 25):
+        if tick == 8:
+            fleet.scripts["gpu004"].reasons = []  # bob's critical GPU cools down
+        if tick == 15:
+            fleet.scripts["gpu001"].state = HostState.STALE
+        if tick == 20:
+            fleet.placement.pop("gpu002")  # alice's job leaves gpu002
+        snaps.append(fleet.advance())
+    for snap in snaps:
+        assert builder.build(snap, rate_per_gpu_hour=2e-5) == build_jobs(
+            snap, rate_per_gpu_hour=2e-5
+        )
+    # As the monitor publishes them: a quiet host's verdict and its slow sample are the same
+    # objects from tick to tick while only its fast readings move.
+    snap = snaps[-1]
+    first = builder.build(snap)
+    moved = msgspec.structs.replace(
+        snap,
+        hosts=tuple(msgspec.structs.replace(h, sample=h.slow_sample) for h in snap.hosts),
+    )
+    again = builder.build(moved)
+    assert again == first
+    assert all(
+        a is b
+        for j, k in zip(first, again, strict=True)
+        for a, b in zip(j.gpus, k.gpus, strict=True)
+    )
+    changed = msgspec.structs.replace(
+        moved, hosts=tuple(msgspec.structs.replace(h, marked_failed=True) for h in moved.hosts)
+    )
+    third = builder.build(changed)
+    assert all(g.marked_failed for j in third for g in j.gpus)

@@ -1,9 +1,11 @@
 """`gputui jobs`: the training jobs on the fleet's GPUs, for people, cron and scripts.
 
 It gathers one snapshot as `gputui report` does, waits until every host in service has said
-which processes its GPUs run (the slow sample), groups them into jobs (core/jobs.py) and prints
-them (render/jobs.py). Exit status as `report`'s, judged over the jobs: 0 OK, 1 WARNING,
-2 CRITICAL, 3 UNKNOWN (a host's processes unknown, or a bad argument or hosts file).
+which processes its GPUs run (the slow sample), reads the scheduler's job list once beside it
+(a configured fleet whose [actions] list jobs: ops/job_list.py), groups the processes into
+jobs (core/jobs.py) and prints them (render/jobs.py). Exit status as `report`'s, judged over
+the jobs: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a host's processes unknown, or a bad
+argument or hosts file).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import enum
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +23,11 @@ import typer
 from gputui.cli.app import app
 from gputui.cli.common import fail, load_hosts, open_monitor, settle
 from gputui.cli.exits import PluginCommand
+from gputui.collect.fleet import ssh_options
+from gputui.collect.ssh import SshContext
+from gputui.config import Config, ConfigError
 from gputui.core.jobs import (
+    SchedulerJob,
     build_jobs,
     jobs_status,
     plain_processes,
@@ -30,7 +37,9 @@ from gputui.core.jobs import (
 from gputui.core.model import FleetSnapshot, HostState
 from gputui.core.risk import RiskSettings
 from gputui.core.risk_summary import fleet_rate_per_gpu_hour
+from gputui.ops.job_list import job_list_reader
 from gputui.ops.journal import Journal, JournalError, resolve_journal_path
+from gputui.ops.scheduler import SchedulerReader
 from gputui.render.jobs import JobsReport, jobs_json, jobs_markdown, jobs_table
 
 
@@ -56,6 +65,54 @@ async def _collect(hosts: Path | None, demo: int | None, wait_s: float) -> Fleet
             await asyncio.sleep(0.1)
             snapshot = monitor.publish()
         return snapshot
+
+
+def _job_list(config: Config) -> tuple[SchedulerReader | None, SshContext]:
+    """The reader of the scheduler's job list where the preset's actions run (None: the hosts
+    file has none), and the SSH state it reaches them with."""
+    ssh = SshContext(ssh_options(config.ssh))
+    try:
+        return job_list_reader(config, ssh=ssh), ssh
+    except ConfigError as exc:  # a wrong [actions] table: said before anything is collected
+        raise fail(str(exc)) from None
+
+
+async def _read_job_list(
+    reader: SchedulerReader | None, ssh: SshContext
+) -> tuple[Mapping[str, SchedulerJob], str]:
+    """The scheduler's jobs (names, users, start times, sizes) read once, and the line that
+    says what they rest on, or why there are none."""
+    try:
+        if reader is None:
+            return {}, NO_SCHEDULER
+        try:
+            await reader.refresh(force=True)
+            return reader.jobs, reader.status()
+        finally:
+            await reader.aclose()
+    finally:
+        await ssh.close()
+
+
+NO_SCHEDULER = (
+    "no scheduler job list (no scheduler preset in [actions], or [scheduler] period_s = 0): "
+    "the jobs as the hosts name them"
+)
+
+
+async def _gather(
+    hosts: Path | None,
+    demo: int | None,
+    wait_s: float,
+    job_list: tuple[SchedulerReader | None, SshContext] | None,
+) -> tuple[FleetSnapshot, Mapping[str, SchedulerJob], str]:
+    """The fleet's snapshot and, read beside it, the scheduler's job list."""
+    if job_list is None:
+        return await _collect(hosts, demo, wait_s), {}, ""
+    snapshot, (told, said) = await asyncio.gather(
+        _collect(hosts, demo, wait_s), _read_job_list(*job_list)
+    )
+    return snapshot, told, said
 
 
 def _record(journal: Path | None, configured: Path | None) -> tuple[tuple[int, float] | None, str]:
@@ -107,29 +164,33 @@ def jobs(
         raise fail("--demo takes a number of hosts from 1 to 5000")
     if wait <= 0:
         raise fail("--wait must be a positive number of seconds")
-    settings, record, note = RiskSettings(), None, ""
+    settings, record, note, job_list = RiskSettings(), None, "", None
     if demo is None:
         config = load_hosts(hosts)
         settings = config.risk
         record, note = _record(journal, config.journal_path)
+        job_list = _job_list(config)
     elif journal is not None:
         raise fail("--journal goes with a configured fleet, not --demo")
-    snapshot = asyncio.run(_collect(hosts, demo, wait))
+    snapshot, told, said = asyncio.run(_gather(hosts, demo, wait, job_list))
     rate = fleet_rate_per_gpu_hour(settings, *(record or (None, None)))
     found = worst_first(
         build_jobs(
-            snapshot, rate_per_gpu_hour=rate, checkpoint_write_s=settings.checkpoint_minutes * 60
+            snapshot,
+            told,
+            rate_per_gpu_hour=rate,
+            checkpoint_write_s=settings.checkpoint_minutes * 60,
         )
     )
     report = JobsReport(
-        t=snapshot.t,
+        snapshot=snapshot,
         jobs=found,
         status=jobs_status(found, snapshot),
         leftover=plain_processes(snapshot),
         unread=unattributed_hosts(snapshot),
         rate_per_gpu_hour=rate,
         rate_source="posterior" if record is not None else "prior",
-        note=note,
+        note="; ".join(n for n in (said, note) if n),
     )
     if fmt is JobsFormat.json:
         typer.echo(jobs_json(report))

@@ -10,6 +10,7 @@ are shown through render/hosttext.py, never read as markup.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gputui.core.hoststats import PluginStatus
-from gputui.core.jobs import Job, JobGpu, PlainProcesses
-from gputui.core.model import Level, Reason
+from gputui.core.jobs import Job, JobGpu, PlainProcesses, gpu_readings
+from gputui.core.model import FleetSnapshot, GpuReading, Level, Reason
 from gputui.render.hosttext import host_text, md, text_console
 from gputui.render.report import LEVEL_STYLE
 from gputui.render.risk import hours, probability
@@ -64,6 +65,13 @@ def job_title(job: Job) -> str:
 
 def fold_hosts(names: Sequence[str]) -> str:
     """`gpu[001-004]`: host names folded as Slurm and pdsh write them (ClusterShell)."""
+    return _fold(tuple(names))
+
+
+# A job's hosts change seldom and the live view folds them every tick: NodeSet parses each name
+# (about 0.1 ms a job), so the folds of the jobs running are kept.
+@functools.lru_cache(maxsize=4096)
+def _fold(names: tuple[str, ...]) -> str:
     if not names:
         return "-"
     try:
@@ -155,6 +163,19 @@ def job_cells(job: Job, now: float) -> JobCells:
     )
 
 
+def cut(text: str, width: int, *, middle: bool = False) -> str:
+    """`text` in at most `width` characters, an ellipsis for what is left out: at the end, or
+    in the middle for names whose end tells them apart (a pod's `llm-serve-7d9f-x2k4q`)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    if not middle:
+        return text[: width - 1] + "…"
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
 def plain_line(leftover: PlainProcesses, limit: int = 6) -> str:
     """`5 GPU processes serve no job, on gpu001 (3), gpu007 (2)`; "" when there are none."""
     if not leftover.count:
@@ -176,7 +197,7 @@ def plain_line(leftover: PlainProcesses, limit: int = 6) -> str:
 class JobsReport:
     """Everything `gputui jobs` prints: the jobs, what is left over, and where it came from."""
 
-    t: float
+    snapshot: FleetSnapshot
     jobs: Sequence[Job]
     status: PluginStatus
     leftover: PlainProcesses
@@ -202,8 +223,7 @@ def _r(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def gpu_json(g: JobGpu) -> dict[str, Any]:
-    r = g.reading
+def gpu_json(g: JobGpu, r: GpuReading | None) -> dict[str, Any]:
     return {
         "host": g.host,
         "index": g.gpu,
@@ -221,7 +241,8 @@ def gpu_json(g: JobGpu) -> dict[str, Any]:
     }
 
 
-def job_json(job: Job, now: float) -> dict[str, Any]:
+def job_json(job: Job, snapshot: FleetSnapshot) -> dict[str, Any]:
+    now = snapshot.t
     h = job.health
     risk = job.risk
     interval = risk.checkpoint_interval_h if risk is not None else None
@@ -251,20 +272,22 @@ def job_json(job: Job, now: float) -> dict[str, Any]:
         "p_survive_24h": risk.p_survive_24h if risk is not None else None,
         "checkpoint_interval_min": _r(interval * 60, 2) if interval is not None else None,
         "mtbf_h": risk.mtbf_h if risk is not None else None,
-        "gpus": [gpu_json(g) for g in job.gpus],
+        "gpus": [
+            gpu_json(g, r) for g, r in zip(job.gpus, gpu_readings(job, snapshot), strict=True)
+        ],
     }
 
 
 def jobs_json(report: JobsReport) -> str:
     doc = {
         "schema": JOBS_SCHEMA_VERSION,
-        "time": _iso(report.t),
+        "time": _iso(report.snapshot.t),
         "status": report.status.name,
         "exit_code": int(report.status),
         "rate_per_gpu_hour": report.rate_per_gpu_hour,
         "rate_source": report.rate_source,
         "note": report.note or None,
-        "jobs": [job_json(j, report.t) for j in report.jobs],
+        "jobs": [job_json(j, report.snapshot) for j in report.jobs],
         "plain_processes": {
             "count": report.leftover.count,
             "hosts": dict(report.leftover.hosts),
@@ -340,11 +363,32 @@ def trouble_lines(job: Job, limit: int = 8) -> list[str]:
 WHY_MIN_WIDTH = 16
 
 
+def _fit(natural: list[int], caps: list[int], width: int) -> tuple[list[int], bool, int]:
+    """Column widths for a line of `width` (one space between columns), whether WHY fits, and
+    what is left for it: every column whole if WHY still gets WHY_MIN_WIDTH; else names and
+    hosts cut to their caps; and when WHY does not fit even so, it is left out and what it
+    would have had goes back to the columns that were cut, first to last."""
+    n = len(natural)
+    if width - sum(natural) - n >= WHY_MIN_WIDTH:
+        return natural, True, width - sum(natural) - n
+    widths = [min(w, cap) for w, cap in zip(natural, caps, strict=True)]
+    left = width - sum(widths) - n
+    if left >= WHY_MIN_WIDTH:
+        return widths, True, left
+    spare = width - sum(widths) - (n - 1)
+    # The column that lacks least first: as many as can be are shown whole.
+    for i in sorted(range(n), key=lambda i: natural[i] - widths[i]):
+        grow = min(max(0, spare), natural[i] - widths[i])
+        widths[i] += grow
+        spare -= grow
+    return widths, False, 0
+
+
 def jobs_table(report: JobsReport, width: int = 80) -> str:
     """A table that reads in an 80-column terminal; the troubled jobs' reasons below it.
 
     The name and step-rate columns appear only when some job has one."""
-    rows = [job_cells(j, report.t) for j in report.jobs]
+    rows = [job_cells(j, report.snapshot.t) for j in report.jobs]
     columns: list[tuple[str, JustifyMethod, int, Callable[[JobCells], str]]] = [
         ("JOB", "left", 20, lambda c: c.job)
     ]
@@ -360,10 +404,9 @@ def jobs_table(report: JobsReport, width: int = 80) -> str:
     if any(c.steps != "-" for c in rows):
         columns.append(("STEP/s", "right", 7, lambda c: c.steps))
     columns += [("P24H", "right", 5, lambda c: c.p24h), ("CKPT", "right", 7, lambda c: c.ckpt)]
-    widths = [
-        min(cap, max([len(head)] + [len(get(c)) for c in rows])) for head, _, cap, get in columns
-    ]
-    left = width - sum(widths) - len(widths)  # one space between columns
+    natural = [max([len(head)] + [len(get(c)) for c in rows]) for head, _, _, get in columns]
+    widths, with_why, left = _fit(natural, [cap for _, _, cap, _ in columns], width)
+    with_why = with_why and any(c.why for c in rows)
     table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     for (head, justify, _, _), w in zip(columns, widths, strict=True):
         table.add_column(
@@ -373,16 +416,16 @@ def jobs_table(report: JobsReport, width: int = 80) -> str:
             overflow="ellipsis",
             width=w,
         )
-    with_why = left >= WHY_MIN_WIDTH
     if with_why:
         table.add_column("WHY", no_wrap=True, overflow="ellipsis", max_width=left)
     for c in rows:
         cells: list[Text] = []
-        for head, _, _, get in columns:
+        for (head, _, _, get), w in zip(columns, widths, strict=True):
             value = get(c)
-            cells.append(
-                Text(value, style=label_style(value)) if head == "STATE" else host_text(value)
-            )
+            if head == "STATE":
+                cells.append(Text(value, style=label_style(value)))
+            else:
+                cells.append(host_text(cut(value, w, middle=head == "JOB")))
         if with_why:
             cells.append(host_text(c.why))
         table.add_row(*cells)
@@ -412,7 +455,7 @@ def jobs_table(report: JobsReport, width: int = 80) -> str:
 
 def jobs_markdown(report: JobsReport) -> str:
     lines = [
-        f"# gputui jobs ({_iso(report.t)})",
+        f"# gputui jobs ({_iso(report.snapshot.t)})",
         "",
         f"**{summary_line(report)}**",
         "",
@@ -420,7 +463,7 @@ def jobs_markdown(report: JobsReport) -> str:
         "|---|---|---|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for job in report.jobs:
-        c = job_cells(job, report.t)
+        c = job_cells(job, report.snapshot.t)
         lines.append(
             f"| {md(c.job)} | {md(c.name)} | {md(c.user)} | {c.gpus} | {md(c.hosts)} | "
             f"{c.state} | {md(c.run)} | {c.steps} | {c.p24h} | {c.ckpt} | {md(c.why)} |"

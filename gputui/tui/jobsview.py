@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gputui.core.jobs import HEALTH_RANK, Job, JobGpu
+from gputui.core.model import GpuReading
 from gputui.render.jobs import fold_hosts, job_cells, job_title, runtime
 
 
@@ -26,10 +27,11 @@ class Column:
     fit: bool = False  # as wide as its widest cell (or header), up to `width`
     optional: bool = False  # left out while every cell is "-" (nothing reports it yet)
     fill: bool = False  # takes the rest of the line (the last column)
+    middle: bool = False  # cut in the middle: the end tells names apart (pods, array tasks)
 
 
 JOB_COLUMNS = (
-    Column("job", "JOB", 18, fit=True),
+    Column("job", "JOB", 18, fit=True, middle=True),
     Column("user", "USER", 10, fit=True),
     Column("gpus", "GPUS", 5, right=True),
     Column("hosts", "HOSTS", 16, fit=True),
@@ -42,6 +44,7 @@ JOB_COLUMNS = (
     Column("why", "WHY", 200, fill=True),
 )
 JOB_COLUMN_KEYS = tuple(c.key for c in JOB_COLUMNS)
+FILL_MIN = 24  # the least of the line WHY keeps before names and hosts are cut
 STATE = JOB_COLUMN_KEYS.index("state")
 
 
@@ -138,8 +141,8 @@ def gpu_key(g: JobGpu) -> str:
     return f"{g.host}\x00{g.gpu}"  # host names hold no NUL: the pair is unique
 
 
-def gpu_row(g: JobGpu) -> tuple[str, ...]:
-    r = g.reading
+def gpu_row(g: JobGpu, r: GpuReading | None) -> tuple[str, ...]:
+    """The GPU's row, with its latest reading `r` (core.jobs.gpu_readings)."""
     if r is None or r.status != "ok":
         readings = ("-",) * 5
     else:
@@ -164,21 +167,29 @@ def gpu_row(g: JobGpu) -> tuple[str, ...]:
 def layout(
     columns: Sequence[Column], rows: Sequence[tuple[str, ...]], width: int
 ) -> tuple[tuple[int, int], ...]:
-    """The columns to show, as (index, content width), for `rows` in `width` characters."""
-    shown: list[tuple[int, int]] = []
-    for i, column in enumerate(columns):
-        if column.optional and all(cells[i] == "-" for cells in rows):
-            continue
-        w = column.width
-        if column.fit:
-            w = min(w, max([len(column.header), *(len(cells[i]) for cells in rows)]))
-        shown.append((i, w))
-    fill = [n for n, (i, _) in enumerate(shown) if columns[i].fill]
-    if fill:  # what the others leave of the line, each column with its leading space
-        n = fill[0]
-        used = sum(w + 1 for k, (_, w) in enumerate(shown) if k != n)
-        i, cap = shown[n]
-        shown[n] = (i, max(len(columns[i].header), min(cap, width - used - 1)))
+    """The columns to show, as (index, content width), for `rows` in `width` characters.
+
+    Names and hosts are shown whole while the last column keeps FILL_MIN characters, and cut
+    to their widths otherwise; the last column takes what is left of the line."""
+    for capped in (False, True):
+        shown: list[tuple[int, int]] = []
+        for i, column in enumerate(columns):
+            if column.optional and all(cells[i] == "-" for cells in rows):
+                continue
+            w = column.width
+            if column.fit:
+                w = max([len(column.header), *(len(cells[i]) for cells in rows)])
+                w = min(w, column.width) if capped else w
+            shown.append((i, w))
+        fill = next((n for n, (i, _) in enumerate(shown) if columns[i].fill), None)
+        if fill is None:
+            return tuple(shown)
+        used = sum(w + 1 for n, (_, w) in enumerate(shown) if n != fill)
+        left = width - used - 1  # each column with its leading space
+        if left >= FILL_MIN or capped:
+            i, cap = shown[fill]
+            shown[fill] = (i, max(len(columns[i].header), min(cap, left)))
+            break
     return tuple(shown)
 
 

@@ -26,11 +26,18 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from gputui.core.jobs import FirstSeen, Job, SchedulerJob, build_jobs, plain_processes
+from gputui.core.jobs import (
+    FirstSeen,
+    Job,
+    JobsBuilder,
+    SchedulerJob,
+    gpu_readings,
+    plain_processes,
+)
 from gputui.core.model import FleetSnapshot
 from gputui.core.risk_summary import fleet_rate_per_gpu_hour, risk_inputs
 from gputui.core.text import plain
-from gputui.render.jobs import plain_line
+from gputui.render.jobs import cut, plain_line
 from gputui.tui.jobsview import (
     GPU_COLUMNS,
     GPU_STATE,
@@ -57,9 +64,7 @@ if TYPE_CHECKING:
 
 def _cell(text: str, column: Column, width: int, style: Style | str = "") -> Text:
     """One cell: a leading space, the text cut to `width` with an ellipsis, never markup."""
-    text = plain(text)
-    if len(text) > width:
-        text = text[: width - 1] + "…"
+    text = cut(plain(text), width, middle=column.middle)
     cell = Text(" ", justify="right" if column.right else "left", end="")
     cell.append(text, style=style)  # the leading space is the gap: never in a chip's colour
     return cell
@@ -204,6 +209,7 @@ class JobsPanel(Vertical):
         self._record_t = -RECORD_EVERY_S
         self._rate: float | None = None
         self._first_seen = FirstSeen()
+        self._builder = JobsBuilder()  # remembers each host's part between ticks
         self._scheduler: Mapping[str, SchedulerJob] = {}
         self._scheduler_note = ""
         self.snapshot: FleetSnapshot | None = None
@@ -252,7 +258,7 @@ class JobsPanel(Vertical):
     def apply(self, snapshot: FleetSnapshot) -> None:
         self.snapshot = snapshot
         write_s = (self.settings.checkpoint_minutes if self.settings else 1.0) * 60
-        jobs = build_jobs(
+        jobs = self._builder.build(
             snapshot,
             self._scheduler,
             rate_per_gpu_hour=self.rate(snapshot),
@@ -296,7 +302,10 @@ class JobsPanel(Vertical):
         text = Text(plain(detail_title(job, snapshot.t)), style="bold")
         text.append("   esc closes, enter opens a GPU's host", style="dim")
         title.update(text)
-        self.gpus_table.show([(gpu_key(g), gpu_row(g)) for g in job.gpus])
+        readings = gpu_readings(job, snapshot)
+        self.gpus_table.show(
+            [(gpu_key(g), gpu_row(g, r)) for g, r in zip(job.gpus, readings, strict=True)]
+        )
 
     def _status(self, leftover: str | None = None) -> None:
         if leftover is not None:
