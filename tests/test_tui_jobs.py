@@ -196,6 +196,25 @@ async def test_sort_cycles_and_reverses() -> None:
         assert r.table.keys[:2] == [BOB.key, ALICE.key]
         # The fleet table keeps its own order.
         assert r.app.fleet_screen.table.sort_key is fleet_order
+        # A click on a header sorts by its column; a second click reverses.
+        x = 0
+        for i, w in r.table.shown_layout:
+            if r.table.all_columns[i].key == "user":
+                break
+            x += w + 1
+        await r.pilot.click(JobsTable, offset=(x + 2, 0))
+        await r.pilot.pause()
+        assert r.panel.sort_key.value == "user" and not r.panel.sort_reverse
+        assert [r.cell(k, "user") for k in r.table.keys] == [
+            "alice",
+            "bob",
+            "carol",
+            "dave",
+            "svc-infer",
+        ]
+        await r.pilot.click(JobsTable, offset=(x + 2, 0))
+        await r.pilot.pause()
+        assert r.panel.sort_reverse and r.table.keys[0] == POD.key
 
 
 async def test_ticks_update_cells_in_place_and_only_the_tab_shown() -> None:

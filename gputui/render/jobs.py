@@ -363,20 +363,21 @@ def trouble_lines(job: Job, limit: int = 8) -> list[str]:
 WHY_MIN_WIDTH = 16
 
 
-def _fit(natural: list[int], caps: list[int], width: int) -> tuple[list[int], bool, int]:
-    """Column widths for a line of `width` (one space between columns), whether WHY fits, and
-    what is left for it: every column whole if WHY still gets WHY_MIN_WIDTH; else names and
-    hosts cut to their caps; and when WHY does not fit even so, it is left out and what it
-    would have had goes back to the columns that were cut, first to last."""
+def _fit(natural: list[int], caps: list[int], width: int, why: bool) -> tuple[list[int], bool, int]:
+    """Column widths for a line of `width` (one space between columns), whether WHY is shown
+    (`why`: some job has a reason), and what is left for it: every column whole if WHY still
+    gets WHY_MIN_WIDTH; else names and hosts cut to their caps; and when WHY does not fit even
+    so, or no job needs it, it is left out and its room goes back to the columns that were
+    cut, the one that lacks least first, so that as many as can be are shown whole."""
     n = len(natural)
-    if width - sum(natural) - n >= WHY_MIN_WIDTH:
-        return natural, True, width - sum(natural) - n
+    need = WHY_MIN_WIDTH + 1 if why else 0
+    if width - sum(natural) - (n - 1) >= need:
+        return natural, why, width - sum(natural) - n
     widths = [min(w, cap) for w, cap in zip(natural, caps, strict=True)]
     left = width - sum(widths) - n
-    if left >= WHY_MIN_WIDTH:
+    if why and left >= WHY_MIN_WIDTH:
         return widths, True, left
     spare = width - sum(widths) - (n - 1)
-    # The column that lacks least first: as many as can be are shown whole.
     for i in sorted(range(n), key=lambda i: natural[i] - widths[i]):
         grow = min(max(0, spare), natural[i] - widths[i])
         widths[i] += grow
@@ -405,8 +406,8 @@ def jobs_table(report: JobsReport, width: int = 80) -> str:
         columns.append(("STEP/s", "right", 7, lambda c: c.steps))
     columns += [("P24H", "right", 5, lambda c: c.p24h), ("CKPT", "right", 7, lambda c: c.ckpt)]
     natural = [max([len(head)] + [len(get(c)) for c in rows]) for head, _, _, get in columns]
-    widths, with_why, left = _fit(natural, [cap for _, _, cap, _ in columns], width)
-    with_why = with_why and any(c.why for c in rows)
+    caps = [cap for _, _, cap, _ in columns]
+    widths, with_why, left = _fit(natural, caps, width, any(c.why for c in rows))
     table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     for (head, justify, _, _), w in zip(columns, widths, strict=True):
         table.add_column(
