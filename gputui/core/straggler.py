@@ -195,12 +195,12 @@ class _Peers:
 
     def judge(self, reading: GpuReading, th: Thresholds) -> str | Judged:
         """Why `reading` is slow against the other GPUs of this sample, or what else it is."""
-        util, clock = reading.util_pct, reading.sm_clock_mhz
+        util, clock, power = reading.util_pct, reading.sm_clock_mhz, reading.power_w
         peers = self.yardstick(
             th,
             () if util is None else (util,),
             () if clock is None else (float(clock),),
-            () if reading.power_w is None else (reading.power_w,),
+            () if power is None or self.power_drop_pct >= 100 else (power,),
         )
         return Judged.NO_YARDSTICK if peers is None else self.compare(reading, peers, th)
 
