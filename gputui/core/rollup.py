@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -49,6 +49,22 @@ LOAD_UTIL_PCT = 80.0
 #: Samples further apart than this count no held-clock time from the reason bits between
 #: them: gputui was not watching (a stalled stream, a reconnect), and guessing would inflate it.
 MAX_GAP_S = 30.0
+
+
+class RollupRetention(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long the journal keeps rollups: hosts.toml `[journal]` (docs/configuration.md).
+
+    Days of 5-minute rollups for looking at an episode closely, days of daily ones for trends
+    over a quarter. Older rows go as newer ones are written.
+    """
+
+    five_minute_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 7
+    daily_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 90
+
+    def keep_s(self, length_s: int) -> int:
+        """Seconds of `length_s` buckets kept."""
+        days = self.five_minute_days if length_s < BUCKET_DAY_S else self.daily_days
+        return days * BUCKET_DAY_S
 
 
 class Held(msgspec.Struct, frozen=True, kw_only=True, gc=False):
