@@ -376,7 +376,7 @@ class RollupAccumulator:
         write(acc.close_all())            # at the end: the open buckets, partial
 
     A GPU's bucket closes when that GPU's first sample of a later bucket arrives, or through
-    `close_behind` (a host that stopped sending) and `close_all`. Samples older than the GPU's
+    `close_quiet` (a host that stopped sending) and `close_all`. Samples older than the GPU's
     open bucket (a clock stepped back) are counted in `late` and left out.
     """
 
@@ -399,6 +399,8 @@ class RollupAccumulator:
         # host -> (seq, t) of the last sample whose fast fields, and slow fields, were folded in
         self._seen: dict[str, tuple[int, float]] = {}
         self._seen_slow: dict[str, tuple[int, float]] = {}
+        # host -> when its last new sample arrived (the collector's clock, HostSnapshot.sample_t)
+        self._heard: dict[str, float] = {}
 
     # -- feeding ----------------------------------------------------------------------------
 
@@ -406,18 +408,19 @@ class RollupAccumulator:
         """Fold in one monitor snapshot: each host's new samples and the XIDs among its events."""
         closed: list[Rollup] = []
         for host in snap.hosts:
-            closed += self.observe_host(host)
+            closed += self.observe_host(host, snap.t)
         for ev in snap.events:
             if ev.kind == "xid" and ev.xid is not None and ev.gpu is not None:
                 self.add_xid(ev.host, ev.gpu, ev.xid)
         return closed
 
-    def observe_host(self, host: HostSnapshot) -> list[Rollup]:
+    def observe_host(self, host: HostSnapshot, now: float | None = None) -> list[Rollup]:
         """Fold in a host's samples that are new since the last call.
 
         A snapshot repeats the last sample while a host is stale, and carries the last slow
         sample apart from the last fast one (a consumer slower than the tick skips samples, and
-        the slow ones hold the counters): each sample counts once, its slow fields once.
+        the slow ones hold the counters): each sample counts once, its slow fields once. `now`
+        (the snapshot's time) stands for the arrival time where the host has none.
         """
         if host.hello is None:
             return []
@@ -432,6 +435,9 @@ class RollupAccumulator:
                 todo[0] = (sample, True, True)
             else:
                 todo.append((sample, True, False))
+        arrived = host.sample_t if host.sample_t is not None else now
+        if todo and arrived is not None:
+            self._heard[name] = arrived
         closed: list[Rollup] = []
         for s, fast, slow_fields in sorted(todo, key=lambda x: x[0].t):
             if fast:
@@ -501,9 +507,14 @@ class RollupAccumulator:
 
     # -- closing ----------------------------------------------------------------------------
 
-    def close_behind(self, start: int) -> list[Rollup]:
-        """Close every open bucket that starts before `start`: its GPU stopped sending."""
-        return [self._close(s) for s in self._gpus.values() if s.bucket and s.bucket.start < start]
+    def close_quiet(self, since: float) -> list[Rollup]:
+        """Close the open buckets of hosts whose last sample arrived before `since` (the
+        collector's clock, as HostSnapshot.sample_t): they stopped sending. Measured by arrival,
+        not by the samples' own times, so a host whose clock is wrong closes nobody else's."""
+        quiet = {host for host, t in self._heard.items() if t < since}
+        return [
+            self._close(s) for s in self._gpus.values() if s.bucket is not None and s.host in quiet
+        ]
 
     def close_all(self) -> list[Rollup]:
         """Close every open bucket, partial as it is (the writer merges its rest later)."""

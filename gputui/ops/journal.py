@@ -31,6 +31,7 @@ from typing import Any
 
 import platformdirs
 
+from gputui.core.rollup import BUCKET_5M_S, BUCKET_DAY_S, Rollup, RollupRetention
 from gputui.ops.journal_schema import JournalError, connect, write_transaction
 from gputui.ops.orphans import probe_group
 from gputui.ops.records import (
@@ -47,6 +48,7 @@ from gputui.ops.records import (
     entry_time,
     this_machine,
 )
+from gputui.ops.rollup_store import select_latest, select_series, store
 
 __all__ = [
     "JOURNAL_ENV",
@@ -378,6 +380,46 @@ class Journal:
             sum(f for f, _ in per_node.values()),
             sum(e for _, e in per_node.values()),
         )
+
+    # -- rollups (gputui/ops/rollups.py) -------------------------------------------------------
+
+    def write_rollups(
+        self,
+        rollups: Iterable[Rollup],
+        retention: RollupRetention,
+        *,
+        sweep_before: float | None = None,
+    ) -> int:
+        """Write 5-minute rollups and their day rows in one transaction, keeping `retention`."""
+        with self._transaction() as conn:
+            return store(conn, rollups, retention, sweep_before=sweep_before)
+
+    def rollup_series(
+        self,
+        length_s: int = BUCKET_DAY_S,
+        *,
+        host: str | None = None,
+        gpu: int | None = None,
+        uuid: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Rollup]:
+        """Per-GPU series of day (or 5-minute) rollups, oldest first, filtered as asked."""
+        with self._lock:
+            try:
+                return select_series(
+                    self._conn, length_s, host=host, gpu=gpu, uuid=uuid, since=since, until=until
+                )
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"cannot read the journal {self.path}: {exc}") from None
+
+    def latest_rollups(self, length_s: int = BUCKET_5M_S) -> list[Rollup]:
+        """Every GPU's newest rollup of `length_s` seconds."""
+        with self._lock:
+            try:
+                return select_latest(self._conn, length_s)
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"cannot read the journal {self.path}: {exc}") from None
 
     # -- the timeline -------------------------------------------------------------------------
 

@@ -99,7 +99,65 @@ _V3 = (
     "ALTER TABLE node_events ADD COLUMN jobs TEXT",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# The columns of both rollup tables as version 4 made them (a later change is a new step).
+_ROLLUP_COLUMNS_V4 = """
+        gpu_id INTEGER NOT NULL REFERENCES rollup_gpus (id),
+        start INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        temp_n INTEGER NOT NULL,
+        temp_min_c REAL,
+        temp_mean_c REAL,
+        temp_max_c REAL,
+        headroom_min_c REAL,
+        headroom_mean_c REAL,
+        power_n INTEGER NOT NULL,
+        power_mean_w REAL,
+        power_max_w REAL,
+        power_limit_mean_pct REAL,
+        util_n INTEGER NOT NULL,
+        util_mean_pct REAL,
+        load_n INTEGER NOT NULL,
+        load_temp_mean_c REAL,
+        load_power_mean_w REAL,
+        held_sw_power_cap_s REAL,
+        held_sync_boost_s REAL,
+        held_sw_thermal_s REAL,
+        held_hw_thermal_s REAL,
+        held_hw_power_brake_s REAL,
+        held_hw_slowdown_s REAL,
+        ecc_corrected INTEGER,
+        ecc_uncorrected INTEGER,
+        pcie_replay INTEGER,
+        link_n INTEGER NOT NULL,
+        link_down_n INTEGER NOT NULL,
+        remap_corrected INTEGER,
+        remap_uncorrected INTEGER,
+        remap_pending INTEGER,
+        remap_failure INTEGER,
+        xids TEXT,
+        PRIMARY KEY (gpu_id, start)
+"""
+
+_V4 = (
+    # Per-GPU rollups for prevention (gputui/core/rollup.py, docs/prevention.md). A GPU is
+    # (host, index, uuid): a replaced board in the same slot starts a new series. Rows refer
+    # to it by id, so a host name is stored once, not in every one of ~2,000 rows per GPU.
+    """CREATE TABLE rollup_gpus (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        gpu INTEGER NOT NULL,
+        uuid TEXT NOT NULL,
+        UNIQUE (host, gpu, uuid)
+    )""",
+    # One row per GPU per bucket: 5-minute buckets, and days (00:00 UTC) merged from them in
+    # the same transaction. Keyed (gpu_id, start): a GPU's series is one range of the key, and
+    # so is what retention deletes. Columns are Rollup's fields (held_* its Held); booleans
+    # 0/1; xids a JSON object {"code": count}, NULL when none. NULL: not reported.
+    f"CREATE TABLE rollups_5m ({_ROLLUP_COLUMNS_V4}) WITHOUT ROWID",
+    f"CREATE TABLE rollups_1d ({_ROLLUP_COLUMNS_V4}) WITHOUT ROWID",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
