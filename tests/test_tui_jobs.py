@@ -301,3 +301,28 @@ def scripted(ticks: int = 12) -> tuple[GpuTuiApp, Callable[[Pilot[None]], Awaita
 def test_jobs_tab_80x24(snap_compare: SnapCompare) -> None:
     app, feed = scripted()
     assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
+
+
+async def test_the_schedulers_job_list_names_the_jobs_in_the_tab() -> None:
+    """The app hands the scheduler's latest list (read beside the monitor, at most once per
+    period) to the Jobs tab each tick: its name and user win over the hosts' attribution, and
+    how the list was read is said under the table."""
+    from gputui.core.jobs import SchedulerJob
+
+    said = (
+        {ALICE.key: SchedulerJob(id=ALICE.id, name="llama-pretrain", user="alice-sched")},
+        "squeue: 1 job holding nodes, read 5 s ago",
+    )
+    fleet = jobs_fleet()
+    monitor = FakeMonitor(fleet)
+    session = MonitorSession(factory(monitor))
+    app = GpuTuiApp(session, scheduler=lambda: said)
+    app.animation_level = "none"
+    async with app.run_test(size=(160, 40)) as pilot:
+        r = Running(pilot, app, monitor, fleet)
+        await r.tick(10)
+        await r.press("5")
+        assert r.cell(ALICE.key, "name") == "llama-pretrain"
+        assert r.cell(ALICE.key, "user") == "alice-sched"
+        assert "squeue: 1 job holding nodes, read 5 s ago" in r.text("#jobs-status")
+    await session.close()

@@ -12,7 +12,7 @@ import importlib
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,6 +24,7 @@ from gputui.config import DEFAULT_INTERVAL_S
 if TYPE_CHECKING:
     from gputui.collect.monitor import FleetMonitor
     from gputui.config import Config
+    from gputui.core.jobs import SchedulerJob
     from gputui.core.model import FleetEvent
     from gputui.core.risk import RiskSettings
     from gputui.ops.actions import OperatorActions
@@ -56,19 +57,31 @@ class Wiring:
         from gputui.ops.journal import Journal
         from gputui.ops.orphans import orphan_events
         from gputui.ops.recorder import JournalRecorder
+        from gputui.ops.rollups import RollupWriter
 
         journal = Journal.open(self.journal_path)
         self._notices = orphan_events(journal.check_interrupted(), time.time())
         ops = OperatorActions(config, journal, monitor=monitor)
         recorder = asyncio.create_task(JournalRecorder(journal, monitor).run())
+        rollups = asyncio.create_task(RollupWriter(journal, config.rollup_retention).run(monitor))
+        # The scheduler's job list (names, users, start times) for the Jobs tab, read at most
+        # once per [scheduler] period_s for the whole fleet.
+        scheduler = None if ops.scheduler is None else asyncio.create_task(ops.scheduler.run())
         self.journal, self.ops = journal, ops
         try:
             yield
         finally:
             self.ops = None
+            if scheduler is not None:
+                scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await scheduler
             recorder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await recorder  # flushes the exposure seen so far
+            rollups.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await rollups  # writes the rollups seen so far, open buckets too
             await ops.aclose()
             self.journal = None
             journal.close()
@@ -77,6 +90,11 @@ class Wiring:
         """What the journal's check found, for the event log (once: later calls get none)."""
         found, self._notices = self._notices, []
         return found
+
+    def scheduler_view(self) -> tuple[Mapping[str, SchedulerJob], str] | None:
+        """The scheduler's job list and how it was read, while one is read."""
+        reader = None if self.ops is None else self.ops.scheduler
+        return None if reader is None else (reader.jobs, reader.status())
 
     def record(self) -> dict[str, tuple[int, float]] | None:
         """Failures and monitored GPU-hours per node from the journal, for the risk panel's
@@ -118,6 +136,7 @@ def _run(
             tune_gc=True,
             triage=triage,
             notices=lambda: [*_events_of(notices), *wiring.notices()],
+            scheduler=wiring.scheduler_view,
         )
         _quit_on_signals(tui.exit)
         try:

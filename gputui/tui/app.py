@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 if TYPE_CHECKING:
+    from gputui.core.jobs import SchedulerJob
     from gputui.core.risk import RiskSettings
 
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
@@ -50,6 +51,9 @@ TICK_SAMPLES = 600  # per-tick timings kept for `tick_ms` (the benchmark reads t
 #: Lines for the event log once the fleet is up, such as the commands of interrupted actions
 #: that still run (gputui/ops/orphans.py); read once, with the first snapshot.
 Notices = Callable[[], Sequence[FleetEvent]]
+#: The scheduler's latest job list and a line on how it was read, for the Jobs tab; None
+#: while nothing reads one (no scheduler preset lists jobs).
+SchedulerView = Callable[[], "tuple[Mapping[str, SchedulerJob], str] | None"]
 #: The title of the toast of each kind of notice.
 NOTICE_TITLES = {
     "interrupted": "gputui was interrupted before",
@@ -92,6 +96,7 @@ class GpuTuiApp(App[None]):
         tune_gc: bool = False,
         triage: TriageRunner | None = None,
         notices: Notices | None = None,
+        scheduler: SchedulerView | None = None,
     ) -> None:
         super().__init__()
         self.triage_runner = triage
@@ -109,6 +114,7 @@ class GpuTuiApp(App[None]):
         self._risk_settings = risk_settings
         self._record = record
         self._notices = notices
+        self._scheduler = scheduler
         self._applied = asyncio.Event()
         self._quitting = False
         self._host_events: dict[str, deque[FleetEvent]] = {}
@@ -201,6 +207,10 @@ class GpuTuiApp(App[None]):
                 self.call_after_refresh(self.gc_pacer.start)  # start-up objects, on screen
         elif self.gc_pacer is not None:
             self.call_after_refresh(self.gc_pacer.after_tick)
+        if self._scheduler is not None:
+            said = self._scheduler()
+            if said is not None:
+                screen.jobs_panel.set_scheduler(*said)
         screen.apply(snapshot)
         screen.add_events(events)
         if isinstance(self.screen, HostScreen):
@@ -510,6 +520,7 @@ class GpuTuiApp(App[None]):
             ("grid", "GPU grid"),
             ("risk", "Risk panel"),
             ("events", "Event log"),
+            ("jobs", "Jobs"),
         ):
             yield SystemCommand(
                 f"Show {title}",
