@@ -47,3 +47,9 @@ def utc() -> Iterator[None]:
     else:
         os.environ["TZ"] = before
     time.tzset()
+
+
+# The real Slurm cluster is one per test session, shared by every module that uses it: its
+# fixtures are registered here once (imported into each module, each would start its own).
+# Last, because tests.slurm imports this module's helpers.
+from tests.slurm import running_job, slurm_cluster  # noqa: E402, F401

@@ -21,7 +21,7 @@ from gputui.agent.nvml_backend import NvmlBackend
 from gputui.agent.simnvml import SimNvml
 from gputui.agent.simulation import Simulation
 from tests.agent_sim import FakeClock
-from tests.slurm import RunningJob, SlurmCluster, running_job, slurm_cluster  # noqa: F401
+from tests.slurm import RunningJob, SlurmCluster
 
 pytestmark = pytest.mark.system
 
@@ -51,7 +51,7 @@ def proctrack(cluster: SlurmCluster) -> str:
 
 
 @pytest.fixture
-def backend(running_job: RunningJob) -> Iterator[NvmlBackend]:  # noqa: F811
+def backend(running_job: RunningJob) -> Iterator[NvmlBackend]:
     b = NvmlBackend(OneProcess(running_job.pid), event_thread=False)
     b.hello()
     yield b
@@ -59,8 +59,8 @@ def backend(running_job: RunningJob) -> Iterator[NvmlBackend]:  # noqa: F811
 
 
 def test_the_agent_names_the_slurm_job_of_a_real_process(
-    slurm_cluster: SlurmCluster,  # noqa: F811
-    running_job: RunningJob,  # noqa: F811
+    slurm_cluster: SlurmCluster,
+    running_job: RunningJob,
     backend: NvmlBackend,
 ) -> None:
     assert isinstance(backend.attribute_process, ProcAttribution)  # the real /proc reader

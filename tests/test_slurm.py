@@ -24,12 +24,7 @@ from gputui.core.model import FleetSnapshot, HostSnapshot, HostState, Sample
 from gputui.ops.actions import OperatorActions
 from gputui.ops.journal import Journal
 from gputui.ops.runner import CommandRunner
-from tests.slurm import (  # noqa: F401 - the fixtures
-    RunningJob,
-    SlurmCluster,
-    running_job,
-    slurm_cluster,
-)
+from tests.slurm import RunningJob, SlurmCluster
 from tests.test_attribution_slurm import OneProcess
 
 pytestmark = pytest.mark.system
@@ -78,7 +73,7 @@ class Site:
 
 
 @pytest.fixture
-def site(slurm_cluster: SlurmCluster, tmp_path: Path) -> Iterator[Site]:  # noqa: F811
+def site(slurm_cluster: SlurmCluster, tmp_path: Path) -> Iterator[Site]:
     slurm_cluster.reset()
     yield Site(slurm_cluster, tmp_path)
 
@@ -247,8 +242,8 @@ def agent_sample(pid: int) -> Sample:
 
 
 async def test_the_job_the_agent_found_is_requeued_for_real(
-    slurm_cluster: SlurmCluster,  # noqa: F811
-    running_job: RunningJob,  # noqa: F811
+    slurm_cluster: SlurmCluster,
+    running_job: RunningJob,
     tmp_path: Path,
 ) -> None:
     cluster, job = slurm_cluster, running_job
