@@ -67,8 +67,9 @@ def test_hello_reports_the_boards_real_limits(model: str, limits: tuple[object, 
 
 def test_hello_reports_driver_versions_and_persistence() -> None:
     hello = SimBackend({"name": "versions"}, clock=FakeClock()).hello()
-    assert hello["driver_version"].count(".") == 2
-    assert hello["cuda_version"] == "12.8"
+    # By default the driver of the H200 recorded in tests/fixtures/h200.
+    assert hello["driver_version"] == "580.159.04"
+    assert hello["cuda_version"] == "13.0"
     assert hello["persistence_mode"] is True
 
 

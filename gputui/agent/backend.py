@@ -23,6 +23,7 @@ smi_not_found, smi_failed); main.py turns it into a fatal `error` line and exit 
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Dict
 
 Json = Dict[str, Any]
@@ -64,6 +65,11 @@ class Backend:
         """Per GPU, what triage adds to the stream: `index`, `persistence_mode`,
         `nvlink_states` (each key when known). Default: nothing beyond the index."""
         return []
+
+    def wall(self) -> float:
+        """Unix time for the stream's `t`: the host's clock, except in a simulation that
+        runs faster than real time (its own simulated clock)."""
+        return time.time()
 
     def process_fault(self) -> str | None:
         """FAULT_CRASH or FAULT_HANG when a scripted fault is due now; None on real hosts."""

@@ -59,6 +59,10 @@ def bytes_to_mib(value: Any) -> float:
     return round(float(value) / MIB, 1)
 
 
+def ns_to_us(value: Any) -> int:
+    return int(value) // 1000  # NVML counts held-clock time in ns, nvidia-smi prints us
+
+
 @dataclass(frozen=True)
 class Field:
     """One reading field of the protocol (GpuReading) and where it comes from."""
@@ -75,6 +79,9 @@ class Field:
     slow: bool = False  # read on slow ticks only (NVML); nvidia-smi gives it every period
     smi: str | None = None  # the nvidia-smi --query-gpu field that says the same
     smi_value: Callable[[str], Any] = smi_int  # its cell text -> the protocol's value
+    # The line of `nvidia-smi -q` that says the same, as "Section: Label" (for the fields
+    # nvidia-smi streams on no driver, or not on every one).
+    smi_report: str | None = None
     # scripts/device_check.py: (absolute, relative) tolerance between the two means over a run;
     # None: not compared.
     tolerance: tuple[float, float] | None = None
@@ -268,6 +275,35 @@ READINGS = (
         )
         for name in ("replay", "recovery", "crc_flit", "crc_data")
     ),
+    # Time the clocks were held down, per reason: cumulative counters read in one
+    # nvmlDeviceGetFieldValues call with the recovery action. The field ids moved between
+    # driver releases (HELD_FIELD_IDS below), so the backend picks them by the driver's
+    # version, not by the pynvml constants named here.
+    *(
+        Field(
+            f"held_{name}_us",
+            "us",
+            "nvmlDeviceGetFieldValues",
+            (f"NVML_FI_DEV_CLOCKS_EVENT_REASON_{constant}",),
+            ns_to_us,
+            generic=False,
+            slow=True,
+            smi=f"clocks_event_reasons_counters.{smi}",
+            smi_report=f"Clocks Event Reasons Counters: {label}",
+        )
+        for name, constant, smi, label in (
+            ("sw_power_cap", "SW_POWER_CAP", "sw_power_cap", "SW Power Capping"),
+            ("sync_boost", "SYNC_BOOST", "sync_boost", "Sync Boost"),
+            ("sw_thermal", "SW_THERM_SLOWDOWN", "sw_thermal_slowdown", "SW Thermal Slowdown"),
+            ("hw_thermal", "HW_THERM_SLOWDOWN", "hw_thermal_slowdown", "HW Thermal Slowdown"),
+            (
+                "hw_power_brake",
+                "HW_POWER_BRAKE_SLOWDOWN",
+                "hw_power_brake_slowdown",
+                "HW Power Braking",
+            ),
+        )
+    ),
     Field(
         "recovery_action",
         "code",
@@ -279,3 +315,54 @@ READINGS = (
 )
 
 BY_NAME = {f.name: f for f in READINGS}
+HELD_FIELDS = tuple(f.name for f in READINGS if f.name.startswith("held_"))
+
+# The field ids of the held-clock counters, by the first driver version that answers them so.
+# SW power cap (74) and sync boost (76) are NVML's older "perf policy" counters, there since
+# NVML 11. The other three came with R575 as 251-253; from 580.82 on (nvidia-ml-py 13.580.82
+# and every later release, the CUDA 13.1 nvml.h) they are 269-271, and 251-253 belong to power
+# smoothing, as 251-255 already did in R570's nvml.h. Asking a driver for another branch's id
+# would read a power-smoothing setting as a counter, so before R575 only the two old counters
+# are asked for. Drivers between 580.65 and 580.82 are taken as the older numbering: 580.65's
+# nvml.h and nvidia-smi use 251-253 (unverified for the releases in between).
+HELD_FIELD_IDS: tuple[tuple[tuple[int, ...], dict[str, int]], ...] = (
+    ((0,), {"held_sw_power_cap_us": 74, "held_sync_boost_us": 76}),
+    (
+        (575,),
+        {
+            "held_sw_power_cap_us": 74,
+            "held_sync_boost_us": 76,
+            "held_sw_thermal_us": 251,
+            "held_hw_thermal_us": 252,
+            "held_hw_power_brake_us": 253,
+        },
+    ),
+    (
+        (580, 82),
+        {
+            "held_sw_power_cap_us": 74,
+            "held_sync_boost_us": 76,
+            "held_sw_thermal_us": 269,
+            "held_hw_thermal_us": 270,
+            "held_hw_power_brake_us": 271,
+        },
+    ),
+)
+
+
+def driver_version_tuple(text: str) -> tuple[int, ...] | None:
+    """(580, 159, 4) for "580.159.04"; None for text that is no driver version."""
+    try:
+        return tuple(int(part) for part in text.strip().split("."))
+    except ValueError:
+        return None
+
+
+def held_field_ids(driver_version: str | None) -> dict[str, int]:
+    """The held-clock counters' NVML field ids for a driver (unknown: the two oldest only)."""
+    version = driver_version_tuple(driver_version or "")
+    chosen = HELD_FIELD_IDS[0][1]
+    for first, ids in HELD_FIELD_IDS:
+        if version is not None and version >= first:
+            chosen = ids
+    return dict(chosen)

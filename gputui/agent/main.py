@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             slow_every=args.slow_every,
             duration_s=args.duration,
             once=args.once,
+            wall=backend.wall,
         )
     try:
         return runner.run()

@@ -29,7 +29,7 @@ from typing import Any, Callable, Tuple
 
 from .attribution import ProcAttribution
 from .backend import Backend, BackendError, EventSink, Json
-from .fields import READINGS, bytes_to_mib, milliwatts_to_w
+from .fields import READINGS, bytes_to_mib, held_field_ids, milliwatts_to_w, ns_to_us
 
 # Every pynvml name this module uses: the simulated NVML must offer each one with the same
 # signature and value (tests/test_simnvml_surface.py checks it against the real pynvml).
@@ -109,6 +109,13 @@ NVML_CONSTANTS = (
     "NVML_NVLINK_MAX_LINKS",
     "NVML_FEATURE_ENABLED",
     "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION",
+    # The held-clock counters, as the field table names them; their ids are picked by the
+    # driver's version (fields.HELD_FIELD_IDS), since they moved between releases.
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP",
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SYNC_BOOST",
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN",
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN",
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN",
     "nvmlEventTypeXidCriticalError",
     "nvmlEventTypeDoubleBitEccError",
     "nvmlMemory_v2",
@@ -130,6 +137,14 @@ def _plain_reads(nvml: Any, slow: bool, prefix: str) -> tuple[_PlainRead, ...]:
         for f in READINGS
         if f.generic and f.slow == slow and f.name.startswith(prefix)
     )
+
+
+def _recovery_value(value: Any) -> int:
+    return int(value.uiVal)
+
+
+def _held_value(value: Any) -> int:
+    return ns_to_us(value.ullVal)
 
 
 class _Gone(Exception):
@@ -231,6 +246,16 @@ class NvmlBackend(Backend):
         self._fast_reads = _plain_reads(nvml, slow=False, prefix="")
         self._ecc_reads = _plain_reads(nvml, slow=True, prefix="ecc_")
         self._pcie_reads = _plain_reads(nvml, slow=True, prefix="pcie_")
+        # The field values read in one call per slow sample: the recovery action and the
+        # held-clock counters, each with its conversion. Counter ids depend on the driver.
+        driver: str | None = None
+        with contextlib.suppress(Exception):
+            driver = _text(nvml.nvmlSystemGetDriverVersion())
+        recovery_id = int(getattr(nvml, "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION", 230))
+        self._field_reads: tuple[tuple[str, int, Callable[[Any], Any]], ...] = (
+            ("recovery_action", recovery_id, _recovery_value),
+            *((name, fid, _held_value) for name, fid in held_field_ids(driver).items()),
+        )
         self._gpus: list[_Gpu] = []
         for i in range(count):
             gpu = _Gpu(i, None)
@@ -471,7 +496,7 @@ class NvmlBackend(Backend):
         self._pcie(gpu, r)
         if gpu.nvlinks:
             self._nvlink(gpu, r)
-        self._recovery(gpu, r)
+        self._field_values(gpu, r)
         self._processes(gpu, r)
 
     def _ecc(self, gpu: _Gpu, r: Json) -> None:
@@ -539,17 +564,27 @@ class NvmlBackend(Backend):
             if total is not None:
                 r[field] = total
 
-    def _recovery(self, gpu: _Gpu, r: Json) -> None:
+    def _field_values(self, gpu: _Gpu, r: Json) -> None:
+        """The recovery action and the held-clock counters, in one nvmlDeviceGetFieldValues
+        call. NVML answers each field apart: a driver that does not know a field (the
+        recovery action before R565, the counters before R575) refuses only that one, and
+        it is not asked for again on this GPU."""
         nvml = self._nvml
-        field_id = getattr(nvml, "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION", 230)
-        values = self._call(gpu, "recovery", "nvmlDeviceGetFieldValues", gpu.handle, [field_id])
+        wanted = [read for read in self._field_reads if read[0] not in gpu.unsupported]
+        if not wanted:
+            return
+        ids = [field_id for _, field_id, _ in wanted]
+        values = self._call(gpu, "field_values", "nvmlDeviceGetFieldValues", gpu.handle, ids)
         if not values:
             return
-        value = values[0]
-        if value.nvmlReturn == nvml.NVML_SUCCESS:
-            r["recovery_action"] = int(value.value.uiVal)
-        elif value.nvmlReturn in self._unsupported_codes | {nvml.NVML_ERROR_INVALID_ARGUMENT}:
-            gpu.unsupported.add("recovery")  # drivers before R565 do not know the field
+        refused = self._unsupported_codes | {nvml.NVML_ERROR_INVALID_ARGUMENT}
+        for (name, _, convert), value in zip(wanted, values):
+            if value.nvmlReturn == nvml.NVML_SUCCESS:
+                r[name] = convert(value.value)
+            elif value.nvmlReturn in refused:
+                gpu.unsupported.add(name)
+            else:
+                self.transient_errors += 1
 
     def _processes(self, gpu: _Gpu, r: Json) -> None:
         procs = self._call(gpu, "processes", "nvmlDeviceGetComputeRunningProcesses", gpu.handle)

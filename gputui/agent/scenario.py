@@ -17,14 +17,19 @@ from typing import Any, Callable
 
 MODELS = ("H100-SXM", "A100-SXM", "V100-SXM2")
 WORKLOADS = ("training", "inference", "idle")
-# Driver branches the simulated NVML behaves as: 570 has every call the agent uses; 470
-# predates NVML's v2 memory info, the clock-event reasons call and the recovery-action field.
-DRIVERS = ("570", "470")
+# Driver branches the simulated NVML behaves as: 580 has every call and field the agent uses;
+# 570 lacks the three newer held-clock counters; 470 also predates NVML's v2 memory info, the
+# clock-event reasons call and the recovery-action field.
+DRIVERS = ("580", "570", "470")
 
 # Faults of the agent process itself, not of a GPU: they take no `gpus`.
 PROCESS_FAULTS = ("agent_crash", "hang")
 # Faults of the whole host: `gpus` may be left out, meaning every GPU of the host.
-HOST_FAULTS = ("slow_host",)
+HOST_FAULTS = ("slow_host", "psu_brake", "cooling_decay")
+# Slow drifts: rates per simulated day, so they mean the same at any `speed` or step.
+DRIFT_FAULTS = ("ecc_creep", "pcie_replay_creep", "remap_creep", "cooling_decay", "psu_brake")
+# How much faster than real time a fast-forwarded host runs: up to a day a second.
+MAX_SPEED = 86_400.0
 # What slows a `slow_host`: nothing the GPUs report (a slow network path, a bad host memory
 # channel, a noisy neighbour), or an enforced power limit set below the board's TDP.
 SLOW_HOST_CAUSES = ("none", "power_cap")
@@ -65,6 +70,12 @@ def _choice(options: tuple[int, ...]) -> _Check:
     return check
 
 
+def _flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
 def _word(options: tuple[str, ...]) -> _Check:
     def check(where: str, value: Any) -> str:
         if not isinstance(value, str) or value not in options:
@@ -102,6 +113,29 @@ FAULT_KEYS: dict[str, dict[str, tuple[_Check, Any]]] = {
     },
     "agent_crash": {"exit_code": (_integer(1, 255), 1)},
     "hang": {},
+    # Slow drifts (docs/scenarios.md, "Slow drifts"): what prevention looks for over days.
+    "ecc_creep": {
+        "per_day": (_number(0, 1e9, lo_open=True), 20.0),
+        "doubling_days": (_number(0, 3650, lo_open=True), None),
+    },
+    "pcie_replay_creep": {
+        "per_day": (_number(0, 1e9, lo_open=True), 50.0),
+        "doubling_days": (_number(0, 3650, lo_open=True), None),
+    },
+    "remap_creep": {
+        "per_day": (_number(0, 10_000, lo_open=True), 0.5),
+        "doubling_days": (_number(0, 3650, lo_open=True), None),
+        "stuck_pending": (_flag, False),
+    },
+    "cooling_decay": {
+        "c_per_day": (_number(0, 100), 1.0),
+        "offset_c": (_number(0, 100), 0.0),
+        "max_rise_c": (_number(0, 100, lo_open=True), 40.0),
+    },
+    "psu_brake": {
+        "per_day": (_number(0, 86_400, lo_open=True), 6.0),
+        "seconds": (_number(0, 86_400, lo_open=True), 8.0),
+    },
 }
 FAULT_KINDS = tuple(FAULT_KEYS)
 _COMMON_FAULT_KEYS = ("kind", "gpus", "at", "duration")
@@ -115,6 +149,7 @@ _TOP_KEYS = (
     "fault",
     "job",
     "requeue_file",
+    "speed",
 )
 
 # The jobs a host runs ([[job]]): the collector assigns them across a simulated fleet.
@@ -272,4 +307,6 @@ def validate_scenario(d: Any) -> dict[str, Any]:
     out["job"] = [_validate_job(f"job[{i}]", j, out, taken) for i, j in enumerate(raw_jobs)]
     if "requeue_file" in d:
         out["requeue_file"] = _text("requeue_file", d["requeue_file"])
+    if "speed" in d:
+        out["speed"] = _number(1, MAX_SPEED)("speed", d["speed"])
     return out

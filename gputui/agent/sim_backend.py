@@ -21,8 +21,9 @@ class SimBackend(NvmlBackend):
         seed: int = 0,
         clock: Callable[[], float] | None = None,
         event_thread: bool = True,
+        step_s: float | None = None,
     ) -> None:
-        self.simulation = Simulation(scenario, seed=seed, clock=clock)
+        self.simulation = Simulation(scenario, seed=seed, clock=clock, step_s=step_s)
         self.nvml = SimNvml(self.simulation)
         super().__init__(
             self.nvml, event_thread=event_thread, attribute_process=self.simulation.attribution
@@ -34,6 +35,14 @@ class SimBackend(NvmlBackend):
         with self.simulation.lock:
             self.simulation.clock = clock
             self.simulation.start_unix = None
+
+    def wall(self) -> float:
+        """The simulation's own time on the real clock: a host fast-forwarded by its
+        scenario's `speed` stamps its samples `speed` times faster than the clock moves."""
+        sim = self.simulation
+        if sim.start_unix is None or sim.speed == 1.0:
+            return super().wall()
+        return sim.start_unix + sim.clock()
 
     def hello(self) -> Json:
         out = super().hello()

@@ -9,11 +9,15 @@ surface against the real pynvml module.
 A lost GPU raises NVML_ERROR_GPU_IS_LOST from every per-device call, one that needs a reset
 NVML_ERROR_RESET_REQUIRED, as the driver does.
 
-The scenario's `driver` picks what the library offers. A 570 driver has everything the agent
-calls. A 470 driver lacks the calls added since: nvmlDeviceGetMemoryInfo with a `version`
-(v2: `used` without the reserved memory, `reserved` apart), the clock-event reasons call (R535)
-and the recovery-action field (R565); pynvml raises NVML_ERROR_FUNCTION_NOT_FOUND for a
-function the library does not export, and v1 memory info counts the reserved memory as used.
+The scenario's `driver` picks what the library offers. A 580 driver (the H200 recorded in
+tests/fixtures/h200) has everything the agent calls, and answers the five held-clock counters
+(nanoseconds) at the field ids of its release. A 570 driver answers only the two older ones
+(SW power cap and sync boost: its ids for the others belong to power smoothing, which a Hopper
+board does not support). A 470 driver also lacks the calls added since: nvmlDeviceGetMemoryInfo
+with a `version` (v2: `used` without the reserved memory, `reserved` apart), the clock-event
+reasons call (R535) and the recovery-action field (R565); pynvml raises
+NVML_ERROR_FUNCTION_NOT_FOUND for a function the library does not export, and v1 memory info
+counts the reserved memory as used.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import string
 import time
 from typing import Any, ClassVar, NamedTuple
 
+from .fields import held_field_ids
 from .simulation import EVENT_DBE, EVENT_XID, NVLINK_COUNTERS, SimGpu, Simulation
 
 # -- error codes and classes (pynvml's values and names) ---------------------------------------
@@ -154,7 +159,14 @@ CONSTANTS: dict[str, int] = {
     "NVML_FEATURE_DISABLED": 0,
     "NVML_FEATURE_ENABLED": 1,
     "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION": 230,
+    # As nvidia-ml-py 13.580.82 and later number them (fields.HELD_FIELD_IDS has the others).
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP": 74,
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SYNC_BOOST": 76,
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN": 269,
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN": 270,
+    "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN": 271,
     "NVML_VALUE_TYPE_UNSIGNED_INT": 1,
+    "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG": 3,
     "nvmlEventTypeSingleBitEccError": 0x1,
     "nvmlEventTypeDoubleBitEccError": EVENT_DBE,
     "nvmlEventTypePState": 0x4,
@@ -165,6 +177,8 @@ CONSTANTS: dict[str, int] = {
 }
 
 NVML_MEMORY_V2 = CONSTANTS["nvmlMemory_v2"]
+_VALUE_UINT = CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"]
+_VALUE_ULL = CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_LONG_LONG"]
 
 
 class Driver(NamedTuple):
@@ -179,6 +193,7 @@ class Driver(NamedTuple):
 
 
 DRIVERS = {
+    "580": Driver("580.159.04", "13.580.159.04", 13000, True, True, True),
     "570": Driver("570.124.06", "12.570.124.06", 12080, True, True, True),
     "470": Driver("470.256.02", "11.470.256.02", 11040, False, False, False),
 }
@@ -230,6 +245,8 @@ class SimNvml:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
         self.driver = DRIVERS[sim.scenario["driver"]]
+        # field id -> the held-clock counter it reads, as this driver numbers them.
+        self._held_ids = {fid: name for name, fid in held_field_ids(self.driver.version).items()}
         self._initialised = 0
         self._handles = [SimHandle(g.index) for g in sim.gpus]
         for name, value in {**_ERROR_CODES, **CONSTANTS}.items():
@@ -246,15 +263,20 @@ class SimNvml:
     def _gpu(self, handle: Any) -> SimGpu:
         """The GPU behind `handle`, with the state stepped to now; raises as the driver does
         for a GPU that is lost or needs a reset."""
-        self._check_init()
-        if not isinstance(handle, SimHandle) or not 0 <= handle.index < len(self.sim.gpus):
+        # Every call of every sample comes through here: kept to a few attribute reads.
+        if not self._initialised:
+            raise NVMLError(NVML_ERROR_UNINITIALIZED)
+        sim = self.sim
+        if not isinstance(handle, SimHandle) or not 0 <= handle.index < len(sim.gpus):
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
-        self.sim.advance()
-        g = self.sim.gpus[handle.index]
-        if g.status == "lost":
-            raise NVMLError(NVML_ERROR_GPU_IS_LOST)
-        if g.status == "reset_required":
-            raise NVMLError(NVML_ERROR_RESET_REQUIRED)
+        sim.advance()
+        g = sim.gpus[handle.index]
+        status = g.status
+        if status != "ok":
+            if status == "lost":
+                raise NVMLError(NVML_ERROR_GPU_IS_LOST)
+            if status == "reset_required":
+                raise NVMLError(NVML_ERROR_RESET_REQUIRED)
         return g
 
     # -- library -----------------------------------------------------------------------------
@@ -478,13 +500,17 @@ class SimNvml:
         g = self._gpu(handle)
         out = []
         for field in fieldIds:
-            ret, number = NVML_ERROR_NOT_SUPPORTED, 0
+            ret, number, kind = NVML_ERROR_NOT_SUPPORTED, 0, _VALUE_UINT
+            held = self._held_ids.get(field)
             # The recovery-action field exists from R565 on Ampere and later boards.
             if field == 230 and g.model.row_remapping and self.driver.recovery_action:
                 ret, number = NVML_SUCCESS, g.recovery_action
+            elif held is not None:
+                ret, number = NVML_SUCCESS, g.held_ns[held]
+                kind = _VALUE_ULL
             value = Record(
                 dVal=float(number),
-                uiVal=number,
+                uiVal=number & 0xFFFFFFFF,
                 ulVal=number,
                 ullVal=number,
                 sllVal=number,
@@ -497,7 +523,7 @@ class SimNvml:
                     scopeId=0,
                     timestamp=int(time.time() * 1e6),
                     latencyUsec=0,
-                    valueType=1,
+                    valueType=kind,
                     nvmlReturn=ret,
                     value=value,
                 )
@@ -560,7 +586,8 @@ class SimNvml:
                 # seconds) or another reader steps the state: no polling, so hundreds of
                 # simulated hosts on one machine cost nothing while nothing happens.
                 due = sim.next_event_at()
-                pause = left if due is None else min(left, max(0.005, due - sim.clock()))
+                until_due = None if due is None else (due - sim.clock()) / sim.speed
+                pause = left if until_due is None else min(left, max(0.005, until_due))
                 sim.changed.wait(pause)
 
     def nvmlEventSetWait(self, eventSet: Any, timeoutms: int) -> Record:

@@ -1,16 +1,28 @@
 """The simulated GPUs behind simnvml: physics, workload, scripted faults and a kernel log.
 
 Time comes from an injected clock (seconds since start; default time.monotonic from
-construction), and the state moves in fixed steps of STEP_S up to whatever the clock says when
-it is read. Every random draw happens inside a step, in the same order, so a seed fixes the
-whole history: a test may jump the clock ten minutes ahead and read what a live run would
-have read at that moment.
+construction, times the scenario's `speed`), and the state moves in fixed steps of `step_s`
+(STEP_S, or longer for a fast-forwarded run) up to whatever the clock says when it is read.
+Every random draw happens inside a step, in the same order, so a seed and a step fix the whole
+history: a test may jump the clock ten minutes ahead and read what a live run would have read
+at that moment.
+
+Fast-forward: a scenario's `speed` runs the real clock that many times faster (a day a minute
+at 1440), and a longer step keeps the cost per real second the same (STEP_S x speed, at most
+MAX_STEP_S). A test or a report steps the simulation over days with a fake clock and a long
+`step_s` (gputui/collect/sim_days.py). Everything that happens per step scales with its length:
+counters by their rate times the step, drifts by the simulated time since they began. Events
+shorter than a step (a power-brake assertion of seconds in a minute-long step) hold their
+step's instant with the probability they would cover it, so every counter keeps its expected
+rate whatever the step.
 
 Physics, per step and GPU: the workload sets utilisation; power follows it up to the enforced
 limit (software power cap beyond); temperature relaxes toward inlet + c_per_w * power with the
 board's time constant (first-order lag, solved exactly per step); clocks fall when the power
 cap, a thermal limit or a power brake is active, and the matching clock-event bits are set the
-way NVML reports them.
+way NVML reports them. Each step a reason's bit is set adds the step's length to that reason's
+held-clock counter (NVML's clock-event reason counters, in ns), so the counters move only
+while their bits are set, and a training job at its power cap accrues SW power cap time.
 
 Memory follows what a real H200 (driver 580) reports: the driver and firmware reserve a fixed
 share of the board (RESERVED_SHARE) that NVML's v2 memory info counts apart from `used`, and a
@@ -31,14 +43,29 @@ from .simjobs import HostJobs
 from .workload import Workload, make_workload
 
 STEP_S = 0.25
+# The longest step a real-clock run takes however fast it goes: past this the temperature's
+# first-order lag (time constants of 25-35 s) is settled within one step anyway.
+MAX_STEP_S = 60.0
+DAY_S = 86_400.0
 
 # Clock-event reason bits (nvmlClocksEventReason*), as NVML reports them.
 GPU_IDLE = 0x1
 SW_POWER_CAP = 0x4
 HW_SLOWDOWN = 0x8
+SYNC_BOOST = 0x10
 SW_THERMAL = 0x20
 HW_THERMAL = 0x40
 HW_POWER_BRAKE = 0x80
+
+# The held-clock counters (protocol field names) and the bit whose time each counts. HW
+# slowdown (0x8) has no counter of its own in NVML.
+HELD_BITS = {
+    "held_sw_power_cap_us": SW_POWER_CAP,
+    "held_sync_boost_us": SYNC_BOOST,
+    "held_sw_thermal_us": SW_THERMAL,
+    "held_hw_thermal_us": HW_THERMAL,
+    "held_hw_power_brake_us": HW_POWER_BRAKE,
+}
 
 # Share of the framebuffer the driver and firmware reserve: 615.1 MiB of an idle H200's
 # 143,771 MiB (nvidia-smi: "Reserved 616 MiB, Used 0 MiB"; NVML v1 counts it as used).
@@ -137,6 +164,11 @@ class SimGpu:
         self.recovery_action = 0
         self.pids: list[int] = []
         self.process_mib = 0.0
+        # Held-clock time per reason since the driver loaded, in ns as NVML counts it. The
+        # simulated driver loaded with this run: zero, with no draw, so adding the counters
+        # left every seed's history as it was.
+        self.held_ns = dict.fromkeys(HELD_BITS, 0)
+        self.remap_pending_stuck = False  # a reset leaves remap_pending set (remap_creep)
 
     @property
     def pci_bus_id(self) -> str:
@@ -161,6 +193,7 @@ class _Fault:
         self.end: float | None = None if duration is None else self.at + duration
         self.started = False
         self.ended = False
+        self.brake_until = -1.0  # psu_brake: when the assertions started so far end
 
     def active(self, t: float) -> bool:
         return self.started and not self.ended
@@ -174,19 +207,30 @@ class Simulation:
         scenario: dict[str, Any],
         seed: int = 0,
         clock: Callable[[], float] | None = None,
+        step_s: float | None = None,
     ) -> None:
+        """`clock`: simulated seconds since the start (default: the real clock times the
+        scenario's `speed`); `step_s`: the length of a step (default STEP_S times `speed`,
+        at most MAX_STEP_S)."""
         self.scenario = validate_scenario(scenario)
         self.model = MODELS[self.scenario["model"]]
         self.rng = random.Random(seed)
+        self.speed = float(self.scenario.get("speed", 1.0))
+        if step_s is None:
+            step_s = min(MAX_STEP_S, max(STEP_S, STEP_S * self.speed))
+        if not step_s > 0:
+            raise ValueError(f"step_s: expected a number > 0, got {step_s!r}")
+        self.step_s = float(step_s)
         # Unix time of the simulation's t=0, when it runs on the real clock (the agent's hello
         # says it, so a benchmark can place a scripted fault in wall-clock time).
         self.start_unix: float | None = None
         if clock is None:
             start = time.monotonic()
             self.start_unix = time.time()
+            speed = self.speed
 
             def clock() -> float:
-                return time.monotonic() - start
+                return (time.monotonic() - start) * speed
 
         self.clock: Callable[[], float] = clock
         # simnvml's sampler thread and event thread both read the state.
@@ -214,11 +258,15 @@ class Simulation:
 
     def advance(self) -> None:
         """Step the state up to the clock's present."""
+        # Every NVML call of a sample lands here: most find no step due, and skip the lock.
+        if self.t + self.step_s > self.clock() + 1e-9:
+            return
         with self.lock:
             now = self.clock()
             stepped = False
-            while self.t + STEP_S <= now + 1e-9:
-                self._step(self.t + STEP_S)
+            step = self.step_s
+            while self.t + step <= now + 1e-9:
+                self._step(self.t + step)
                 stepped = True
             if stepped:
                 self.changed.notify_all()
@@ -226,7 +274,7 @@ class Simulation:
     def _settle(self) -> None:
         """Start in thermal equilibrium for the workload at t=0, as a host that has been
         running for a while would be when the agent attaches."""
-        self.workload.step(0.0, STEP_S)
+        self.workload.step(0.0, self.step_s)
         for g in self.gpus:
             for _ in range(30):
                 self._physics(g, 0.0, dt=None)
@@ -240,11 +288,16 @@ class Simulation:
             if f.started and not f.ended and f.end is not None and f.end <= t:
                 f.ended = True
                 self._end_fault(f)
-        self.workload.step(t, STEP_S)
+        dt = self.step_s
+        self.workload.step(t, dt)
+        for f in self.faults:
+            if f.kind == "psu_brake" and f.active(t):
+                self._brake_events(f, t, dt)
         for g in self.gpus:
             if g.status == "ok":
-                self._physics(g, t, dt=STEP_S)
-                self._counters(g, t)
+                self._physics(g, t, dt=dt)
+                self._counters(g, t, dt)
+                self._held(g, dt)
 
     # -- physics -----------------------------------------------------------------------------
 
@@ -288,7 +341,7 @@ class Simulation:
         if g.hw_thermal:
             bits |= HW_THERMAL | HW_SLOWDOWN
             factor *= 0.5
-        if self._active("power_brake", g.index, t) is not None:
+        if self._active("power_brake", g.index, t) is not None or self._braking(g.index, t):
             # An external brake signal (PSU or BMC) forces the slowest clocks at once.
             bits |= HW_POWER_BRAKE | HW_SLOWDOWN
             factor = min(factor, 0.22)
@@ -307,6 +360,13 @@ class Simulation:
         if runaway is not None:
             # Failing cooling (a fan, a blocked inlet): the steady state climbs over a minute.
             extra_c = runaway.spec["rise_c"] * min(1.0, (t - runaway.at) / 60.0)
+        decay = self._active("cooling_decay", g.index, t)
+        if decay is not None:
+            # Cooling wearing out (a fan, a clogging filter, the thermal interface drying, a
+            # rack's airflow): the steady state at the same power climbs day by day.
+            spec = decay.spec
+            days = (t - decay.at) / DAY_S
+            extra_c += min(spec["max_rise_c"], spec["offset_c"] + spec["c_per_day"] * days)
         target = g.inlet_c + m.c_per_w * g.power_w + extra_c
         if dt is None:
             g.temp_c = target
@@ -342,23 +402,72 @@ class Simulation:
                 return k
             k += 1
 
-    def _counters(self, g: SimGpu, t: float) -> None:
+    def _counters(self, g: SimGpu, t: float, dt: float) -> None:
         storm = self._active("ecc_sbe_storm", g.index, t)
         if storm is not None:
-            n = self._poisson(storm.spec["rate"] * STEP_S)
+            n = self._poisson(storm.spec["rate"] * dt)
             g.ecc_sbe_volatile += n
             g.ecc_sbe_aggregate += n
         pcie = self._active("pcie_downgrade", g.index, t)
         if pcie is not None:
-            g.pcie_replay += self._poisson(pcie.spec["replay_rate"] * STEP_S)
+            g.pcie_replay += self._poisson(pcie.spec["replay_rate"] * dt)
+        self._drift_counters(g, t, dt)
         nvlink = self._active("nvlink_errors", g.index, t)
         if nvlink is not None and g.model.nvlinks:
-            rate = nvlink.spec["rate"] * STEP_S
+            rate = nvlink.spec["rate"] * dt
             # Replays dominate; a few escalate to link recovery; CRC errors drive the replays.
             for counter, share in ((0, 1.0), (1, 0.05), (2, 0.5), (3, 0.25)):
                 for _ in range(self._poisson(rate * share)):
                     link = self.rng.randrange(g.model.nvlinks)
                     g.nvlink_errors[link][counter] += 1
+
+    def _held(self, g: SimGpu, dt: float) -> None:
+        """The step counts toward each reason whose bit it ends with: NVML's counters grow
+        only while the reason holds the clocks."""
+        step_ns = round(dt * 1e9)
+        bits = g.clock_events
+        for name, bit in HELD_BITS.items():
+            if bits & bit:
+                g.held_ns[name] += step_ns
+
+    # -- slow drifts ---------------------------------------------------------------------------
+
+    def _creep(self, f: _Fault, t: float, dt: float) -> int:
+        """Events of a creeping counter in the step ending at `t`: Poisson at `per_day`,
+        doubling every `doubling_days` when given (the rate at the step's middle)."""
+        rate = f.spec["per_day"]
+        doubling = f.spec.get("doubling_days")
+        if doubling is not None:
+            rate *= 2.0 ** (max(0.0, t - dt / 2.0 - f.at) / (doubling * DAY_S))
+        return self._poisson(rate * dt / DAY_S)
+
+    def _drift_counters(self, g: SimGpu, t: float, dt: float) -> None:
+        ecc = self._active("ecc_creep", g.index, t)
+        if ecc is not None:
+            n = self._creep(ecc, t, dt)
+            g.ecc_sbe_volatile += n
+            g.ecc_sbe_aggregate += n
+        replay = self._active("pcie_replay_creep", g.index, t)
+        if replay is not None:
+            g.pcie_replay += self._creep(replay, t, dt)
+        remaps = self._active("remap_creep", g.index, t)
+        if remaps is not None:
+            for _ in range(self._creep(remaps, t, dt)):
+                self._xid(g, 63)  # a row marked for remapping (pre-Ampere: a page retired)
+
+    def _brake_events(self, f: _Fault, t: float, dt: float) -> None:
+        """Power-brake assertions starting in the step ending at `t`: Poisson at `per_day`,
+        each `seconds` long from a moment drawn inside the step."""
+        for _ in range(self._poisson(f.spec["per_day"] * dt / DAY_S)):
+            start = t - dt * self.rng.random()
+            f.brake_until = max(f.brake_until, start + f.spec["seconds"])
+
+    def _braking(self, index: int, t: float) -> bool:
+        """Whether a recurring power brake holds GPU `index` at instant `t`."""
+        for f in self.faults:
+            if f.kind == "psu_brake" and index in f.gpus and f.active(t) and f.brake_until > t:
+                return True
+        return False
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -383,6 +492,8 @@ class Simulation:
             elif f.kind == "gpu_lost":
                 self._log(f"NVRM: GPU 0000:{g.bus:02x}:00.0: GPU has fallen off the bus.")
                 g.status = "lost"
+            elif f.kind == "remap_creep" and f.spec["stuck_pending"]:
+                g.remap_pending_stuck = True
             elif f.kind == "slow_host" and f.spec["cause"] == "power_cap":
                 # As `nvidia-smi -pl` or a BMC's power policy would: NVML's enforced limit.
                 g.power_limit_w = round(g.model.tdp_w * f.spec["factor"])
@@ -406,7 +517,8 @@ class Simulation:
         """A GPU reset: pending remaps are applied, volatile counters clear."""
         g.status = "ok"
         g.ecc_sbe_volatile = g.ecc_dbe_volatile = 0
-        g.remap_pending = False
+        # A remap that a reset does not apply stays pending: the GPU must be serviced.
+        g.remap_pending = g.remap_pending and g.remap_pending_stuck
         g.retired_pending = False
         g.recovery_action = 0
         self._log(f"NVRM: GPU at PCI:0000:{g.bus:02x}:00: {g.uuid} reset")
@@ -510,6 +622,8 @@ def kernel_log_at(scenario: dict[str, Any], seed: int, elapsed_s: float) -> list
 
     A simulation is fixed by its scenario and seed, so whoever knows both (the collector that
     launched the host) can read the host's log without asking the agent: triage of a
-    simulated host reads it here, as it would run dmesg on a real one."""
-    sim = Simulation(scenario, seed=seed, clock=lambda: elapsed_s)
+    simulated host reads it here, as it would run dmesg on a real one. A fast-forwarded
+    host (`speed`) has lived `speed` times as long in its simulated time."""
+    speed = validate_scenario(scenario).get("speed", 1.0)
+    sim = Simulation(scenario, seed=seed, clock=lambda: elapsed_s * speed)
     return sim.kernel_log()

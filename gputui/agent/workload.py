@@ -93,6 +93,15 @@ class Training(Workload):
         return [self._pids[index]]
 
 
+# Request bursts on an inference server: one starts after a mean of BURST_GAP_S idle, and
+# lasts a mean of BURST_S.
+BURST_GAP_S = 20.0
+BURST_S = 8.0
+# A step longer than this (a fast-forwarded run) outlasts bursts and the queues' settling: each
+# step draws the GPU's state at its end instead of following bursts through it.
+COARSE_STEP_S = 2.0
+
+
 class Inference(Workload):
     """An inference server: one process on every GPU, idling between request bursts."""
 
@@ -107,16 +116,28 @@ class Inference(Workload):
         self._level = [0.15] * n_gpus
 
     def step(self, t: float, dt: float) -> None:
+        if dt > COARSE_STEP_S:
+            self._coarse_step()
+            return
         for i in range(self.n_gpus):
             # A Poisson stream of bursts, mean one every 20 s, each lasting ~8 s.
             if self._burst_left[i] > 0.0:
                 self._burst_left[i] -= dt
-            elif self.rng.random() < dt / 20.0:
-                self._burst_left[i] = self.rng.expovariate(1.0 / 8.0)
+            elif self.rng.random() < dt / BURST_GAP_S:
+                self._burst_left[i] = self.rng.expovariate(1.0 / BURST_S)
             busy = self._burst_left[i] > 0.0
             target = self.rng.uniform(0.70, 0.95) if busy else self.rng.uniform(0.08, 0.30)
             # Request queues drain and fill over a few seconds, not instantly.
             self._level[i] += (target - self._level[i]) * min(1.0, dt / 1.5)
+
+    def _coarse_step(self) -> None:
+        """Each GPU busy at the step's end with the share of time bursts take, its queue
+        settled at the level of that state."""
+        busy_share = BURST_S / (BURST_S + BURST_GAP_S)
+        for i in range(self.n_gpus):
+            busy = self.rng.random() < busy_share
+            self._burst_left[i] = 0.0
+            self._level[i] = self.rng.uniform(0.70, 0.95) if busy else self.rng.uniform(0.08, 0.30)
 
     def util(self, index: int, t: float) -> tuple[float, float]:
         sm = self._level[index]

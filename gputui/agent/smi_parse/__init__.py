@@ -8,7 +8,9 @@ host at all (`session_command()` and `SmiSession`).
 One module per step, each importing only the ones before it:
 cells (columns and cell values) -> argv (command lines) -> lines (one line of output) ->
 hello (inventory and temperature limits) -> assembler (lines grouped into samples) ->
-session (protocol messages for a collector).
+session (protocol messages for a collector); report (the held-clock counters of the
+`-q -d PERFORMANCE` report, which scripts/device_check.py compares with NVML's) reads after
+hello.
 
 Memory: nvidia-smi's `memory.used` leaves out what the driver and firmware reserve (NVML's v2
 memory info), and `memory.reserved` says how much that is. Drivers whose nvidia-smi lacks that
@@ -45,6 +47,7 @@ from .lines import (
     parse_device_error,
     parse_stream_line,
 )
+from .report import parse_held_counters
 from .session import (
     SmiSession,
     SmiStreamMapper,
@@ -83,6 +86,7 @@ __all__ = [
     "hello_message",
     "interval_ms",
     "parse_device_error",
+    "parse_held_counters",
     "parse_hello",
     "parse_stream_line",
     "parse_temperature_report",

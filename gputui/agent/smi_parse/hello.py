@@ -23,7 +23,7 @@ _TEMPERATURE_KEYS = {
     "Memory Max Operating Temp": "temp_mem_max_c",
 }
 _HEADER_KEYS = {"Driver Version": "driver_version", "CUDA Version": "cuda_version"}
-_GPU_SECTION = re.compile(r"^GPU ([0-9A-Fa-f]+:[0-9A-Fa-f]+:[0-9A-Fa-f]+\.[0-9A-Fa-f]+)\s*$")
+GPU_SECTION = re.compile(r"^GPU ([0-9A-Fa-f]+:[0-9A-Fa-f]+:[0-9A-Fa-f]+\.[0-9A-Fa-f]+)\s*$")
 _DEGREES = re.compile(r"^(-?\d+(?:\.\d+)?)\s*C$")
 
 
@@ -39,7 +39,7 @@ def parse_temperature_report(text: str) -> TemperatureReport:
     """Limits per GPU from the -q report; "N/A" and unknown lines are skipped."""
     report = TemperatureReport()
     for line in text.splitlines():
-        section = _GPU_SECTION.match(line)
+        section = GPU_SECTION.match(line)
         if section:
             report.sections.append((bus_key(section.group(1)), {}))
             continue
