@@ -117,7 +117,7 @@ class JobRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=F
     """The job a GPU process serves, as the agent attributed it on its host (docs/jobs.md)."""
 
     kind: JobKind
-    id: ShortText  # Slurm job id (an array task's own id, as its cgroup and requeue name it); pod UID
+    id: ShortText  # Slurm job id (an array task by its own id, as requeue takes it); pod UID
     step: ShortText | None = None  # Slurm step: "0", "batch", "extern", "interactive"
     namespace: ShortText | None = None  # Kubernetes, where the host's files say
     name: ShortText | None = None  # Kubernetes pod name, where the host's files say
@@ -139,6 +139,14 @@ class GpuProcess(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     uid: Uid | None = None  # owner, from /proc/PID/status
     user: ShortText | None = None  # the uid's name on that host; absent when it has none
     job: JobRef | None = None  # absent: a plain process, no scheduler job found
+    # Read by the agent where it can (docs/protocol.md): NVML's per-process utilisation over
+    # the last sample period, and the host's view of the process from /proc.
+    sm_util_pct: Percent | None = None
+    mem_util_pct: Percent | None = None
+    cpu_pct: Annotated[float, msgspec.Meta(ge=0, le=100_000)] | None = None  # % of one core
+    rss_mib: MiB | None = None
+    started_t: UnixTime | None = None  # when the process started (Unix seconds, host clock)
+    cmdline: Annotated[str, msgspec.Meta(max_length=4096)] | None = None  # args joined by spaces
 
 
 GpuStatus = Literal["ok", "lost", "reset_required", "error"]
