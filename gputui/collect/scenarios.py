@@ -22,17 +22,33 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
     import tomli as tomllib
 
 DEMO_MIX = "demo"
+# The prevention demo's fleet: healthy hosts and hosts drifting toward a failure over days.
+DRIFT_MIX = "drift"
 
 
 class ScenarioError(Exception):
     """A scenario that cannot be used; the message is one line: file, key, what was expected."""
 
 
-def scenario_names() -> list[str]:
-    """Names of the packaged scenarios (the fleet mix `demo` excluded)."""
+def _packaged() -> dict[str, bool]:
+    """Each packaged file's name and whether it is a fleet mix ([mix]) rather than a host."""
     folder = resources.files("gputui") / "scenarios"
-    names = [p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml")]
-    return sorted(n for n in names if n != DEMO_MIX)
+    out = {}
+    for p in folder.iterdir():
+        if p.name.endswith(".toml"):
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            out[p.name[: -len(".toml")]] = "mix" in data
+    return out
+
+
+def scenario_names() -> list[str]:
+    """Names of the packaged host scenarios (the fleet mixes, `demo` and `drift`, excluded)."""
+    return sorted(name for name, mix in _packaged().items() if not mix)
+
+
+def mix_names() -> list[str]:
+    """Names of the packaged fleet mixes (demo_assignment's `mix`)."""
+    return sorted(name for name, mix in _packaged().items() if mix)
 
 
 def _read(name_or_path: str) -> tuple[str, dict[str, Any]]:
@@ -48,7 +64,7 @@ def _read(name_or_path: str) -> tuple[str, dict[str, Any]]:
     else:
         resource = resources.files("gputui") / "scenarios" / f"{name_or_path}.toml"
         if not resource.is_file():
-            known = ", ".join([*scenario_names(), DEMO_MIX])
+            known = ", ".join([*scenario_names(), *mix_names()])
             raise ScenarioError(f"unknown scenario {name_or_path!r} (packaged: {known})")
         text = resource.read_text(encoding="utf-8")
         label = f"{name_or_path}.toml"
