@@ -67,7 +67,7 @@ class SpyNvml(SimNvml):
 
     def nvmlDeviceGetFieldValues(self, handle: Any, fieldIds: list[int]) -> list[Any]:
         self.asked.append(list(fieldIds))
-        values = super().nvmlDeviceGetFieldValues(handle, fieldIds)
+        values: list[Any] = super().nvmlDeviceGetFieldValues(handle, fieldIds)
         for v in values:
             if v.fieldId == self.refuse:
                 v.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
