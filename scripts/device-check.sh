@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # On a machine with a real NVIDIA GPU: run the agent's nvml backend for ~20 s beside nvidia-smi,
-# print both side by side with every field that disagrees, and the agent's CPU use.
+# print both side by side with every field that disagrees, and the agent's CPU use; then compare
+# the held-clock counters (time the clocks were held down per reason) with nvidia-smi -q, idle
+# and after LOAD seconds (default 30) of a bf16 matmul on every GPU where torch is installed.
 # Needs python3 (3.8+), nvidia-smi and pynvml (installed here from PyPI if missing and reachable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nvidia-smi -L
 python3 -c "import pynvml" 2>/dev/null || python3 -m pip install -q nvidia-ml-py \
     || { echo "pynvml missing and PyPI unreachable: install nvidia-ml-py" >&2; exit 2; }
-python3 scripts/device_check.py --duration "${DURATION:-20}"
+python3 scripts/device_check.py --duration "${DURATION:-20}" --load "${LOAD:-30}"

@@ -9,9 +9,18 @@ Memory is compared as nvidia-smi counts it: the agent's used (NVML v2) against `
 and its reserved against `memory.reserved`. Where only one side reports the reserved memory
 (NVML v2 without nvidia-smi's field, or the reverse), that is flagged too.
 
+Then the held-clock counters (time the clocks were held down per reason): the agent's NVML
+backend reads them, in this process, and `nvidia-smi -q -d PERFORMANCE` right after; since
+they only grow, nvidia-smi's must lie between the agent's and the agent's plus the time
+between the two reads. A counter only one side reports is flagged: the agent picks NVML's
+field ids by the driver's release (gputui/agent/fields.py, HELD_FIELD_IDS), and this is where
+a wrong guess shows. With `--load S` (and torch installed) the check runs a bf16 matmul on
+every GPU for S seconds between two such comparisons, and reports, per reason, how far each
+counter moved against how long the agent saw that reason's bit set (sampled every 0.1 s).
+
 Needs only python3 (3.8+) and pynvml (nvidia-ml-py); run from the repository root:
 
-    python3 scripts/device_check.py [--duration 20]
+    python3 scripts/device_check.py [--duration 20] [--load 30]
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout: the agent's field table
 
-from gputui.agent.fields import READINGS  # noqa: E402
+from gputui.agent.fields import HELD_BITS, HELD_FIELDS, READINGS  # noqa: E402
+from gputui.agent.smi_parse import bus_key, parse_held_counters  # noqa: E402
 
 # field -> (absolute tolerance, relative tolerance): disagreement beyond both is flagged. Each
 # field's tolerance is declared beside its NVML call and nvidia-smi field (gputui/agent/fields.py).
@@ -100,9 +110,166 @@ def field_differs(field: str, nvml: float | None, smi: float | None) -> bool:
     return abs(nvml - smi) > max(abs_tol, rel_tol * abs(smi))
 
 
+# -- held-clock counters -------------------------------------------------------------------
+
+# Microseconds of rounding between the two readers (NVML's ns floored to us, nvidia-smi's own).
+COUNTER_SLACK_US = 1
+
+LOAD_SCRIPT = """
+import sys, threading, time, torch
+seconds = float(sys.argv[1])
+def burn(i):
+    torch.cuda.set_device(i)
+    a = torch.randn(8192, 8192, device="cuda:%d" % i, dtype=torch.bfloat16)
+    b = torch.randn_like(a)
+    end = time.time() + seconds
+    while time.time() < end:
+        for _ in range(20):
+            a @ b
+        torch.cuda.synchronize(i)
+threads = [threading.Thread(target=burn, args=(i,)) for i in range(torch.cuda.device_count())]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def counter_problems(nvml: dict, smi: dict, apart_us: float) -> list[str]:
+    """What disagrees between one GPU's held-clock counters as the agent read them and as
+    nvidia-smi printed them right after, at most `apart_us` microseconds later."""
+    out = []
+    for name in HELD_FIELDS:
+        a, b = nvml.get(name), smi.get(name)
+        if a is None and b is None:
+            continue
+        if a is None or b is None:
+            side = "nvidia-smi" if a is None else "the agent (NVML)"
+            out.append(f"{name}: only {side} reports it ({b if a is None else a} us)")
+        elif not -COUNTER_SLACK_US <= b - a <= apart_us + COUNTER_SLACK_US:
+            out.append(f"{name}: agent {a} us, nvidia-smi {b} us, read {apart_us:.0f} us apart")
+    return out
+
+
+def performance_report() -> str:
+    """`nvidia-smi -q -d PERFORMANCE`: the report with the held-clock counters."""
+    return subprocess.run(
+        ["nvidia-smi", "-q", "-d", "PERFORMANCE"], capture_output=True, text=True, check=False
+    ).stdout
+
+
+def read_counters(backend, buses: dict, report=performance_report) -> tuple[dict, dict, float]:
+    """(agent's counters by GPU index, nvidia-smi's by GPU index, microseconds between the
+    start of the agent's read and the end of nvidia-smi's)."""
+    t0 = time.monotonic()
+    sample = backend.sample(slow=True)
+    text = report()
+    apart_us = (time.monotonic() - t0) * 1e6
+    nvml = {g["index"]: {k: v for k, v in g.items() if k in HELD_FIELDS} for g in sample["gpus"]}
+    smi = {}
+    for key, counters in parse_held_counters(text):
+        if key in buses:
+            smi[buses[key]] = counters
+    return nvml, smi, apart_us
+
+
+def compare_counters(
+    backend, buses: dict, when: str, report=performance_report
+) -> tuple[int, dict]:
+    """Print one comparison; (disagreements, the agent's counters by GPU)."""
+    nvml, smi, apart_us = read_counters(backend, buses, report)
+    bad = 0
+    print(
+        f"\nheld-clock counters, {when} (agent | nvidia-smi -q, read {apart_us / 1e3:.0f} ms apart)"
+    )
+    for index in sorted(set(nvml) | set(smi)):
+        problems = counter_problems(nvml.get(index, {}), smi.get(index, {}), apart_us)
+        for name in HELD_FIELDS:
+            a, b = nvml.get(index, {}).get(name), smi.get(index, {}).get(name)
+            fa = "-" if a is None else f"{a / 1e6:.3f} s"
+            fb = "-" if b is None else f"{b / 1e6:.3f} s"
+            flag = "   <-- differs" if any(p.startswith(name + ":") for p in problems) else ""
+            print(f"  GPU{index} {name:26} {fa:>14} | {fb:<14}{flag}")
+        for p in problems:
+            print(f"  GPU{index} {p}")
+        bad += len(problems)
+    return bad, nvml
+
+
+def bits_during(backend, proc: subprocess.Popen) -> tuple[dict, float]:
+    """Seconds each reason's clock-event bit was seen set per GPU while `proc` runs (fast
+    samples every 0.1 s), and how long that was."""
+    seen: dict = {}
+    start = last = time.monotonic()
+    while proc.poll() is None:
+        time.sleep(0.1)
+        now = time.monotonic()
+        for g in backend.sample(slow=False)["gpus"]:
+            bits = g.get("clock_events") or 0
+            for name, bit in HELD_BITS.items():
+                if bits & bit:
+                    per_gpu = seen.setdefault(g["index"], {})
+                    per_gpu[name] = per_gpu.get(name, 0.0) + (now - last)
+        last = now
+    return seen, last - start
+
+
+def load_argv(load_s: float):
+    """The load's command: a bf16 matmul on every GPU, or None without torch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None
+    return [sys.executable, "-c", LOAD_SCRIPT, str(load_s)]
+
+
+def check_counters(load_s: float, nvml=None, report=performance_report, load=None) -> int:
+    """Compare the held-clock counters idle and, with a load, after it; the disagreements.
+    `nvml` (default pynvml), `report` (default nvidia-smi's) and `load` (default
+    load_argv()) let the flow run against the simulated NVML in tests."""
+    from gputui.agent.nvml_backend import NvmlBackend
+
+    if nvml is None:
+        import pynvml as nvml
+    backend = NvmlBackend(nvml, event_thread=False)
+    try:
+        buses = {}
+        for g in backend.hello()["gpus"]:
+            key = bus_key(g.get("pci_bus_id", ""))
+            if key is not None:
+                buses[key] = g["index"]
+        bad, before = compare_counters(backend, buses, "before the load", report)
+        if load_s <= 0:
+            return bad
+        argv = load if load is not None else load_argv(load_s)
+        if argv is None:
+            print("torch is not installed: no load, the counters were compared idle only")
+            return bad
+        proc = subprocess.Popen(argv)
+        seen, wall = bits_during(backend, proc)
+        if proc.returncode != 0:
+            print(f"the load exited with {proc.returncode}")
+            bad += 1
+        more, after = compare_counters(backend, buses, f"after {wall:.0f} s of load", report)
+        bad += more
+        print("\nover the load: counter moved | its bit seen set (0.1 s samples)")
+        for index in sorted(after):
+            for name in HELD_FIELDS:
+                if name in after[index] and name in before.get(index, {}):
+                    moved = (after[index][name] - before[index][name]) / 1e6
+                    bit = seen.get(index, {}).get(name, 0.0)
+                    print(f"  GPU{index} {name:26} {moved:10.1f} s | {bit:8.1f} s")
+        return bad
+    finally:
+        backend.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument(
+        "--load", type=float, default=0.0, help="seconds of matmul load for the counters check"
+    )
     args = ap.parse_args()
     try:
         import pynvml  # noqa: F401
@@ -157,6 +324,7 @@ def main() -> int:
         f"\nnvml agent CPU: {nvml_cpu:.2f} s over {wall:.1f} s = {cpu_pct:.2f}% of one core "
         f"(target < 0.5%; includes start-up)"
     )
+    bad += check_counters(args.load)
     print(f"fields that disagree: {bad}")
     return 1 if bad or cpu_pct >= 0.5 else 0
 
