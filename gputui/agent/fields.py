@@ -316,6 +316,15 @@ READINGS = (
 
 BY_NAME = {f.name: f for f in READINGS}
 HELD_FIELDS = tuple(f.name for f in READINGS if f.name.startswith("held_"))
+# The clock-event reason bit (clock_events) whose time each held-clock counter counts. HW
+# slowdown (0x8) has no counter of its own in NVML.
+HELD_BITS = {
+    "held_sw_power_cap_us": 0x4,
+    "held_sync_boost_us": 0x10,
+    "held_sw_thermal_us": 0x20,
+    "held_hw_thermal_us": 0x40,
+    "held_hw_power_brake_us": 0x80,
+}
 
 # The field ids of the held-clock counters, by the first driver version that answers them so.
 # SW power cap (74) and sync boost (76) are NVML's older "perf policy" counters, there since

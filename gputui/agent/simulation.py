@@ -37,6 +37,7 @@ import threading
 import time
 from typing import Any, Callable, NamedTuple
 
+from .fields import HELD_BITS
 from .gpumodels import MODELS, GpuModel, bus_number
 from .scenario import validate_scenario
 from .simjobs import HostJobs
@@ -56,16 +57,6 @@ SYNC_BOOST = 0x10
 SW_THERMAL = 0x20
 HW_THERMAL = 0x40
 HW_POWER_BRAKE = 0x80
-
-# The held-clock counters (protocol field names) and the bit whose time each counts. HW
-# slowdown (0x8) has no counter of its own in NVML.
-HELD_BITS = {
-    "held_sw_power_cap_us": SW_POWER_CAP,
-    "held_sync_boost_us": SYNC_BOOST,
-    "held_sw_thermal_us": SW_THERMAL,
-    "held_hw_thermal_us": HW_THERMAL,
-    "held_hw_power_brake_us": HW_POWER_BRAKE,
-}
 
 # Share of the framebuffer the driver and firmware reserve: 615.1 MiB of an idle H200's
 # 143,771 MiB (nvidia-smi: "Reserved 616 MiB, Used 0 MiB"; NVML v1 counts it as used).
