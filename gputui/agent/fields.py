@@ -275,6 +275,14 @@ READINGS = (
         )
         for name in ("replay", "recovery", "crc_flit", "crc_data")
     ),
+    Field(
+        "recovery_action",
+        "code",
+        "nvmlDeviceGetFieldValues",
+        ("NVML_FI_DEV_GET_GPU_RECOVERY_ACTION",),
+        generic=False,
+        slow=True,
+    ),
     # Time the clocks were held down, per reason: cumulative counters read in one
     # nvmlDeviceGetFieldValues call with the recovery action. The field ids moved between
     # driver releases (HELD_FIELD_IDS below), so the backend picks them by the driver's
@@ -303,14 +311,6 @@ READINGS = (
                 "HW Power Braking",
             ),
         )
-    ),
-    Field(
-        "recovery_action",
-        "code",
-        "nvmlDeviceGetFieldValues",
-        ("NVML_FI_DEV_GET_GPU_RECOVERY_ACTION",),
-        generic=False,
-        slow=True,
     ),
 )
 
