@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from gputui.agent.backend import BackendError
 from gputui.agent.smi import SmiBackend
 from gputui.agent.smi_parse import (
+    COUNTER_FIELDS,
     MARK_HELLO,
     MARK_STREAM,
     MARK_TEMPERATURE,
@@ -34,6 +35,9 @@ from gputui.agent.smi_parse import (
     SmiSession,
     SmiStreamMapper,
     bus_key,
+    counters_from_probe,
+    counters_probe_argv,
+    fields_from_query,
     hello_argv,
     hello_failure,
     hello_message,
@@ -491,6 +495,25 @@ def test_reserved_field_is_streamed_only_where_the_probe_found_it() -> None:
     assert stream_fields(reserved=True) == [*stream_fields(), RESERVED_FIELD]  # last column
 
 
+def test_counters_are_streamed_only_where_the_probe_found_them() -> None:
+    rejected = 'Field "clocks_event_reasons_counters.sw_power_cap" is not a valid field to query.'
+    assert counters_from_probe(rejected) is False
+    assert counters_from_probe("") is False
+    assert counters_from_probe("23312, 0, 0, 0, 0\n") is True
+    assert counters_probe_argv()[1] == "--query-gpu=" + ",".join(COUNTER_FIELDS)
+    assert COUNTER_FIELDS[0] == "clocks_event_reasons_counters.sw_power_cap"
+    # After memory.reserved, in the field table's order; the columns one set or the other.
+    both = stream_fields(reserved=True, counters=True)
+    assert both == [*stream_fields(), RESERVED_FIELD, *COUNTER_FIELDS]
+    assert stream_fields(counters=True) == [*stream_fields(), *COUNTER_FIELDS]
+    assert fields_from_query("--query-gpu=" + ",".join(both)) == (REASONS_FIELD, True, True)
+    assert fields_from_query("--query-gpu=" + ",".join(stream_fields())) == (
+        REASONS_FIELD,
+        False,
+        False,
+    )
+
+
 # An idle H200 on driver 580 (fixtures/h200/h200-nvidia-smi-q.txt: FB Memory Usage Total 143771,
 # Reserved 616, Used 0 MiB), as the stream prints it with memory.reserved asked for.
 H200_IDLE_LINE = (
@@ -507,6 +530,17 @@ def test_reserved_memory_is_read_apart_from_used() -> None:
     assert msgspec.convert(parsed.reading, GpuReading).mem_reserved_mib == 616.0
     # The column set is the one the stream was started with: one column more is no match.
     assert isinstance(parse_stream_line(H200_IDLE_LINE), BadLine)
+
+
+def test_counters_are_read_as_microseconds_after_the_reserved_memory() -> None:
+    line = H200_IDLE_LINE + ", 23312000, 0, 5, [N/A], 7"
+    parsed = parse_stream_line(line, reserved=True, counters=True)
+    assert isinstance(parsed, GpuLine)
+    reading = msgspec.convert(parsed.reading, GpuReading)
+    assert (reading.mem_reserved_mib, reading.held_sw_power_cap_us) == (616.0, 23_312_000)
+    assert (reading.held_sync_boost_us, reading.held_sw_thermal_us) == (0, 5)
+    assert reading.held_hw_thermal_us is None and reading.held_hw_power_brake_us == 7
+    assert isinstance(parse_stream_line(line, reserved=True), BadLine)
 
 
 def test_command_lines() -> None:
@@ -699,6 +733,27 @@ def test_session_command_streams_memory_reserved_where_nvidia_smi_knows_it(
     assert samples[0].gpus[0].mem_used_mib == 78342.0
 
 
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
+@pytest.mark.parametrize("counters", [None, "23312, 0, 0, 0, 9"], ids=["without", "with"])
+def test_session_command_streams_the_counters_where_nvidia_smi_knows_them(
+    tmp_path: Path, counters: str | None
+) -> None:
+    env = {**os.environ, **fake_on_path(tmp_path), **fake_env("h100", FAKE_SMI_EXIT="0:")}
+    env["FAKE_SMI_RESERVED"] = "616"
+    if counters:
+        env["FAKE_SMI_COUNTERS"] = counters
+    done = subprocess.run(
+        ["sh", "-c", session_command(0.01)], env=env, capture_output=True, text=True, timeout=20
+    )
+    session = SmiSession("gpu-node-01", 0.01)
+    out = [m for line in done.stdout.splitlines() for m in session.feed(line, 0.0)]
+    samples = [msgspec.convert(m, Sample) for m in out if m["type"] == "sample"]
+    assert len(samples) == 6
+    assert {g.mem_reserved_mib for s in samples for g in s.gpus} == {616.0}
+    held = {(g.held_sw_power_cap_us, g.held_hw_power_brake_us) for s in samples for g in s.gpus}
+    assert held == ({(23312, 9)} if counters else {(None, None)})
+
+
 # --------------------------------------------------------------------------------------------
 # The backend, with a fake nvidia-smi
 # --------------------------------------------------------------------------------------------
@@ -765,6 +820,31 @@ def test_backend_streams_memory_reserved_where_nvidia_smi_knows_it(
     assert len(sample.gpus) == 8 and sample.gpus[0].mem_used_mib == 78342.0
     expected = float(reserved) if reserved else None
     assert [g.mem_reserved_mib for g in sample.gpus] == [expected] * 8
+
+
+@pytest.mark.parametrize("counters", [None, "1, 2, 3, 4, 5"], ids=["without", "with"])
+def test_backend_streams_the_counters_where_nvidia_smi_knows_them(
+    smi_env: SmiEnv, counters: str | None
+) -> None:
+    log = smi_env("h100", **({"FAKE_SMI_COUNTERS": counters} if counters else {}))
+    backend = make_backend()
+    try:
+        backend.hello()
+        sample = as_sample(backend.sample(slow=False), 0)
+    finally:
+        backend.close()
+    stream_command = next(c for c in log.read_text().splitlines() if "-lms" in c)
+    assert (COUNTER_FIELDS[-1] in stream_command) is bool(counters)
+    assert RESERVED_FIELD not in stream_command  # each optional field on its own probe
+    expected = (1, 2, 3, 4, 5) if counters else (None,) * 5
+    for g in sample.gpus:
+        assert (
+            g.held_sw_power_cap_us,
+            g.held_sync_boost_us,
+            g.held_sw_thermal_us,
+            g.held_hw_thermal_us,
+            g.held_hw_power_brake_us,
+        ) == expected
 
 
 def test_backend_on_an_old_driver_streams_the_throttle_field(smi_env: SmiEnv) -> None:

@@ -21,6 +21,8 @@ from .smi_parse import (
     AssembledSample,
     SampleAssembler,
     SmiStats,
+    counters_from_probe,
+    counters_probe_argv,
     exit_text,
     hello_argv,
     hello_failure,
@@ -154,7 +156,8 @@ class SmiBackend(Backend):
 
     def hello(self) -> Json:
         """Runs the inventory and temperature queries, picks the clock-event field name and
-        whether to read the reserved memory, and starts the stream."""
+        whether to read the reserved memory and the held-clock counters, and starts the
+        stream."""
         status, output = self._query(hello_argv())
         hello = parse_hello(output, self._optional_query(temperature_argv()))
         if not hello["gpus"]:
@@ -162,8 +165,11 @@ class SmiBackend(Backend):
             raise BackendError(code, f"{text} (exit status {status})" if status else text)
         reasons_field = reasons_field_from_probe(self._optional_query(reasons_probe_argv()))
         reserved = reserved_from_probe(self._optional_query(reserved_probe_argv()))
-        self._assembler = SampleAssembler(hello["gpus"], self.interval_s, reasons_field, reserved)
-        argv = stream_argv(self.interval_s, reasons_field, reserved=reserved)
+        counters = counters_from_probe(self._optional_query(counters_probe_argv()))
+        self._assembler = SampleAssembler(
+            hello["gpus"], self.interval_s, reasons_field, reserved, counters
+        )
+        argv = stream_argv(self.interval_s, reasons_field, reserved=reserved, counters=counters)
         self._stream = self._start(self._smi + argv[1:])
         return hello
 

@@ -15,7 +15,7 @@ hello.
 Memory: nvidia-smi's `memory.used` leaves out what the driver and firmware reserve (NVML's v2
 memory info), and `memory.reserved` says how much that is. Drivers whose nvidia-smi lacks that
 field reject the whole query, so it is streamed only where a probe found it (as the clock-event
-reasons field is), as the last column.
+reasons field is), as the last column; the held-clock counters likewise after it.
 """
 
 from .argv import (
@@ -24,6 +24,8 @@ from .argv import (
     MARK_HELLO,
     MARK_STREAM,
     MARK_TEMPERATURE,
+    counters_from_probe,
+    counters_probe_argv,
     fields_from_query,
     hello_argv,
     interval_ms,
@@ -37,7 +39,14 @@ from .argv import (
     temperature_argv,
 )
 from .assembler import AssembledSample, SampleAssembler, SmiStats
-from .cells import HELLO_COLUMNS, REASONS_FIELD, REASONS_FIELD_OLD, RESERVED_FIELD, Column
+from .cells import (
+    COUNTER_FIELDS,
+    HELLO_COLUMNS,
+    REASONS_FIELD,
+    REASONS_FIELD_OLD,
+    RESERVED_FIELD,
+    Column,
+)
 from .hello import TemperatureReport, parse_hello, parse_temperature_report
 from .lines import (
     BadLine,
@@ -58,6 +67,7 @@ from .session import (
 )
 
 __all__ = [
+    "COUNTER_FIELDS",
     "CSV_FORMAT",
     "HELLO_COLUMNS",
     "MARK_FIELDS",
@@ -78,6 +88,8 @@ __all__ = [
     "SmiStreamMapper",
     "TemperatureReport",
     "bus_key",
+    "counters_from_probe",
+    "counters_probe_argv",
     "error_message",
     "exit_text",
     "fields_from_query",

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import shlex
 
-from .cells import HELLO_COLUMNS, REASONS_FIELD, REASONS_FIELD_OLD, RESERVED_FIELD, stream_columns
+from .cells import (
+    COUNTER_FIELDS,
+    HELLO_COLUMNS,
+    REASONS_FIELD,
+    REASONS_FIELD_OLD,
+    RESERVED_FIELD,
+    stream_columns,
+)
 
 _INVALID_FIELD_TEXT = "is not a valid field"
 
@@ -20,9 +27,11 @@ MARK_STREAM = "#gputui-smi stream"
 MARK_FIELDS = "#gputui-smi fields "
 
 
-def stream_fields(reasons_field: str = REASONS_FIELD, reserved: bool = False) -> list[str]:
+def stream_fields(
+    reasons_field: str = REASONS_FIELD, reserved: bool = False, counters: bool = False
+) -> list[str]:
     """The --query-gpu fields of the streaming command, in column order."""
-    return [c.query for c in stream_columns(reasons_field, reserved)]
+    return [c.query for c in stream_columns(reasons_field, reserved, counters)]
 
 
 def interval_ms(interval_s: float) -> int:
@@ -35,9 +44,10 @@ def stream_argv(
     reasons_field: str = REASONS_FIELD,
     smi: str = "nvidia-smi",
     reserved: bool = False,
+    counters: bool = False,
 ) -> list[str]:
     """The long-lived streaming command: one CSV line per GPU every `interval_s`."""
-    fields = ",".join(stream_fields(reasons_field, reserved))
+    fields = ",".join(stream_fields(reasons_field, reserved, counters))
     return [smi, "--query-gpu=" + fields, CSV_FORMAT, "-lms", str(interval_ms(interval_s))]
 
 
@@ -73,11 +83,24 @@ def reserved_from_probe(output: str) -> bool:
     return bool(output.strip()) and _INVALID_FIELD_TEXT not in output
 
 
-def fields_from_query(query: str) -> tuple[str, bool]:
-    """(clock-event field, whether memory.reserved is streamed) of a --query-gpu argument."""
+def counters_probe_argv(smi: str = "nvidia-smi") -> list[str]:
+    """Asks for the held-clock counters alone, to learn whether the driver's nvidia-smi knows
+    them (drivers before about 580 do not)."""
+    return [smi, "--query-gpu=" + ",".join(COUNTER_FIELDS), CSV_FORMAT]
+
+
+def counters_from_probe(output: str) -> bool:
+    """Whether to stream the held-clock counters, from the output of counters_probe_argv():
+    the rule of reserved_from_probe()."""
+    return reserved_from_probe(output)
+
+
+def fields_from_query(query: str) -> tuple[str, bool, bool]:
+    """(clock-event field, whether memory.reserved is streamed, whether the held-clock
+    counters are) of a --query-gpu argument."""
     fields = query.split("=", 1)[-1].split(",")
     reasons = REASONS_FIELD_OLD if REASONS_FIELD_OLD in fields else REASONS_FIELD
-    return reasons, RESERVED_FIELD in fields
+    return reasons, RESERVED_FIELD in fields, COUNTER_FIELDS[0] in fields
 
 
 def session_command(interval_s: float, smi: str = "nvidia-smi") -> str:
@@ -92,6 +115,8 @@ def session_command(interval_s: float, smi: str = "nvidia-smi") -> str:
     old_fields = q("--query-gpu=" + ",".join(stream_fields(REASONS_FIELD_OLD)))
     probe = " ".join(q(a) for a in reasons_probe_argv(smi))
     reserved_probe = " ".join(q(a) for a in reserved_probe_argv(smi))
+    counters_probe = " ".join(q(a) for a in counters_probe_argv(smi))
+    counters = ",".join(COUNTER_FIELDS)
     invalid = "*" + q(_INVALID_FIELD_TEXT) + "*"  # a case pattern: the stars unquoted
     parts = [
         f"echo {q(MARK_HELLO)}",
@@ -102,6 +127,7 @@ def session_command(interval_s: float, smi: str = "nvidia-smi") -> str:
         f"then f={old_fields}; else f={new_fields}; fi",
         # The same rule as reserved_from_probe(): known unless rejected or silent.
         f'case "$({reserved_probe} 2>&1)" in {invalid}|"") ;; *) f="$f,{RESERVED_FIELD}" ;; esac',
+        f'case "$({counters_probe} 2>&1)" in {invalid}|"") ;; *) f="$f,{counters}" ;; esac',
         f'echo {q(MARK_FIELDS)}"$f"',
         f"echo {q(MARK_STREAM)}",
         f'exec {q(smi)} "$f" {CSV_FORMAT} -lms {interval_ms(interval_s)}',

@@ -63,9 +63,11 @@ class SampleAssembler:
         interval_s: float = DEFAULT_INTERVAL_S,
         reasons_field: str = REASONS_FIELD,
         reserved: bool = False,
+        counters: bool = False,
     ) -> None:
         self.reasons_field = reasons_field
         self.reserved = reserved  # the stream has the memory.reserved column
+        self.counters = counters  # and the held-clock counters' columns
         self.stats = SmiStats()
         self._expected = sorted(int(g["index"]) for g in gpus)
         self._index_of_bus: dict[BusKey, int] = {}
@@ -91,7 +93,7 @@ class SampleAssembler:
 
     def feed(self, line: str, now: float) -> list[AssembledSample]:
         """Take one line; returns the samples it completes (usually none or one)."""
-        parsed = parse_stream_line(line, self.reasons_field, self.reserved)
+        parsed = parse_stream_line(line, self.reasons_field, self.reserved, self.counters)
         if parsed is None:
             return []
         self.stats.lines += 1

@@ -13,13 +13,24 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..fields import BY_NAME, SMI_REASONS, SMI_REASONS_OLD, smi_enabled, smi_float, smi_int
+from ..fields import (
+    BY_NAME,
+    HELD_FIELDS,
+    SMI_REASONS,
+    SMI_REASONS_OLD,
+    smi_enabled,
+    smi_float,
+    smi_int,
+)
 
 to_int = smi_int  # also the index column's parser, in lines.py
 REASONS_FIELD = SMI_REASONS
 REASONS_FIELD_OLD = SMI_REASONS_OLD
 # Optional: streamed only where the driver's nvidia-smi knows it (reserved_from_probe).
 RESERVED_FIELD = "memory.reserved"
+# Optional too: the held-clock counters (microseconds), where nvidia-smi knows them
+# (counters_from_probe), after memory.reserved, in the field table's order.
+COUNTER_FIELDS = tuple(str(BY_NAME[name].smi) for name in HELD_FIELDS)
 
 ABSENT_CELLS = frozenset({"", "N/A", "[N/A]", "Not Supported", "[Not Supported]"})
 STATUS_CELLS = {"[GPU requires reset]": "reset_required", "[GPU is lost]": "lost"}
@@ -35,10 +46,14 @@ class Column:
 
 
 @functools.lru_cache(maxsize=None)  # one table per field set, not one per line
-def stream_columns(reasons_field: str, reserved: bool = False) -> tuple[Column, ...]:
+def stream_columns(
+    reasons_field: str, reserved: bool = False, counters: bool = False
+) -> tuple[Column, ...]:
     # The reading columns take their field and parser from fields.py; their order is the
     # stream's own (recorded streams in tests/fixtures/smi are in it), new ones go last.
-    optional = (_reading("mem_reserved_mib"),) if reserved else ()
+    optional: tuple[Column, ...] = (_reading("mem_reserved_mib"),) if reserved else ()
+    if counters:
+        optional += tuple(_reading(name) for name in HELD_FIELDS)
     return (
         Column("index", "index", to_int),
         Column("uuid", None, str),

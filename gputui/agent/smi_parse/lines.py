@@ -125,12 +125,12 @@ def split_row(line: str, columns: Sequence[Column]) -> list[str] | None:
 
 
 def parse_stream_line(
-    line: str, reasons_field: str = REASONS_FIELD, reserved: bool = False
+    line: str, reasons_field: str = REASONS_FIELD, reserved: bool = False, counters: bool = False
 ) -> GpuLine | DeviceErrorLine | BadLine | None:
     """One line of the streaming command; None for a blank line."""
     if not line.strip():
         return None
-    columns = stream_columns(reasons_field, reserved)
+    columns = stream_columns(reasons_field, reserved, counters)
     cells = split_row(line, columns)
     if cells is not None:
         return _read_cells(cells, columns)

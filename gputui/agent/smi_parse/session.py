@@ -59,8 +59,9 @@ class SmiStreamMapper:
         interval_s: float = DEFAULT_INTERVAL_S,
         reasons_field: str = REASONS_FIELD,
         reserved: bool = False,
+        counters: bool = False,
     ) -> None:
-        self.assembler = SampleAssembler(gpus, interval_s, reasons_field, reserved)
+        self.assembler = SampleAssembler(gpus, interval_s, reasons_field, reserved, counters)
         self._seq = 0
 
     @property
@@ -134,7 +135,9 @@ class SmiSession:
         self._part = ""
         self._parts: dict[str, list[str]] = {"hello": [], "temperature": []}
         self._failed = False
-        self._fields = (REASONS_FIELD, False)  # until the command says which it streams
+        # Until the command says which it streams: (clock-event field, memory.reserved,
+        # the held-clock counters).
+        self._fields = (REASONS_FIELD, False, False)
 
     def feed(self, line: str, now: float) -> list[Json]:
         """Messages completed by one line of output."""
@@ -173,8 +176,10 @@ class SmiSession:
             code, text = hello_failure("\n".join(self._parts["hello"]))
             return [error_message(now, code, text, fatal=True)]
         self.hello = hello
-        reasons_field, reserved = self._fields
-        self.stream = SmiStreamMapper(hello["gpus"], self.interval_s, reasons_field, reserved)
+        reasons_field, reserved, counters = self._fields
+        self.stream = SmiStreamMapper(
+            hello["gpus"], self.interval_s, reasons_field, reserved, counters
+        )
         return [hello_message(hello, self.host, self.interval_s, self.agent_version)]
 
 
