@@ -248,13 +248,31 @@ def test_retention_bounds_the_rows_and_the_file(tmp_path: Path) -> None:
 
 def test_gpus_that_stopped_reporting_are_swept(journal: Journal) -> None:
     keep = RollupRetention(five_minute_days=1, daily_days=3)
-    journal.write_rollups([rollup(0, DAY0), rollup(1, DAY0)], keep)
+    now = DAY0 + 3600.0
+    # GPU 2's host has a clock a year behind: its buckets are old, but it is still reporting.
+    behind = rollup(2, DAY0 - 365 * BUCKET_DAY_S)
+    journal.write_rollups([rollup(0, DAY0), rollup(1, DAY0), behind], keep, now=now)
+    # Two days later only GPUs 1 and 2 are written: GPU 0 is gone for longer than the 5-minute
+    # rows are kept, not yet for as long as the day rows are.
+    later = now + 2 * BUCKET_DAY_S
     journal.write_rollups(
-        [rollup(1, DAY0 + 10 * BUCKET_DAY_S)], keep, sweep_before=DAY0 + 10 * BUCKET_DAY_S
+        [
+            rollup(1, DAY0 + 2 * BUCKET_DAY_S),
+            msgspec.structs.replace(behind, start=behind.start + 300),
+        ],
+        keep,
+        now=later,
+        sweep=True,
     )
+    assert {r.gpu for r in journal.rollup_series(BUCKET_5M_S)} == {1, 2}
+    assert {r.gpu for r in journal.rollup_series(BUCKET_DAY_S)} == {0, 1, 2}
+    # Two more days: GPU 0 is gone for longer than anything is kept, and so is its entry;
+    # GPU 2 (not written for two days now) keeps its day rows.
+    end = later + 2 * BUCKET_DAY_S
+    journal.write_rollups([rollup(1, DAY0 + 4 * BUCKET_DAY_S)], keep, now=end, sweep=True)
     assert {r.gpu for r in journal.rollup_series(BUCKET_5M_S)} == {1}
-    assert {r.gpu for r in journal.rollup_series(BUCKET_DAY_S)} == {1}
-    assert journal._read("SELECT uuid FROM rollup_gpus") == [("GPU-1",)]
+    assert {r.gpu for r in journal.rollup_series(BUCKET_DAY_S)} == {1, 2}
+    assert journal._read("SELECT uuid FROM rollup_gpus ORDER BY uuid") == [("GPU-1",), ("GPU-2",)]
 
 
 def test_a_hosts_clock_far_ahead_prunes_only_its_own_rows(journal: Journal) -> None:

@@ -41,6 +41,7 @@ from gputui.config.schema import (
 )
 from gputui.core.health import Thresholds
 from gputui.core.risk import RiskSettings
+from gputui.core.rollup import RollupRetention
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -213,6 +214,10 @@ class _Builder:
             actions=actions,
             action_presets=presets,
             journal_path=self._path(top.journal.path) if top.journal.path else None,
+            rollup_retention=RollupRetention(
+                five_minute_days=top.journal.rollup_5m_days,
+                daily_days=top.journal.rollup_daily_days,
+            ),
             scheduler_period_s=period,
         )
 

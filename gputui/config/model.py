@@ -32,6 +32,7 @@ from gputui.config.schema import (
 )
 from gputui.core.health import Thresholds
 from gputui.core.risk import RiskSettings
+from gputui.core.rollup import RollupRetention
 
 Transport = Literal["ssh", "local"]
 
@@ -110,6 +111,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     actions: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # [actions.NAME], raw
     action_presets: tuple[str, ...] = ()  # [actions] presets = [...]
     journal_path: Path | None = None  # [journal] path; None: the default location
+    # [journal] rollup_5m_days, rollup_daily_days: how long the per-GPU rollups are kept
+    rollup_retention: RollupRetention = msgspec.field(default_factory=RollupRetention)
     # [scheduler] period_s: the scheduler's job list is read at most this often; 0: never.
     scheduler_period_s: float = DEFAULT_SCHEDULER_PERIOD_S
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gputui.config.interval import DEFAULT_INTERVAL_S, INTERVAL_EXPECTED, MAX_INTERVAL_S
+from gputui.core.rollup import RollupRetention
 
 Backend = Literal["auto", "nvml", "smi", "sim"]
 BACKENDS: tuple[Backend, ...] = ("auto", "nvml", "smi", "sim")
@@ -33,6 +34,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_KEEPALIVE_INTERVAL_S = 5.0
 DEFAULT_KEEPALIVE_COUNT_MAX = 3
 DEFAULT_MAX_HANDSHAKES = 64
+DEFAULT_ROLLUP_RETENTION = RollupRetention()
 
 #: How often, at most, the scheduler's job list is read for the whole fleet (`squeue --json`).
 DEFAULT_SCHEDULER_PERIOD_S = 60.0
@@ -115,9 +117,16 @@ _Table = Annotated[dict[str, Any], msgspec.Meta(description="a table")]
 
 
 class JournalTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """`[journal]`: where the operator journal lives (default: the user state dir)."""
+    """`[journal]`: where the operator journal lives (default: the user state dir), and how
+    long it keeps the per-GPU rollups that prevention reads (docs/prevention.md)."""
 
     path: PathField | None = None
+    rollup_5m_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = (
+        DEFAULT_ROLLUP_RETENTION.five_minute_days
+    )
+    rollup_daily_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = (
+        DEFAULT_ROLLUP_RETENTION.daily_days
+    )
 
 
 class SchedulerTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -388,11 +388,14 @@ class Journal:
         rollups: Iterable[Rollup],
         retention: RollupRetention,
         *,
-        sweep_before: float | None = None,
+        now: float | None = None,
+        sweep: bool = False,
     ) -> int:
-        """Write 5-minute rollups and their day rows in one transaction, keeping `retention`."""
+        """Write 5-minute rollups and their day rows in one transaction, keeping `retention`
+        (gputui/ops/rollup_store.py); `sweep` also deletes the rows of GPUs gone."""
+        when = time.time() if now is None else now
         with self._transaction() as conn:
-            return store(conn, rollups, retention, sweep_before=sweep_before)
+            return store(conn, rollups, retention, now=when, sweep=sweep)
 
     def rollup_series(
         self,

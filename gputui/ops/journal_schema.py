@@ -142,11 +142,14 @@ _V4 = (
     # Per-GPU rollups for prevention (gputui/core/rollup.py, docs/prevention.md). A GPU is
     # (host, index, uuid): a replaced board in the same slot starts a new series. Rows refer
     # to it by id, so a host name is stored once, not in every one of ~2,000 rows per GPU.
+    # `written`: when its rollups were last written (the collector's clock, Unix s): a GPU not
+    # written for a table's retention is gone from the fleet, and its rows with it.
     """CREATE TABLE rollup_gpus (
         id INTEGER PRIMARY KEY,
         host TEXT NOT NULL,
         gpu INTEGER NOT NULL,
         uuid TEXT NOT NULL,
+        written REAL NOT NULL,
         UNIQUE (host, gpu, uuid)
     )""",
     # One row per GPU per bucket: 5-minute buckets, and days (00:00 UTC) merged from them in

@@ -7,8 +7,9 @@ A bucket written twice (a partial one at shutdown, the rest after a restart, or 
 clock lags) is merged with the row already there, never overwritten, so each day row always
 sums its 5-minute rows. Retention (hosts.toml `[journal]`, default 7 days of 5-minute rows, 90
 of day rows) is kept per GPU on every write, counted back from that GPU's newest bucket: a host
-with a wrong clock can crowd out only its own rows. GPUs that stopped reporting are swept by
-the wall clock when the writer asks (once a day), their `rollup_gpus` entry with them.
+with a wrong clock can crowd out only its own rows. GPUs that stopped reporting are swept when
+the writer asks (once a day), by when they were last written (`rollup_gpus.written`, the
+collector's clock), their `rollup_gpus` entry with them.
 """
 
 from __future__ import annotations
@@ -131,17 +132,18 @@ def store(
     rollups: Iterable[Rollup],
     retention: RollupRetention,
     *,
-    sweep_before: float | None = None,
+    now: float,
+    sweep: bool = False,
 ) -> int:
     """Write 5-minute `rollups` and merge them into their day rows; keep the retention.
 
-    Runs in the caller's transaction. `sweep_before` (a Unix time): also delete the rows of
-    GPUs whose newest row of a table is older than that table's retention counted back from
-    it. Returns the number of 5-minute rollups written.
+    Runs in the caller's transaction. `now` (the collector's clock, Unix s) is when these GPUs
+    were last written; `sweep` also deletes the rows of GPUs not written for longer than a
+    table's retention (by that clock: a GPU's own buckets may carry a wrong one). Returns the
+    number of 5-minute rollups written.
     """
-    ids = {
-        (h, g, u): i for i, h, g, u in conn.execute("SELECT id, host, gpu, uuid FROM rollup_gpus")
-    }
+    rows = conn.execute("SELECT id, host, gpu, uuid FROM rollup_gpus")
+    ids = {(host, gpu, uuid): gpu_id for gpu_id, host, gpu, uuid in rows}
     newest: dict[int, int] = {}
     written = 0
     for r in rollups:
@@ -150,12 +152,16 @@ def store(
         key = (r.host, r.gpu, r.uuid)
         gpu_id = ids.get(key)
         if gpu_id is None:
-            cur = conn.execute("INSERT INTO rollup_gpus (host, gpu, uuid) VALUES (?, ?, ?)", key)
+            cur = conn.execute(
+                "INSERT INTO rollup_gpus (host, gpu, uuid, written) VALUES (?, ?, ?, ?)",
+                (*key, now),
+            )
             gpu_id = ids[key] = int(cur.lastrowid or 0)
         _upsert(conn, "rollups_5m", gpu_id, r)
         _upsert(conn, "rollups_1d", gpu_id, rekey(r, BUCKET_DAY_S))
         newest[gpu_id] = max(newest.get(gpu_id, r.start), r.start)
         written += 1
+    conn.executemany("UPDATE rollup_gpus SET written = ? WHERE id = ?", [(now, i) for i in newest])
     # Counted back from each GPU's newest bucket, so exactly the configured number of
     # buckets stays: 7 days of 5-minute rows is 2,016 of them, 90 days 90 day rows.
     for length_s, table in TABLES.items():
@@ -164,8 +170,8 @@ def store(
             f"DELETE FROM {table} WHERE gpu_id = ? AND start <= ?",
             [(gpu_id, start - keep) for gpu_id, start in newest.items()],
         )
-    if sweep_before is not None:
-        _sweep(conn, retention, sweep_before)
+    if sweep:
+        _sweep(conn, retention, now)
     return written
 
 
@@ -190,20 +196,17 @@ def _upsert(conn: sqlite3.Connection, table: str, gpu_id: int, r: Rollup) -> Non
 
 
 def _sweep(conn: sqlite3.Connection, retention: RollupRetention, now: float) -> None:
+    """Delete the rows of GPUs gone (removed from the fleet, replaced) for a table's retention,
+    and the GPUs gone for the longest one."""
+    longest = 0
     for length_s, table in TABLES.items():
-        cutoff = now - retention.keep_s(length_s)
-        gone = [
-            (gpu_id,)
-            for gpu_id, last in conn.execute(
-                f"SELECT gpu_id, max(start) FROM {table} GROUP BY gpu_id"
-            )
-            if last <= cutoff
-        ]
-        conn.executemany(f"DELETE FROM {table} WHERE gpu_id = ?", gone)
-    conn.execute(
-        "DELETE FROM rollup_gpus WHERE id NOT IN (SELECT gpu_id FROM rollups_5m) "
-        "AND id NOT IN (SELECT gpu_id FROM rollups_1d)"
-    )
+        keep = retention.keep_s(length_s)
+        longest = max(longest, keep)
+        conn.execute(
+            f"DELETE FROM {table} WHERE gpu_id IN (SELECT id FROM rollup_gpus WHERE written <= ?)",
+            (now - keep,),
+        )
+    conn.execute("DELETE FROM rollup_gpus WHERE written <= ?", (now - longest,))
 
 
 # -- reading ----------------------------------------------------------------------------------

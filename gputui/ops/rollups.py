@@ -113,15 +113,15 @@ class RollupWriter:
             return True
         now = self._wall()
         day = int(now // BUCKET_DAY_S)
-        sweep = now if day != self._swept_day else None
+        sweep = day != self._swept_day
         try:
-            self.written += self.journal.write_rollups(batch, self.retention, sweep_before=sweep)
+            self.written += self.journal.write_rollups(batch, self.retention, now=now, sweep=sweep)
         except JournalError as exc:
             self.last_error = str(exc)
             return False
         self.transactions += 1
         self.last_error = None
-        if sweep is not None:
+        if sweep:
             self._swept_day = day
         return True
 
