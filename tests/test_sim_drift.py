@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from gputui.agent.fields import HELD_BITS
 from gputui.agent.scenario import validate_scenario
 from gputui.agent.simulation import (
     DAY_S,
-    HELD_BITS,
     HW_POWER_BRAKE,
     SW_POWER_CAP,
     Simulation,
