@@ -9,5 +9,6 @@ from gputui.cli import journal_cmd  # noqa: F401
 from gputui.cli import node_cmd  # noqa: F401
 from gputui.cli import report_cmd  # noqa: F401
 from gputui.cli import risk_cmd  # noqa: F401
+from gputui.cli import serve_cmd  # noqa: F401
 from gputui.cli import tui_cmd  # noqa: F401
 from gputui.cli import triage_cmd  # noqa: F401
