@@ -90,6 +90,14 @@ def test_simple_hosts_form_the_default_group_with_default_settings() -> None:
     assert config.groups["default"].hosts == ("dgx-a", "gpu01", "gpu02")
 
 
+def test_readonly_is_off_unless_the_file_says_so() -> None:
+    assert load('hosts = ["a"]').readonly is False
+    assert load('hosts = ["a"]\nreadonly = true').readonly is True
+    assert error_of('hosts = ["a"]\nreadonly = "yes"') == (
+        'hosts.toml: readonly: expected true or false, got "yes"'
+    )
+
+
 def test_hosts_keep_file_order_and_group_settings_apply() -> None:
     config = load(
         """
@@ -538,10 +546,14 @@ def test_a_missing_file_says_where_it_looked_and_how_to_start(
         True: tmp_path / "cli.toml",
         False: tmp_path / env if env else tmp_path / "xdg" / "gputui" / "hosts.toml",
     }[use_cli]
+    # The starter ships with the package: the sources' example file is not where pip users are.
+    init = f"gputui init --hosts {looked}" if use_cli else "gputui init"
     assert message.startswith(
-        f"no hosts file: {looked} ({origin}) does not exist. To start, copy hosts.example.toml"
+        f"no hosts file: {looked} ({origin}) does not exist. To start, `{init}` writes a "
+        "starter file there"
     )
-    assert "gputui report --demo 8" in message
+    assert "hosts.example.toml" not in message
+    assert "`gputui demo`" in message
 
 
 @pytest.mark.parametrize(

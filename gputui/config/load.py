@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from shlex import quote
 from typing import Any, TypeVar
 
 import msgspec
@@ -82,11 +83,13 @@ def resolve_hosts_path(
     path = path.expanduser()
     if not path.is_file():
         problem = "is not a file" if path.exists() else "does not exist"
+        # `gputui init` writes the packaged starter there (it reads $GPUTUI_HOSTS as this
+        # does); the example file of the sources is nowhere a pip user can find it.
+        write = "gputui init" if cli_path is None else f"gputui init --hosts {quote(str(path))}"
         raise ConfigError(
-            f"no hosts file: {path} ({origin}) {problem}. To start, copy hosts.example.toml "
-            f"from the gputui sources to {path} and list your hosts in it "
-            "(docs/configuration.md describes every key), or try `gputui report --demo 8`, "
-            "which needs no hosts file"
+            f"no hosts file: {path} ({origin}) {problem}. To start, `{write}` writes a starter "
+            "file there to list your hosts in (docs/configuration.md describes every key), or "
+            "try `gputui demo`, a simulated fleet that needs no hosts file"
         )
     return path
 
@@ -219,6 +222,7 @@ class _Builder:
                 daily_days=top.journal.rollup_daily_days,
             ),
             scheduler_period_s=period,
+            readonly=top.readonly,
         )
 
     def _scenario_error(self, prefix: str, backend: str, backend_key: str) -> ConfigError:

@@ -115,6 +115,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     rollup_retention: RollupRetention = msgspec.field(default_factory=RollupRetention)
     # [scheduler] period_s: the scheduler's job list is read at most this often; 0: never.
     scheduler_period_s: float = DEFAULT_SCHEDULER_PERIOD_S
+    # readonly = true (or --readonly): watch only. OperatorActions refuses every request to
+    # mark, resume or act on a node or process, wherever it comes from (CLI or TUI).
+    readonly: bool = False
 
     def host(self, name: str) -> HostSpec:
         """The host called `name`; KeyError when there is none."""

@@ -141,6 +141,8 @@ class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole file."""
 
     hosts: HostList = msgspec.field(default_factory=list)  # the simple case: group "default"
+    # Watch only: every request to mark, resume or act on a node or process is refused.
+    readonly: Annotated[bool, msgspec.Meta(description="true or false")] = False
     defaults: Annotated[DefaultsTable, msgspec.Meta(description="a table [defaults]")] = (
         msgspec.field(default_factory=DefaultsTable)
     )
