@@ -7,6 +7,7 @@ from gputui.cli import agent_cmd  # noqa: F401
 from gputui.cli import jobs_cmd  # noqa: F401
 from gputui.cli import journal_cmd  # noqa: F401
 from gputui.cli import node_cmd  # noqa: F401
+from gputui.cli import prevent_cmd  # noqa: F401
 from gputui.cli import report_cmd  # noqa: F401
 from gputui.cli import risk_cmd  # noqa: F401
 from gputui.cli import serve_cmd  # noqa: F401
