@@ -32,6 +32,7 @@ from gputui.core.rollup import (
 )
 from gputui.ops.journal import Journal
 from gputui.ops.journal_schema import MIGRATIONS, SCHEMA_VERSION
+from gputui.ops.rollup_store import stored
 from gputui.ops.rollups import RollupWriter
 from tests.test_rollup import h200_rollups
 
@@ -145,14 +146,17 @@ def test_rollups_read_back_as_written(journal: Journal) -> None:
         xids={79: 1, 48: 3},
     )
     assert journal.write_rollups([h200, other], RollupRetention()) == 2
-    # Ordered by host ("gpu001" before "vm"), then index and time.
-    assert journal.rollup_series(BUCKET_5M_S) == [other, h200]
+    # Ordered by host ("gpu001" before "vm"), then index and time; real values to 0.01.
+    got = journal.rollup_series(BUCKET_5M_S)
+    assert got == [stored(other), stored(h200)]
+    assert got[1] != h200  # the H200's means have more decimals than are kept
+    for name in ("temp_mean_c", "power_mean_w", "power_limit_mean_pct", "load_temp_mean_c"):
+        assert getattr(got[1], name) == pytest.approx(getattr(h200, name), abs=0.005), name
+    assert got[1].held.sw_power_cap_s == pytest.approx(h200.held.sw_power_cap_s, abs=0.005)
     # The day rows hold the same, re-keyed to the day.
     day = bucket_start(h200.start, BUCKET_DAY_S)
     days = journal.rollup_series(BUCKET_DAY_S)
-    assert days == [
-        msgspec.structs.replace(r, start=day, length_s=BUCKET_DAY_S) for r in (other, h200)
-    ]
+    assert days == [msgspec.structs.replace(r, start=day, length_s=BUCKET_DAY_S) for r in got]
     assert [r.xids for r in journal.latest_rollups(BUCKET_DAY_S)] == [{79: 1, 48: 3}, {}]
 
 

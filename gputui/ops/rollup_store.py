@@ -74,6 +74,16 @@ _SELECT = ", ".join(("g.host", "g.gpu", "g.uuid", "r.start", *(f"r.{c}" for c in
 _INSERT_COLUMNS = ", ".join(("gpu_id", "start", *COLUMNS))
 _PLACEHOLDERS = ", ".join("?" * (2 + len(COLUMNS)))
 
+# Real values are stored in hundredths of their unit (0.01 C, W, %, s), as whole numbers in the
+# REAL columns: SQLite writes a REAL with no fraction as an integer of 1 to 3 bytes, not 8, and
+# halves the row (189 bytes to about 90, docs/benchmarks.md "Rollup storage").
+_REALS = frozenset(
+    name
+    for name in (*_SCALARS, *(f"held_{n}" for n in HELD_FIELDS))
+    if name.endswith(("_c", "_w", "_pct", "_s"))
+)
+_SCALE = 100
+
 _xids_encoder = msgspec.json.Encoder()
 _xids_decoder = msgspec.json.Decoder(dict[int, int])
 
@@ -82,12 +92,12 @@ _xids_decoder = msgspec.json.Decoder(dict[int, int])
 
 
 def to_row(r: Rollup, gpu_id: int) -> tuple[Any, ...]:
-    """The table row of `r` (its GPU by id)."""
+    """The table row of `r` (its GPU by id); real values to the nearest hundredth."""
     return (
         gpu_id,
         r.start,
-        *(getattr(r, name) for name in _SCALARS),
-        *(getattr(r.held, name) for name in HELD_FIELDS),
+        *(_stored(name, getattr(r, name)) for name in _SCALARS),
+        *(_stored(f"held_{name}", getattr(r.held, name)) for name in HELD_FIELDS),
         *(getattr(r, name) for name in _COUNTERS),
         *(None if (v := getattr(r, name)) is None else int(v) for name in _FLAGS),
         _xids_encoder.encode(r.xids).decode() if r.xids else None,
@@ -98,6 +108,9 @@ def from_row(row: Sequence[Any], length_s: int) -> Rollup:
     """The rollup of a row selected as `_SELECT`: host, gpu, uuid, start, COLUMNS."""
     host, gpu, uuid, start, *values = row
     fields = dict(zip(COLUMNS, values, strict=True))
+    for name in _REALS:
+        if fields[name] is not None:
+            fields[name] = fields[name] / _SCALE
     held = Held(**{name: fields.pop(f"held_{name}") for name in HELD_FIELDS})
     xids_text = fields.pop("xids")
     for name in _FLAGS:
@@ -113,6 +126,15 @@ def from_row(row: Sequence[Any], length_s: int) -> Rollup:
         xids=_xids_decoder.decode(xids_text) if xids_text else {},
         **fields,
     )
+
+
+def stored(r: Rollup) -> Rollup:
+    """`r` as the journal gives it back: real values to the nearest hundredth."""
+    return from_row((r.host, r.gpu, r.uuid, r.start, *to_row(r, 0)[2:]), r.length_s)
+
+
+def _stored(name: str, value: Any) -> Any:
+    return round(value * _SCALE) if value is not None and name in _REALS else value
 
 
 def table_of(length_s: int) -> str:
