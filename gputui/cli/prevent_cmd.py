@@ -138,8 +138,10 @@ def prevent(
         PreventFormat, typer.Option("--format", help="Output format")
     ] = PreventFormat.table,
 ) -> None:
-    """The GPUs and nodes to service before they fail, ranked by the failure probability that
-    servicing avoids, each with its rule, evidence and advice.
+    """List the GPUs and nodes to service before they fail.
+
+    Ranked by the failure probability that servicing avoids, each with its rule, evidence and
+    advice.
 
     Exit code: 0 OK (nothing to service), 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no rollups to
     judge, a journal no longer written, or a bad argument or hosts file).

@@ -88,7 +88,9 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the live monitor to a web browser (loopback only unless --public)."""
+    """Serve the live monitor to a web browser.
+
+    On loopback only, unless --public."""
     from gputui.cli.common import fail
     from gputui.cli.serve_auth import Gate, GatedServer, is_loopback, new_token
     from gputui.config import ConfigError
