@@ -7,14 +7,17 @@ ran and failed exits 1.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
+import msgspec
 import pytest
 from typer.testing import CliRunner, Result
 
 import gputui.cli.commands
 from gputui.cli.app import app
+from gputui.ops.actions import READONLY_REFUSAL
 from gputui.ops.journal import Journal
 
 
@@ -193,3 +196,67 @@ def test_action_list(site: Path) -> None:
     assert "note" in table and "node fail" in table
     listed = json.loads(gputui(site, "action", "list", "--format", "json").stdout)
     assert listed[0]["name"] == "note" and listed[0]["steps"][0]["argv"][-1] == "{reason}"
+
+
+def test_action_list_names_its_columns_for_what_they_hold(site: Path) -> None:
+    header, *rows = gputui(site, "action", "list").stdout.splitlines()
+    assert header.split("  ")[0] == "ACTION"
+    assert [c.strip() for c in re.split(r"\s{2,}", header)] == [
+        "ACTION", "PRESET", "TRIGGER", "CONFIRM", "[WHERE] COMMANDS",
+    ]  # fmt: skip
+    cells = {row.split()[0]: [c.strip() for c in re.split(r"\s{2,}", row)] for row in rows}
+    # note runs when a node is marked failed; bring only when named; both come from hosts.toml.
+    assert cells["note"][1:4] == ["-", "node fail", "yes"]
+    assert cells["bring"][1:4] == ["-", "-", "no"]
+    assert cells["note"][4].startswith("[local] sh -c ")
+
+
+READONLY_REQUESTS = [
+    ["node", "fail", "gpu002", "--reason", "XID 79", "--yes"],
+    ["node", "fail", "gpu002", "--reason", "XID 79", "--dry-run"],
+    ["node", "resume", "gpu002", "--yes"],
+    ["node", "spare", "gpu002", "--yes"],
+    ["action", "run", "bring", "gpu002", "--spare", "gpu004"],
+]
+
+
+@pytest.mark.parametrize(
+    "args", READONLY_REQUESTS, ids=[" ".join(a[:3]) for a in READONLY_REQUESTS]
+)
+@pytest.mark.parametrize("how", ["flag", "file"])
+def test_readonly_refuses_every_change_in_one_line(site: Path, args: list[str], how: str) -> None:
+    if how == "file":
+        hosts = site / "hosts.toml"
+        hosts.write_text("readonly = true\n" + hosts.read_text())
+        result = gputui(site, *args)
+    else:
+        result = gputui(site, *args, "--readonly")
+    assert result.exit_code == 2
+    assert one_error_line(result) == f"gputui: {READONLY_REFUSAL}"
+    assert not (site / "notes").exists()  # no command ran
+    with Journal.open(site / "j.sqlite3") as j:
+        assert j.node_events() == [] and j.runs() == []
+    # What only looks still works.
+    assert "gpu002" in gputui(site, "node", "list").stdout
+    assert "note" in gputui(site, "action", "list").stdout
+
+
+async def test_the_monitors_operator_is_refused_the_same_way(site: Path) -> None:
+    """The live monitor's requests go through the same OperatorActions (OpsOperator)."""
+    from gputui.cli.common import load_hosts
+    from gputui.ops.actions import ActionError, OperatorActions
+    from gputui.ops.plans import Operation
+    from gputui.tui.ops_operator import OpsOperator
+
+    config = msgspec.structs.replace(load_hosts(site / "hosts.toml"), readonly=True)
+    with Journal.open(site / "j.sqlite3") as journal:
+        ops = OperatorActions(config, journal)
+        operator = OpsOperator(lambda: ops)
+        for kind in ("fail", "resume", "spare", "action"):
+            with pytest.raises(ValueError, match=re.escape(READONLY_REFUSAL)):
+                await operator.prepare(kind, "gpu002", reason="XID 79", action="note")
+        # An operation prepared before (by anyone) does not run either.
+        with pytest.raises(ActionError, match=re.escape(READONLY_REFUSAL)):
+            await ops.run(Operation(kind="fail", node="gpu002", reason="XID 79"))
+        assert journal.node_events() == [] and journal.runs() == []
+        await ops.aclose()

@@ -11,9 +11,7 @@ import typer
 from gputui.cli.app import app
 from gputui.cli.ops_common import (
     DryRunOption,
-    HostsOption,
     JobOption,
-    JournalOption,
     ListFormat,
     YesOption,
     json_text,
@@ -23,6 +21,7 @@ from gputui.cli.ops_common import (
     table,
     user_errors,
 )
+from gputui.cli.options import HostsOption, JournalOption, ReadonlyOption
 from gputui.ops.catalog import ActionDef
 
 action_app = typer.Typer(help="Run one configured action on a node, or list them.")
@@ -47,12 +46,13 @@ def action_run(
     dry_run: DryRunOption = False,
     hosts: HostsOption = None,
     journal: JournalOption = None,
+    readonly: ReadonlyOption = False,
 ) -> None:
     """Run action NAME for HOST. It is journaled; no node state changes (see `gputui node`).
 
     An action that names the node's jobs ({jobs}, {job}) gets those read from HOST's GPU
     processes (or the scheduler's job list when HOST cannot say), unless --job names them."""
-    with operator_actions(hosts, journal) as ops, user_errors():
+    with operator_actions(hosts, journal, readonly=readonly) as ops, user_errors():
         jobs = None
         if name in ops.catalog and ops.catalog[name].names_jobs:
             jobs = read_jobs(ops, host, job)
@@ -68,22 +68,25 @@ def action_list(
     hosts: HostsOption = None,
     journal: JournalOption = None,
 ) -> None:
-    """The actions hosts.toml defines (presets included), with their commands."""
+    """List the actions and their commands.
+
+    Those hosts.toml defines, presets included."""
     with operator_actions(hosts, journal) as ops:
         actions = list(ops.catalog)
     if fmt is ListFormat.json:
         typer.echo(json_text([_action_json(a) for a in actions]))
         return
-    rows = [["ACTION", "FROM", "RUNS ON", "CONFIRM", "COMMANDS"]]
+    # PRESET: the preset an action comes from ("-": defined in hosts.toml). TRIGGER: the node
+    # command that runs it unasked (on_fail, on_resume; "-": only when named). Then each of its
+    # commands with where it runs.
+    rows = [["ACTION", "PRESET", "TRIGGER", "CONFIRM", "[WHERE] COMMANDS"]]
     for a in actions:
         runs = ", ".join(filter(None, ["node fail" * a.on_fail, "node resume" * a.on_resume]))
         commands = " ; ".join(
             f"[{s.where}] {_show(s.command.text)}" + (" (per line)" * s.for_each_line)
             for s in a.steps
         )
-        rows.append(
-            [a.name, a.preset or "custom", runs or "-", "yes" if a.confirm else "no", commands]
-        )
+        rows.append([a.name, a.preset or "-", runs or "-", "yes" if a.confirm else "no", commands])
     typer.echo(table(rows))
 
 

@@ -16,8 +16,6 @@ import typer
 
 from gputui.cli.app import app
 from gputui.cli.ops_common import (
-    HostsOption,
-    JournalOption,
     journal_without_hosts,
     json_text,
     local_time,
@@ -25,6 +23,7 @@ from gputui.cli.ops_common import (
     parse_since,
     table,
 )
+from gputui.cli.options import HostsOption, JournalOption
 from gputui.core.model import Level
 from gputui.ops.journal import JournalError
 from gputui.ops.orphans import status_text, stop_command
@@ -49,7 +48,10 @@ def journal_cmd(
     hosts: HostsOption = None,
     journal: JournalOption = None,
 ) -> None:
-    """Show the journal: node states, actions run (and interrupted), faults seen."""
+    """Show the journal: node states, actions run, faults seen.
+
+    An action cut short because gputui was stopped while it ran says what became of its
+    command."""
     start = parse_since(since, time.time()) if since is not None else None
     opened = journal_without_hosts(hosts, journal)
     try:

@@ -16,9 +16,7 @@ from gputui.cli.app import app
 from gputui.cli.ops_common import (
     EXIT_FAILED,
     DryRunOption,
-    HostsOption,
     JobOption,
-    JournalOption,
     ListFormat,
     YesOption,
     confirm,
@@ -34,13 +32,14 @@ from gputui.cli.ops_common import (
     table,
     user_errors,
 )
+from gputui.cli.options import HostsOption, JournalOption, ReadonlyOption
 from gputui.core.text import plain
 from gputui.ops.actions import OperatorActions
 from gputui.ops.nodes import NodeStatus
 from gputui.ops.plans import Operation
 
 node_app = typer.Typer(
-    help="Mark nodes failed, return them to service, bring spares in, list their states.",
+    help="Mark nodes failed, return them to service, bring spares in.",
     no_args_is_help=True,
 )
 app.add_typer(node_app, name="node")
@@ -70,12 +69,15 @@ def node_fail(
     dry_run: DryRunOption = False,
     hosts: HostsOption = None,
     journal: JournalOption = None,
+    readonly: ReadonlyOption = False,
 ) -> None:
-    """Mark HOST failed, then take it out of the scheduler (drain, requeue its jobs...).
+    """Mark HOST failed and take it out of the scheduler.
+
+    Runs the on_fail actions (drain it, requeue its jobs...) or those --action names.
 
     The jobs it hits are read from HOST's GPU processes (or, when HOST cannot say, from the
     scheduler's job list), listed, journaled, and passed to actions as {jobs} and {job}."""
-    with operator_actions(hosts, journal) as ops, user_errors():
+    with operator_actions(hosts, journal, readonly=readonly) as ops, user_errors():
         ops.check_fail(host, reason, action)  # a mistake is said before the node is read
         jobs = read_jobs(ops, host, job)
         op = ops.prepare_fail(host, reason, action, jobs=jobs)
@@ -137,9 +139,12 @@ def node_resume(
     dry_run: DryRunOption = False,
     hosts: HostsOption = None,
     journal: JournalOption = None,
+    readonly: ReadonlyOption = False,
 ) -> None:
-    """Return HOST to service: resume it in the scheduler if gputui took it out, and record it."""
-    with operator_actions(hosts, journal) as ops, user_errors():
+    """Return HOST to service.
+
+    Resumes it in the scheduler if gputui took it out, and records it."""
+    with operator_actions(hosts, journal, readonly=readonly) as ops, user_errors():
         op = ops.prepare_resume(host, force)
         if preview_or_run(ops, op, yes=yes, dry_run=dry_run):
             typer.echo(f"{host} back in service")
@@ -156,9 +161,12 @@ def node_spare(
     dry_run: DryRunOption = False,
     hosts: HostsOption = None,
     journal: JournalOption = None,
+    readonly: ReadonlyOption = False,
 ) -> None:
-    """Bring a spare of HOST's group into service in its place (runs activate-spare)."""
-    with operator_actions(hosts, journal) as ops, user_errors():
+    """Bring a spare into service in place of HOST.
+
+    The first healthy spare of HOST's group, or --spare; runs activate-spare."""
+    with operator_actions(hosts, journal, readonly=readonly) as ops, user_errors():
         op = ops.prepare_spare(host, spare)
         if op is None:
             typer.echo(f"gputui: no healthy spare left in {host}'s group", err=True)
@@ -173,7 +181,9 @@ def node_list(
     hosts: HostsOption = None,
     journal: JournalOption = None,
 ) -> None:
-    """Every node of hosts.toml with its state: in service, failed, spare, spare in use."""
+    """List the nodes with their states.
+
+    Every node of hosts.toml: in service, failed, spare, spare in use."""
     with operator_actions(hosts, journal) as ops:
         nodes = ops.nodes()
     if fmt is ListFormat.json:

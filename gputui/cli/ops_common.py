@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 
 from gputui.cli.common import fail, load_hosts
@@ -35,18 +36,6 @@ from gputui.ops.plans import Operation
 
 EXIT_FAILED = 1
 
-HostsOption = Annotated[
-    Path | None,
-    typer.Option("--hosts", help="hosts.toml (default: $GPUTUI_HOSTS, then the user config dir)"),
-]
-JournalOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--journal",
-        help="The journal file (default: $GPUTUI_JOURNAL, then [journal] path in hosts.toml, "
-        "then the user state dir)",
-    ),
-]
 YesOption = Annotated[
     bool, typer.Option("--yes", "-y", help="Run without asking (needed when not on a terminal)")
 ]
@@ -101,8 +90,14 @@ def journal_without_hosts(hosts: Path | None, cli_path: Path | None) -> Journal:
 
 
 @contextmanager
-def operator_actions(hosts: Path | None, journal: Path | None) -> Iterator[OperatorActions]:
+def operator_actions(
+    hosts: Path | None, journal: Path | None, *, readonly: bool = False
+) -> Iterator[OperatorActions]:
+    """The operator's verbs over the hosts file; `readonly` (--readonly) makes them refuse
+    every request, as readonly = true in the file does (OperatorActions.refuse_if_readonly)."""
     config = load_hosts(hosts)
+    if readonly:
+        config = msgspec.structs.replace(config, readonly=True)
     opened = journal_for(config, journal)
     try:
         try:

@@ -59,6 +59,12 @@ __all__ = [
     "StepOutcome",
 ]
 
+#: Why every request is refused when the hosts file (or --readonly) says watch only.
+READONLY_REFUSAL = (
+    "read-only: this gputui only watches (--readonly, or readonly = true in hosts.toml); "
+    "nothing is marked, resumed, run or signalled"
+)
+
 #: The longest the command line waits for a node to list its GPU processes: an SSH connection
 #: (10 s by default) and the agent's start (NVML without persistence mode takes seconds).
 NODE_READ_TIMEOUT_S = 20.0
@@ -313,6 +319,7 @@ class OperatorActions:
     ) -> tuple[str, list[str]]:
         """The reason and action names of a request to mark `host` failed; ActionError for an
         unknown host or action, or no reason (before anything is read or run)."""
+        self.refuse_if_readonly()
         self._check_host(host)
         reason = reason.strip()
         if not reason:
@@ -327,6 +334,7 @@ class OperatorActions:
 
     def prepare_resume(self, host: str, force: bool = False) -> Operation:
         """Return `host` to service: its on_resume actions, guarded unless `force`."""
+        self.refuse_if_readonly()
         self._check_host(host)
         last = self.journal.node_states().get(host)
         reason = last.reason if last is not None and last.state == "failed" else "resumed"
@@ -341,6 +349,7 @@ class OperatorActions:
         None when no spare is given and none is healthy. Without an activate-spare action the
         activation is only recorded in the journal.
         """
+        self.refuse_if_readonly()
         chosen = spare if spare is not None else self.propose_spare(host, snapshot)
         if chosen is None:
             return None
@@ -364,11 +373,19 @@ class OperatorActions:
         force: bool = False,
     ) -> Operation:
         """One action on its own (`gputui action run`); no node state is recorded."""
+        self.refuse_if_readonly()
         plan = self.plan(action, host, reason=reason, jobs=jobs, gpu=gpu, uuid=uuid, spare=spare)
         shown = jobs if plan.action.names_jobs else None
         return Operation(
             kind="action", node=host, plans=(plan,), reason=reason, force=force, jobs=shown
         )
+
+    def refuse_if_readonly(self) -> None:
+        """ActionError when the configuration says watch only (Config.readonly). Every request
+        that changes a node, a scheduler or a process is refused here, as it is prepared and
+        again as it runs, whether it comes from the command line or the live monitor."""
+        if self.config.readonly:
+            raise ActionError(READONLY_REFUSAL)
 
     def _check_host(self, host: str) -> None:
         try:
@@ -383,7 +400,10 @@ class OperatorActions:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, work: Operation | Plan, on_output: OnOutput | None = None) -> Outcome:
-        """Carry out an operation (or one plan), journaling each command before and after."""
+        """Carry out an operation (or one plan), journaling each command before and after.
+
+        ActionError, before anything is journaled or run, when the configuration is read-only."""
+        self.refuse_if_readonly()
         op = (
             work
             if isinstance(work, Operation)
