@@ -28,7 +28,7 @@ def test_bare_gputui_opens_the_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
     from gputui.cli import tui_cmd
 
     opened: list[bool] = []
-    monkeypatch.setattr(tui_cmd, "monitor", lambda: opened.append(True))
+    monkeypatch.setattr(tui_cmd, "monitor", lambda **_: opened.append(True))
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 0, result.output
     assert opened == [True]

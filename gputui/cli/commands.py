@@ -13,3 +13,4 @@ from gputui.cli import risk_cmd  # noqa: F401
 from gputui.cli import serve_cmd  # noqa: F401
 from gputui.cli import tui_cmd  # noqa: F401
 from gputui.cli import triage_cmd  # noqa: F401
+from gputui.cli import init_cmd  # noqa: F401

@@ -16,6 +16,9 @@ from typer.core import TyperCommand
 
 EXIT_USAGE = 2  # a bad argument or configuration (click's own usage errors exit 2 too)
 EXIT_UNKNOWN = 3  # the same mistakes in a monitoring command: the fleet's state is unknown
+# The live monitor cannot start here: nothing to watch (no hosts file, no GPU on this machine),
+# or no terminal to draw on. Not a usage error: the command line was right, the place is not.
+EXIT_CANNOT_WATCH = 3
 
 # Click's UsageError (an unknown option, a bad value, a missing argument), from whichever click
 # this typer parses with: click itself, or the copy typer carries from 0.2x on. Every typer

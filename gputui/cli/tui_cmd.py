@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gputui.cli.app import app
+from gputui.cli.options import HostsOption, JournalOption, LocalBackendOption, ReadonlyOption
 from gputui.config import DEFAULT_INTERVAL_S
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def _run(
     bell: bool,
     triage: TriageRunner | None = None,
     notices: Sequence[str] = (),
+    info: Sequence[str] = (),
 ) -> None:
     from gputui.tui.app import GpuTuiApp
     from gputui.tui.operator import OperatorPort
@@ -135,7 +137,7 @@ def _run(
             bell=bell,
             tune_gc=True,
             triage=triage,
-            notices=lambda: [*_events_of(notices), *wiring.notices()],
+            notices=lambda: [*_events_of(info, notices), *wiring.notices()],
             scheduler=wiring.scheduler_view,
         )
         _quit_on_signals(tui.exit)
@@ -161,50 +163,70 @@ def _notices(*lines: str | None) -> list[str]:
     return [line for line in lines if line]
 
 
-def _events_of(lines: Sequence[str]) -> list[FleetEvent]:
-    """Start-up warnings (the open-files limit) as entries of the event log."""
+def _events_of(info: Sequence[str], warnings: Sequence[str]) -> list[FleetEvent]:
+    """What was said at start as entries of the event log: `info` (what is watched and why)
+    and `warnings` (the open-files limit)."""
     from gputui.core.model import FleetEvent, Level
 
+    now = time.time()
     return [
-        FleetEvent(t=time.time(), host="gputui", kind="limit", text=line, level=Level.WARN)
-        for line in lines
+        *(FleetEvent(t=now, host="gputui", kind="start", text=line) for line in info),
+        *(
+            FleetEvent(t=now, host="gputui", kind="limit", text=line, level=Level.WARN)
+            for line in warnings
+        ),
     ]
 
 
 @app.command("monitor")
 def monitor(
-    hosts: Annotated[
-        Path | None,
-        typer.Option(
-            "--hosts", help="hosts.toml (default: $GPUTUI_HOSTS, then the user config dir)"
-        ),
-    ] = None,
-    journal: Annotated[
-        Path | None,
-        typer.Option("--journal", help="Journal file (default: [journal] or the state dir)"),
-    ] = None,
+    hosts: HostsOption = None,
+    journal: JournalOption = None,
     no_journal: Annotated[
         bool,
-        typer.Option("--no-journal", help="Watch only: marks last this session, no action runs"),
+        typer.Option("--no-journal", help="Marks last this session only; no action runs"),
     ] = False,
     bell: Annotated[
         bool, typer.Option("--bell", help="Ring the terminal bell when a host gets worse")
     ] = False,
+    readonly: ReadonlyOption = False,
+    local_backend: LocalBackendOption = None,
 ) -> None:
-    """Open the live fleet monitor on the hosts of hosts.toml (also: bare `gputui`)."""
+    """Open the live monitor (also: bare `gputui`).
+
+    It watches the hosts of hosts.toml. With no hosts file at all, it watches this machine's
+    GPUs, as nvitop does; without a GPU here either, it says how to go on (`gputui demo`,
+    `gputui init`) and exits 3."""
+    import msgspec
+
     from gputui.cli.common import check_open_files, fail, load_hosts
-    from gputui.collect.fleet import monitor_config
+    from gputui.cli.local_mode import local_or_fail, no_hosts_file
+    from gputui.cli.terminal import need_terminal
+    from gputui.collect.fleet import monitor_config, sim_scenarios
+    from gputui.collect.scenarios import ScenarioError
     from gputui.config import ConfigError
     from gputui.ops.catalog import load_actions
     from gputui.ops.journal import resolve_journal_path
 
-    config = load_hosts(hosts)
+    local = no_hosts_file(hosts)
+    if local_backend is not None and not local:
+        raise fail(
+            "--local-backend chooses how this machine is read when there is no hosts file; "
+            "in a hosts file, backend = ... says how each group is read"
+        )
+    config = local_or_fail(local_backend) if local else load_hosts(hosts)
+    if readonly:
+        config = msgspec.structs.replace(config, readonly=True)
     try:
         load_actions(config)  # a wrong [actions] table is a start-up error, not a late surprise
-    except ConfigError as exc:
+        sim_scenarios(config.hosts)  # so is a simulated host's unknown scenario
+    except (ConfigError, ScenarioError) as exc:
         raise fail(str(exc)) from None
+    # Redirected, this machine alone is still one command away: the agent's own readings.
+    need_terminal("the live monitor", instead="gputui agent --once" if local else "gputui report")
     wiring = Wiring(resolve_journal_path(journal, config.journal_path), not no_journal)
     shortfall = check_open_files(config.hosts)
+    info = [_local_notice(config)] if local else []
 
     @contextlib.asynccontextmanager
     async def open_monitor() -> AsyncIterator[FleetMonitor]:
@@ -218,14 +240,58 @@ def monitor(
         report = await triage_config(config, [config.host(name)], TriageOptions())
         return triage_table(report, width)
 
-    _run(open_monitor, wiring, config.risk, bell, triage, notices=_notices(shortfall))
+    _run(open_monitor, wiring, config.risk, bell, triage, notices=_notices(shortfall), info=info)
+
+
+def _local_notice(config: Config) -> str:
+    spec = config.hosts[0]
+    how = f"simulated ({spec.scenario})" if spec.backend == "sim" else f"backend {spec.backend}"
+    return (
+        f"no hosts file: watching this machine ({spec.name}, {how}); `gputui init` writes a "
+        "hosts file to list your GPU hosts in"
+    )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from gputui import __version__
+
+        typer.echo(f"gputui {__version__}")
+        raise typer.Exit()
 
 
 @app.callback(invoke_without_command=True)
-def _default(ctx: typer.Context) -> None:
-    """Terminal fleet monitor for NVIDIA GPU hosts. With no command: `gputui monitor`."""
+def _default(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+    readonly: ReadonlyOption = False,
+    local_backend: LocalBackendOption = None,
+) -> None:
+    """Terminal fleet monitor for NVIDIA GPU hosts.
+
+    With no command, the live monitor (`gputui monitor`): of the hosts of hosts.toml, or of
+    this machine's GPUs when there is no hosts file."""
     if ctx.invoked_subcommand is None:
-        monitor()
+        monitor(readonly=readonly, local_backend=local_backend)
+        return
+    given = [
+        flag for flag, on in (("--readonly", readonly), ("--local-backend", local_backend)) if on
+    ]
+    if given:
+        from gputui.cli.common import fail
+
+        sub = ctx.invoked_subcommand
+        raise fail(
+            f"{' and '.join(given)} before a command "
+            f"{'applies' if len(given) == 1 else 'apply'} only to bare `gputui`; put "
+            f"{'it' if len(given) == 1 else 'them'} after `{sub}` where it takes "
+            f"{'it' if len(given) == 1 else 'them'} (`gputui {sub} --help`)"
+        )
 
 
 @app.command("demo")
@@ -241,9 +307,12 @@ def demo(
         bool, typer.Option("--bell", help="Ring the terminal bell when a host gets worse")
     ] = False,
 ) -> None:
-    """Open the monitor on a simulated fleet: real SSH, real agents, scripted faults."""
+    """Open the monitor on a simulated fleet.
+
+    Real SSH servers on loopback, real agents, simulated GPUs with scripted faults."""
     from gputui.cli.common import check_open_files, fail
     from gputui.cli.demo_setup import demo_config
+    from gputui.cli.terminal import need_terminal
     from gputui.collect.demo import (
         DEMO_MAX_INTERVAL_S,
         DEMO_MIN_INTERVAL_S,
@@ -257,6 +326,7 @@ def demo(
         raise fail("--hosts takes a number of hosts from 1 to 5000")
     if not DEMO_MIN_INTERVAL_S <= interval <= DEMO_MAX_INTERVAL_S:
         raise fail(f"--interval takes {DEMO_MIN_INTERVAL_S:g} to {DEMO_MAX_INTERVAL_S:g} seconds")
+    need_terminal("gputui demo", instead=f"gputui report --demo {n_hosts}")
     shortfall = check_open_files(demo=n_hosts)
     # The demo journals into a scratch file: its marks and actions are not the real fleet's.
     scratch = make_scratch(DEMO_PREFIX + "journal-")

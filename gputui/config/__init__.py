@@ -18,6 +18,7 @@ from gputui.config.interval import (
 )
 from gputui.config.load import (
     HOSTS_ENV,
+    chosen_hosts_path,
     config_from_text,
     default_hosts_path,
     load_config,
@@ -51,6 +52,7 @@ __all__ = [
     "HostSpec",
     "SshSettings",
     "Transport",
+    "chosen_hosts_path",
     "config_from_text",
     "default_hosts_path",
     "expand_hosts",

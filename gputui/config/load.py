@@ -65,12 +65,11 @@ def default_hosts_path() -> Path:
     return platformdirs.user_config_path("gputui", appauthor=False) / HOSTS_FILE_NAME
 
 
-def resolve_hosts_path(
+def chosen_hosts_path(
     cli_path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Path:
-    """The hosts file to use: `--hosts PATH`, else $GPUTUI_HOSTS, else the user config dir.
-
-    Raises ConfigError, saying where it looked and how to start, when that file does not exist.
+) -> tuple[Path, str]:
+    """Where the hosts file is, whether or not it exists: `--hosts PATH`, else $GPUTUI_HOSTS,
+    else the user config dir; and which of them chose it, in words. `gputui init` writes there.
     """
     env = os.environ if environ is None else environ
     if cli_path is not None:
@@ -80,7 +79,17 @@ def resolve_hosts_path(
     else:
         path = default_hosts_path()
         origin = f"the default location; --hosts PATH or ${HOSTS_ENV} choose another"
-    path = path.expanduser()
+    return path.expanduser(), origin
+
+
+def resolve_hosts_path(
+    cli_path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """The hosts file to use: `--hosts PATH`, else $GPUTUI_HOSTS, else the user config dir.
+
+    Raises ConfigError, saying where it looked and how to start, when that file does not exist.
+    """
+    path, origin = chosen_hosts_path(cli_path, environ)
     if not path.is_file():
         problem = "is not a file" if path.exists() else "does not exist"
         # `gputui init` writes the packaged starter there (it reads $GPUTUI_HOSTS as this
