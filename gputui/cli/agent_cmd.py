@@ -52,7 +52,9 @@ def agent(
         bool, typer.Option("--once", help="Print the hello and one full sample, then exit")
     ] = False,
 ) -> None:
-    """Run the host agent here and print its JSON-lines stream (docs/protocol.md)."""
+    """Run the host agent here and print its stream.
+
+    The JSON lines the collector reads from every host over SSH (docs/protocol.md)."""
     problem = interval_problem(interval)
     if problem is not None:
         typer.echo(f"gputui agent: --interval: {problem}", err=True)

@@ -153,7 +153,9 @@ def jobs(
         ),
     ] = None,
 ) -> None:
-    """The jobs on the fleet's GPUs: hosts, GPUs, user, worst verdict, run time, risk.
+    """List the jobs on the fleet's GPUs.
+
+    Each with its hosts, GPUs, user, worst verdict, run time and risk.
 
     Exit code: 0 OK, 1 WARNING, 2 CRITICAL (a job's worst GPU), 3 UNKNOWN (a host whose
     processes are not known, unless a job is critical; or a bad argument or hosts file).

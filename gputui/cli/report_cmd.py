@@ -42,7 +42,9 @@ def report(
         float, typer.Option("--wait", help="Seconds to wait for every host to answer")
     ] = 15.0,
 ) -> None:
-    """Collect until every host answered (or --wait passed) and print one fleet snapshot.
+    """Print one snapshot of the fleet, for cron and monitoring.
+
+    It is taken once every host answered, or when --wait has passed.
 
     Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a host unreachable or unread, unless a
     host is critical; or a bad argument or hosts file), as monitoring plugins report.

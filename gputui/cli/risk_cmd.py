@@ -262,8 +262,10 @@ def risk_command(
         ),
     ] = None,
 ) -> None:
-    """Fleet failure risk: Poisson fleet, job survival, detection, recovery, Bayesian rate;
-    with --nodes, the lemon nodes."""
+    """Estimate the fleet's failure risk, or rank its nodes.
+
+    The Poisson fleet, job survival, detection, recovery and the Bayesian rate; with --nodes,
+    the lemon nodes."""
     opts: dict[str, Any] = {
         "--gpus": gpus,
         "--hosts": hosts,

@@ -130,7 +130,9 @@ def triage(
         ),
     ] = None,
 ) -> None:
-    """Read every signal of TARGET hosts once, with their kernel log's XIDs, and say what to do.
+    """Judge suspect hosts in one deep pass and say what to do.
+
+    Reads every signal of the TARGET hosts once, with their kernel log's XIDs.
 
     Prints a summary (worst first), then per host: facts, GPUs, findings with NVIDIA's action
     and gputui's step, and the `gputui node fail` command that takes it. Exit code as
@@ -171,7 +173,8 @@ def triage(
     elif fmt is TriageFormat.markdown:
         typer.echo(triage_markdown(report), nl=False)
     else:
-        width = max(100, shutil.get_terminal_size((100, 24)).columns)
+        # Laid out for the terminal it is read in (100 columns when piped).
+        width = shutil.get_terminal_size((100, 24)).columns
         typer.echo(triage_table(report, width=width), nl=False)
     raise typer.Exit(int(report.status))
 
