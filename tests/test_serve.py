@@ -389,3 +389,57 @@ def test_the_command_serves_on_loopback_and_stops_on_ctrl_c() -> None:
     assert process.returncode == 0, err
     assert f"gputui: serving the monitor at http://127.0.0.1:{port}/ (Ctrl+C stops)" in out
     assert "Traceback" not in err
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below `pid` now (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_stopping_the_server_ends_the_open_sessions_apps() -> None:
+    """A service manager's SIGTERM reaches the server alone (a terminal's Ctrl+C reaches the
+    sessions' apps too): the server ends them, and at once rather than when browsers leave."""
+    port = _free_port()
+    process = _start("--demo", "1", "--port", str(port))
+
+    async def open_session() -> set[int]:
+        async with aiohttp.ClientSession() as client:
+            url = f"http://127.0.0.1:{port}/ws?width=100&height=30"
+            async with client.ws_connect(url) as session:
+                drawn = b""
+                while b"sim-001" not in drawn:
+                    message = await asyncio.wait_for(session.receive(), timeout=30)
+                    assert message.type is aiohttp.WSMsgType.BINARY, message
+                    drawn += message.data
+                apps = _descendants(process.pid)
+                assert apps  # the session's shell and its gputui demo
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                ends = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                while (await asyncio.wait_for(session.receive(), timeout=15)).type not in ends:
+                    pass  # the app's last frames
+                assert time.monotonic() - started < 10
+                return apps
+
+    try:
+        _wait_listening(port, process)
+        apps = asyncio.run(open_session())
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert not apps & _descendants(1), "a session's app outlived the server"
+    assert all(not Path(f"/proc/{pid}").exists() for pid in apps)

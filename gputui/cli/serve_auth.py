@@ -16,6 +16,7 @@ Imported by `gputui serve` only: aiohttp and textual-serve load when the server 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import ipaddress
 import secrets
@@ -129,6 +130,7 @@ class GatedServer(Server):
     def __init__(self, command: str, gate: Gate, *, host: str, port: int, title: str) -> None:
         self.gate = gate
         self._bound_url = ""
+        self._sessions: set[asyncio.Task[object]] = set()
         super().__init__(command, host=host, port=port, title=title)
 
     # textual-serve writes public_url into the page as the websocket's address. The bound
@@ -149,3 +151,21 @@ class GatedServer(Server):
         a middleware can join every route. (Not textual-serve's banner: the command prints the
         address, with its token.)"""
         app.middlewares.append(self.gate.middleware())
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """textual-serve's session (one browser tab, one app), known to on_shutdown while it
+        lasts."""
+        session = asyncio.current_task()
+        assert session is not None  # aiohttp runs every handler in a task
+        self._sessions.add(session)
+        try:
+            return await super().handle_websocket(request)
+        finally:
+            self._sessions.discard(session)
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """End every session as the server stops. Left alone, aiohttp waits (20 s here) for the
+        browsers to leave; cancelled, textual-serve's handler closes the websocket and quits the
+        session's app, which closes its fleet's connections as `q` does."""
+        for session in self._sessions:
+            session.cancel()
