@@ -125,6 +125,11 @@ def test_table_explains_each_figure() -> None:
         (["--gpus", "8", "--detect", "1.5"], "--detect"),
         (["--gpus", "8", "--detect", "-0.1"], "--detect"),
         (["--gpus", "8", "--job-gpus", "8"], "--job-hours"),
+        # A value wrong on its own is named as such, not as a missing partner.
+        (["--gpus", "8", "--job-hours", "-1"], "--job-hours must be > 0, got -1"),
+        (["--gpus", "8", "--job-gpus", "0"], "--job-gpus must be at least 1"),
+        # A job the fleet cannot hold.
+        (["--gpus", "8", "--job-gpus", "16", "--job-hours", "2"], "does not fit a fleet of"),
         (["--gpus", "8", "--job-hours", "8"], "--job-gpus"),
         (["--gpus", "8", "--failures", "3"], "--exposure-gpu-hours"),
         (["--gpus", "8", "--failures", "-1", "--exposure-gpu-hours", "10"], "--failures"),
@@ -158,6 +163,12 @@ def test_demo_counts_gpus_through_the_collector() -> None:
     # The real thing: 2 simulated hosts behind SSH servers, 8 GPUs each.
     out = run_json("--demo", "2")
     assert out["gpus"] == 16 and out["gpus_source"] == "demo"
+    # ... and a job larger than what was counted does not fit.
+    result = run("--demo", "2", "--job-gpus", "17", "--job-hours", "2")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        "gputui risk: a job of --job-gpus 17 does not fit a fleet of the demo's 16 GPUs\n"
+    )
 
 
 def test_a_collection_without_gpus_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

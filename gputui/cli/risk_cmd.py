@@ -158,12 +158,13 @@ def _validate(opts: dict[str, Any]) -> None:
     _check(opts["--gpus"] is None or opts["--gpus"] >= 1, "--gpus must be at least 1")
     _check(opts["--demo"] is None or opts["--demo"] >= 1, "--demo must be at least 1 host")
     _finite_at_least(opts["--hours"], "--hours", 0, strict=True)
+    # Each value on its own first: a wrong one is the mistake to name, not a missing partner.
+    _check(opts["--job-gpus"] is None or opts["--job-gpus"] >= 1, "--job-gpus must be at least 1")
+    _finite_at_least(opts["--job-hours"], "--job-hours", 0, strict=True)
     _check(
         (opts["--job-gpus"] is None) == (opts["--job-hours"] is None),
         "--job-gpus and --job-hours go together: give both or neither",
     )
-    _check(opts["--job-gpus"] is None or opts["--job-gpus"] >= 1, "--job-gpus must be at least 1")
-    _finite_at_least(opts["--job-hours"], "--job-hours", 0, strict=True)
     _finite_at_least(opts["--checkpoint-minutes"], "--checkpoint-minutes", 0)
     _finite_at_least(opts["--restart-minutes"], "--restart-minutes", 0)
     detect = opts["--detect"]
@@ -335,6 +336,19 @@ def _report(opts: dict[str, Any]) -> RiskReport:
     else:
         n_gpus = _count_fleet_gpus(opts["--hosts"], opts["--demo"])
         source = "hosts" if opts["--hosts"] is not None else "demo"
+    if settings.job_gpus is not None and settings.job_gpus > n_gpus:
+        # Counted or configured: a job the fleet cannot hold has no survival to compute.
+        job = (
+            f"--job-gpus {settings.job_gpus}"
+            if opts["--job-gpus"] is not None
+            else f"[risk] job_gpus = {settings.job_gpus} in hosts.toml"
+        )
+        fleet = {
+            "given": f"--gpus {n_gpus}",
+            "hosts": f"the {n_gpus} GPUs counted on the hosts that answered",
+            "demo": f"the demo's {n_gpus} GPUs",
+        }[source]
+        _fail(f"a job of {job} does not fit a fleet of {fleet}")
     try:
         return risk_report(
             n_gpus,
