@@ -70,7 +70,7 @@ class Gate(msgspec.Struct, frozen=True):
         except ValueError:  # a Host header yarl cannot read as an authority
             return "the Host header is not a host name"
         if self.token is None and not is_loopback(url.host or ""):
-            return f"this server answers at a loopback address only, not at {url.host}"
+            return "this server answers at a loopback address only"
         if self.token is not None and not self._given_token(request):
             return "the access token is missing or wrong: open the address printed at start"
         if _is_websocket(request) and not _same_origin(request, url):
