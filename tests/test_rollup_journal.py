@@ -80,16 +80,10 @@ def fleet_snapshots(
                     power_w=100.0 + (i * 7 + h) % 500,
                     power_limit_w=700.0,
                     clock_events=0x4 if (i + g.index) % 4 == 0 else 0,
-                    **(
-                        {
-                            "ecc_corrected_volatile": i // 30,
-                            "pcie_replay": i // 90,
-                            "pcie_gen": 5,
-                            "pcie_width": 16,
-                        }
-                        if slow
-                        else {}
-                    ),
+                    ecc_corrected_volatile=i // 30 if slow else None,
+                    pcie_replay=i // 90 if slow else None,
+                    pcie_gen=5 if slow else None,
+                    pcie_width=16 if slow else None,
                 )
                 for g in inventory
             ]

@@ -72,9 +72,9 @@ class Held(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     From NVML's cumulative counters where the GPU has them (every reason but HW slowdown);
     else from the clock-event reason bits, each sample's bits counted over the time since the
-    previous sample. The two disagree on real hardware (an H200 at its 700 W cap shows the
-    SW power cap bit for 69 s of a 70 s load, its counter 23.3 s: the counter measures time
-    actually clocked down), so a reason never mixes them within one GPU. None: not known.
+    previous sample. The two need not agree (a counter counts the time the clocks were
+    lowered, a bit that a reason was active when sampled: docs/prevention.md), so a reason
+    never mixes them within one GPU. None: not known.
     """
 
     sw_power_cap_s: float | None = None
