@@ -76,7 +76,7 @@ _PLACEHOLDERS = ", ".join("?" * (2 + len(COLUMNS)))
 
 # Real values are stored in hundredths of their unit (0.01 C, W, %, s), as whole numbers in the
 # REAL columns: SQLite writes a REAL with no fraction as an integer of 1 to 3 bytes, not 8, and
-# halves the row (189 bytes to about 90, docs/benchmarks.md "Rollup storage").
+# halves the row (189 bytes to about 100, docs/benchmarks.md "Rollup storage").
 _REALS = frozenset(
     name
     for name in (*_SCALARS, *(f"held_{n}" for n in HELD_FIELDS))
