@@ -415,8 +415,9 @@ def test_stopping_the_server_ends_the_open_sessions_apps() -> None:
     sessions' apps too): the server ends them, and at once rather than when browsers leave."""
     port = _free_port()
     process = _start("--demo", "1", "--port", str(port))
+    apps: set[int] = set()  # the session's shell, its gputui demo and the demo's servers
 
-    async def open_session() -> set[int]:
+    async def open_session() -> None:
         async with aiohttp.ClientSession() as client:
             url = f"http://127.0.0.1:{port}/ws?width=100&height=30"
             async with client.ws_connect(url) as session:
@@ -425,23 +426,35 @@ def test_stopping_the_server_ends_the_open_sessions_apps() -> None:
                     message = await asyncio.wait_for(session.receive(), timeout=30)
                     assert message.type is aiohttp.WSMsgType.BINARY, message
                     drawn += message.data
-                apps = _descendants(process.pid)
-                assert apps  # the session's shell and its gputui demo
+                apps.update(_descendants(process.pid))
+                assert apps
                 started = time.monotonic()
                 process.send_signal(signal.SIGTERM)
                 ends = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
                 while (await asyncio.wait_for(session.receive(), timeout=15)).type not in ends:
                     pass  # the app's last frames
                 assert time.monotonic() - started < 10
-                return apps
 
     try:
         _wait_listening(port, process)
-        apps = asyncio.run(open_session())
+        asyncio.run(open_session())
         assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
             process.kill()
         process.communicate()
-    assert not apps & _descendants(1), "a session's app outlived the server"
-    assert all(not Path(f"/proc/{pid}").exists() for pid in apps)
+        survivors = _survivors(apps)
+    assert not survivors, "a session's app outlived the server"
+
+
+def _survivors(pids: set[int], wait_s: float = 2.0) -> set[int]:
+    """Those of `pids` still running after `wait_s`, ended here (a failed test leaves none)."""
+    deadline = time.monotonic() + wait_s
+    while (alive := {p for p in pids if Path(f"/proc/{p}").exists()}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return alive
