@@ -53,21 +53,50 @@ class Column:
     header: str
     width: int  # characters of content; each cell also gets one leading space
     right: bool = False
+    # When the line is short, columns give way to WHY in this order (1 first); 0: never.
+    drop: int = 0
 
 
 COLUMNS = (
     Column("host", "HOST", 12),
     Column("state", "STATE", 13),
-    Column("gpus", "GPU", 3, right=True),
-    Column("util", "UTIL%", 7, right=True),
-    Column("temp", "TEMP", 4, right=True),
-    Column("power", "kW", 7, right=True),
-    Column("mem", "MEM", 4, right=True),
-    Column("age", "SEEN", 4, right=True),
+    Column("gpus", "GPU", 3, right=True, drop=4),
+    Column("util", "UTIL%", 7, right=True, drop=6),
+    Column("temp", "TEMP", 4, right=True, drop=5),
+    Column("power", "kW", 7, right=True, drop=1),
+    Column("mem", "MEM", 4, right=True, drop=2),
+    Column("age", "SEEN", 4, right=True, drop=3),
     Column("why", "WHY", 160),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 AGE = COLUMN_KEYS.index("age")
+# WHY is what a row is about: it keeps at least this many cells, or two fifths of a wider
+# line, and the columns that say least give way first.
+WHY_MIN = 24
+WHY_SHARE = 0.4
+
+
+def content_width(column: Column, host_width: int) -> int:
+    """Cells of `column`'s text: the host column as wide as the names, every other as its own
+    width and never narrower than its header with the sort arrow after it."""
+    if column.key == "host":
+        return host_width
+    return max(column.width, len(column.header) + 1)
+
+
+def column_widths(width: int, host_width: int) -> tuple[int, ...]:
+    """Each column's cells in a line `width` wide, its leading space included: 0 for a column
+    left out so that WHY keeps its room (WHY itself as wide as its text may be)."""
+    widths = [content_width(c, host_width) + 1 for c in COLUMNS]
+    if width <= 0:  # not laid out yet: every column, as a wide screen shows them
+        return tuple(widths)
+    keep = max(WHY_MIN, int(width * WHY_SHARE))
+    why = COLUMN_KEYS.index("why")
+    for column in sorted((c for c in COLUMNS if c.drop), key=lambda c: c.drop):
+        if width - (sum(widths) - widths[why]) >= keep:
+            break
+        widths[COLUMN_KEYS.index(column.key)] = 0
+    return tuple(widths)
 
 
 def fmt_age(age_s: float | None, fresh_s: float = 3.0) -> str:

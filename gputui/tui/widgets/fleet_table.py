@@ -4,7 +4,8 @@ Following dolphie's process list: rows are keyed by host name; each tick only th
 text changed are updated, hosts that newly match are added and hosts that no longer match are
 removed. The table is never cleared and rebuilt on a tick (that costs 10-30x more at 1,000
 rows); a filter change that removes most rows is the one case where rebuilding is cheaper.
-Column widths are fixed, so no update ever re-measures anything.
+Column widths follow only the widget's width (a narrow screen leaves out the columns that say
+least, so WHY keeps its room), so no tick ever re-measures anything.
 
 A Line-API widget (a ScrollView drawing `render_line`, as the event log and toolong's log view
 are built) that owns its rows, its cursor and its cache of drawn lines, through Textual's public
@@ -43,6 +44,8 @@ from gputui.tui.fleetview import (
     HostRow,
     SortKey,
     age_moved,
+    column_widths,
+    content_width,
     host_row,
     light_sort_key,
     row_why,
@@ -524,6 +527,7 @@ class FleetTable(ScrollView, can_focus=True):
             self._refresh_visible()
 
     def on_resize(self) -> None:
+        self._fit()
         self._refresh_visible()
 
     def _row(self, host: HostSnapshot, now: float) -> HostRow:
@@ -576,11 +580,28 @@ class FleetTable(ScrollView, can_focus=True):
     def _add_columns(self, snapshot: FleetSnapshot) -> None:
         longest = max((len(h.name) for h in snapshot.hosts), default=6)
         self._host_width = min(max(longest, 6), 24)
-        self._widths = tuple(self._width(column) + 1 for column in COLUMNS)
+        self._widths = column_widths(self.size.width, self._host_width)
         self._label_columns()
 
+    def _fit(self) -> None:
+        """The columns that fit the widget's width now (0 wide: left out)."""
+        if not self._widths:
+            return  # no snapshot yet: the first one lays the columns out
+        widths = column_widths(self.size.width, self._host_width)
+        if widths != self._widths:
+            self._widths = widths
+            self._drawn.clear()
+            self._label_columns()
+            self._resize()
+            self.refresh()
+
+    @property
+    def shown_columns(self) -> list[str]:
+        """The keys of the columns on screen, left to right."""
+        return [c.key for c, w in zip(COLUMNS, self._widths, strict=True) if w]
+
     def _width(self, column: Column) -> int:
-        return self._host_width if column.key == "host" else column.width
+        return content_width(column, self._host_width)
 
     def _header(self, column: Column, width: int) -> Cell:
         label = column.header
