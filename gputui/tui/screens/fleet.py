@@ -14,6 +14,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, Static, TabbedContent, TabPane
@@ -36,6 +37,9 @@ from gputui.tui.widgets.key_bar import KeyBar
 from gputui.tui.widgets.risk_panel import Record, RiskPanel
 
 TABS = ("fleet", "grid", "risk", "events", "jobs")
+# Tabs whose rows `s` puts in another order; the others (the grid in fleet order, the risk
+# figures, the log newest first) have none to change.
+SORTED_TABS = ("fleet", "jobs")
 RECENT_LINES = 4
 TALL = 34  # rows from which the recent-events strip is worth its space
 # Seconds screen updates are held on a tab switch: the tab bar, the panes' display and the
@@ -283,7 +287,22 @@ class FleetScreen(Screen[None]):
         else:
             self.table.focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("sort", "sort_reverse"):
+            # Only where it orders what is shown: elsewhere it sorted the hidden fleet table.
+            return self._sortable()
+        return True
+
+    def _sortable(self) -> bool:
+        try:
+            return self.active_tab in SORTED_TABS
+        except NoMatches:  # asked before the tabs are composed
+            return True
+
     def action_sort(self) -> None:
+        if not self._sortable():
+            self.app.notify("nothing on this tab has an order to change", timeout=3)
+            return
         if self.active_tab == "jobs":  # the tab shown sorts: the jobs have orders of their own
             jobs = self.jobs_panel
             jobs.set_sort(jobs.sort_key.next(), False)
@@ -293,6 +312,9 @@ class FleetScreen(Screen[None]):
         self._status()
 
     def action_sort_reverse(self) -> None:
+        if not self._sortable():
+            self.app.notify("nothing on this tab has an order to change", timeout=3)
+            return
         if self.active_tab == "jobs":
             jobs = self.jobs_panel
             jobs.set_sort(jobs.sort_key, not jobs.sort_reverse)
