@@ -344,3 +344,11 @@ def test_options_of_bare_gputui_before_a_command_are_refused(no_config: Path) ->
         "gputui: --readonly before a command applies only to bare `gputui`; put it after "
         "`journal` where it takes it (`gputui journal --help`)"
     )
+
+
+def test_the_event_log_says_what_is_watched_and_why() -> None:
+    # Its start is what an 80-column event log shows; the rest is in the entry's details.
+    text = tui_cmd._local_notice(local_config("sim"))
+    assert text.startswith("no hosts file: this machine only (localhost, simulated, scenario")
+    assert "`gputui init` writes a hosts file" in text
+    assert "(localhost, auto)" in tui_cmd._local_notice(local_config())

@@ -48,6 +48,8 @@ class Wiring:
         self.journal: Journal | None = None
         self._record: tuple[int, float] | None = None
         self._notices: list[FleetEvent] = []
+        # host -> group, for the Prevention tab's host comparisons: filled once the fleet is known
+        self.groups: dict[str, str] = {}
 
     @contextlib.asynccontextmanager
     async def attach(self, monitor: FleetMonitor, config: Config) -> AsyncIterator[None]:
@@ -61,6 +63,7 @@ class Wiring:
         from gputui.ops.rollups import RollupWriter
 
         journal = Journal.open(self.journal_path)
+        self.groups.update({h.name: h.group for h in config.hosts})
         self._notices = orphan_events(journal.check_interrupted(), time.time())
         ops = OperatorActions(config, journal, monitor=monitor)
         recorder = asyncio.create_task(JournalRecorder(journal, monitor).run())
@@ -113,6 +116,7 @@ def _run(
     notices: Sequence[str] = (),
     info: Sequence[str] = (),
 ) -> None:
+    from gputui.ops.prevention import JournalPrevention
     from gputui.tui.app import GpuTuiApp
     from gputui.tui.operator import OperatorPort
     from gputui.tui.ops_operator import OpsOperator
@@ -139,6 +143,9 @@ def _run(
             triage=triage,
             notices=lambda: [*_events_of(info, notices), *wiring.notices()],
             scheduler=wiring.scheduler_view,
+            prevention=JournalPrevention(lambda: wiring.journal, risk=risk, groups=wiring.groups)
+            if wiring.use_journal
+            else None,
         )
         _quit_on_signals(tui.exit)
         try:
@@ -245,10 +252,11 @@ def monitor(
 
 def _local_notice(config: Config) -> str:
     spec = config.hosts[0]
-    how = f"simulated ({spec.scenario})" if spec.backend == "sim" else f"backend {spec.backend}"
+    how = f"simulated, scenario {spec.scenario}" if spec.backend == "sim" else spec.backend
+    # Its start is what a narrow event log shows: the rest is in the entry's details.
     return (
-        f"no hosts file: watching this machine ({spec.name}, {how}); `gputui init` writes a "
-        "hosts file to list your GPU hosts in"
+        f"no hosts file: this machine only ({spec.name}, {how}); `gputui init` writes a hosts "
+        "file to list your GPU hosts in"
     )
 
 
