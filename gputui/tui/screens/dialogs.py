@@ -5,6 +5,10 @@ top to bottom in one worker: ask, preview, confirm, run.
 
 Questions, reasons and previews quote host text (a reason is often a host's own words): every
 one is shown as a Text through `plain()`, never as markup, and a prefilled reason is plain too.
+
+Every text wraps at the dialog's width, and the buttons stay on screen however long the text:
+they are docked at the dialog's foot and the text above them scrolls (at 80x24 a preview of
+the drain and the requeue is taller than the screen).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -29,9 +33,26 @@ def _text(text: str) -> Text:
     return Text(plain(text))
 
 
+# Scoped to each dialog's screen: the buttons at the foot, the body scrolling above them, and
+# titles as wide as the dialog so that they wrap (a Label is as wide as its text, and cut).
+DIALOG_CSS = """
+.dialog-title {
+    width: 100%;
+}
+.dialog-body {
+    height: auto;
+    max-height: 100%;
+}
+.dialog-buttons {
+    dock: bottom;
+}
+"""
+
+
 class ReasonDialog(ModalScreen[str | None]):
     """Ask why a host is taken out of service; the reason is prefilled and editable."""
 
+    DEFAULT_CSS = DIALOG_CSS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
@@ -46,8 +67,8 @@ class ReasonDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(_text(self.title_text), classes="dialog-title")
-            yield Label(_text(self.hint))
+            yield Static(_text(self.title_text), classes="dialog-title")
+            yield Static(_text(self.hint))
             yield Input(self.reason, placeholder="why this host is out of service", id="reason")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.ok_label, variant="error", id="ok", disabled=not self.reason)
@@ -75,6 +96,7 @@ class ReasonDialog(ModalScreen[str | None]):
 class ConfirmDialog(ModalScreen[bool]):
     """A yes/no question; `y` and `n` answer it too."""
 
+    DEFAULT_CSS = DIALOG_CSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "answer(False)", "No"),
         Binding("y", "answer(True)", "Yes"),
@@ -88,12 +110,13 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(_text(self.question), classes="dialog-title")
-            if self.detail:
-                yield Static(_text(self.detail), classes="dialog-detail")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", variant="warning", id="yes")
                 yield Button("No (n)", id="no")
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(_text(self.question), classes="dialog-title")
+                if self.detail:
+                    yield Static(_text(self.detail), classes="dialog-detail")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -109,6 +132,7 @@ class ConfirmDialog(ModalScreen[bool]):
 class ActionPicker(ModalScreen[tuple[str, str] | None]):
     """Choose a configured action for a host and give its reason."""
 
+    DEFAULT_CSS = DIALOG_CSS
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, host: str, choices: Sequence[ActionChoice], reason: str) -> None:
@@ -119,7 +143,7 @@ class ActionPicker(ModalScreen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(_text(f"Run an action on {self.host}"), classes="dialog-title")
+            yield Static(_text(f"Run an action on {self.host}"), classes="dialog-title")
             options = [
                 Option(
                     Text.assemble((plain(c.name), "bold"), plain(f"  {c.description}")), id=c.name
@@ -155,6 +179,7 @@ class ActionPicker(ModalScreen[tuple[str, str] | None]):
 class PreviewDialog(ModalScreen[bool]):
     """Show exactly what a request will run, and where, before it runs."""
 
+    DEFAULT_CSS = DIALOG_CSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "answer(False)", "Cancel"),
         Binding("y", "answer(True)", "Run"),
@@ -168,20 +193,21 @@ class PreviewDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         p = self.prepared
         with Vertical(classes="dialog wide"):
-            yield Label(_text(self.question), classes="dialog-title")
-            if p.preview:
-                # One line per command: each line plain, the breaks between them kept.
-                preview = Text("\n".join(plain(line) for line in p.preview))
-                yield Static(preview, id="preview", classes="dialog-detail")
-            else:
-                yield Static(
-                    Text("No command runs: only the journal and this view change."),
-                    id="preview",
-                    classes="dialog-detail dim",
-                )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Run (y)" if p.commands else "Do it (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", id="no")
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(_text(self.question), classes="dialog-title")
+                if p.preview:
+                    # One line per command: each line plain, the breaks between them kept.
+                    preview = Text("\n".join(plain(line) for line in p.preview))
+                    yield Static(preview, id="preview", classes="dialog-detail")
+                else:
+                    yield Static(
+                        Text("No command runs: only the journal and this view change."),
+                        id="preview",
+                        classes="dialog-detail dim",
+                    )
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
