@@ -10,7 +10,10 @@ shortcodes, and the Markdown form escapes it.
 
 from __future__ import annotations
 
-from rich.console import Console
+import textwrap
+
+from rich.cells import cell_len
+from rich.console import Console, OverflowMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -22,7 +25,12 @@ from gputui.render.hosttext import host_text, md, md_code, text_console
 from gputui.render.report import LEVEL_STYLE
 from gputui.render.triage_json import iso, triage_json
 
-__all__ = ["triage_json", "triage_markdown", "triage_table"]
+__all__ = ["MIN_WIDTH", "triage_json", "triage_markdown", "triage_table"]
+
+#: The narrowest the table form is laid out for: narrower, its tables would say little.
+MIN_WIDTH = 40
+_GAP = 2  # cells between two columns of a table
+_PROCS_MAX = 16  # the process list's cells, cut past this
 
 # Clock-event bits in a few letters each, for a narrow column.
 _EVENT_ABBREV = {
@@ -260,49 +268,93 @@ def summary_table(report: TriageReport, width: int) -> Table:
     return table
 
 
+def gpu_column_groups(widths: list[int], width: int) -> list[list[int]]:
+    """The GPU table's columns (each `widths[i]` cells) in tables of at most `width` cells:
+    as many as fit side by side, the rest in a table below, each table led by the GPU index
+    (column 0) so its rows still say which GPU they are. Every column reads whole."""
+    groups: list[list[int]] = [[0]]
+    used = widths[0]
+    for i in range(1, len(widths)):
+        if used + _GAP + widths[i] > width and len(groups[-1]) > 1:
+            groups.append([0])
+            used = widths[0]
+        groups[-1].append(i)
+        used += _GAP + widths[i]
+    return groups
+
+
+def _gpu_tables(h: HostTriage, width: int) -> list[Table]:
+    """The host's GPU table, in as many tables as the width needs (gpu_column_groups)."""
+    rows = [gpu_cells(g) for g in h.gpus]
+    room = max(width - len(GPU_HEADERS[0]) - _GAP, 1)  # beside the GPU index, on its own
+    widths = [
+        min(
+            max([len(head), *(cell_len(row[i]) for row in rows)]),
+            _PROCS_MAX if head == "PROCS" else room,
+        )
+        for i, head in enumerate(GPU_HEADERS)
+    ]
+    tables = []
+    for group in gpu_column_groups(widths, width):
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for i in group:
+            name = GPU_HEADERS[i]
+            # Cells read whole; only the process list is cut, and what no line holds folds.
+            overflow: OverflowMethod = "ellipsis" if name == "PROCS" else "fold"
+            table.add_column(name, no_wrap=name == "PROCS", overflow=overflow, width=widths[i])
+        for g, row in zip(h.gpus, rows, strict=True):
+            style = LEVEL_STYLE[g.level] if g.level > Level.OK else ""
+            # host_text: process names and errors are the host's words
+            table.add_row(*(host_text(row[i]) for i in group), style=style)
+        tables.append(table)
+    return tables
+
+
 def _host_details(console: Console, h: HostTriage) -> None:
     title = f"{h.host}: {h.level.label.upper()} -> {h.suggestion.step.value}"
     console.rule(host_text(title), align="left")
+    width = console.width
 
-    def say(text: str) -> None:
-        console.print(host_text(text), soft_wrap=True)  # "[failed]" is text, not a style
+    def say(text: str, indent: str = "", more: str = "") -> None:
+        """A line of text wrapped at the width, its next lines indented by `more`."""
+        lines = textwrap.wrap(
+            text,
+            width,
+            initial_indent=indent,
+            subsequent_indent=more or indent,
+            break_on_hyphens=False,
+        )
+        for line in lines or [indent]:
+            console.print(host_text(line), soft_wrap=True)  # "[failed]" is text, not a style
 
     if not h.reachable:
         say(f"not triaged: {h.error}")
     say(f"NVIDIA: {h.action.value}")
     say(f"gputui: {h.suggestion.text}")
     if h.suggestion.command:
-        say(f"command: {h.suggestion.command}")
+        # One line however long, so that it pastes whole into a shell.
+        console.print(host_text(f"command: {h.suggestion.command}"), soft_wrap=True)
     for line in facts_lines(h):
-        say(line)
+        say(line, more="  ")
     if h.gpus:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in GPU_HEADERS:
-            # Cells are short and must read whole; clock events wrap, the process list is cut.
-            if name == "EVENTS":
-                table.add_column(name, ratio=1, overflow="fold")
-            elif name == "PROCS":
-                table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=16)
-            else:
-                table.add_column(name, no_wrap=True, min_width=len(name))
-        for g in h.gpus:
-            style = LEVEL_STYLE[g.level] if g.level > Level.OK else ""
-            table.add_row(*map(host_text, gpu_cells(g)), style=style)  # process names, errors
-        console.print(table)
+        for table in _gpu_tables(h, width):
+            console.print(table)
     if h.findings:
         say("findings:")
         for f in h.findings:
-            say(f"  - {finding_line(f)}")
+            say(finding_line(f), "  - ", "    ")
             if f.fix:
-                say(f"    fix: {f.fix}")
+                say(f"fix: {f.fix}", "    ", "      ")
     if h.xids:
         say("kernel log XIDs:")
         for i in range(len(h.xids)):
-            say(f"  {xid_line(h, i)}")
+            say(xid_line(h, i), "  ", "    ")
     console.print()
 
 
 def triage_table(report: TriageReport, width: int = 100) -> str:
+    """The report for a terminal `width` cells wide (MIN_WIDTH at the least)."""
+    width = max(width, MIN_WIDTH)
     console, buf = text_console(width)
     console.print(summary_table(report, width))
     console.print()
