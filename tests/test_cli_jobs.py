@@ -85,7 +85,7 @@ def test_table_lists_jobs_worst_first_with_hosts_gpus_users_verdicts_and_risk(
     assert "gpu004: GPU5 temperature 90 C at or above the slowdown limit 89 C -> drain" in lines[2]
     assert "GPUTUI CRITICAL - 5 jobs on 48 GPUs of 7 hosts" in out
     assert "20 GPU processes serve no job, on gpu005 (4), gpu007 (8), gpu008 (8)" in out
-    assert "processes not known on 3 host(s): gpu006, gpu007, gpu010" in out
+    assert "processes not known on 3 hosts: gpu006, gpu007, gpu010" in out
     # Below the table, each troubled job's GPUs by host and reason, with NVIDIA's action.
     assert "slurm:4243: critical, recommended: drain" in out
     assert "  - gpu004 GPU5 [critical] GPU5 temperature 90 C" in out

@@ -144,7 +144,7 @@ def test_an_unreachable_host_is_unknown_and_never_told_to_drain() -> None:
 @pytest.mark.parametrize(
     ("code", "level", "action", "step"),
     [
-        ("xid_13", Level.WARN, Action.RESTART_APP, OperatorStep.RESUME_APP),
+        ("xid_13", Level.WARN, Action.RESTART_APP, OperatorStep.RESTART_APP),
         ("xid_48", Level.CRITICAL, Action.RESET_GPU, OperatorStep.RESET_GPU),
         ("xid_95", Level.FAILED, Action.DRAIN, OperatorStep.RESET_GPU),
         ("hw_thermal", Level.CRITICAL, Action.DRAIN, OperatorStep.DRAIN_INSPECT),

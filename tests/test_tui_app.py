@@ -390,7 +390,7 @@ async def test_a_host_that_gets_worse_is_announced_without_taking_focus() -> Non
         await r.tick()
         assert r.app.focused is focused and not isinstance(r.app.screen, HostScreen)
         assert rang == [True]
-        assert any("1 host(s) worse: gpu001" in n.message for n in r.app._notifications)
+        assert any("1 host worse: gpu001" in n.message for n in r.app._notifications)
         line = r.app.fleet_screen.event_log.lines()[0]
         assert "alert" in line and "worse: ok -> critical: GPU0 hardware slowdown" in line
         await r.press("b")  # bell off

@@ -22,6 +22,8 @@ from gputui.core.model import (
     Level,
     Sample,
 )
+from gputui.core.words import adding, counted
+from gputui.core.xid import xid_words
 
 STALE_AFTER_INTERVALS = 3
 # A stream whose lines have not been understood for this many intervals is given up on: every
@@ -33,6 +35,12 @@ HEALTHY_AFTER_SAMPLES = 10
 # connection: the host shows `no-gpu` with the agent's words.
 NO_GPU_CODES = frozenset({"no_gpu", "no_backend", "nvml_init_failed", "smi_not_found"})
 SMI_REASON = "nvidia-smi fallback: no pushed XID events, fewer signals"
+# What each pushed event says of its GPU, before the agent's own words (when they add any).
+_EVENT_WORDS = {
+    "gpu_lost": "is lost",
+    "reset_required": "needs a GPU reset",
+    "ecc_dbe": "double-bit ECC error",
+}
 CORE_SIGNALS = (
     ("util_pct", "utilisation"),
     ("temp_c", "temperature"),
@@ -281,14 +289,22 @@ class HostRuntime:
             self._apply_verdict(self.health.evaluate(self.hello, self.sample, now), now)
             if event.gpu is not None and event.gpu in self.verdict.gpus:
                 level = self.verdict.gpus[event.gpu].level
-        what = f"XID {event.xid}" if event.kind == "xid" else event.kind.replace("_", " ")
         gpu = f"GPU{event.gpu} " if event.gpu is not None else ""
+        if event.kind == "xid" and event.xid is not None:
+            # NVML's own text only restates the number: the catalogue says what it is.
+            text = f"{gpu}XID {event.xid}: {xid_words(event.xid, event.text)}"
+        elif event.kind in _EVENT_WORDS:
+            subject = f"GPU{event.gpu}" if event.gpu is not None else "a GPU"
+            # The agent's "GPU 3: GPU is lost" adds nothing to "GPU3 is lost".
+            text = adding(f"{subject} {_EVENT_WORDS[event.kind]}", event.text)
+        else:
+            text = f"{gpu}{event.kind.replace('_', ' ')}: {event.text}"
         self._emit(
             FleetEvent(
                 t=now,
                 host=self.name,
                 kind=event.kind,
-                text=f"{gpu}{what}: {event.text}".strip(),
+                text=text.strip(),
                 level=level,
                 gpu=event.gpu,
                 uuid=event.uuid,
@@ -356,7 +372,8 @@ class HostRuntime:
                     t=self._clock(),
                     host=self.name,
                     kind="protocol",
-                    text=f"{stats.bad} bad line(s) from the agent; last: {stats.last_problem}",
+                    text=f"{counted(stats.bad, 'bad line')} from the agent; "
+                    f"last: {stats.last_problem}",
                     level=Level.WARN,
                 ),
                 False,

@@ -44,6 +44,7 @@ from gputui.core.model import (
 from gputui.core.reasons import REASON_CODES, fmt_num, reason, verdict_of, who
 from gputui.core.straggler import StragglerDetector
 from gputui.core.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from gputui.core.words import adding, counted
 from gputui.core.xid import (
     RESETTING_RECOVERY_ACTIONS,
     recovery_action,
@@ -90,6 +91,7 @@ _slow_fields_of = attrgetter(*_SLOW_FIELDS)
 _NO_SLOW_FIELDS = (None,) * len(_SLOW_FIELDS)
 
 _Key = tuple[int | None, str]  # (GPU index or None for the host, reason code)
+PCIE_DOWN = "pcie_downgraded"
 
 
 def _has_fast(r: GpuReading) -> bool:
@@ -135,6 +137,8 @@ class HostHealth:
         self._bands: set[_Key] = set()  # hysteresis reasons currently raised
         self._bit_seen: dict[_Key, float] = {}  # clock-event reason -> last time seen
         self._slow: dict[_Key, Reason] = {}  # judgement of the latest sample with the field
+        # GPU -> (its PCIe judgement, that judgement said as an earlier reading): made once
+        self._pcie_idle: dict[int, tuple[Reason, Reason]] = {}
         self._counters: dict[int, dict[str, int]] = {}
         self._rises: dict[_Key, tuple[float, str]] = {}  # rise reason -> (when, text)
         self._down: set[int] = set()  # GPUs last read as lost or needing a reset
@@ -164,8 +168,8 @@ class HostHealth:
         elif event.kind == "ecc_dbe":
             self._latch(reason("ecc_uncorrectable", gpu, f"{name} double-bit ECC error event"))
         elif event.kind == "gpu_lost":
-            detail = f": {event.text}" if event.text else ""
-            self._latch(reason("gpu_lost", gpu, f"{name} is lost (fell off the bus){detail}"))
+            text = adding(f"{name} is lost (fell off the bus)", event.text)
+            self._latch(reason("gpu_lost", gpu, text))
         elif event.kind == "reset_required":
             self._latch(reason("reset_required", gpu, f"{name} needs a GPU reset"))
 
@@ -359,7 +363,9 @@ class HostHealth:
         reasons.extend(self._memory(idx, info, r))
         reasons.extend(self._clock_events(idx, r, now))
         if self._slow:
-            reasons.extend(v for k, v in self._slow.items() if k[0] == idx)
+            for (gpu, code), judged in self._slow.items():
+                if gpu == idx:
+                    reasons.append(self._pcie_now(judged, r) if code == PCIE_DOWN else judged)
         if self._rises:
             hold = self.thresholds.counter_rise_hold_s
             for key, (t, text) in list(self._rises.items()):
@@ -376,16 +382,18 @@ class HostHealth:
         return reasons, Level.OK
 
     def _status_reasons(self, idx: int, r: GpuReading) -> list[Reason]:
-        error = f": {r.error}" if r.error else ""
         if r.status == "lost":
             self._down.add(idx)
-            self._latch(reason("gpu_lost", idx, f"GPU{idx} is lost (fell off the bus){error}"))
+            text = adding(f"GPU{idx} is lost (fell off the bus)", r.error)
+            self._latch(reason("gpu_lost", idx, text))
             return []
         if r.status == "reset_required":
             self._down.add(idx)
-            self._latch(reason("reset_required", idx, f"GPU{idx} needs a GPU reset{error}"))
+            self._latch(
+                reason("reset_required", idx, adding(f"GPU{idx} needs a GPU reset", r.error))
+            )
             return []
-        return [reason("read_error", idx, f"GPU{idx} could not be read{error}")]
+        return [reason("read_error", idx, adding(f"GPU{idx} could not be read", r.error))]
 
     # -- fast signals --------------------------------------------------------------------------
 
@@ -524,12 +532,8 @@ class HostHealth:
             # First: a withdrawn reset action means a reset, which wipes older judgements.
             self._judge_recovery_action(idx, r.recovery_action, sample)
         if r.ecc_uncorrected_volatile is not None and r.ecc_uncorrected_volatile > 0:
-            n = r.ecc_uncorrected_volatile
-            self._latch(
-                reason(
-                    "ecc_uncorrectable", idx, f"GPU{idx} {n} uncorrectable ECC errors since reset"
-                )
-            )
+            errors = counted(r.ecc_uncorrected_volatile, "uncorrectable ECC error")
+            self._latch(reason("ecc_uncorrectable", idx, f"GPU{idx} {errors} since reset"))
         if r.remap_failure:
             self._latch(reason("remap_failure", idx, f"GPU{idx} row remap failed: no spare rows"))
         if r.remap_pending is not None:
@@ -555,7 +559,18 @@ class HostHealth:
         if r.pcie_width is not None and info.pcie_width_max and r.pcie_width < info.pcie_width_max:
             low.append(f"x{r.pcie_width} < max x{info.pcie_width_max}")
         text = f"GPU{idx} PCIe {', '.join(low)} at {fmt_num(round(r.util_pct))}% util"
-        self._set_slow(idx, "pcie_downgraded", text if low else None)
+        self._set_slow(idx, PCIE_DOWN, text if low else None)
+
+    def _pcie_now(self, judged: Reason, r: GpuReading) -> Reason:
+        """The link judged under load, as it reads while the GPU idles: links train down at
+        idle, so the judgement stands, said as an earlier reading beside a low UTIL."""
+        if r.util_pct is None or r.util_pct > self.thresholds.pcie_load_util_pct:
+            return judged
+        idle = self._pcie_idle.get(r.index)
+        if idle is None or idle[0] is not judged:
+            text = f"{judged.text} (an earlier reading; idle now)"
+            idle = self._pcie_idle[r.index] = (judged, msgspec.structs.replace(judged, text=text))
+        return idle[1]
 
     def _judge_recovery_action(self, idx: int, value: int, sample: Sample) -> None:
         previous = self._recovery.get(idx)
@@ -585,7 +600,7 @@ class HostHealth:
         rate = n / th.xid_63_window_h
         if n and rate >= th.xid_63_rate_per_hour:
             text = (
-                f"GPU{idx} {n} row remaps (XID 63) in {fmt_num(th.xid_63_window_h)} h: "
+                f"GPU{idx} {counted(n, 'row remap')} (XID 63) in {fmt_num(th.xid_63_window_h)} h: "
                 f"{rate:.2f}/h >= {th.xid_63_rate_per_hour:g}/h"
             )
             return [reason("xid_63_rate", idx, text)]

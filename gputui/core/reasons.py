@@ -43,6 +43,14 @@ REASON_CODES: dict[str, tuple[Level, Action]] = {
 }
 
 
+def advice(action: Action, level: Level) -> str:
+    """NVIDIA's action in an operator's words: "none" on a host or GPU that is not ok read as
+    if nothing were wrong; such a one needs no action yet, only watching."""
+    if action is Action.NONE and level >= Level.WARN:
+        return "watch it"
+    return action.value
+
+
 def fmt_num(x: float) -> str:
     """A number as an operator reads it: 89, 89.5."""
     return str(int(x)) if float(x).is_integer() else f"{x:.1f}"

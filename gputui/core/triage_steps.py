@@ -1,7 +1,7 @@
 """From a triage verdict to what the operator should do, and the command that starts it.
 
 NVIDIA's recommended action (core/xid.py, core/reasons.py) says what the GPU needs; the
-operator step says what to do with the node around it: keep it and resume the application,
+operator step says what to do with the node around it: keep it and restart the application,
 drain it and reset a GPU, drain and reboot it, or take it out for an RMA. A step that takes the
 node out of service comes with the exact `gputui node fail` command, in the site's own action
 names (Slurm's drain/requeue-jobs, Kubernetes' cordon/drain).
@@ -27,7 +27,7 @@ class OperatorStep(enum.Enum):
 
     NONE = "none"
     WATCH = "watch"
-    RESUME_APP = "resume app"
+    RESTART_APP = "restart app"
     RESET_GPU = "reset GPU"
     DRAIN_INSPECT = "drain and inspect"
     DRAIN_REBOOT = "drain and reboot"
@@ -66,7 +66,7 @@ def step_for(code: str, level: Level, action: Action) -> OperatorStep:
     if action is Action.RESET_GPU:
         return OperatorStep.RESET_GPU
     if action is Action.RESTART_APP:
-        return OperatorStep.RESUME_APP
+        return OperatorStep.RESTART_APP
     return OperatorStep.WATCH
 
 
@@ -136,7 +136,7 @@ def _step_text(step: OperatorStep, gpus: str, level: Level, worst: Concern | Non
     if step is OperatorStep.WATCH:
         advice = _WATCH_ADVICE.get(worst.code, "Triage again if it gets worse.")
         return f"Keep it in service: {worst.text}. {advice}"
-    if step is OperatorStep.RESUME_APP:
+    if step is OperatorStep.RESTART_APP:
         return (
             "Restart or resubmit the job; the node stays in service (an application-level "
             "XID). Escalate if it repeats on one GPU across jobs."

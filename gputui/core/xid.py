@@ -98,7 +98,7 @@ XID_CATALOGUE: dict[int, XidInfo] = {
             "high single-bit ECC error rate",
             _W,
             Action.NONE,
-            "none; contact support if it persists",
+            "contact support if it persists",
         ),
         _entry(94, "contained memory error", _W, Action.RESTART_APP, "restart the application"),
         _entry(
@@ -107,9 +107,7 @@ XID_CATALOGUE: dict[int, XidInfo] = {
         _entry(109, "context switch timeout", _W, Action.RESTART_APP, "restart the application"),
         _entry(119, "GSP firmware RPC timeout", _C, _RESET, "reset the GPU"),
         _entry(120, "GSP firmware error", _C, _RESET, "reset the GPU"),
-        _entry(
-            121, "C2C link error (Grace)", _W, Action.NONE, "none; contact support if it persists"
-        ),
+        _entry(121, "C2C link error (Grace)", _W, Action.NONE, "contact support if it persists"),
         _entry(140, "unrecovered ECC error", _F, _RESET, "reset the GPU"),
         # The level of a 154 comes from the action it names (xid154_action); WARN is for a 154
         # whose text names none, until the recovery-action field is read.
@@ -132,6 +130,21 @@ def xid_info(code: int) -> XidInfo:
         application=code in APPLICATION_XIDS,
         known=False,
     )
+
+
+# NVML's XID event carries only the number ("Xid 13 on GPU 0", the agent's words for it).
+_RESTATES_XID = re.compile(r"xid\s*\(?\s*\d+\s*\)?(\s+on\s+(gpu\s*\d+|a\s+gpu))?\s*\.?", re.I)
+
+
+def xid_words(code: int, text: str) -> str:
+    """What an XID event says after "GPU0 XID 13: ": its meaning, then the driver's own words
+    unless they only restate the number (NVML's event text does), which said it twice."""
+    info = xid_info(code)
+    meaning = info.meaning if info.known else "not in gputui's catalogue"
+    text = text.strip()
+    if not text or _RESTATES_XID.fullmatch(text):
+        return meaning
+    return f"{meaning}: {text}"
 
 
 # --------------------------------------------------------------------------------------------

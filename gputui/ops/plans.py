@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from gputui.core.words import counted
 from gputui.ops.catalog import JOB_PLACEHOLDERS, LOCAL, ActionCatalog, ActionDef, StepDef
 from gputui.ops.node_jobs import NodeJobs
 from gputui.ops.presets import PRESETS
@@ -73,7 +74,12 @@ class Plan:
     def preview(self) -> list[str]:
         """The exact commands, one per line, with where each runs."""
         a = self.action
-        head = f"{a.name} on {self.node}" + (" (needs confirmation)" if a.confirm else "")
+        # The node the commands act on: the spare, for an action that brings one in.
+        target = self.guard_node or self.node
+        head = f"{a.name} on {target}"
+        if target != self.node:
+            head += f" in place of {self.node}"
+        head += " (needs confirmation)" if a.confirm else ""
         lines = [head]
         if self.idle:
             lines.append(f"  {self.idle}")
@@ -213,7 +219,7 @@ def _job_steps(
             steps.append(_planned(step, {**values, "jobs": ",".join(ids)}, i))
     idle = ""
     if left_out:
-        what = "nothing to do" if not steps else f"{left_out} step(s) left out"
+        what = "nothing to do" if not steps else f"{counted(left_out, 'step')} left out"
         if not jobs.jobs:
             idle = f"{what}: no job seen on {jobs.node}'s GPUs"
         else:

@@ -24,6 +24,8 @@ from rich.text import Text
 from gputui.core.hoststats import PluginStatus
 from gputui.core.jobs import Job, JobGpu, PlainProcesses, gpu_readings
 from gputui.core.model import FleetSnapshot, GpuReading, Level, Reason
+from gputui.core.reasons import advice
+from gputui.core.words import counted
 from gputui.render.hosttext import host_text, md, text_console
 from gputui.render.report import LEVEL_STYLE
 from gputui.render.risk import hours, probability
@@ -318,7 +320,7 @@ def _footer(report: JobsReport) -> list[str]:
         lines.append(leftover)
     if report.unread:
         names = ", ".join(report.unread[:6]) + (" ..." if len(report.unread) > 6 else "")
-        lines.append(f"processes not known on {len(report.unread)} host(s): {names}")
+        lines.append(f"processes not known on {counted(len(report.unread), 'host')}: {names}")
     if report.note:
         lines.append(report.note)
     return lines
@@ -447,7 +449,7 @@ def jobs_table(report: JobsReport, width: int = 80) -> str:
         console.print()
     for job in troubled:
         h = job.health
-        head = f"{job_title(job)}: {h.label}, recommended: {h.action.value}"
+        head = f"{job_title(job)}: {h.label}, recommended: {advice(h.action, h.level)}"
         console.print(host_text(head), soft_wrap=True)
         for line in trouble_lines(job):
             console.print(host_text(line), soft_wrap=True)

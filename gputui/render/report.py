@@ -15,6 +15,8 @@ from rich.text import Text
 
 from gputui.core.hoststats import HostStats, PluginStatus, fleet_status, host_stats, host_status
 from gputui.core.model import FleetSnapshot, GpuReading, HostSnapshot, HostState, Level, Reason
+from gputui.core.reasons import advice
+from gputui.core.words import counted
 from gputui.render.hosttext import host_text, md, text_console
 
 REPORT_SCHEMA_VERSION = 1
@@ -48,6 +50,11 @@ def host_label(host: HostSnapshot) -> str:
     """What a host is, in one word: its verdict, or why there is none."""
     if host.marked_failed:
         return "marked-failed"
+    return live_label(host)
+
+
+def live_label(host: HostSnapshot) -> str:
+    """What a host reads now, whether or not the operator marked it failed."""
     if host.state in UNREAD_STATES or host.state is HostState.CONNECTING:
         return str(host.state.value)
     return host.verdict.host.level.label
@@ -200,7 +207,8 @@ def summary_line(snapshot: FleetSnapshot) -> str:
     s = summary(snapshot)
     status = fleet_status(snapshot)
     parts = ", ".join(f"{n} {label}" for label, n in sorted(s["hosts_by_label"].items()))
-    return f"GPUTUI {status.name} - {s['hosts']} hosts, {s['gpus']} GPUs: {parts}"
+    fleet = f"{counted(s['hosts'], 'host')}, {counted(s['gpus'], 'GPU')}"
+    return f"GPUTUI {status.name} - {fleet}: {parts}"
 
 
 def _fmt(x: float | None, unit: str = "", nd: int = 0) -> str:
@@ -267,14 +275,11 @@ def report_table(snapshot: FleetSnapshot, width: int = 80) -> str:
     if details:
         console.print()
         for h in details:
-            console.print(
-                host_text(
-                    f"{h.name}: {h.verdict.host.level.label}, "
-                    f"recommended: {h.verdict.host.action.value}"
-                )
-            )
-            for r in h.verdict.host.reasons[:8]:
-                line = f"  - [{r.level.label}] {r.text} -> {r.action.value}"
+            verdict = h.verdict.host
+            recommended = advice(verdict.action, verdict.level)
+            console.print(host_text(f"{h.name}: {verdict.level.label}, recommended: {recommended}"))
+            for r in verdict.reasons[:8]:
+                line = f"  - [{r.level.label}] {r.text} -> {advice(r.action, r.level)}"
                 console.print(host_text(line), soft_wrap=False)
             if len(h.verdict.host.reasons) > 8:
                 console.print(f"  ... {len(h.verdict.host.reasons) - 8} more")
@@ -296,6 +301,6 @@ def report_markdown(snapshot: FleetSnapshot) -> str:
         lines.append(
             f"| {md(h.name)} | {host_label(h)} | {stats.gpus} | {_fmt(stats.util_mean_pct, '%')} | "
             f"{_fmt(stats.temp_max_c, ' C')} | {_power(stats)} | {why} | "
-            f"{h.verdict.host.action.value} |"
+            f"{advice(h.verdict.host.action, h.verdict.host.level)} |"
         )
     return "\n".join(lines) + "\n"

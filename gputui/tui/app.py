@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
 from gputui.core.text import plain
-from gputui.render.report import host_label, host_why
+from gputui.core.words import counted
+from gputui.render.report import host_label, host_why, live_label
 from gputui.tui.commands import HostCommands
 from gputui.tui.fleetview import LABEL_RANK, severity
 from gputui.tui.gc_pacing import GcPacer
@@ -244,7 +245,7 @@ class GpuTuiApp(App[None]):
             names = ", ".join(e.host for e in worse[:5]) + (" ..." if len(worse) > 5 else "")
             serious = any(e.level >= Level.CRITICAL for e in worse)
             self.notify(
-                f"{len(worse)} host(s) worse: {names}",
+                f"{counted(len(worse), 'host')} worse: {names}",
                 severity="error" if serious else "warning",
                 timeout=6,
             )
@@ -465,7 +466,9 @@ class GpuTuiApp(App[None]):
         prepared = await self._prepare("resume", host)
         if prepared is None:
             return
-        outcome = await self._carry_out(prepared, ask=True)
+        outcome = await self._carry_out(
+            prepared, ask=True, question=resume_question(prepared.summary, snap)
+        )
         if outcome is not None and outcome.refused:
             forced = await self._prepare("resume", host, force=True)
             if forced is not None:
@@ -572,3 +575,13 @@ class GpuTuiApp(App[None]):
         host = self.selected_host()
         if host is not None:
             self.open_host(host)
+
+
+def resume_question(summary: str, snap: HostSnapshot | None) -> str:
+    """The resume's question (`summary`: "return gpu005 to service") with what the host reads
+    now: one marked failed seconds ago may still be failing, and the operator decides on it."""
+    question = f"{summary}?"
+    if snap is None:
+        return question
+    why = host_why(snap)
+    return f"{question} It reads {live_label(snap)} now" + (f": {why}" if why else ".")

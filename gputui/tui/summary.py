@@ -6,6 +6,7 @@ from rich.text import Text
 
 from gputui.core.model import FleetSnapshot
 from gputui.core.text import plain
+from gputui.core.words import counted
 from gputui.render.report import host_label
 from gputui.tui.palette import LABELS, Palette
 from gputui.tui.widgets.event_log import clock
@@ -35,7 +36,7 @@ def summary_text(snapshot: FleetSnapshot, palette: Palette, note: str = "", widt
 
     def build(short: bool) -> Text:
         hosts = f"{len(snapshot.hosts)} host{'' if len(snapshot.hosts) == 1 else 's'}"
-        text = Text.assemble((f"{hosts} {gpus} GPUs ", "bold"), ("│", "dim"))
+        text = Text.assemble((f"{hosts} {counted(gpus, 'GPU')} ", "bold"), ("│", "dim"))
         for label in LABELS:
             n = counts.get(label, 0)
             if n:

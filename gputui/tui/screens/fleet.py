@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 from gputui.core.model import FleetEvent, FleetSnapshot
 from gputui.core.text import plain
+from gputui.core.words import counted
 from gputui.tui.fleetview import SORT_OF_COLUMN, SortKey
 from gputui.tui.gridview import GridMode
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
@@ -197,7 +198,7 @@ class FleetScreen(Screen[None]):
         table = self.table
         shown, total = table.row_count, table.total
         order = table.sort_key.value + (" (reversed)" if table.sort_reverse else "")
-        text = f"{shown} of {total} hosts" if table.filter else f"{total} hosts"
+        text = f"{shown} of {counted(total, 'host')}" if table.filter else counted(total, "host")
         text += f", sorted by {order} (s)"
         if table.filter:
             text += f", filter: {table.filter.text} (/)"
@@ -207,7 +208,7 @@ class FleetScreen(Screen[None]):
 
     def _events_status(self) -> None:
         log = self.event_log
-        text = f"{log.shown} of {len(log.entries)} events, newest first"
+        text = f"{log.shown} of {counted(len(log.entries), 'event')}, newest first"
         if log.filter:
             text += f", filter: {log.filter.text}"
         self.query_one("#events-status", Static).update(Text(text, style="dim"))

@@ -25,6 +25,7 @@ from textual.widgets import Static
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
 from gputui.core.text import plain
+from gputui.core.words import counted
 from gputui.render.report import host_label, host_why
 from gputui.tui.gridview import (
     SCALE_ENDS,
@@ -309,7 +310,7 @@ class GridPanel(Vertical):
         grid = self.grid
         n_gpus = sum(gpu_count(h) for h in grid.hosts if h.hello is not None)
         text = Text.assemble(
-            (f"{len(grid.hosts)} hosts, {n_gpus} GPUs", "bold"),
+            (f"{counted(len(grid.hosts), 'host')}, {counted(n_gpus, 'GPU')}", "bold"),
             "  colour: ",
             (grid.mode.value, "bold"),
             " (m)  ",
