@@ -52,16 +52,9 @@ def test_the_spares_activation_is_a_fixed_local_argv_with_the_spare_as_one_argum
     assert [step.where for step in action.steps] == ["local"]
     assert action.needs == {"spare"}
     argv = demo_actions(log)["activate-spare"]["argv"]
-    assert argv == [
-        "sh",
-        "-c",
-        'printf "%s\\n" "demo scheduler: $*" | tee -a "$0"',
-        str(log),
-        "scontrol",
-        "update",
-        "NodeName={spare}",
-        "State=RESUME",
-    ]
+    # The Slurm command it stands for, after the stand-in's program: what a preview shows.
+    program = str(tmp_path / "demo-slurm" / "scontrol")
+    assert argv == ["sh", program, "update", "NodeName={spare}", "State=RESUME"]
 
 
 async def test_bringing_the_spare_in_runs_the_demo_action_and_journals_it(tmp_path: Path) -> None:

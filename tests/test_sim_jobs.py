@@ -19,7 +19,7 @@ import pytest
 
 from gputui.agent.scenario import validate_scenario
 from gputui.agent.sim_backend import SimBackend
-from gputui.cli.demo_setup import demo_actions, demo_config
+from gputui.cli.demo_setup import demo_actions, demo_config, stand_in
 from gputui.collect.demo import DemoFleet, default_spares, write_scheduler
 from gputui.collect.fleet import plans_for_demo
 from gputui.collect.monitor import FleetMonitor
@@ -341,21 +341,25 @@ def run_stand_in(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def test_the_stand_in_lists_a_nodes_jobs_and_records_their_requeue(tmp_path: Path) -> None:
     hosts = write_scheduler(tmp_path / "scheduler", fleet(8, seed=1))
     log = tmp_path / "scheduler.log"
-    action = demo_actions(log, tmp_path / "scheduler")["requeue-jobs"]
-    squeue = ["sh", "-c", _stand_in_script(action), str(log), str(tmp_path / "scheduler")]
+    programs = stand_in(log, tmp_path / "scheduler")
+    assert demo_actions(log, tmp_path / "scheduler")["requeue-jobs"]["argv"] == [
+        *programs["scontrol"],
+        "requeue",
+        "{jobs}",
+    ]
     node, sc = next((n, sc) for n, sc in hosts if any(j["kind"] == "slurm" for j in sc["job"]))
     ids = [j["id"] for j in sc["job"]]
-    listed = run_stand_in([*squeue, "squeue", "-w", node, "-h", "-o", "%A"])
+    listed = run_stand_in([*programs["squeue"], "-w", node, "-h", "-o", "%A"])
     assert (listed.returncode, listed.stdout.split()) == (0, ids)
-    done = run_stand_in([*squeue, "scontrol", "requeue", ",".join(ids)])
+    done = run_stand_in([*programs["scontrol"], "requeue", ",".join(ids)])
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"demo scheduler: scontrol requeue {','.join(ids)}\n"
     assert (tmp_path / "scheduler" / "requeued").read_text().split() == ids
-    assert run_stand_in([*squeue, "squeue", "-w", node, "-h", "-o", "%A"]).stdout == ""
+    assert run_stand_in([*programs["squeue"], "-w", node, "-h", "-o", "%A"]).stdout == ""
     assert log.read_text().splitlines()[-1] == f"demo scheduler: squeue -w {node} -h -o %A"
     # What no job of the fleet is, the stand-in refuses as scontrol does, and records nothing.
     for bad in ("999", "12;rm -rf /", "*"):
-        refused = run_stand_in([*squeue, "scontrol", "requeue", bad])
+        refused = run_stand_in([*programs["scontrol"], "requeue", bad])
         assert refused.returncode == 1 and "Invalid job id specified" in refused.stderr, bad
     assert (tmp_path / "scheduler" / "requeued").read_text().split() == ids
 
@@ -390,13 +394,6 @@ def test_the_demo_requeue_runs_the_slurm_presets_commands_through_the_stand_in(
     assert f"demo scheduler: scontrol requeue {ids[-1]}" in log.read_text() or (
         f"demo scheduler: scontrol requeue {','.join(ids)}" in log.read_text()
     )
-
-
-def _stand_in_script(action: dict[str, Any]) -> str:
-    commands = [action["argv"]] if "argv" in action else [s["argv"] for s in action["steps"]]
-    scripts = {argv[2] for argv in commands}
-    assert len(scripts) == 1 and all(argv[:2] == ["sh", "-c"] for argv in commands)
-    return str(scripts.pop())
 
 
 def test_a_requeued_job_leaves_every_host_it_ran_on(tmp_path: Path) -> None:

@@ -609,7 +609,10 @@ async def test_demo_brings_a_spare_in_and_the_table_shows_the_spares(tmp_path) -
         assert isinstance(offer, PreviewDialog)
         assert offer.question == "Bring spare gpu009 into service in place of gpu005?"
         shown = str(offer.query_one("#preview", Static).content)
-        assert "demo scheduler: $*" in shown and "NodeName=gpu009 State=RESUME" in shown
+        # The command the demo stands for, not its stand-in's workings; on the spare it names.
+        assert "demo-slurm/scontrol update NodeName=gpu009 State=RESUME" in shown
+        assert "sh -c" not in shown and "printf" not in shown
+        assert "activate-spare on gpu009 in place of gpu005" in shown
         await r.press("y")
         await until(r.pilot, lambda: "spare gpu009" in r.app.fleet_screen.event_log.lines()[0])
         assert "done (journaled)" in r.app.fleet_screen.event_log.lines()[0]

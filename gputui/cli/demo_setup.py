@@ -10,6 +10,7 @@ it is given, and the simulated hosts of those jobs stop running them.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,64 +20,76 @@ from gputui.config import Config, HostGroup, HostSpec
 from gputui.ops.presets import SLURM
 
 DEMO_GROUP = "demo"
+#: The stand-in's programs, written beside the scheduler log: each action's argv is the Slurm
+#: command line it stands for, after `sh <this dir>/scontrol` or `sh <this dir>/squeue`, so a
+#: confirmation shows the command it stands for, not the workings of a stand-in.
+STAND_IN_DIR = "demo-slurm"
 
-# The demo's stand-in scheduler: a fixed script appends the command it was given, one argument
-# per word, to a log file and prints it. The node, the spare and the reason arrive as separate
-# arguments ("$@"), never as shell text, exactly as a real action's placeholders do.
-_APPEND_TO_LOG = 'printf "%s\\n" "demo scheduler: $*" | tee -a "$0"'
+# The stand-in's `scontrol`: every command is logged and printed; `requeue ID[,ID...] [ID...]`
+# also checks that every id is a job the fleet runs (or requeues nothing, with scontrol's
+# error) and records the ids where the simulated hosts read them. The node, the spare, the
+# reason and the ids arrive as separate arguments ("$@"), never as shell text, exactly as a
+# real action's placeholders do; the ids are read as lines, never expanded by the shell.
+_SCONTROL = """log={log}; state={state}
+printf "%s\\n" "demo scheduler: scontrol $*" | tee -a "$log"
+[ "$1" = requeue ] || exit 0
+shift
+if [ $# -eq 0 ]; then echo "scontrol: error: no job id given" >&2; exit 1; fi
+printf "%s\\n" "$@" | tr , "\\n" | while IFS= read -r id; do
+  case $id in ''|*[!0-9_]*) known=no ;; *) known=yes ;; esac
+  if [ $known = no ] || ! cat "$state/{nodes}"/* 2>/dev/null | grep -qxF -e "$id"; then
+    echo "scontrol: error: Invalid job id specified: $id" >&2; exit 1
+  fi
+done || exit 1
+printf "%s\\n" "$@" | tr , "\\n" >> "$state/{requeued}"
+"""
 
-
-def _logged(scheduler_log: Path, *argv: str) -> list[str]:
-    """`argv` (a Slurm command line with placeholders) as the stand-in scheduler runs it."""
-    return ["sh", "-c", _APPEND_TO_LOG, str(scheduler_log), *argv]
-
-
-# The stand-in's jobs: what the Slurm preset's requeue runs, answered from the demo fleet's
-# stand-in scheduler directory (DemoFleet.scheduler). Arguments: the log ($0), that directory,
-# then the Slurm command line.
-# - `squeue -w NODE -h -o %A`: the node's Slurm jobs not requeued yet, one id a line. Logged,
-#   not printed: its output is the list.
-# - `scontrol requeue ID[,ID...] [ID...]`: every id must be a job the fleet runs, or nothing is
-#   requeued and the error is scontrol's; then the ids are recorded where the simulated hosts
-#   read them. The ids are read as lines, never expanded by the shell.
-# No braces: an action's argv is a template, where `{` opens a placeholder.
-_JOBS_STAND_IN = f"""state=$1; shift
-case "$1 $2" in
-"squeue -w")
-  printf "%s\\n" "demo scheduler: $*" >> "$0"
-  jobs="$state/{SCHEDULER_NODES}/$3"
-  [ -f "$jobs" ] || exit 0
-  grep -vxF -f "$state/{SCHEDULER_REQUEUED}" "$jobs" || true ;;
-"scontrol requeue")
-  printf "%s\\n" "demo scheduler: $*" | tee -a "$0"
-  shift 2
-  if [ $# -eq 0 ]; then echo "scontrol: error: no job id given" >&2; exit 1; fi
-  printf "%s\\n" "$@" | tr , "\\n" | while IFS= read -r id; do
-    case $id in ''|*[!0-9_]*) known=no ;; *) known=yes ;; esac
-    if [ $known = no ] || ! cat "$state/{SCHEDULER_NODES}"/* 2>/dev/null | grep -qxF -e "$id"
-    then
-      echo "scontrol: error: Invalid job id specified: $id" >&2; exit 1
-    fi
-  done || exit 1
-  printf "%s\\n" "$@" | tr , "\\n" >> "$state/{SCHEDULER_REQUEUED}" ;;
-*)
-  echo "demo scheduler: no stand-in for: $*" >&2; exit 1 ;;
-esac
+# The stand-in's `squeue -w NODE -h -o %A`: the node's Slurm jobs not requeued yet, one id a
+# line. Logged, not printed: its output is the list.
+_SQUEUE = """log={log}; state={state}
+printf "%s\\n" "demo scheduler: squeue $*" >> "$log"
+if [ "$1" != -w ]; then echo "demo scheduler: no stand-in for: squeue $*" >&2; exit 1; fi
+jobs="$state/{nodes}/$2"
+[ -f "$jobs" ] || exit 0
+grep -vxF -f "$state/{requeued}" "$jobs" || true
 """
 
 
-def _requeue_stand_in(scheduler_log: Path, scheduler: Path) -> dict[str, object]:
+def stand_in(scheduler_log: Path, scheduler: Path) -> dict[str, list[str]]:
+    """Write the stand-in `scontrol` and `squeue` beside `scheduler_log`, logging there and
+    keeping their jobs in `scheduler` (DemoFleet.scheduler); each program's argv prefix."""
+    where = scheduler_log.parent / STAND_IN_DIR
+    where.mkdir(mode=0o700, exist_ok=True)
+    values = {
+        "log": shlex.quote(str(scheduler_log)),
+        "state": shlex.quote(str(scheduler)),
+        "nodes": SCHEDULER_NODES,
+        "requeued": SCHEDULER_REQUEUED,
+    }
+    programs: dict[str, list[str]] = {}
+    for name, script in (("scontrol", _SCONTROL), ("squeue", _SQUEUE)):
+        path = where / name
+        path.write_text(f"# gputui demo: stands for Slurm's {name}\n" + script.format(**values))
+        # Run by sh, not executed: a scratch directory may sit on a noexec /tmp.
+        programs[name] = ["sh", str(path)]
+    return programs
+
+
+def _slurm(programs: dict[str, list[str]], argv: list[str]) -> list[str]:
+    """`argv` (a Slurm command line with placeholders) as the stand-in runs it."""
+    return [*programs[argv[0]], *argv[1:]]
+
+
+def _requeue_stand_in(programs: dict[str, list[str]]) -> dict[str, object]:
     """The Slurm preset's `requeue-jobs`, each of its commands run by the stand-in, so the
     demo previews and runs what a Slurm site would, placeholders and all."""
     table: dict[str, Any] = dict(SLURM.actions["requeue-jobs"])
-
-    def stand_in(argv: list[str]) -> list[str]:
-        return ["sh", "-c", _JOBS_STAND_IN, str(scheduler_log), str(scheduler), *argv]
-
     if "argv" in table:
-        table["argv"] = stand_in(table["argv"])
+        table["argv"] = _slurm(programs, table["argv"])
     if "steps" in table:
-        table["steps"] = [{**step, "argv": stand_in(step["argv"])} for step in table["steps"]]
+        table["steps"] = [
+            {**step, "argv": _slurm(programs, step["argv"])} for step in table["steps"]
+        ]
     table["confirm"] = True
     table["description"] = (
         "demo: requeues the node's Slurm jobs in the stand-in scheduler; the simulated hosts "
@@ -90,44 +103,33 @@ def demo_actions(
 ) -> dict[str, dict[str, object]]:
     """Demo actions run locally and stand for the scheduler commands they name: the demo fleet
     has no scheduler, yet every flow (preview, confirm, journal, output in the log) is real.
-    The drain, the requeues and the spare's activation are written to `scheduler_log`; the
-    requeue acts on the jobs listed in `scheduler`, the running demo fleet's stand-in
-    scheduler directory (DemoFleet.scheduler; without one, the node runs no jobs)."""
+    The drain, the requeues, the spare's activation and the resume are written to
+    `scheduler_log`; the requeue acts on the jobs listed in `scheduler`, the running demo
+    fleet's stand-in scheduler directory (DemoFleet.scheduler; without one, the node runs no
+    jobs). The stand-in's programs are written beside the log (`stand_in`)."""
     state = scheduler if scheduler is not None else scheduler_log.parent / "no-scheduler"
+    programs = stand_in(scheduler_log, state)
+    update = ["scontrol", "update", "NodeName={node}"]
     return {
         "drain": {
-            "argv": _logged(
-                scheduler_log,
-                "scontrol",
-                "update",
-                "NodeName={node}",
-                "State=DRAIN",
-                "Reason=gputui: {reason}",
-            ),
+            "argv": _slurm(programs, [*update, "State=DRAIN", "Reason=gputui: {reason}"]),
             "on_fail": True,
             "confirm": True,
             "description": f"demo: writes the Slurm drain it stands for to {scheduler_log}",
         },
         "activate-spare": {
-            "argv": _logged(
-                scheduler_log, "scontrol", "update", "NodeName={spare}", "State=RESUME"
-            ),
+            "argv": _slurm(programs, ["scontrol", "update", "NodeName={spare}", "State=RESUME"]),
             "confirm": True,
             "description": f"demo: writes the Slurm resume of the spare to {scheduler_log}",
         },
-        "requeue-jobs": _requeue_stand_in(scheduler_log, state),
-        **DEMO_ACTIONS,
+        "requeue-jobs": _requeue_stand_in(programs),
+        "resume": {
+            "argv": _slurm(programs, [*update, "State=RESUME"]),
+            "on_resume": True,
+            "confirm": True,
+            "description": f"demo: writes the Slurm resume it stands for to {scheduler_log}",
+        },
     }
-
-
-DEMO_ACTIONS: dict[str, dict[str, object]] = {
-    "resume": {
-        "argv": ["echo", "demo, no scheduler: scontrol update NodeName={node} State=RESUME"],
-        "on_resume": True,
-        "confirm": True,
-        "description": "demo: prints the Slurm resume it stands for",
-    },
-}
 
 
 def demo_spares(names: Sequence[str]) -> tuple[str, ...]:
