@@ -36,6 +36,17 @@ class SimBackend(NvmlBackend):
             self.simulation.clock = clock
             self.simulation.start_unix = None
 
+    def start_at(self, elapsed_s: float) -> None:
+        """Run on the real clock from `elapsed_s` seconds into the scenario, as if it had
+        started that long ago: the first sample steps the simulation there, so the scenario's
+        faults up to then have happened (`--sim-elapsed` of a streaming agent)."""
+        sim = self.simulation
+        with sim.lock:
+            base = sim.clock
+            sim.clock = lambda: elapsed_s + base()
+            if sim.start_unix is not None:
+                sim.start_unix -= elapsed_s / sim.speed
+
     def wall(self) -> float:
         """The simulation's own time on the real clock: a host fast-forwarded by its
         scenario's `speed` stamps its samples `speed` times faster than the clock moves."""

@@ -37,6 +37,9 @@ class AgentArgs:
     scenario: dict[str, object] | None = None  # sim only
     seed: int | None = None
     once: bool = False
+    # sim only: seconds into the scenario the simulation starts at (streaming: as if started
+    # that long ago; triage: the time it is read at). None: 0, or triage's own default.
+    sim_elapsed_s: float | None = None
 
     def argv(self) -> list[str]:
         args = [
@@ -55,6 +58,8 @@ class AgentArgs:
             args += ["--seed", str(self.seed)]
         if self.once:
             args.append("--once")
+        if self.sim_elapsed_s is not None:
+            args += ["--sim-elapsed", f"{self.sim_elapsed_s:g}"]
         return args
 
 

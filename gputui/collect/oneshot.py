@@ -34,14 +34,11 @@ class TriageArgs(AgentArgs):
 
     samples: int = 5
     since_s: float | None = None  # kernel log window; None: since boot
-    sim_elapsed_s: float | None = None  # simulated hosts: scenario time to read them at
 
     def argv(self) -> list[str]:
         args = [*super().argv(), "--triage", "--samples", str(self.samples)]
         if self.since_s is not None:
             args += ["--since", f"{self.since_s:g}"]
-        if self.sim_elapsed_s is not None:
-            args += ["--sim-elapsed", f"{self.sim_elapsed_s:g}"]
         return args
 
 

@@ -46,12 +46,8 @@ class TriageOptions:
 def _triage_args(base: AgentArgs, options: TriageOptions) -> TriageArgs:
     common = {f.name: getattr(base, f.name) for f in fields(AgentArgs)}
     common["interval_s"] = options.interval_s
-    return TriageArgs(
-        **common,
-        samples=options.samples,
-        since_s=options.since_s,
-        sim_elapsed_s=options.sim_elapsed_s,
-    )
+    common["sim_elapsed_s"] = options.sim_elapsed_s  # the time triage reads simulated hosts at
+    return TriageArgs(**common, samples=options.samples, since_s=options.since_s)
 
 
 def vocabulary_for(config: Config, hosts_path: str | None = None) -> ActionVocabulary:
