@@ -218,3 +218,26 @@ class PreviewDialog(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class LinesDialog(ModalScreen[None]):
+    """Lines to read whole (an event log entry's), wrapped; escape or enter closes."""
+
+    DEFAULT_CSS = DIALOG_CSS
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter", "close", "Close")]
+
+    def __init__(self, title: str, lines: Sequence[str]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.lines = [plain(line) for line in lines]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Static(Text("escape closes", style="dim"), classes="dialog-buttons")
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(_text(self.title_text), classes="dialog-title")
+                # One entry a line, each wrapped; a blank line between them keeps them apart.
+                yield Static(Text("\n\n".join(self.lines)), id="lines", classes="dialog-detail")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
