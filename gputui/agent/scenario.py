@@ -156,7 +156,7 @@ _TOP_KEYS = (
 JOB_KINDS = ("slurm", "k8s")
 JOB_SOURCES = ("cgroup", "environ")
 JOB_WORKLOADS = ("training", "inference")
-_JOB_KEYS = ("kind", "id", "gpus", "workload", "uid", "user", "source")
+_JOB_KEYS = ("kind", "id", "gpus", "workload", "uid", "user", "source", "heartbeat", "first_rank")
 _JOB_KIND_KEYS = {"slurm": ("step",), "k8s": ("namespace", "name", "container")}
 # Each text as Slurm, Kubernetes and the user database write it, so a simulated host never
 # reports what the real agent's attribution would refuse to read from a real one.
@@ -269,6 +269,15 @@ def _validate_job(
     for key in ("user", *_JOB_KIND_KEYS[kind]):
         if key in raw:
             job[key] = _job_text(f"{where}.{key}", key, raw[key])
+    # A training job's ranks write heartbeats (simbeats.py); its first GPU here is first_rank.
+    beats = raw.get("heartbeat", False)
+    if not isinstance(beats, bool):
+        raise ValueError(f"{where}.heartbeat: expected true or false, got {beats!r}")
+    if beats:
+        job["heartbeat"] = True
+        job["first_rank"] = _integer(0, 1 << 24)(f"{where}.first_rank", raw.get("first_rank", 0))
+    elif "first_rank" in raw:
+        raise ValueError(f"{where}.first_rank: only with heartbeat = true")
     return job
 
 

@@ -41,6 +41,7 @@ from .fields import HELD_BITS
 from .gpumodels import MODELS, GpuModel, bus_number
 from .scenario import validate_scenario
 from .simjobs import HostJobs
+from .simbeats import SimBeats
 from .workload import Workload, make_workload
 
 STEP_S = 0.25
@@ -238,6 +239,10 @@ class Simulation:
 
     def _workload(self) -> Workload:
         """The scenario's jobs, each on its GPUs; without any, its workload on every GPU."""
+        # The heartbeats of the jobs that write them (simbeats.py); None when none does.
+        self.beats: SimBeats | None = None
+        if any(j.get("heartbeat") for j in self.scenario["job"]):
+            self.beats = SimBeats(self.workload, self.gpus)
         n = len(self.gpus)
         if not self.scenario["job"]:
             return make_workload(self.scenario["workload"], self.rng, n)
@@ -252,6 +257,16 @@ class Simulation:
         # Every NVML call of a sample lands here: most find no step due, and skip the lock.
         if self.t + self.step_s > self.clock() + 1e-9:
             return
+    def heartbeats(self) -> list[dict[str, Any]]:
+        """The training heartbeats of the jobs that write them, as of the clock's present."""
+        if self.beats is None:
+            return []
+        self.advance()
+        with self.lock:
+            # On the real clock a heartbeat carries the host's time, as a file's would.
+            wall = time.time() if self.start_unix is not None else self.t
+            return self.beats.beats(wall)
+
         with self.lock:
             now = self.clock()
             stepped = False
@@ -296,6 +311,8 @@ class Simulation:
         for f in self.faults:
             if f.kind == kind and index in f.gpus and f.active(t):
                 return f
+        if self.beats is not None:
+            self.beats.step(dt)
         return None
 
     def _physics(self, g: SimGpu, t: float, dt: float | None) -> None:

@@ -20,6 +20,7 @@ from gputui.core.model import (
     Action,
     FleetSnapshot,
     GpuReading,
+    Heartbeat,
     HostSnapshot,
     HostState,
     JobKind,
@@ -78,6 +79,13 @@ class JobGpu(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     reason: Reason | None = None  # the worst reason (None: nothing raised, or host unread)
     memory_total_mib: float | None = None
     marked_failed: bool = False  # its host was taken out of service by the operator
+    # What the training process on this GPU says of itself in its heartbeat (docs/training.md):
+    # its rank, its wall time and own work per step, and its speed against the job's fastest
+    # rank (1.0 the fastest; 0.5 half as fast). None: no heartbeat from this GPU.
+    rank: int | None = None
+    step_time_s: float | None = None
+    compute_s: float | None = None
+    relative_speed: float | None = None
 
 
 class JobHealth(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -201,7 +209,9 @@ class JobsBuilder:
             ref = pieces[0][0]
             told = known.get(key)
             user = next((u for _, u, _, _ in pieces if u), None)
-            gpus = tuple(g for _, _, host_gpus, _ in pieces for g in host_gpus)
+            gpus, step_rate = rank_speeds(
+                tuple(g for _, _, host_gpus, _ in pieces for g in host_gpus)
+            )
             built = Job(
                 key=key,
                 kind=ref.kind,
@@ -217,6 +227,7 @@ class JobsBuilder:
                 state=told.state if told else None,
                 start_t=told.start_t if told else None,
                 start_source="scheduler" if told and told.start_t is not None else None,
+                step_rate_per_s=step_rate,
             )
             if rate_per_gpu_hour is not None:
                 built = with_risk(built, rate_per_gpu_hour, checkpoint_write_s)
@@ -280,15 +291,63 @@ def _host_part(host: HostSnapshot, silent: frozenset[int]) -> _HostPart:
     if not on_host:
         return {}
     judge = _GpuJudge(host)
+    beats: dict[int, list[Heartbeat]] = {}
+    for beat in sample.heartbeats or ():
+        if beat.gpu is not None:
+            beats.setdefault(beat.gpu, []).append(beat)
     part: _HostPart = {}
     for key, by_gpu in on_host.items():
         # A GPU that fell off the bus lists no process any more: it counts for every job of
         # its host (a job spread over the host's GPUs stops with it).
         for index in silent - by_gpu.keys():
             by_gpu[index] = []
-        gpus = tuple(judge.gpu(index, tuple(by_gpu[index])) for index in sorted(by_gpu))
+        gpus = tuple(
+            judge.gpu(index, tuple(by_gpu[index]), _beat_of(key, by_gpu[index], beats.get(index)))
+            for index in sorted(by_gpu)
+        )
         part[key] = (refs[key], users.get(key), gpus, _worst(gpus))
     return part
+
+
+def _beat_of(key: str, pids: list[int], beats: list[Heartbeat] | None) -> Heartbeat | None:
+    """The heartbeat of job `key`'s process on a GPU: one the agent attributed to the job, or
+    one from a process the GPU lists for it, or one that names no job at all."""
+    for beat in beats or ():
+        job = beat.job
+        if (job is not None and job.key == key) or beat.pid in pids:
+            return beat
+    for beat in beats or ():
+        if beat.job is None:
+            return beat
+    return None
+
+
+def rank_speeds(gpus: tuple[JobGpu, ...]) -> tuple[tuple[JobGpu, ...], float | None]:
+    """A job's GPUs with each rank's speed against the fastest, and the job's step rate.
+
+    The ranks of a data-parallel job wait for each other at every all-reduce, so the job makes
+    one step per step time of its slowest rank: its rate is 1 / the longest step time. A
+    rank's speed compares its own work per step where every rank measures it (the waits left
+    out: the ranks' wall step times are all the slowest's), else its wall step time; relative
+    speed is the best rank's time over this rank's, as NVIDIA's straggler detection scores
+    ranks."""
+    timed = [g for g in gpus if g.step_time_s is not None]
+    if not timed:
+        return gpus, None
+    rate = 1.0 / max(g.step_time_s for g in timed if g.step_time_s is not None)
+    own = all(g.compute_s is not None for g in timed)
+    times = [(g.compute_s if own else g.step_time_s) or 0.0 for g in timed]
+    best = min(times)
+    if best <= 0:
+        return gpus, rate
+    speeds = {id(g): round(best / t, 3) for g, t in zip(timed, times, strict=True)}
+    return (
+        tuple(
+            msgspec.structs.replace(g, relative_speed=speeds[id(g)]) if id(g) in speeds else g
+            for g in gpus
+        ),
+        rate,
+    )
 
 
 def _gpu_count(seen: int, told: SchedulerJob | None) -> int:
@@ -309,7 +368,7 @@ class _GpuJudge:
         self.totals = {g.index: g.memory_total_mib for g in hello.gpus} if hello else {}
         self.unread = host.state in _UNREAD
 
-    def gpu(self, index: int, pids: tuple[int, ...]) -> JobGpu:
+    def gpu(self, index: int, pids: tuple[int, ...], beat: Heartbeat | None = None) -> JobGpu:
         host = self.host
         verdict = host.verdict.gpus.get(index)
         reasons = (verdict.reasons if verdict is not None else ()) + self.host_reasons
@@ -337,6 +396,9 @@ class _GpuJudge:
             reason=worst if worst is not None and worst.level > Level.OK else None,
             memory_total_mib=self.totals.get(index),
             marked_failed=host.marked_failed,
+            rank=beat.rank if beat is not None else None,
+            step_time_s=beat.step_time_s if beat is not None else None,
+            compute_s=beat.compute_s if beat is not None else None,
         )
 
 

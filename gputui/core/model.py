@@ -149,6 +149,32 @@ class GpuProcess(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     cmdline: Annotated[str, msgspec.Meta(max_length=4096)] | None = None  # args joined by spaces
 
 
+# Seconds a training step may take, and the ranks a heartbeat may name (the largest jobs run on
+# some 100,000 GPUs).
+StepSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+Rank = Annotated[int, msgspec.Meta(ge=0, le=1 << 24)]
+# A slow sample lists at most this many heartbeats: one per training process, a few per GPU.
+MAX_HEARTBEATS = 4 * MAX_GPUS
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One training process's progress, as it wrote it on its host (gputui/train) and the
+    agent forwarded it: its rank, its GPU, its step count and how long its steps take."""
+
+    pid: Pid
+    t: UnixTime  # when the process wrote it (host clock)
+    step: Count  # steps done since the process started
+    gpu: GpuIndex | None = None  # the GPU it trains on, by this host's NVML index
+    uuid: ShortText | None = None
+    job: JobRef | None = None  # the agent's attribution of the pid; else the process's own
+    rank: Rank | None = None  # global rank (RANK), absent for a single process
+    local_rank: Rank | None = None
+    world_size: Annotated[int, msgspec.Meta(ge=1, le=1 << 24)] | None = None
+    step_time_s: StepSeconds | None = None  # wall time per step, mean of the last window
+    compute_s: StepSeconds | None = None  # the rank's own work per step (waits left out)
+    framework: ShortText | None = None  # keras, lightning, torch
+
+
 GpuStatus = Literal["ok", "lost", "reset_required", "error"]
 
 
@@ -251,6 +277,8 @@ class Sample(
     seq: Annotated[int, msgspec.Meta(ge=0)]  # 0, 1, 2, ... per stream
     gpus: Annotated[list[GpuReading], msgspec.Meta(max_length=MAX_GPUS)]
     slow: bool = False  # slow fields were read in this sample
+    # The training loops' own heartbeats on this host (slow samples only; docs/training.md).
+    heartbeats: Annotated[list[Heartbeat], msgspec.Meta(max_length=MAX_HEARTBEATS)] | None = None
 
 
 EventKind = Literal["xid", "ecc_dbe", "gpu_lost", "reset_required"]
