@@ -10,7 +10,7 @@ rule, and for the fleet's rate as `gputui risk` learns it), every trend rule
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -132,3 +132,33 @@ def trends_status(trends: Trends, now: float | None = None) -> tuple[PluginStatu
             f"the latest rollup ended {days:.1f} days ago: is a monitor writing this journal?"
         )
     return (PluginStatus.WARNING if worst >= Level.WARN else PluginStatus.OK), ""
+
+
+class JournalPrevention:
+    """What the live views read of the journal the monitor writes: the service list and a
+    host's daily rollups. `journal` gives the open journal, None while there is none (the
+    monitor not started yet, or `--no-journal`)."""
+
+    def __init__(
+        self,
+        journal: Callable[[], Journal | None],
+        *,
+        risk: RiskSettings | None = None,
+        groups: Mapping[str, str] | None = None,
+    ) -> None:
+        self._journal = journal
+        self._risk = risk
+        self._groups = groups
+
+    def trends(self) -> Trends | None:
+        """The journal's service list; None without a journal. Raises JournalError."""
+        journal = self._journal()
+        if journal is None:
+            return None
+        return journal_trends(journal, risk=self._risk, groups=self._groups)
+
+    def daily(self, host: str) -> list[Rollup]:
+        """`host`'s daily rollups, per GPU oldest first; none without a journal. Raises
+        JournalError."""
+        journal = self._journal()
+        return [] if journal is None else journal.rollup_series(BUCKET_DAY_S, host=host)

@@ -149,9 +149,9 @@ def day_chart(
     """The series as a bar chart `height` rows high and at most `width` characters wide, with
     its highest and lowest value on the left and the first and last day under it.
 
-    Each day is a column (up to three characters wide when there is room); blocks in eighths
-    of a cell give each row eight steps. The latest days are kept when not all fit. Empty when
-    the series is.
+    Each day is a column (up to six characters wide when there is room, a gap between days
+    from three); blocks in eighths of a cell give each row eight steps. The latest days are
+    kept when not all fit. Empty when the series is.
     """
     known = [p.value for p in points]
     if not known or height < 1:
@@ -163,7 +163,10 @@ def day_chart(
     if room < 1:
         return []
     days = _by_day(points, room)
-    column_w = max(1, min(3, room // len(days)))
+    # Up to six characters a day where there is room, the last of them a gap between days.
+    column_w = max(1, min(6, room // len(days)))
+    bar_w = column_w - 1 if column_w >= 3 else column_w
+    gap = " " * (column_w - bar_w)
     lines = []
     for row in range(height - 1, -1, -1):
         label = top if row == height - 1 else bottom if row == 0 else ""
@@ -177,11 +180,11 @@ def day_chart(
             filled = round(eighths) - row * 8
             if row == 0 and v > lo and round(eighths) == 0:
                 filled = 1  # a day that counted anything shows
-            cells.append(BARS[min(max(filled, 0), 8)] * column_w)
+            cells.append(BARS[min(max(filled, 0), 8)] * bar_w + gap)
         lines.append(f"{label:>{label_w}} {tick}{''.join(cells)}".rstrip())
     last = max(p.day for p in points)
     first_shown = last - (len(days) - 1) * DAY_S
-    axis_w = len(days) * column_w
+    axis_w = len(days) * column_w - len(gap)  # the last day's bar ends the axis
     start, end = day_text(first_shown)[5:], day_text(last)[5:]  # MM-DD
     axis = start if axis_w < len(start) + len(end) + 1 else f"{start:<{axis_w - len(end)}}{end}"
     lines.append(" " * (label_w + 2) + axis)

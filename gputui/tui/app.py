@@ -43,6 +43,7 @@ from gputui.tui.screens.host import HostData, HostScreen
 from gputui.tui.screens.triage import TriageRunner, TriageScreen
 from gputui.tui.session import MonitorSession
 from gputui.tui.widgets.gpu_grid import GRID_HELP
+from gputui.tui.widgets.prevention_panel import PreventionSource
 from gputui.tui.widgets.risk_panel import Record
 
 HOST_SCREEN = "host"
@@ -98,6 +99,7 @@ class GpuTuiApp(App[None]):
         triage: TriageRunner | None = None,
         notices: Notices | None = None,
         scheduler: SchedulerView | None = None,
+        prevention: PreventionSource | None = None,
     ) -> None:
         super().__init__()
         self.triage_runner = triage
@@ -116,6 +118,7 @@ class GpuTuiApp(App[None]):
         self._record = record
         self._notices = notices
         self._scheduler = scheduler
+        self._prevention = prevention  # the journal's service list and daily rollups
         self._applied = asyncio.Event()
         self._quitting = False
         self._host_events: dict[str, deque[FleetEvent]] = {}
@@ -138,7 +141,7 @@ class GpuTuiApp(App[None]):
     # -- screens --------------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
-        return FleetScreen(self.open_host, self._risk_settings, self._record)
+        return FleetScreen(self.open_host, self._risk_settings, self._record, self._prevention)
 
     @property
     def _background_screens(self) -> list[Screen[Any]]:
@@ -303,7 +306,8 @@ class GpuTuiApp(App[None]):
         # One host screen, installed once and re-shown: composing its panels and styling
         # them anew on every open would cost more than the whole tick.
         if not self.is_screen_installed(HOST_SCREEN):
-            self.install_screen(HostScreen(name, self.host_data, self.neighbour), HOST_SCREEN)
+            host = HostScreen(name, self.host_data, self.neighbour, self._prevention)
+            self.install_screen(host, HOST_SCREEN)
         screen = self.get_screen(HOST_SCREEN)
         assert isinstance(screen, HostScreen)
         screen.show_host(name)
@@ -524,6 +528,7 @@ class GpuTuiApp(App[None]):
             ("risk", "Risk panel"),
             ("events", "Event log"),
             ("jobs", "Jobs"),
+            ("prevention", "Prevention"),
         ):
             yield SystemCommand(
                 f"Show {title}",

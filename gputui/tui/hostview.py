@@ -31,7 +31,10 @@ from gputui.core.model import (
     Verdict,
     clock_event_words,
 )
+from gputui.core.rollup import Rollup
 from gputui.core.text import plain
+from gputui.core.trends import Point
+from gputui.render.prevention import day_spark, day_text
 from gputui.render.report import host_label
 from gputui.tui.fleetview import fmt_age, fresh_after
 from gputui.tui.gridview import COOL_C, FALLBACK_SLOWDOWN_C
@@ -291,4 +294,50 @@ def events_text(events: Sequence[FleetEvent], palette: Palette) -> Text:
         )
         gpu = f"GPU{e.gpu} " if e.gpu is not None else ""
         text.append(plain(f"{e.kind:<8} {gpu}{e.text}"))
+    return text
+
+
+# -- days, from the journal's daily rollups ---------------------------------------------------
+
+
+def _day_row(
+    text: Text,
+    name: str,
+    points: Sequence[Point],
+    value: str,
+    width: int,
+    color: str,
+    low: float | None = None,
+    high: float | None = None,
+) -> None:
+    text.append(f"{name:<7}", style="dim")
+    text.append(f"{value if points else '-':<{LABEL_WIDTH - 7}}")
+    if points and width > 4:
+        # Right-aligned as the live lines: today is always the right edge.
+        text.append(f"{day_spark(points, width, low, high):>{width}}", style=color)
+    text.append("\n")
+
+
+def daily_text(days: Sequence[Rollup], info: GpuInfo, width: int, palette: Palette) -> Text:
+    """The GPU's days from the journal (its daily rollups, oldest first): its mean temperature
+    under load on the live temperature line's scale, and its corrected ECC errors and PCIe
+    replays a day from zero to its worst day, a character a day (the latest that fit)."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if not days:
+        return text
+    spark_w = max(width - LABEL_WIDTH, 0)
+    color = palette.heat[len(palette.heat) // 2].name
+    slowdown = info.temp_slowdown_c or FALLBACK_SLOWDOWN_C
+    load = [Point(d.start, d.load_temp_mean_c) for d in days if d.load_temp_mean_c is not None]
+    ecc = [Point(d.start, float(d.ecc_corrected)) for d in days if d.ecc_corrected is not None]
+    replay = [Point(d.start, float(d.pcie_replay)) for d in days if d.pcie_replay is not None]
+    last = f"{load[-1].value:.0f} C at load" if load else ""
+    _day_row(text, "load/d", load, last, spark_w, color, COOL_C, slowdown)
+    last = f"{ecc[-1].value:.0f} corrected" if ecc else ""
+    _day_row(text, "ECC/d", ecc, last, spark_w, color)
+    last = f"{replay[-1].value:.0f} replays" if replay else ""
+    _day_row(text, "PCIe/d", replay, last, spark_w, color)
+    span = (days[-1].start - days[0].start) // 86_400 + 1
+    to = day_text(days[-1].start)[5:]
+    text.append(f"{f'{span} days to {to}, a day each (journal)':>{width}}", style="dim")
     return text

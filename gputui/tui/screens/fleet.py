@@ -1,5 +1,5 @@
-"""The main screen: the fleet table, the GPU grid, the risk panel, the event log and the jobs
-as tabs.
+"""The main screen: the fleet table, the GPU grid, the risk panel, the event log, the jobs and
+the service list (prevention) as tabs.
 
 Only the visible tab is brought up to date on a tick; a tab catches up with the newest
 snapshot when it is shown (the table's keyed diff and the grid's repaint need no history).
@@ -35,9 +35,10 @@ from gputui.tui.widgets.fleet_table import FleetTable
 from gputui.tui.widgets.gpu_grid import GpuGrid, GridPanel
 from gputui.tui.widgets.jobs_table import JobsPanel, JobsTable
 from gputui.tui.widgets.key_bar import KeyBar
+from gputui.tui.widgets.prevention_panel import PreventionPanel, PreventionSource, PreventionTable
 from gputui.tui.widgets.risk_panel import Record, RiskPanel
 
-TABS = ("fleet", "grid", "risk", "events", "jobs")
+TABS = ("fleet", "grid", "risk", "events", "jobs", "prevention")
 # Tabs whose rows `s` puts in another order; the others (the grid in fleet order, the risk
 # figures, the log newest first) have none to change.
 SORTED_TABS = ("fleet", "jobs")
@@ -60,6 +61,7 @@ class FleetScreen(Screen[None]):
         Binding("3", "tab('risk')", "Risk", show=False),  # the tab bar shows it
         Binding("4", "tab('events')", "Events", show=False),  # the tab bar shows it
         Binding("5", "tab('jobs')", "Jobs", show=False),  # the tab bar shows it
+        Binding("6", "tab('prevention')", "Prevention", show=False),  # the tab bar shows it
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False),
@@ -71,11 +73,13 @@ class FleetScreen(Screen[None]):
         open_host: Callable[[str], None],
         risk_settings: RiskSettings | None = None,
         record: Record | None = None,
+        prevention: PreventionSource | None = None,
     ) -> None:
         super().__init__(classes="fleet-screen")
         self._open_host = open_host
         self._risk_settings = risk_settings
         self._record = record
+        self._prevention = prevention
         self.snapshot: FleetSnapshot | None = None
         self.palette: Palette = DEFAULT_PALETTE
         self.note = ""
@@ -100,6 +104,8 @@ class FleetScreen(Screen[None]):
                 yield Static(id="events-status", classes="status")
             with TabPane("5 Jobs", id="jobs"):
                 yield JobsPanel(self._risk_settings, self._record, id="jobs-panel")
+            with TabPane("6 Prevention", id="prevention"):
+                yield PreventionPanel(self._prevention, id="prevention-panel")
         yield Static(id="recent")
         yield KeyBar()
 
@@ -120,6 +126,10 @@ class FleetScreen(Screen[None]):
     @property
     def jobs_panel(self) -> JobsPanel:
         return self.query_one(JobsPanel)
+
+    @property
+    def prevention_panel(self) -> PreventionPanel:
+        return self.query_one(PreventionPanel)
 
     @property
     def active_tab(self) -> str:
@@ -155,6 +165,8 @@ class FleetScreen(Screen[None]):
             self.query_one(RiskPanel).apply(snapshot)
         elif tab == "jobs":
             self.jobs_panel.apply(snapshot)
+        elif tab == "prevention":
+            self.prevention_panel.apply(snapshot)
 
     def add_events(self, events: Sequence[FleetEvent]) -> None:
         if not events:
@@ -184,6 +196,7 @@ class FleetScreen(Screen[None]):
         self.grid_panel.set_palette(palette)
         self.event_log.set_palette(palette)
         self.jobs_panel.set_palette(palette)
+        self.prevention_panel.set_palette(palette)
         if self.snapshot is not None:
             self.apply(self.snapshot)
 
@@ -192,6 +205,8 @@ class FleetScreen(Screen[None]):
             return self.grid_panel.grid.selected_host
         if self.active_tab == "jobs":
             return self.jobs_panel.selected_host()
+        if self.active_tab == "prevention":
+            return self.prevention_panel.selected_host()
         return self.table.selected_host
 
     def _status(self) -> None:
@@ -241,6 +256,7 @@ class FleetScreen(Screen[None]):
             "risk": RiskPanel,
             "events": EventLog,
             "jobs": JobsTable,
+            "prevention": PreventionTable,
         }
         # set_focus at once (focus() defers it to a later message) and without scrolling
         # the widget into view (it fills its tab): the new look is in the first update.
@@ -349,6 +365,10 @@ class FleetScreen(Screen[None]):
 
     @on(JobsPanel.HostChosen)
     def _job_gpu_chosen(self, event: JobsPanel.HostChosen) -> None:
+        self._open_host(event.host)
+
+    @on(PreventionPanel.HostChosen)
+    def _service_chosen(self, event: PreventionPanel.HostChosen) -> None:
         self._open_host(event.host)
 
     def set_sort(self, key: SortKey, reverse: bool = False) -> None:

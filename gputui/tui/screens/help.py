@@ -43,6 +43,13 @@ highlighted job is worst, or on the host of the GPU under the cursor. RUN with >
 when gputui first saw the job; P24H and CKPT are the job's own odds of a day without a failure
 and its checkpoint interval, at the fleet's rate."""
 
+PREVENTION_HELP = """\
+Prevention tab (6): the GPUs and nodes to service before they fail, from the journal's daily
+rollups (read at most once a minute while shown; r reads again), ranked by the chance of a
+failure within 30 days that servicing avoids. The highlighted item's findings are below: the
+evidence, a chart of its days and the advice (replace or upgrade hardware, improve cooling, fix
+power). enter opens its host, whose GPU panels chart their days too; x, u and a act on it."""
+
 COLOURS_HELP = """\
 Colours: green ok, amber warn, red critical, magenta failed (GPU lost, XID 79/95/140,
 remap failure), grey unknown or unreachable, purple stale (connected, no sample), blue marked
@@ -81,7 +88,8 @@ def help_body(sections: Sequence[tuple[str, Iterable[BindingType]]]) -> Renderab
             if b.description:
                 table.add_row(_key(b), b.description)
         parts += [table, Text()]
-    parts += [Text(FILTER_HELP), Text(), Text(JOBS_HELP), Text(), Text(COLOURS_HELP)]
+    parts += [Text(FILTER_HELP), Text(), Text(JOBS_HELP), Text()]
+    parts += [Text(PREVENTION_HELP), Text(), Text(COLOURS_HELP)]
     return Group(*parts)
 
 

@@ -1,13 +1,15 @@
-"""The host screen: one host in full, updated every tick while it is open."""
+"""The host screen: one host in full, updated every tick while it is open; each GPU's days from
+the journal's daily rollups below its live lines, read again at most once a minute."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import RenderableType
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import ItemGrid, VerticalScroll
@@ -16,10 +18,25 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from gputui.core.model import FleetEvent, HostSnapshot
-from gputui.tui.hostview import GpuView, events_text, gpu_text, gpu_title, reasons_text, title_text
+from gputui.core.rollup import Rollup
+from gputui.ops.journal import JournalError
+from gputui.tui.hostview import (
+    GpuView,
+    daily_text,
+    events_text,
+    gpu_text,
+    gpu_title,
+    reasons_text,
+    title_text,
+)
 from gputui.tui.palette import DEFAULT_PALETTE, LABELS, Palette
 from gputui.tui.widgets.key_bar import KeyBar
 
+if TYPE_CHECKING:
+    from gputui.tui.widgets.prevention_panel import PreventionSource
+
+#: Seconds of fleet time between two reads of a host's days: a day row changes every 5 minutes.
+DAYS_EVERY_S = 60.0
 PANEL_MIN_WIDTH = 78  # two panels side by side from about 160 columns
 
 
@@ -41,6 +58,7 @@ class GpuPanel(Widget):
         super().__init__(classes="gpu-panel")
         self.index = index
         self.view: GpuView | None = None
+        self.days: Sequence[Rollup] = ()  # the GPU's daily rollups from the journal
         self.palette = DEFAULT_PALETTE
 
     def show(self, view: GpuView, palette: Palette) -> None:
@@ -55,7 +73,12 @@ class GpuPanel(Widget):
     def render(self) -> RenderableType:
         if self.view is None:
             return ""
-        return gpu_text(self.view, self.content_size.width or 80, self.palette)
+        width = self.content_size.width or 80
+        text = gpu_text(self.view, width, self.palette)
+        if self.days:
+            text.append("\n")
+            text.append_text(daily_text(self.days, self.view.info, width, self.palette))
+        return text
 
 
 #: `[` and `]` share one entry of the key bar ("[ ] Prev/next"); the help lists each.
@@ -74,12 +97,16 @@ class HostScreen(Screen[None]):
         host: str,
         source: Callable[[str], HostData | None],
         neighbour: Callable[[str, int], str | None],
+        days: PreventionSource | None = None,
     ) -> None:
         super().__init__(classes="host-screen")
         self.host = host
         self._source = source
         self._neighbour = neighbour
+        self._days_source = days
         self._panels: dict[int, GpuPanel] = {}
+        # host -> (fleet time read, each GPU slot's days): the current GPU of each slot only
+        self.days: dict[str, tuple[float, dict[int, tuple[Rollup, ...]]]] = {}
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="host-body"):
@@ -115,8 +142,31 @@ class HostScreen(Screen[None]):
             grid.remove_children()
             self._panels = {i: GpuPanel(i) for i in indices}
             grid.mount_all(self._panels.values())
+        days = self.days.get(self.host)
+        if self._days_source is not None and (days is None or data.now - days[0] >= DAYS_EVERY_S):
+            self.days[self.host] = (data.now, days[1] if days is not None else {})
+            self._read_days(self.host)
+        by_gpu = days[1] if days is not None else {}
         for view in data.gpus:
-            self._panels[view.info.index].show(view, data.palette)
+            panel = self._panels[view.info.index]
+            panel.days = by_gpu.get(view.info.index, ())
+            panel.show(view, data.palette)
+
+    @work(thread=True, exclusive=True, group="host-days")
+    def _read_days(self, host: str) -> None:
+        source = self._days_source
+        assert source is not None
+        try:
+            rollups = source.daily(host)
+        except JournalError:
+            return  # the days are extra: the live lines stand without them
+        self.app.call_from_thread(self._got_days, host, current_days(rollups))
+
+    def _got_days(self, host: str, by_gpu: dict[int, tuple[Rollup, ...]]) -> None:
+        read_t = self.days.get(host, (0.0, {}))[0]
+        self.days[host] = (read_t, by_gpu)
+        if host == self.host and self.is_mounted:
+            self.update_data()
 
     def action_back(self) -> None:
         self.dismiss()
@@ -125,3 +175,18 @@ class HostScreen(Screen[None]):
         other = self._neighbour(self.host, step)
         if other is not None and other != self.host:
             self.show_host(other)
+
+
+def current_days(rollups: Sequence[Rollup]) -> dict[int, tuple[Rollup, ...]]:
+    """Each GPU slot's daily rollups, oldest first, of the GPU in it now (the uuid whose days
+    reach furthest): a GPU replaced in the slot took its history with it."""
+    by_uuid: dict[tuple[int, str], list[Rollup]] = {}
+    for r in rollups:
+        by_uuid.setdefault((r.gpu, r.uuid), []).append(r)
+    out: dict[int, tuple[Rollup, ...]] = {}
+    for (gpu, _), days in by_uuid.items():
+        days.sort(key=lambda r: r.start)
+        have = out.get(gpu)
+        if have is None or (days[-1].start, days[0].start) > (have[-1].start, have[0].start):
+            out[gpu] = tuple(days)
+    return out
