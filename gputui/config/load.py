@@ -40,6 +40,7 @@ from gputui.config.schema import (
     HostsFile,
     SshTable,
 )
+from gputui.config.ui import UiSettings
 from gputui.core.health import Thresholds
 from gputui.core.risk import RiskSettings
 from gputui.core.rollup import RollupRetention
@@ -223,6 +224,7 @@ class _Builder:
             ssh=self._ssh(top.ssh),
             thresholds=self.convert(top.thresholds, Thresholds, "thresholds"),
             risk=self.convert(top.risk, RiskSettings, "risk"),
+            ui=self.convert(top.ui, UiSettings, "ui"),
             actions=actions,
             action_presets=presets,
             journal_path=self._path(top.journal.path) if top.journal.path else None,

@@ -30,6 +30,7 @@ from gputui.config.schema import (
     DEFAULT_SLOW_EVERY,
     Backend,
 )
+from gputui.config.ui import UiSettings
 from gputui.core.health import Thresholds
 from gputui.core.risk import RiskSettings
 from gputui.core.rollup import RollupRetention
@@ -108,6 +109,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ssh: SshSettings = msgspec.field(default_factory=SshSettings)
     thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
+    ui: UiSettings = msgspec.field(default_factory=UiSettings)  # [ui]: how the monitor opens
     actions: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # [actions.NAME], raw
     action_presets: tuple[str, ...] = ()  # [actions] presets = [...]
     journal_path: Path | None = None  # [journal] path; None: the default location

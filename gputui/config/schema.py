@@ -154,6 +154,7 @@ class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     thresholds: _Table = msgspec.field(default_factory=dict)
     risk: _Table = msgspec.field(default_factory=dict)
+    ui: _Table = msgspec.field(default_factory=dict)  # config/ui.py
     actions: Annotated[dict[str, Any], msgspec.Meta(description="tables [actions.NAME]")] = (
         msgspec.field(default_factory=dict)
     )
