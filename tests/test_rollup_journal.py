@@ -418,3 +418,45 @@ def test_a_host_with_its_clock_ahead_closes_no_other_hosts_bucket(journal: Journ
     ]
     [r] = [r for r in writer.accumulator.close_all() if r.host == "gpu000"]
     assert r.samples == 25
+
+
+def test_a_batch_of_many_buckets_gives_the_day_rows_interval_by_interval_does(
+    tmp_path: Path,
+) -> None:
+    """A backlog (a simulated fleet's days, written a day at a time) merges each day's buckets
+    before its row: the same day rows as one interval per transaction, in any batch order,
+    the latest bucket's remapped rows last."""
+    buckets = [
+        rollup(
+            g,
+            DAY0 + 300 * i,
+            samples=30 + i,
+            temp_n=30 + i,
+            temp_mean_c=50.0 + 0.37 * i + g,
+            temp_max_c=60.0 + i,
+            ecc_corrected=i % 3,
+            remap_corrected=i // 4,
+            remap_pending=i % 2 == 1,
+            xids={63: 1} if i % 5 == 0 else {},
+        )
+        for g in range(2)
+        for i in range(24)
+    ]
+    with Journal.open(tmp_path / "one.sqlite3") as one:
+        for i in range(24):
+            one.write_rollups([b for b in buckets if b.start == DAY0 + 300 * i], RollupRetention())
+        by_interval = one.rollup_series(BUCKET_DAY_S)
+    with Journal.open(tmp_path / "all.sqlite3") as batch:
+        batch.write_rollups(list(reversed(buckets)), RollupRetention())
+        at_once = batch.rollup_series(BUCKET_DAY_S)
+        assert len(batch.rollup_series(BUCKET_5M_S)) == len(buckets)
+    assert [(d.samples, d.temp_max_c, d.ecc_corrected, d.xids) for d in at_once] == [
+        (d.samples, d.temp_max_c, d.ecc_corrected, d.xids) for d in by_interval
+    ]
+    for a, b in zip(at_once, by_interval, strict=True):
+        assert a.temp_mean_c == pytest.approx(b.temp_mean_c, abs=0.01)
+        assert (
+            (a.remap_corrected, a.remap_pending)
+            == (5, True)
+            == (b.remap_corrected, b.remap_pending)
+        )

@@ -14,6 +14,7 @@ collector's clock), their `rollup_gpus` entry with them.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -167,6 +168,7 @@ def store(
     rows = conn.execute("SELECT id, host, gpu, uuid FROM rollup_gpus")
     ids = {(host, gpu, uuid): gpu_id for gpu_id, host, gpu, uuid in rows}
     newest: dict[int, int] = {}
+    days: dict[tuple[int, int], list[tuple[int, Rollup]]] = {}  # (gpu, day) -> (5-min start, r)
     written = 0
     for r in rollups:
         if r.length_s != BUCKET_5M_S:
@@ -180,9 +182,15 @@ def store(
             )
             gpu_id = ids[key] = int(cur.lastrowid or 0)
         _upsert(conn, "rollups_5m", gpu_id, r)
-        _upsert(conn, "rollups_1d", gpu_id, rekey(r, BUCKET_DAY_S))
+        day = rekey(r, BUCKET_DAY_S)
+        days.setdefault((gpu_id, day.start), []).append((r.start, day))
         newest[gpu_id] = max(newest.get(gpu_id, r.start), r.start)
         written += 1
+    # A day's rollups of the batch are merged here first and into its row once: a batch of
+    # days (a simulated fleet, a backlog) merges each day row once, not 288 times.
+    for (gpu_id, _), parts in days.items():
+        parts.sort(key=lambda part: part[0])  # merge takes the later one second
+        _upsert(conn, "rollups_1d", gpu_id, functools.reduce(merge, (d for _, d in parts)))
     conn.executemany("UPDATE rollup_gpus SET written = ? WHERE id = ?", [(now, i) for i in newest])
     # Counted back from each GPU's newest bucket, so exactly the configured number of
     # buckets stays: 7 days of 5-minute rows is 2,016 of them, 90 days 90 day rows.
