@@ -103,7 +103,7 @@ def test_a_gpu_whose_ecc_climbs_is_listed_with_its_evidence_and_advice_and_warns
     flat = " ".join(out.split())
     assert "GPUTUI WARNING - 1 to service; 16 GPUs on 2 hosts, 8 days of rollups" in flat
     assert "GPU3 corrected ECC errors: 40/day over 7 days (limit 10/day)" in flat
-    assert "advice: replace or upgrade hardware: its memory is wearing out" in flat
+    assert "advice (replace or upgrade hardware): its memory is wearing out" in flat
     assert f"rollups: journal {j}" in flat
     # The day chart: eight days, every one at the same height.
     chart = [line for line in lines if "corrected ECC errors per day, by day:" in line]

@@ -348,8 +348,8 @@ def finding_lines(f: Finding, width: int, chart_days: int = 30) -> list[Text]:
         line.append(spark, style="cyan")
         line.append(f"  {value_text(min(values))} .. {value_text(max(values))}", style="dim")
         lines.append(line)
-    advice = Text("advice: ", style="bold")
-    advice.append_text(host_text(f"{f.remedy.value}: {f.advice}"))
+    advice = Text(f"advice ({f.remedy.value}): ", style="bold")
+    advice.append_text(host_text(f.advice))
     lines.append(advice)
     return lines
 
@@ -366,7 +366,7 @@ def prevention_table(report: PreventionReport, width: int = 80) -> str:
         console.print("No rollups to judge.")
     console.print()
     console.print(summary_line(report))
-    console.print(host_text(f"rollups: {report.source}"), soft_wrap=True)
+    console.print(host_text(f"rollups: {report.source}"))
     if items:
         console.print(basis_line(report), soft_wrap=False)
     if report.note:
