@@ -145,7 +145,7 @@ async def _running(
     ssh: SshContext,
     thresholds: Thresholds | None,
     tick_s: float | None,
-    history_len: int,
+    history_len: int | None,
 ) -> AsyncIterator[FleetMonitor]:
     """A monitor over `plans` that closes the fleet's SSH when it stops."""
     # Every host holds descriptors for as long as it is watched (fdlimit.py); the command line
@@ -164,7 +164,7 @@ async def monitor_config(
     config: Config,
     *,
     tick_s: float | None = None,
-    history_len: int = 300,
+    history_len: int | None = None,
     specs: Sequence[HostSpec] | None = None,
 ) -> AsyncIterator[FleetMonitor]:
     """A running monitor over the configured hosts (or `specs`); unless `tick_s` is given, it
@@ -181,7 +181,7 @@ async def demo_fleet_and_monitor(
     seed: int = 1,
     interval_s: float = DEFAULT_INTERVAL_S,
     tick_s: float | None = None,
-    history_len: int = 300,
+    history_len: int | None = None,
     thresholds: Thresholds | None = None,
     scenario: str | None = None,
     spares: int = 0,

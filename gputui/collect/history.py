@@ -1,8 +1,13 @@
 """Per-host history rings: fixed-size numpy arrays, so memory stays flat over days.
 
-One float32 ring per host of shape (GPUs, metrics, capacity) plus a float64 time ring. At the
-default 300 points, 1,000 hosts x 8 GPUs hold ~38 MB of history, allocated at the first hello
-and never grown.
+One float32 ring per host of shape (GPUs, metrics, capacity) plus a float64 time ring: 136
+bytes per point of an 8-GPU host, allocated at the first hello and never grown.
+
+How many points a host keeps follows the fleet's size (`history_len_for`): a small fleet's
+per-GPU view charts an hour, while 1,000 hosts keep the 5 minutes their host screens show. A
+fleet shares one budget of host-points, so the rings never hold more than the larger of
+the budget (36,000 points: about 5 MB of 8-GPU hosts) and 300 points a host (1,000 8-GPU
+hosts: about 41 MB, as before the budget).
 """
 
 from __future__ import annotations
@@ -24,16 +29,30 @@ class Metric(enum.IntEnum):
     MEM_USED_PCT = 3
 
 
+#: Points every host keeps, however large the fleet (5 minutes at 1 s).
+MIN_HISTORY = 300
+#: Points a host of a small fleet keeps (an hour at 1 s): the per-GPU view's charts.
+MAX_HISTORY = 3600
+#: Host-points a whole fleet shares above MIN_HISTORY: ten hosts get an hour each, the demo's
+#: 32 about 19 minutes, and from 120 hosts on each keeps MIN_HISTORY.
+HISTORY_BUDGET = 36_000
+
 _N_METRICS = len(Metric)
 _NAN = float("nan")
 # append() writes a GPU's row as [util, temp, power, mem]: the order of Metric.
 assert [m.name for m in Metric] == ["UTIL_PCT", "TEMP_C", "POWER_W", "MEM_USED_PCT"]
 
 
+def history_len_for(n_hosts: int) -> int:
+    """Points of history each host of an `n_hosts` fleet keeps."""
+    share = HISTORY_BUDGET // max(n_hosts, 1)
+    return max(MIN_HISTORY, min(MAX_HISTORY, share))
+
+
 class HostHistory:
     """The last `capacity` samples of one host, oldest overwritten first."""
 
-    __slots__ = ("_head", "_index_of", "_mem_total", "_n", "capacity", "t", "values")
+    __slots__ = ("_head", "_index_of", "_mem_total", "_n", "appended", "capacity", "t", "values")
 
     def __init__(self, gpus: list[GpuInfo], capacity: int) -> None:
         self.capacity = capacity
@@ -44,6 +63,9 @@ class HostHistory:
         self._mem_total = [g.memory_total_mib or 0.0 for g in gpus]
         self._head = 0  # next slot to write
         self._n = 0  # slots filled
+        # Samples ever appended: the sample number of the newest is appended - 1, so a chart
+        # can bucket samples by number and keep its buckets still while new ones arrive.
+        self.appended = 0
 
     def __len__(self) -> int:
         return self._n
@@ -70,6 +92,7 @@ class HostHistory:
             self.values[:, :, slot] = rows
         self._head = (slot + 1) % self.capacity
         self._n = min(self._n + 1, self.capacity)
+        self.appended += 1
 
     def series(
         self, gpu_index: int, metric: Metric, last: int | None = None

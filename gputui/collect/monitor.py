@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from gputui.collect.feed import Backoff, Source
+from gputui.collect.history import history_len_for
 from gputui.collect.host_runtime import HostRuntime
 from gputui.collect.tick import tick_for
 from gputui.config import DEFAULT_INTERVAL_S
@@ -71,6 +72,8 @@ class FleetMonitor:
     """Owns per-host state and the tick; `async with` starts and stops every source.
 
     Unless `tick_s` is given, it ticks with the fleet's fastest host, within tick.py's bounds.
+    Unless `history_len` is given, each host keeps the history its fleet's size allows
+    (gputui/collect/history.py).
     """
 
     def __init__(
@@ -79,7 +82,7 @@ class FleetMonitor:
         *,
         thresholds: Thresholds | None = None,
         tick_s: float | None = None,
-        history_len: int = 300,
+        history_len: int | None = None,
         clock: Callable[[], float] = time.time,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
@@ -87,6 +90,9 @@ class FleetMonitor:
         self._closers = list(closers)
         self._clock = clock
         self._plans = list(plans)
+        if history_len is None:  # a small fleet charts an hour, a large one 5 minutes
+            history_len = history_len_for(len(self._plans))
+        self.history_len = history_len
         self.hosts: dict[str, HostRuntime] = {}
         for plan in self._plans:
             name = plan.source.name
