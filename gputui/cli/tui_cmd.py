@@ -25,6 +25,7 @@ from gputui.config import DEFAULT_INTERVAL_S
 if TYPE_CHECKING:
     from gputui.collect.monitor import FleetMonitor
     from gputui.config import Config
+    from gputui.config.ui import UiSettings
     from gputui.core.jobs import SchedulerJob
     from gputui.core.model import FleetEvent
     from gputui.core.risk import RiskSettings
@@ -115,6 +116,7 @@ def _run(
     triage: TriageRunner | None = None,
     notices: Sequence[str] = (),
     info: Sequence[str] = (),
+    ui: UiSettings | None = None,
 ) -> None:
     from gputui.ops.prevention import JournalPrevention
     from gputui.tui.app import GpuTuiApp
@@ -146,6 +148,7 @@ def _run(
             prevention=JournalPrevention(lambda: wiring.journal, risk=risk, groups=wiring.groups)
             if wiring.use_journal
             else None,
+            ui=ui,
         )
         _quit_on_signals(tui.exit)
         try:
@@ -247,7 +250,16 @@ def monitor(
         report = await triage_config(config, [config.host(name)], TriageOptions())
         return triage_table(report, width)
 
-    _run(open_monitor, wiring, config.risk, bell, triage, notices=_notices(shortfall), info=info)
+    _run(
+        open_monitor,
+        wiring,
+        config.risk,
+        bell,
+        triage,
+        notices=_notices(shortfall),
+        info=info,
+        ui=config.ui,
+    )
 
 
 def _local_notice(config: Config) -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gputui.core.jobs import SchedulerJob
     from gputui.core.risk import RiskSettings
 
+from gputui.config.ui import UiSettings
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
 from gputui.core.text import plain
 from gputui.core.words import counted
@@ -38,6 +39,7 @@ from gputui.tui.operator import OperatorPort, Outcome, Prepared, RequestKind, Se
 from gputui.tui.palette import Palette
 from gputui.tui.screens.dialogs import ActionPicker, ConfirmDialog, PreviewDialog, ReasonDialog
 from gputui.tui.screens.fleet import FleetScreen
+from gputui.tui.screens.gpus import GpusData, GpusScreen, opens_on_gpus
 from gputui.tui.screens.help import HelpScreen
 from gputui.tui.screens.host import HostData, HostScreen
 from gputui.tui.screens.triage import TriageRunner, TriageScreen
@@ -47,6 +49,7 @@ from gputui.tui.widgets.prevention_panel import PreventionSource
 from gputui.tui.widgets.risk_panel import Record
 
 HOST_SCREEN = "host"
+GPUS_SCREEN = "gpus"
 HOST_EVENTS = 50  # recent events kept per host for its screen
 TICK_SAMPLES = 600  # per-tick timings kept for `tick_ms` (the benchmark reads them)
 
@@ -84,6 +87,7 @@ class GpuTuiApp(App[None]):
         Binding("c", "clear_latched", "Clear latched", show=False),
         Binding("t", "triage", "Triage", show=False),
         Binding("b", "toggle_bell", "Bell on/off", show=False),
+        Binding("g", "gpu_view", "GPUs", show=False),
     ]
 
     def __init__(
@@ -99,6 +103,7 @@ class GpuTuiApp(App[None]):
         triage: TriageRunner | None = None,
         notices: Notices | None = None,
         scheduler: SchedulerView | None = None,
+        ui: UiSettings | None = None,
         prevention: PreventionSource | None = None,
     ) -> None:
         super().__init__()
@@ -123,6 +128,11 @@ class GpuTuiApp(App[None]):
         self._quitting = False
         self._host_events: dict[str, deque[FleetEvent]] = {}
         self._settled: dict[str, str] = {}
+        self._ui = ui or UiSettings()
+        # Until the fleet's GPUs are counted (or a key is pressed), the view the app opens on
+        # is open: a small fleet opens on the per-GPU view (config/ui.py).
+        self._view_chosen = False
+        self._first_t: float | None = None
 
     def notify(
         self,
@@ -217,8 +227,21 @@ class GpuTuiApp(App[None]):
                 screen.jobs_panel.set_scheduler(*said)
         screen.apply(snapshot)
         screen.add_events(events)
-        if isinstance(self.screen, HostScreen):
+        if isinstance(self.screen, (HostScreen, GpusScreen)):
             self.screen.update_data()
+        if not self._view_chosen:
+            self._choose_view(snapshot)
+
+    def _choose_view(self, snapshot: FleetSnapshot) -> None:
+        """Open on the per-GPU view once the fleet turns out small enough for it."""
+        if self._first_t is None:
+            self._first_t = snapshot.t
+        small = opens_on_gpus(snapshot, self._ui, snapshot.t - self._first_t)
+        if small is None:
+            return
+        self._view_chosen = True
+        if small and self.screen is self.fleet_screen:
+            self.open_gpu_view(None)
 
     def _announce(self, snapshot: FleetSnapshot) -> list[FleetEvent]:
         """Hosts whose state got worse since the last tick: a log line each, one toast."""
@@ -298,6 +321,8 @@ class GpuTuiApp(App[None]):
         screen = self.screen
         if isinstance(screen, HostScreen):
             return screen.host
+        if isinstance(screen, GpusScreen):
+            return screen.selected_host()
         return self.fleet_screen.selected_host()
 
     def open_host(self, name: str) -> None:
@@ -311,7 +336,28 @@ class GpuTuiApp(App[None]):
         screen = self.get_screen(HOST_SCREEN)
         assert isinstance(screen, HostScreen)
         screen.show_host(name)
-        if self.screen is not screen:
+        self._bring_up(screen)
+
+    def open_gpu_view(self, name: str | None) -> None:
+        """The per-GPU view of host `name`, or of the whole fleet (None)."""
+        if name is not None and name not in self.by_name:
+            return
+        # Installed once and re-shown, as the host screen.
+        if not self.is_screen_installed(GPUS_SCREEN):
+            view = GpusScreen(name, self.gpus_data, self.neighbour, self.open_host)
+            self.install_screen(view, GPUS_SCREEN)
+        screen = self.get_screen(GPUS_SCREEN)
+        assert isinstance(screen, GpusScreen)
+        screen.show_scope(name)
+        self._bring_up(screen)
+
+    def _bring_up(self, screen: Screen[Any]) -> None:
+        """Show `screen`: back to it where it is under the top one (the host screen opened
+        from the per-GPU view, or the other way), else on top."""
+        if screen in self.screen_stack:
+            while self.screen is not screen:
+                self.pop_screen()
+        else:
             self.push_screen(screen)
 
     def host_data(self, name: str) -> HostData | None:
@@ -328,6 +374,28 @@ class GpuTuiApp(App[None]):
         events = list(self._host_events.get(name, ()))[:12]
         return HostData(host, views, events, snapshot.t, self.palette)
 
+    def gpus_data(self, name: str | None) -> GpusData | None:
+        """What the per-GPU view draws: host `name`, or every host (None), with each GPU's
+        whole history for its charts."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        if name is None:
+            hosts = list(snapshot.hosts)
+        elif (one := self.by_name.get(name)) is not None:
+            hosts = [one]
+        else:
+            return None
+        monitor = self.session.monitor
+        gpus = []
+        for host in hosts:
+            runtime = monitor.hosts.get(host.name) if monitor is not None else None
+            history = runtime.history if runtime is not None else None
+            points = history.capacity if history is not None else 0
+            views = gpu_views(host, history, None, snapshot.t, points=points)
+            gpus += [(host.name, view) for view in views]
+        return GpusData(hosts, gpus, snapshot.t, self.palette)
+
     def neighbour(self, name: str, step: int) -> str | None:
         """The host `step` rows from `name` in the fleet table's order (wrapping)."""
         order = self.fleet_screen.table.shown or list(self.by_name)
@@ -338,8 +406,10 @@ class GpuTuiApp(App[None]):
     # -- actions --------------------------------------------------------------------------
 
     async def on_event(self, event: events.Event) -> None:
-        if self.gc_pacer is not None and isinstance(event, (events.Key, events.MouseDown)):
-            self.gc_pacer.input_seen()
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self._view_chosen = True  # the operator is at work: the view stays theirs
+            if self.gc_pacer is not None:
+                self.gc_pacer.input_seen()
         await super().on_event(event)
 
     async def action_quit(self) -> None:
@@ -368,9 +438,16 @@ class GpuTuiApp(App[None]):
             ),
             ("GPU grid", GRID_HELP),
             ("Host screen", HostScreen.BINDINGS),
+            ("GPU view", GpusScreen.BINDINGS),
             ("Command palette", [Binding("ctrl+p", "", "every action, and open any host by name")]),
         ]
         self.push_screen(HelpScreen(sections))
+
+    def action_gpu_view(self) -> None:
+        """The per-GPU view of the selected host."""
+        host = self._target()
+        if host is not None:
+            self.open_gpu_view(host)
 
     def action_toggle_bell(self) -> None:
         self.bell_on = not self.bell_on
@@ -553,6 +630,11 @@ class GpuTuiApp(App[None]):
             self._open_selected,
         )
         yield SystemCommand(
+            "GPU view",
+            "Meters, charts and processes of the selected host's GPUs (g)",
+            self.action_gpu_view,
+        )
+        yield SystemCommand(
             "Mark host failed", "Take the selected host out of service (x)", self.action_mark_failed
         )
         yield SystemCommand(
@@ -572,7 +654,7 @@ class GpuTuiApp(App[None]):
         yield SystemCommand("Help", "Every key (?)", self.action_help)
 
     def _show_tab(self, tab: str) -> None:
-        while isinstance(self.screen, HostScreen):
+        while isinstance(self.screen, (HostScreen, GpusScreen)):
             self.pop_screen()
         self.fleet_screen.action_tab(tab)
 

@@ -52,7 +52,9 @@ def gpu_count(host: HostSnapshot) -> int:
     return len(host.hello.gpus) if host.hello is not None else DEFAULT_GPUS
 
 
-def _fraction(mode: GridMode, r: GpuReading, info: GpuInfo | None) -> float | None:
+def metric_fraction(mode: GridMode, r: GpuReading, info: GpuInfo | None) -> float | None:
+    """How far `r` is along `mode`'s scale, 0 to 1 (unclamped; None: not read). The grid's
+    colours and the per-GPU view's meters share these scales."""
     if mode is GridMode.UTIL:
         return None if r.util_pct is None else r.util_pct / 100
     if mode is GridMode.TEMP:
@@ -83,7 +85,7 @@ def host_colors(host: HostSnapshot, mode: GridMode, palette: Palette) -> list[Co
         if mode is GridMode.VERDICT or level == "failed" or reading is None:
             out.append(palette.color(level))
             continue
-        fraction = _fraction(mode, reading, info)
+        fraction = metric_fraction(mode, reading, info)
         out.append(palette.color("unknown") if fraction is None else palette.heat_color(fraction))
     return out
 

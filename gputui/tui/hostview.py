@@ -120,6 +120,8 @@ class GpuView:
     verdict: Verdict | None
     series: Mapping[Metric, npt.NDArray[np.float32]]
     span_s: float  # time covered by the series
+    appended: int = 0  # samples the ring took in so far (HostHistory.appended)
+    interval_s: float = 1.0  # seconds between samples
 
 
 def gpu_views(
@@ -129,6 +131,7 @@ def gpu_views(
     now: float,
     points: int = 600,
 ) -> list[GpuView]:
+    """One view per GPU of the host, with the last `points` samples of its history."""
     if host.hello is None:
         return []
     readings = {r.index: r for r in host.sample.gpus} if host.sample is not None else {}
@@ -153,6 +156,8 @@ def gpu_views(
                 verdict=host.verdict.gpus.get(info.index),
                 series=series,
                 span_s=span,
+                appended=history.appended if history is not None else 0,
+                interval_s=host.hello.interval_s,
             )
         )
     return views
@@ -218,12 +223,10 @@ def gpu_text(view: GpuView, width: int, palette: Palette) -> Text:
     if view.span_s:
         text.append(f"{'last ' + fmt_age(view.span_s, 0):>{width}}\n", style="dim")
     if r is not None:
-        clocks = f"SM {_n(r.sm_clock_mhz)}/{_n(info.sm_clock_max_mhz)} MHz"
-        clocks += f", memory {_n(r.mem_clock_mhz)} MHz"
+        clocks, words = clock_words(r, info)
         text.append(f"{'clocks':<7}{clocks}\n")
-        words = clock_event_words(r.clock_events or 0)
         text.append(f"{'events':<7}")
-        text.append(", ".join(words) if words else "none", style="" if words else "dim")
+        text.append(words or "none", style="" if words else "dim")
         text.append("\n")
     _slow_rows(text, view)
     for reason in view.verdict.reasons if view.verdict is not None else ():
@@ -232,6 +235,14 @@ def gpu_text(view: GpuView, width: int, palette: Palette) -> Text:
             text.append("\n")
     text.rstrip()
     return text
+
+
+def clock_words(r: GpuReading, info: GpuInfo) -> tuple[str, str]:
+    """`SM 1410/1980 MHz, memory 2619 MHz` and the clock-event reasons in words ("" when
+    none holds the clocks back)."""
+    clocks = f"SM {_n(r.sm_clock_mhz)}/{_n(info.sm_clock_max_mhz)} MHz"
+    clocks += f", memory {_n(r.mem_clock_mhz)} MHz"
+    return clocks, ", ".join(clock_event_words(r.clock_events or 0))
 
 
 def _slow_rows(text: Text, view: GpuView) -> None:

@@ -50,6 +50,14 @@ failure within 30 days that servicing avoids. The highlighted item's findings ar
 evidence, a chart of its days and the advice (replace or upgrade hardware, improve cooling, fix
 power). enter opens its host, whose GPU panels chart their days too; x, u and a act on it."""
 
+GPUS_HELP = """\
+GPU view (g, and a small fleet opens on it): a panel per GPU with meters for utilisation,
+memory, temperature against the GPU's own slowdown limit and power against its limit, clocks
+and clock-event reasons, and charts of the four over the monitor's history (the caption gives
+the span); the processes below, one row per process and GPU. s sorts them by GPU memory, SM,
+CPU, host memory, run time, GPU, pid or user; S reverses; a click on a header sorts by it.
+d opens the host screen; x, u, a and t act on the host of the process under the cursor."""
+
 COLOURS_HELP = """\
 Colours: green ok, amber warn, red critical, magenta failed (GPU lost, XID 79/95/140,
 remap failure), grey unknown or unreachable, purple stale (connected, no sample), blue marked
@@ -89,7 +97,7 @@ def help_body(sections: Sequence[tuple[str, Iterable[BindingType]]]) -> Renderab
                 table.add_row(_key(b), b.description)
         parts += [table, Text()]
     parts += [Text(FILTER_HELP), Text(), Text(JOBS_HELP), Text()]
-    parts += [Text(PREVENTION_HELP), Text(), Text(COLOURS_HELP)]
+    parts += [Text(PREVENTION_HELP), Text(), Text(GPUS_HELP), Text(), Text(COLOURS_HELP)]
     return Group(*parts)
 
 

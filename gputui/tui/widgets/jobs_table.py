@@ -84,17 +84,22 @@ class KeyedTable(DataTable[Text]):
     }
     """
 
-    def __init__(self, columns: Sequence[Column], state: int, *, id: str | None = None) -> None:
+    def __init__(
+        self, columns: Sequence[Column], state: int | None, *, id: str | None = None
+    ) -> None:
         super().__init__(cursor_type="row", cell_padding=0, zebra_stripes=False, id=id)
         self.all_columns = tuple(columns)
-        self.state_index = state  # the column coloured by the row's health word
+        self.state_index = state  # the column coloured by the row's health word, if any
         self.palette = DEFAULT_PALETTE
         self.keys: list[str] = []
         self.rows_shown: dict[str, tuple[str, ...]] = {}
         self.shown_layout: tuple[tuple[int, int], ...] = ()
 
     def _cells(self, cells: tuple[str, ...]) -> list[Text]:
-        chip = self.palette.chip(cells[self.state_index])
+        state = self.state_index
+        if state is None:
+            return [_cell(cells[i], self.all_columns[i], w) for i, w in self.shown_layout]
+        chip = self.palette.chip(cells[state])
         return [
             _cell(cells[i], self.all_columns[i], w, chip if i == self.state_index else "")
             for i, w in self.shown_layout
@@ -114,9 +119,10 @@ class KeyedTable(DataTable[Text]):
                 continue
             self.rows_shown[key] = cells
             new = self._cells(cells)
-            state_changed = old[self.state_index] != cells[self.state_index]
+            state = self.state_index
+            state_changed = state is not None and old[state] != cells[state]
             for n, (i, _) in enumerate(shape):
-                if old[i] != cells[i] or (state_changed and i == self.state_index):
+                if old[i] != cells[i] or (state_changed and i == state):
                     self.update_cell(key, self.all_columns[i].key, new[n])
 
     def _rebuild(
