@@ -38,12 +38,14 @@ from gputui.collect.host_runtime import HostRuntime
 from gputui.config import ConfigError, config_from_text
 from gputui.config.ui import UiSettings
 from gputui.core.model import (
+    Action,
     FleetEvent,
     FleetSnapshot,
     GpuProcess,
     HostSnapshot,
     HostState,
     JobRef,
+    Level,
     Sample,
 )
 from gputui.tui.app import GpuTuiApp
@@ -70,7 +72,7 @@ from gputui.tui.widgets.history_chart import (
     choose_step,
 )
 from gputui.tui.widgets.meter import bar_cells, meter
-from tests.fake_fleet import T0, FakeFleet, FakeMonitor, HostScript, factory, small_fleet
+from tests.fake_fleet import T0, FakeFleet, FakeMonitor, HostScript, R, factory, small_fleet
 from tests.test_host_text import assert_safe
 from tests.test_replay_h200 import STREAM, TRAINING, Clock
 
@@ -345,6 +347,21 @@ def test_opens_on_gpus_counts_what_said_hello_and_waits_a_while_for_the_rest() -
     assert opens_on_gpus(many.snapshot(), ui, 0.0) is False  # no need to wait for them
     no_gpu = msgspec.structs.replace(snap.hosts[0], hello=None, state=HostState.UNREACHABLE)
     assert opens_on_gpus(_snap(no_gpu), ui, 0.0) is False  # nothing to draw
+
+
+async def test_a_lost_gpu_is_said_once_in_its_panel() -> None:
+    lost = R("gpu_lost", Level.FAILED, "GPU0 is lost (fell off the bus)", 0, Action.REBOOT_NODE)
+    fleet = FakeFleet(
+        [HostScript("ws1", gpus=2, lost={0}, reasons=[lost]), HostScript("ws2", lost={1})]
+    )
+    async with running(fleet) as r:
+        cards = list(r.view.cards.values())
+        text = card_text(cards[0])
+        assert "failed   GPU0 is lost (fell off the bus)  -> reboot node" in text
+        assert "GPU is lost" not in text and "-]" in text  # no figures, no NVML words
+        assert title_of(cards[0]).endswith("· failed")
+        # Nothing judged it yet: NVML's words are all there is.
+        assert "lost: GPU is lost" in card_text(cards[3])
 
 
 # --------------------------------------------------------------------------------------------

@@ -158,20 +158,24 @@ def info_text(view: GpuView, palette: Palette) -> Text:
     """Clocks and clock-event reasons in words, a GPU that cannot be read, and the GPU's
     active reasons; wrapped at words by the panel, never cut."""
     r = view.reading
+    reasons = [x for x in view.verdict.reasons if x.level > Level.OK] if view.verdict else []
     text = Text()
     if r is None:
         text.append("no reading in the last sample", style="dim")
     elif r.status != "ok":
-        text.append(plain(f"{r.status}: {r.error or 'no detail'}"), style="bold red")
+        # The GPU's reason says it in words (`GPU3 is lost (fell off the bus)`): NVML's
+        # error only where nothing judged it yet, so it is never said twice.
+        if not reasons:
+            text.append(plain(f"{r.status}: {r.error or 'no detail'}"), style="bold red")
     else:
         clocks, words = clock_words(r, view.info)
         text.append(clocks)
         text.append(" · clock events: ", style="dim")
         text.append(words or "none", style="" if words else "dim")
-    for reason in view.verdict.reasons if view.verdict is not None else ():
-        if reason.level > Level.OK:
+    for reason in reasons:
+        if text:
             text.append("\n")
-            text.append_text(reason_line(reason, palette))
+        text.append_text(reason_line(reason, palette))
     return text
 
 
