@@ -10,3 +10,13 @@ nvidia-smi -L
 python3 -c "import pynvml" 2>/dev/null || python3 -m pip install -q nvidia-ml-py \
     || { echo "pynvml missing and PyPI unreachable: install nvidia-ml-py" >&2; exit 2; }
 python3 scripts/device_check.py --duration "${DURATION:-20}" --load "${LOAD:-30}"
+# Inside the training loop (docs/training.md): TRAIN seconds (default 60) of a small model with
+# the Lightning callback and with GPUGuard, their history, the guard's overhead and the
+# heartbeat the agent forwards. Needs torch with CUDA and lightning; TRAIN=0 leaves it out.
+if [ "${TRAIN:-60}" != "0" ]; then
+    if python3 -c "import torch, lightning; assert torch.cuda.is_available()" 2>/dev/null; then
+        python3 scripts/device_check_train.py --seconds "${TRAIN:-60}"
+    else
+        echo "training step left out: torch with CUDA and lightning are needed" >&2
+    fi
+fi

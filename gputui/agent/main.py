@@ -127,6 +127,18 @@ def pick_backend(args: argparse.Namespace) -> Backend:
     raise BackendError("no_backend", "no GPU backend works here: " + "; ".join(failures))
 
 
+def _read_heartbeats(backend: Backend) -> None:
+    """Let a backend that forwards training heartbeats read this host's (heartbeat.py), and a
+    simulated host's own jobs' as well."""
+    if not hasattr(backend, "heartbeats"):
+        return
+    from .heartbeat import HeartbeatReader
+
+    simulation = getattr(backend, "simulation", None)
+    simulated = getattr(simulation, "heartbeats", None)
+    backend.heartbeats = HeartbeatReader(simulated=simulated)
+
+
 def _install_signal_handlers(stop: threading.Event) -> None:
     """SIGTERM and SIGHUP (the session went away) end the stream like stdin's EOF does."""
     if threading.current_thread() is not threading.main_thread():
@@ -177,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             sim_elapsed_s=args.sim_elapsed,
         )
     else:
+        _read_heartbeats(backend)
         runner = Runner(
             backend,
             writer,

@@ -216,6 +216,9 @@ class NvmlBackend(Backend):
         self._event_set: Any = None
         self._closed = False
         self.transient_errors = 0  # calls that failed once and were left out of a sample
+        # The training heartbeats read on slow samples (heartbeat.HeartbeatReader): main.py
+        # plugs the reader in for a streaming agent; None reads none.
+        self.heartbeats: Callable[[], list[Json]] | None = None
         # Whether v2 memory info is worth asking for: the driver and pynvml are the same for
         # every GPU and every sample, so one refusal settles it for this process.
         self.memory_v2 = getattr(nvml, "nvmlMemory_v2", None) is not None
@@ -445,6 +448,30 @@ class NvmlBackend(Backend):
         out = {"gpus": [self._reading(g, slow) for g in self._gpus]}
         if slow and isinstance(self.attribute_process, ProcAttribution):
             self.attribute_process.retain(self._read_pids)  # its cache holds one read at most
+        if slow and self.heartbeats is not None:
+            beats = self._heartbeats(self.heartbeats)
+            if beats:
+                out["heartbeats"] = beats
+        return out
+
+    def _heartbeats(self, read: Callable[[], list[Json]]) -> list[Json]:
+        """The training heartbeats of this host's GPUs (heartbeat.py), each placed on its GPU
+        by UUID and given the job its process belongs to where the attribution knows it."""
+        try:
+            beats = read()
+        except Exception:  # a heartbeat must never cost the sample
+            return []
+        by_uuid = {g.uuid: g.index for g in self._gpus if g.uuid}
+        out = []
+        for beat in beats:
+            index = by_uuid.get(beat.get("uuid") or "")
+            if index is None:
+                continue  # not one of this host's GPUs (or trained on the CPU)
+            beat["gpu"] = index
+            job = self._owner(beat["pid"]).get("job")
+            if job:
+                beat["job"] = job
+            out.append(beat)
         return out
 
     def _reading(self, gpu: _Gpu, slow: bool) -> Json:

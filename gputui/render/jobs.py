@@ -240,6 +240,11 @@ def gpu_json(g: JobGpu, r: GpuReading | None) -> dict[str, Any]:
         "temp_c": r.temp_c if r else None,
         "mem_used_mib": r.mem_used_mib if r else None,
         "mem_total_mib": g.memory_total_mib,
+        # From the training process's heartbeat on this GPU (docs/training.md); null: none.
+        "rank": g.rank,
+        "step_time_s": g.step_time_s,
+        "compute_s": g.compute_s,
+        "relative_speed": g.relative_speed,
     }
 
 

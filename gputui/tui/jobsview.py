@@ -127,6 +127,9 @@ GPU_COLUMNS = (
     Column("power", "POWER W", 7, right=True),
     Column("temp", "TEMP", 4, right=True),
     Column("mem", "MEM GiB", 9, right=True, fit=True),
+    # From the training loop's heartbeat (docs/training.md): shown once a rank reports.
+    Column("rank", "RANK", 4, right=True, optional=True),
+    Column("speed", "SPEED", 5, right=True, optional=True),
     Column("state", "STATE", 11, fit=True),
     Column("why", "WHY", 200, fill=True),
 )
@@ -161,7 +164,9 @@ def gpu_row(g: JobGpu, r: GpuReading | None) -> tuple[str, ...]:
     why = g.why + (f" -> {g.action.value}" if g.why and g.action.value != "none" else "")
     if not g.pids and not why:
         why = "no process listed"
-    return (g.host, str(g.gpu), *readings, g.label, why)
+    rank = _n(g.rank, "{}")
+    speed = _n(g.relative_speed, "{:.2f}")  # this rank's speed against the job's fastest
+    return (g.host, str(g.gpu), *readings, rank, speed, g.label, why)
 
 
 def layout(
