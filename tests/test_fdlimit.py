@@ -143,13 +143,15 @@ def test_the_monitor_says_it_on_stderr_and_in_the_app(
 ) -> None:
     from typer.testing import CliRunner
 
-    from gputui.cli import commands, common, tui_cmd  # noqa: F401  (registers every command)
+    from gputui.cli import commands, common, terminal, tui_cmd  # noqa: F401  (registers all)
     from gputui.cli.app import app
 
     short = OpenFiles(hosts=1100, needed=1150, soft=1024, hard=1024)
     monkeypatch.setattr(common, "open_files_for_hosts", lambda specs: short)
     shown: list[list[str]] = []
     monkeypatch.setattr(tui_cmd, "_run", lambda *a, notices, **k: shown.append(list(notices)))
+    # The monitor's screen is not started here, so it needs no terminal.
+    monkeypatch.setattr(terminal, "need_terminal", lambda *a, **k: None)
     hosts = tmp_path / "hosts.toml"
     hosts.write_text('hosts = ["gpu[0001-1100]"]\n')
     result = CliRunner().invoke(app, ["monitor", "--hosts", str(hosts), "--no-journal"])

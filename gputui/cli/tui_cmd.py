@@ -143,7 +143,7 @@ def _run(
             bell=bell,
             tune_gc=True,
             triage=triage,
-            notices=lambda: [*_events_of(info, notices), *wiring.notices()],
+            notices=lambda: [*_events_of(notices, info), *wiring.notices()],
             scheduler=wiring.scheduler_view,
             prevention=JournalPrevention(lambda: wiring.journal, risk=risk, groups=wiring.groups)
             if wiring.use_journal
@@ -173,9 +173,9 @@ def _notices(*lines: str | None) -> list[str]:
     return [line for line in lines if line]
 
 
-def _events_of(info: Sequence[str], warnings: Sequence[str]) -> list[FleetEvent]:
-    """What was said at start as entries of the event log: `info` (what is watched and why)
-    and `warnings` (the open-files limit)."""
+def _events_of(warnings: Sequence[str], info: Sequence[str] = ()) -> list[FleetEvent]:
+    """What was said at start as entries of the event log: `warnings` (the open-files limit)
+    and `info` (what is watched and why)."""
     from gputui.core.model import FleetEvent, Level
 
     now = time.time()
