@@ -40,8 +40,8 @@ from typing import Any, Callable, NamedTuple
 from .fields import HELD_BITS
 from .gpumodels import MODELS, GpuModel, bus_number
 from .scenario import validate_scenario
-from .simjobs import HostJobs
 from .simbeats import SimBeats
+from .simjobs import HostJobs
 from .workload import Workload, make_workload
 
 STEP_S = 0.25
@@ -232,6 +232,10 @@ class Simulation:
         self.boot_s = self.rng.uniform(200_000.0, 3_000_000.0)  # uptime at start, for dmesg
         self.gpus = [SimGpu(i, self.model, self.rng) for i in range(self.scenario["gpus"])]
         self.workload = self._workload()
+        # The heartbeats of the jobs that write them (simbeats.py); None when none does.
+        self.beats: SimBeats | None = None
+        if any(j.get("heartbeat") for j in self.scenario["job"]):
+            self.beats = SimBeats(self.workload, self.gpus)
         self.faults = [_Fault(f) for f in self.scenario["fault"]]
         self.events: list[SimEvent] = []
         self._kernel_log: list[str] = []
@@ -239,10 +243,6 @@ class Simulation:
 
     def _workload(self) -> Workload:
         """The scenario's jobs, each on its GPUs; without any, its workload on every GPU."""
-        # The heartbeats of the jobs that write them (simbeats.py); None when none does.
-        self.beats: SimBeats | None = None
-        if any(j.get("heartbeat") for j in self.scenario["job"]):
-            self.beats = SimBeats(self.workload, self.gpus)
         n = len(self.gpus)
         if not self.scenario["job"]:
             return make_workload(self.scenario["workload"], self.rng, n)
@@ -250,13 +250,6 @@ class Simulation:
         requeue_file = self.scenario.get("requeue_file")
         return HostJobs(self.rng, n, self.scenario["job"], origin, requeue_file)
 
-    # -- time --------------------------------------------------------------------------------
-
-    def advance(self) -> None:
-        """Step the state up to the clock's present."""
-        # Every NVML call of a sample lands here: most find no step due, and skip the lock.
-        if self.t + self.step_s > self.clock() + 1e-9:
-            return
     def heartbeats(self) -> list[dict[str, Any]]:
         """The training heartbeats of the jobs that write them, as of the clock's present."""
         if self.beats is None:
@@ -267,6 +260,13 @@ class Simulation:
             wall = time.time() if self.start_unix is not None else self.t
             return self.beats.beats(wall)
 
+    # -- time --------------------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Step the state up to the clock's present."""
+        # Every NVML call of a sample lands here: most find no step due, and skip the lock.
+        if self.t + self.step_s > self.clock() + 1e-9:
+            return
         with self.lock:
             now = self.clock()
             stepped = False
@@ -304,6 +304,8 @@ class Simulation:
                 self._physics(g, t, dt=dt)
                 self._counters(g, t, dt)
                 self._held(g, dt)
+        if self.beats is not None:
+            self.beats.step(dt)
 
     # -- physics -----------------------------------------------------------------------------
 
@@ -311,8 +313,6 @@ class Simulation:
         for f in self.faults:
             if f.kind == kind and index in f.gpus and f.active(t):
                 return f
-        if self.beats is not None:
-            self.beats.step(dt)
         return None
 
     def _physics(self, g: SimGpu, t: float, dt: float | None) -> None:
