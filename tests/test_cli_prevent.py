@@ -166,6 +166,14 @@ def test_the_journal_comes_from_the_environment_and_the_hosts_file(tmp_path: Pat
     assert code == PluginStatus.WARNING and "ecc_corrected_rising" in out
 
 
+def test_the_last_thirty_days_are_judged(tmp_path: Path) -> None:
+    """The rules look back two weeks at most; of the journal's 90 days, the last 30 are read."""
+    j = journal_with(tmp_path / "j.sqlite3", node(days=40, ecc={3: 40}))
+    doc = json.loads(run("--journal", str(j), "--format", "json")[1])
+    assert doc["days"] == 30 and doc["gpus"] == 8
+    assert doc["items"][0]["findings"][0]["rule"] == "ecc_corrected_rising"
+
+
 # -- formats ------------------------------------------------------------------------------------
 
 

@@ -194,6 +194,19 @@ async def test_the_journal_is_read_again_after_a_minute_of_fleet_time_or_on_r() 
         await until(r.pilot, lambda: source.reads == 4)
 
 
+async def test_a_read_that_took_long_waits_ten_times_as_long_for_the_next() -> None:
+    source = FakeSource(fleet_days())
+    async with running(source) as r:
+        await r.press("6")
+        await r.read()
+        r.panel.read_cost_s = 12.0  # a fleet of many thousands of GPUs
+        await r.tick(int(REFRESH_S) + 5)
+        assert source.reads == 1
+        await r.tick(60)
+        await r.read()
+        assert source.reads == 2
+
+
 async def test_the_cursor_shows_each_items_findings_and_enter_opens_its_host() -> None:
     source = FakeSource(fleet_days())
     async with running(source) as r:

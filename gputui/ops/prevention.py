@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 #: A journal whose latest rollup ends longer ago than this is not being written: its list is
 #: the fleet as it was, and a monitoring system should hear UNKNOWN, not OK.
 STALE_AFTER_S = 2 * BUCKET_DAY_S
+#: Days of rollups judged, back from the journal's latest. The rules look back 14 days at most
+#: (two weeks of a counter, the headroom window); a remap pending, or the rows remapped before
+#: the growth window, show within a month. The journal keeps 90 days: reading them all would
+#: triple the cost for nothing.
+LOOKBACK_DAYS = 30
 
 
 class Trends(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +94,22 @@ def node_records(journal: Journal) -> list[NodeRecord]:
     ]
 
 
+def journal_days(journal: Journal, lookback_days: int = LOOKBACK_DAYS) -> list[Rollup]:
+    """The daily rollups of the last `lookback_days` days up to the journal's latest, read a
+    host at a time: each query holds the journal's lock for one host's rows, so the monitor's
+    writes (rollups, exposure, node states) go between them however large the fleet.
+
+    Raises JournalError when the journal cannot be read."""
+    latest = journal.latest_rollups(BUCKET_DAY_S)
+    if not latest:
+        return []
+    since = max(r.start for r in latest) + BUCKET_DAY_S - lookback_days * BUCKET_DAY_S
+    out: list[Rollup] = []
+    for host in sorted({r.host for r in latest}):
+        out += journal.rollup_series(BUCKET_DAY_S, host=host, since=since)
+    return out
+
+
 def journal_trends(
     journal: Journal,
     *,
@@ -97,11 +118,12 @@ def journal_trends(
     groups: Mapping[str, str] | None = None,
     horizon_hours: float = DEFAULT_HORIZON_HOURS,
 ) -> Trends:
-    """The journal's service list: every daily rollup it keeps, its nodes' record.
+    """The journal's service list: its last LOOKBACK_DAYS days of daily rollups, its nodes'
+    record.
 
     Raises JournalError when the journal cannot be read."""
     return judge(
-        journal.rollup_series(BUCKET_DAY_S),
+        journal_days(journal),
         node_records(journal),
         risk=risk,
         settings=settings,

@@ -5,8 +5,9 @@ words, a chart of its days at the panel's size, and the advice.
 The list comes from the journal the monitor writes (gputui/ops/prevention.py): its daily
 rollups judged by every trend rule. Rollups change every 5 minutes and the rules judge days,
 so the journal is read at most once a minute, in a worker thread, and only while the tab is
-shown. The ranked list is a keyed DataTable as in the Jobs tab; every cell and line is a rich
-Text, never markup (host and group names are the operator's and the hosts' text).
+shown (less often where a read takes long: a fleet of thousands of GPUs). The ranked list is a
+keyed DataTable as in the Jobs tab; every cell and line is a rich Text, never markup (host and
+group names are the operator's and the hosts' text).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ from gputui.tui.widgets.jobs_table import KeyedTable
 
 #: Seconds of fleet time between two reads of the journal: rollups change every 5 minutes.
 REFRESH_S = 60.0
+#: A read that took long (a fleet of thousands of GPUs) waits this many times as long for the
+#: next one, so that judging never takes more than a tenth of the process's time.
+READ_COST_FACTOR = 10.0
 CHART_MAX_ROWS = 10  # a taller chart shows no more: days are its columns
 CHART_MIN_ROWS = 3
 
@@ -241,6 +245,7 @@ class PreventionPanel(Vertical):
         self.items: dict[str, ServiceItem] = {}
         self.read_t: float | None = None  # fleet time of the last read asked for
         self.read_at: float | None = None  # fleet time of the read shown
+        self.read_cost_s = 0.0  # seconds the last read and judgement took
         self.error = ""
         self.palette = DEFAULT_PALETTE
 
@@ -269,7 +274,8 @@ class PreventionPanel(Vertical):
         if self.source is None:
             self._show_message(Text(NO_JOURNAL, style="dim"))
             return
-        if self.read_t is not None and snapshot.t - self.read_t < REFRESH_S:
+        every = max(REFRESH_S, READ_COST_FACTOR * self.read_cost_s)
+        if self.read_t is not None and snapshot.t - self.read_t < every:
             return
         self.read_t = snapshot.t
         self._read()
@@ -282,10 +288,12 @@ class PreventionPanel(Vertical):
     def _read(self) -> None:
         source = self.source
         assert source is not None
+        started = time.monotonic()
         try:
             trends, error = source.trends(), ""
         except (JournalError, ValueError) as exc:
             trends, error = None, str(exc)
+        self.read_cost_s = time.monotonic() - started
         self.app.call_from_thread(self._show, trends, error)
 
     def _show(self, trends: Trends | None, error: str = "") -> None:
