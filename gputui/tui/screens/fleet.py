@@ -29,6 +29,7 @@ from gputui.tui.fleetview import SORT_OF_COLUMN, SortKey
 from gputui.tui.gridview import GridMode
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
 from gputui.tui.summary import summary_text
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
 from gputui.tui.widgets.event_log import EventLog
 from gputui.tui.widgets.filter_box import FilterBox
 from gputui.tui.widgets.fleet_table import FleetTable
@@ -54,7 +55,7 @@ FLEET_FILTER_HINT = "filter: text  state:warn  rack=r1  -state:ok   (enter keeps
 EVENT_FILTER_HINT = "filter: level:warn  host:gpu01*  kind:xid  text   (enter keeps, esc clears)"
 
 
-class FleetScreen(Screen[None]):
+class FleetScreen(AcyclicLines, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "tab('fleet')", "Fleet", show=False),  # the tab bar shows it
         Binding("2", "tab('grid')", "Grid", show=False),  # the tab bar shows it
@@ -173,7 +174,13 @@ class FleetScreen(Screen[None]):
             return
         log = self.event_log
         log.add(events)
-        self.query_one("#recent", Static).update(Text("\n".join(log.lines(RECENT_LINES))))
+        # The lines updated each tick (#recent, #summary, the status lines, the key bar) have
+        # fixed heights: layout=False. A layout pass each tick would make every scrolling
+        # widget redraw its scrollbars, whose lines Textual leaves to the cyclic collector
+        # (docs/benchmarks.md: the full collections).
+        self.query_one("#recent", Static).update(
+            Text("\n".join(log.lines(RECENT_LINES))), layout=False
+        )
         self._events_status()
 
     def set_note(self, note: str) -> None:
@@ -184,10 +191,10 @@ class FleetScreen(Screen[None]):
     def _summary(self) -> None:
         summary = self.query_one("#summary", Static)
         if self.snapshot is None:
-            summary.update(Text(plain(f"gputui  {self.note}"), style="dim"))
+            summary.update(Text(plain(f"gputui  {self.note}"), style="dim"), layout=False)
             return
         width = summary.content_size.width or self.size.width
-        summary.update(summary_text(self.snapshot, self.palette, self.note, width))
+        summary.update(summary_text(self.snapshot, self.palette, self.note, width), layout=False)
 
     def set_palette(self, palette: Palette) -> None:
         self.palette = palette
@@ -219,14 +226,14 @@ class FleetScreen(Screen[None]):
             text += f", filter: {table.filter.text} (/)"
         else:
             text += ", / filters, enter opens a host"
-        self.query_one("#fleet-status", Static).update(Text(text, style="dim"))
+        self.query_one("#fleet-status", Static).update(Text(text, style="dim"), layout=False)
 
     def _events_status(self) -> None:
         log = self.event_log
         text = f"{log.shown} of {counted(len(log.entries), 'event')}, newest first"
         if log.filter:
             text += f", filter: {log.filter.text}"
-        self.query_one("#events-status", Static).update(Text(text, style="dim"))
+        self.query_one("#events-status", Static).update(Text(text, style="dim"), layout=False)
 
     # -- actions --------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from gputui.tui.hostview import (
     title_text,
 )
 from gputui.tui.palette import DEFAULT_PALETTE, LABELS, Palette
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
 from gputui.tui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
@@ -51,7 +52,15 @@ class HostData:
     palette: Palette
 
 
-class GpuPanel(Widget):
+class HostBody(AcyclicLines, VerticalScroll):
+    """The host screen's scrolling body."""
+
+
+class PanelGrid(AcyclicLines, ItemGrid):
+    """The GPU panels, as many side by side as fit."""
+
+
+class GpuPanel(AcyclicLines, Widget):
     """One GPU: readings with sparklines, slow signals, its reasons. Bordered by its level."""
 
     def __init__(self, index: int) -> None:
@@ -85,7 +94,7 @@ class GpuPanel(Widget):
 NEIGHBOURS = Binding.Group("Prev/next")
 
 
-class HostScreen(Screen[None]):
+class HostScreen(AcyclicLines, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,backspace", "back", "Back"),
         Binding("left_square_bracket", "neighbour(-1)", "Prev host", group=NEIGHBOURS),
@@ -109,10 +118,10 @@ class HostScreen(Screen[None]):
         self.days: dict[str, tuple[float, dict[int, tuple[Rollup, ...]]]] = {}
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="host-body"):
+        with HostBody(id="host-body"):
             yield Static(id="host-title")
             yield Static(id="host-reasons")
-            yield ItemGrid(id="gpu-panels", min_column_width=PANEL_MIN_WIDTH)
+            yield PanelGrid(id="gpu-panels", min_column_width=PANEL_MIN_WIDTH)
             yield Static(id="host-events")
         yield KeyBar()
 

@@ -37,6 +37,7 @@ from gputui.core.text import is_plain, plain
 from gputui.core.words import counted
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
 from gputui.tui.screens.dialogs import LinesDialog
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
 
 MAX_ENTRIES = 20_000
 _TRIM = 2_000
@@ -111,7 +112,7 @@ def _plain_event(e: FleetEvent) -> FleetEvent:
     return msgspec.structs.replace(e, host=plain(e.host), kind=plain(e.kind), text=plain(e.text))
 
 
-class EventLog(ScrollView, can_focus=True):
+class EventLog(AcyclicLines, ScrollView, can_focus=True):
     """Fleet events, newest at the top; one line per fault, its lines one key away."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

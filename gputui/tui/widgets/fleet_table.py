@@ -51,6 +51,7 @@ from gputui.tui.fleetview import (
     row_why,
 )
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
 
 _DIM = Style(dim=True)
 _PLAIN = Style()
@@ -89,7 +90,7 @@ class _Drawn(NamedTuple):
     strip: Strip
 
 
-class FleetTable(ScrollView, can_focus=True):
+class FleetTable(AcyclicLines, ScrollView, can_focus=True):
     """Hosts of the fleet, sorted (state first by default) and filtered."""
 
     # The first and the last host matter here, not the first and the last column.
@@ -436,7 +437,9 @@ class FleetTable(ScrollView, can_focus=True):
             self.scroll_to(y=row - height + 1, animate=False, force=True)
 
     def _resize(self) -> None:
-        self.virtual_size = Size(sum(self._widths), len(self._order) + 1)
+        size = Size(sum(self._widths), len(self._order) + 1)
+        if size != self.virtual_size:  # assigning it, even unchanged, redraws the scrollbars
+            self.virtual_size = size
 
     # -- ticks ----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from gputui.tui.gridview import (
     host_colors,
 )
 from gputui.tui.palette import DEFAULT_PALETTE, LABELS, Palette
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
 
 UPPER_HALF = "▀"
 CURSOR = ">"
@@ -47,7 +48,7 @@ GRID_HELP = [
 ]
 
 
-class GpuGrid(ScrollView, can_focus=True):
+class GpuGrid(AcyclicLines, ScrollView, can_focus=True):
     """Host blocks in fleet order; the cursor moves host by host."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -264,7 +265,7 @@ class GpuGrid(ScrollView, can_focus=True):
             self.post_message(self.Highlighted(self.hosts[index]))
 
 
-class GridPanel(Vertical):
+class GridPanel(AcyclicLines, Vertical):
     """The grid with its legend above and the highlighted host's summary below."""
 
     def compose(self) -> ComposeResult:

@@ -56,6 +56,7 @@ from gputui.tui.jobsview import (
     sort_jobs,
 )
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
 from gputui.tui.widgets.risk_panel import RECORD_EVERY_S, Record
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def _cell(text: str, column: Column, width: int, style: Style | str = "") -> Tex
     return cell
 
 
-class KeyedTable(DataTable[Text]):
+class KeyedTable(AcyclicLines, DataTable[Text]):
     """A DataTable of keyed rows of text cells, brought up to date by diff.
 
     Which columns show and how wide (jobsview.layout) follows the rows and the widget's width;
@@ -170,7 +171,7 @@ class JobGpusTable(KeyedTable):
     """The chosen job's GPUs, host by host."""
 
 
-class JobsPanel(Vertical):
+class JobsPanel(AcyclicLines, Vertical):
     """The Jobs tab."""
 
     DEFAULT_CSS = """

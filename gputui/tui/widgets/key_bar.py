@@ -17,6 +17,8 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
+
 KEY_STYLE = "bold $footer-key-foreground on $footer-key-background"
 
 
@@ -92,7 +94,7 @@ def key_line(entries: tuple[KeyEntry, ...], width: int, palette: bool = True) ->
     return line
 
 
-class KeyBar(Static):
+class KeyBar(AcyclicLines, Static):
     DEFAULT_CSS = """
     KeyBar {
         dock: bottom;
@@ -126,7 +128,7 @@ class KeyBar(Static):
             # held the host screen's answer back by a frame.
             return
         self._shown = shown
-        self.update(key_line(entries, width, app.ENABLE_COMMAND_PALETTE))
+        self.update(key_line(entries, width, app.ENABLE_COMMAND_PALETTE), layout=False)
 
     def action_press(self, key: str) -> None:
         self.app.simulate_key(key)

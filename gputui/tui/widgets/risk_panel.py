@@ -20,6 +20,7 @@ from textual.widgets import Static
 from gputui.core.model import FleetSnapshot
 from gputui.core.risk_summary import NodeHistory, RiskInputs, risk_figures, risk_inputs
 from gputui.render.risk import risk_panel
+from gputui.tui.widgets.acyclic_lines import AcyclicLines
 
 if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
@@ -30,7 +31,7 @@ RECORD_EVERY_S = 60.0
 Record = Callable[[], NodeHistory | None]
 
 
-class RiskPanel(VerticalScroll):
+class RiskPanel(AcyclicLines, VerticalScroll):
     def __init__(
         self,
         settings: RiskSettings | None = None,
