@@ -20,9 +20,13 @@ raise, grow a message, or break the collector's bounds (core/model.py ShortText)
 
 Reading costs a handful of small files per process, so results are cached per pid and keyed on
 the process's start time (field 22 of /proc/PID/stat), which changes when the kernel reuses the
-pid. The backend reads processes on slow ticks only and calls retain() after each read, which
-drops the pids that read did not list: the cache never outgrows one read's processes.
+pid. The backend calls retain() after each read of the processes, which drops the pids that
+read did not list: the cache never outgrows one read's processes. The same cache entry holds
+what a subclass keeps between reads (procinfo.py's CPU time), so a process is keyed once.
 Nothing here asks a scheduler: the collector enriches jobs for the whole fleet at once.
+
+This module imports nothing but the standard library, not even the agent's other modules: a
+test runs it alone, as an unprivileged user would.
 """
 
 from __future__ import annotations
@@ -208,6 +212,19 @@ def dns_label(data: bytes) -> str | None:
 # -- the attributor --------------------------------------------------------------------------------
 
 
+class Seen:
+    """What the cache keeps of one process: its start time (field 22 of its stat, the key that
+    tells a reused pid apart), the fields read once, and `extra`, a subclass's own state between
+    reads of the same process."""
+
+    __slots__ = ("extra", "fields", "started")
+
+    def __init__(self, started: str, fields: Json) -> None:
+        self.started = started
+        self.fields = fields
+        self.extra: Any = None
+
+
 class ProcAttribution:
     """The `uid`, `user` and `job` fields of a GPU process, read from a /proc tree.
 
@@ -225,7 +242,7 @@ class ProcAttribution:
         self.proc = proc
         self.kubelet = kubelet
         self.node_name = node_name if node_name is not None else socket.gethostname()
-        self._cache: dict[int, tuple[str, Json]] = {}  # pid -> (start time, fields)
+        self._cache: dict[int, Seen] = {}  # pid -> what was read of it
         self._users: dict[int, str | None] = {}  # uid -> name, for the cached pids' uids
         self.reads = 0  # processes read from /proc, not from the cache (tests count them)
 
@@ -238,8 +255,8 @@ class ProcAttribution:
     def retain(self, pids: Iterable[int]) -> None:
         """Forget every pid but `pids` (the processes of the read that just ended)."""
         keep = set(pids)
-        self._cache = {pid: hit for pid, hit in self._cache.items() if pid in keep}
-        uids = {hit[1].get("uid") for hit in self._cache.values()}
+        self._cache = {pid: seen for pid, seen in self._cache.items() if pid in keep}
+        uids = {seen.fields.get("uid") for seen in self._cache.values()}
         self._users = {uid: name for uid, name in self._users.items() if uid in uids}
 
     def _attribute(self, pid: int) -> Json:
@@ -248,20 +265,26 @@ class ProcAttribution:
         base = os.path.join(self.proc, str(pid))
         stat = _read(os.path.join(base, "stat"), _SMALL_FILE)
         started = start_time(stat) if stat is not None else None
-        if started is None:
+        if stat is None or started is None:
             return {}  # the process has ended (or this /proc is not one): nothing to keep
-        hit = self._cache.get(pid)
-        if hit is not None and hit[0] == started:
-            return hit[1]
-        self.reads += 1
-        fields = self._read_fields(base)
-        # The pid may have been reused while its files were read: keep only a consistent read.
-        stat = _read(os.path.join(base, "stat"), _SMALL_FILE)
-        if stat is None or start_time(stat) != started:
-            self._cache.pop(pid, None)
-            return {}
-        self._cache[pid] = (started, fields)
-        return fields
+        seen = self._cache.get(pid)
+        if seen is None or seen.started != started:
+            self.reads += 1
+            fields = self._read_fields(base)
+            # The pid may have been reused while its files were read: keep only a consistent
+            # read.
+            stat = _read(os.path.join(base, "stat"), _SMALL_FILE)
+            if stat is None or start_time(stat) != started:
+                self._cache.pop(pid, None)
+                return {}
+            seen = self._cache[pid] = Seen(started, fields)
+        current = self._current(seen, base, stat)
+        return {**seen.fields, **current} if current else seen.fields
+
+    def _current(self, seen: Seen, base: str, stat: bytes) -> Json:
+        """Fields read afresh at every call (none here: an owner does not change); `stat` is
+        the process's stat file as just read."""
+        return {}
 
     def _read_fields(self, base: str) -> Json:
         fields: Json = {}

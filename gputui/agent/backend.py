@@ -7,7 +7,9 @@ protocol's field names (docs/protocol.md; core/model.py on the collector side):
 - hello() -> {"driver_version", "nvml_version", "cuda_version", "persistence_mode",
   "gpus": [GpuInfo dicts]}; any key may be absent when unknown.
 - sample(slow) -> {"gpus": [GpuReading dicts]}, one per GPU, ordered by index. Slow fields
-  only when `slow` is true. A field a GPU does not support is absent, never None.
+  only when `slow` is true; the processes when `slow` is, and in every sample while
+  `processes_every_sample` is set (the run loop sets it as the collector asks: a screen that
+  shows them is open). A field a GPU does not support is absent, never None.
 
 Events (XIDs, double-bit ECC, a GPU found lost while sampling) go out through the `emit`
 callback given to start_events(): a dict with "kind" and optionally "gpu", "uuid", "xid",
@@ -48,6 +50,9 @@ class Backend:
 
     #: The `backend` field of hello: "nvml", "smi" or "sim".
     name = "nvml"
+    #: List the GPUs' processes in every sample, not only in slow ones (the collector's `watch`
+    #: request, docs/protocol.md). Backends that cannot list processes ignore it.
+    processes_every_sample = False
 
     def hello(self) -> Json:
         """Inventory, read once at start. Raises BackendError when no GPU can be read."""

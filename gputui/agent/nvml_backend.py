@@ -8,7 +8,10 @@ operator needs them sorted:
   every sample as its status, while the other GPUs keep streaming;
 - anything else: the field is left out of this sample only.
 
-Fast signals are read every sample, slow ones when the run loop asks (every `slow_every`).
+Fast signals are read every sample, slow ones when the run loop asks (every `slow_every`). The
+processes come with the slow signals, and in every sample while the collector watches them
+(`processes_every_sample`): each with its owner and what the host says of it (procinfo.py), and
+its SM and memory utilisation where NVML samples it per process.
 Which call reads each field, with which arguments and unit conversion, is declared once in
 fields.py; the fields that take one plain call are read from that table here.
 XIDs and double-bit ECC errors come from an NVML event set waited on in a daemon thread and
@@ -30,6 +33,7 @@ from typing import Any, Callable, Tuple
 from .attribution import ProcAttribution
 from .backend import Backend, BackendError, EventSink, Json
 from .fields import READINGS, bytes_to_mib, held_field_ids, milliwatts_to_w, ns_to_us
+from .procinfo import ProcReader
 
 # Every pynvml name this module uses: the simulated NVML must offer each one with the same
 # signature and value (tests/test_simnvml_surface.py checks it against the real pynvml).
@@ -72,6 +76,7 @@ NVML_FUNCTIONS = (
     "nvmlDeviceGetNvLinkErrorCounter",
     "nvmlDeviceGetFieldValues",
     "nvmlDeviceGetComputeRunningProcesses",
+    "nvmlDeviceGetProcessUtilization",
     "nvmlDeviceGetSupportedEventTypes",
     "nvmlDeviceRegisterEvents",
     "nvmlEventSetCreate",
@@ -84,6 +89,7 @@ NVML_CONSTANTS = (
     "NVML_ERROR_INVALID_ARGUMENT",
     "NVML_ERROR_NOT_SUPPORTED",
     "NVML_ERROR_NO_PERMISSION",
+    "NVML_ERROR_NOT_FOUND",
     "NVML_ERROR_TIMEOUT",
     "NVML_ERROR_FUNCTION_NOT_FOUND",
     "NVML_ERROR_ARGUMENT_VERSION_MISMATCH",
@@ -123,8 +129,8 @@ NVML_CONSTANTS = (
 NVML_ERROR_CLASSES = ("NVMLError", "NVMLError_GpuIsLost", "NVMLError_NotSupported")
 
 _EVENT_WAIT_MS = 500
-# What an attributor may add to a process (docs/protocol.md); anything else is ignored.
-_OWNER_FIELDS = ("uid", "user", "job")
+# What the process hook may add to a process (docs/protocol.md); anything else is ignored.
+_HOST_FIELDS = ("uid", "user", "job", "cmdline", "started_t", "cpu_pct", "rss_mib")
 
 
 _PlainRead = Tuple[str, str, Tuple[Any, ...], Callable[[Any], Any]]
@@ -137,6 +143,11 @@ def _plain_reads(nvml: Any, slow: bool, prefix: str) -> tuple[_PlainRead, ...]:
         for f in READINGS
         if f.generic and f.slow == slow and f.name.startswith(prefix)
     )
+
+
+def _percent(value: Any) -> float:
+    """An NVML percentage, held to 0..100 (a driver has been seen to report more)."""
+    return float(min(100, max(0, int(value))))
 
 
 def _recovery_value(value: Any) -> int:
@@ -168,6 +179,9 @@ class _Gpu:
         self.unsupported: set[str] = set()  # call keys NVML refused for good
         self.nvlinks = 0
         self.ecc_enabled: bool | None = None
+        # The newest per-process utilisation sample read (NVML's CPU timestamp, microseconds):
+        # the next read asks only for newer ones.
+        self.process_util_seen = 0
 
 
 def _text(value: Any) -> str:
@@ -200,13 +214,14 @@ class NvmlBackend(Backend):
         attribute_process: Callable[[int], Json] | None = None,
     ) -> None:
         self._nvml = nvml
-        # Who owns each GPU process (uid, user, job), asked once per process per slow read.
-        # The real one reads this host's /proc; the simulator plugs in its own, since its
-        # pids are made up and must never be looked up in a real /proc.
+        # Who owns each GPU process (uid, user, job) and what it is doing (command line, start,
+        # CPU, resident memory), asked once per process per read of the processes. The real
+        # one reads this host's /proc; the simulator plugs in its own, since its pids are made
+        # up and must never be looked up in a real /proc.
         self.attribute_process: Callable[[int], Json] = (
-            attribute_process if attribute_process is not None else ProcAttribution()
+            attribute_process if attribute_process is not None else ProcReader()
         )
-        self._read_pids: set[int] = set()  # the processes the current slow read listed
+        self._read_pids: set[int] = set()  # the processes the current read listed
         # Without the thread, events wait in NVML until pump_events() is called: tests that
         # fast-forward a simulated clock use this to place events deterministically.
         self._event_thread = event_thread
@@ -445,8 +460,9 @@ class NvmlBackend(Backend):
 
     def sample(self, slow: bool) -> Json:
         self._read_pids = set()
-        out = {"gpus": [self._reading(g, slow) for g in self._gpus]}
-        if slow and isinstance(self.attribute_process, ProcAttribution):
+        processes = slow or self.processes_every_sample
+        out = {"gpus": [self._reading(g, slow, processes) for g in self._gpus]}
+        if processes and isinstance(self.attribute_process, ProcAttribution):
             self.attribute_process.retain(self._read_pids)  # its cache holds one read at most
         if slow and self.heartbeats is not None:
             beats = self._heartbeats(self.heartbeats)
@@ -468,13 +484,13 @@ class NvmlBackend(Backend):
             if index is None:
                 continue  # not one of this host's GPUs (or trained on the CPU)
             beat["gpu"] = index
-            job = self._owner(beat["pid"]).get("job")
+            job = self._host_view(beat["pid"]).get("job")
             if job:
                 beat["job"] = job
             out.append(beat)
         return out
 
-    def _reading(self, gpu: _Gpu, slow: bool) -> Json:
+    def _reading(self, gpu: _Gpu, slow: bool, processes: bool) -> Json:
         if gpu.status == "lost" or (gpu.status == "reset_required" and not slow):
             # A lost GPU stays lost until the node is rebooted; a GPU waiting for a reset is
             # probed again on slow ticks only, so a dead board costs one call per slow tick.
@@ -484,6 +500,8 @@ class NvmlBackend(Backend):
             self._fast(gpu, reading)
             if slow:
                 self._slow(gpu, reading)
+            if processes:
+                self._processes(gpu, reading)
         except _Gone as gone:
             self._mark(gpu, gone)
             return {"index": gpu.index, "status": gpu.status, "error": gpu.error}
@@ -524,7 +542,6 @@ class NvmlBackend(Backend):
         if gpu.nvlinks:
             self._nvlink(gpu, r)
         self._field_values(gpu, r)
-        self._processes(gpu, r)
 
     def _ecc(self, gpu: _Gpu, r: Json) -> None:
         if gpu.ecc_enabled is False:
@@ -617,6 +634,7 @@ class NvmlBackend(Backend):
         procs = self._call(gpu, "processes", "nvmlDeviceGetComputeRunningProcesses", gpu.handle)
         if procs is None:
             return
+        utilisation = self._process_utilization(gpu) if procs else {}
         out = []
         for p in procs:
             pid = int(p.pid)
@@ -627,16 +645,55 @@ class NvmlBackend(Backend):
             used = getattr(p, "usedGpuMemory", None)
             if used is not None:  # None where the driver cannot say (WDDM, MIG)
                 proc["used_memory_mib"] = bytes_to_mib(used)
-            proc.update(self._owner(pid))
+            util = utilisation.get(pid)
+            if util is not None:
+                proc["sm_util_pct"], proc["mem_util_pct"] = util
+            proc.update(self._host_view(pid))
             self._read_pids.add(pid)
             out.append(proc)
         r["processes"] = out
 
-    def _owner(self, pid: int) -> Json:
-        """uid, user and job of a process; nothing when they cannot be read."""
+    def _process_utilization(self, gpu: _Gpu) -> dict[int, tuple[float, float]]:
+        """pid -> (SM %, memory %) of the newest sample NVML took of each process since the
+        last read (nvmlDeviceGetProcessUtilization, as nvidia-smi pmon and nvitop read it).
+        NVML answers NOT_FOUND when it took no new sample (the processes left the GPU idle):
+        then no process has a figure, which is no error."""
+        nvml = self._nvml
+        if "process_util" in gpu.unsupported:
+            return {}
+        fn = getattr(nvml, "nvmlDeviceGetProcessUtilization", None)
+        if fn is None:
+            gpu.unsupported.add("process_util")
+            return {}
         try:
-            return {k: v for k, v in self.attribute_process(pid).items() if k in _OWNER_FIELDS}
-        except Exception:  # a plugged-in attributor failing must not cost the process list
+            samples = fn(gpu.handle, gpu.process_util_seen)
+        except nvml.NVMLError as exc:
+            gone = self._gone(exc)
+            if gone is not None:
+                raise gone from None
+            code = getattr(exc, "value", None)
+            # pynvml raises NVMLError(SUCCESS) when NVML reports no sample without NOT_FOUND.
+            if code in (nvml.NVML_ERROR_NOT_FOUND, nvml.NVML_SUCCESS):
+                return {}
+            if code in self._unsupported_codes:
+                gpu.unsupported.add("process_util")
+            else:
+                self.transient_errors += 1
+            return {}
+        newest: dict[int, Any] = {}
+        for s in samples or ():
+            pid, stamp = int(s.pid), int(s.timeStamp)
+            if pid not in newest or stamp > int(newest[pid].timeStamp):
+                newest[pid] = s
+            gpu.process_util_seen = max(gpu.process_util_seen, stamp)
+        return {pid: (_percent(s.smUtil), _percent(s.memUtil)) for pid, s in newest.items()}
+
+    def _host_view(self, pid: int) -> Json:
+        """What the host says of a process (owner, command line, start, CPU, memory); nothing
+        when it cannot be read."""
+        try:
+            return {k: v for k, v in self.attribute_process(pid).items() if k in _HOST_FIELDS}
+        except Exception:  # a plugged-in hook failing must not cost the process list
             return {}
 
     def _process_name(self, pid: int) -> str | None:

@@ -542,6 +542,24 @@ class SimNvml:
             for pid in g.pids
         ]
 
+    def nvmlDeviceGetProcessUtilization(self, handle: Any, timeStamp: int) -> list[Record]:
+        """One sample of each process on the GPU, taken at the simulation's latest step
+        (NVML's CPU timestamp, microseconds), when that is newer than `timeStamp`; NOT_FOUND,
+        as the driver answers, when no sample is (no process, or no step since the last read).
+        The GPU's utilisation is shared evenly between its processes."""
+        g = self._gpu(handle)
+        sim = self.sim
+        # Never 0, which asks for every sample: a simulation on an injected clock starts there.
+        stamp = round(((sim.start_unix or 0.0) + sim.t / sim.speed) * 1e6) + 1
+        if not g.pids or stamp <= timeStamp:
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        share = len(g.pids)
+        sm, mem = round(g.util * 100 / share), round(g.mem_util * 100 / share)
+        return [
+            Record(pid=pid, timeStamp=stamp, smUtil=sm, memUtil=mem, encUtil=0, decUtil=0)
+            for pid in g.pids
+        ]
+
     # -- events ------------------------------------------------------------------------------
 
     def nvmlDeviceGetSupportedEventTypes(self, handle: Any) -> int:

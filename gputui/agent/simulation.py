@@ -35,6 +35,7 @@ import math
 import random
 import threading
 import time
+import zlib
 from typing import Any, Callable, NamedTuple
 
 from .fields import HELD_BITS
@@ -45,6 +46,12 @@ from .simjobs import HostJobs
 from .workload import Workload, make_workload
 
 STEP_S = 0.25
+# The command line /proc shows for each simulated program (its rank among the host's processes
+# of that program is `rank`).
+_SIM_COMMANDS = {
+    "python3": "/usr/bin/python3 -u train.py --config configs/pretrain.yaml --local-rank={rank}",
+    "tritonserver": "/opt/tritonserver/bin/tritonserver --model-repository=/models",
+}
 # The longest step a real-clock run takes however fast it goes: past this the temperature's
 # first-order lag (time constants of 25-35 s) is settled within one step anyway.
 MAX_STEP_S = 60.0
@@ -596,11 +603,42 @@ class Simulation:
             return None
 
     def attribution(self, pid: int) -> dict[str, Any]:
-        """Who runs process `pid` (uid, user, job) as the scenario's jobs say: what the
-        agent's attribution reads from /proc on a real host. Simulated pids are made up, so
-        a real /proc is never asked about them."""
+        """Who runs process `pid` (uid, user, job) as the scenario's jobs say, and what the
+        host says of it (command line, start, CPU, resident memory): what the agent's hook
+        reads from /proc on a real host (procinfo.py). Simulated pids are made up, so a real
+        /proc is never asked about them."""
         with self.lock:
-            return dict(self.workload.owner(pid))
+            fields = dict(self.workload.owner(pid))
+            gpus = [g for g in self.gpus if pid in g.pids]
+            if gpus:
+                fields.update(self._host_view(pid, gpus, fields.get("job")))
+            return fields
+
+    def _host_view(self, pid: int, gpus: list[SimGpu], job: Any) -> dict[str, Any]:
+        """What /proc would say of a simulated process, drawn from nothing random (reading
+        it must not change what the simulation replays): a command line for its program, a
+        start shared by the processes of its job (or of its program), CPU use that follows
+        its GPUs' utilisation (a training rank spins a core on the GPU, its data loaders take
+        more), resident memory in step with its GPU memory."""
+        name = self.workload.process_name_of(gpus[0].index)
+        named = self.workload.process_name_of
+        peers = sorted({p for g in self.gpus if named(g.index) == name for p in g.pids} | {pid})
+        group = f"{job['kind']}:{job['id']}" if isinstance(job, dict) else f"{name}:{peers[0]}"
+        util = sum(g.util for g in gpus) / len(gpus)
+        mib = sum(g.process_mib for g in gpus)
+        view: dict[str, Any] = {
+            "cmdline": _SIM_COMMANDS.get(name, "/usr/bin/{name}").format(
+                name=name, rank=peers.index(pid)
+            ),
+            "cpu_pct": round(35.0 + 80.0 * util, 1),
+            "rss_mib": round(2048.0 + 0.08 * mib, 1),
+        }
+        if self.start_unix is not None:
+            # On an injected clock (tests, triage's fast-forward) no Unix time is known: the
+            # start is left out, as the real hook leaves out what it cannot read.
+            age_s = 900 + zlib.crc32(group.encode()) % (3 * 86_400)
+            view["started_t"] = round(self.start_unix - age_s, 2)
+        return view
 
     def next_event_at(self) -> float | None:
         """Simulated time of the next scripted fault that raises an NVML event, if any."""
