@@ -23,6 +23,7 @@ from gputui.config.schema import (
     DEFAULT_GROUP,
     DEFAULT_KEEPALIVE_COUNT_MAX,
     DEFAULT_KEEPALIVE_INTERVAL_S,
+    DEFAULT_KILL_GRACE_S,
     DEFAULT_KNOWN_HOSTS,
     DEFAULT_MAX_HANDSHAKES,
     DEFAULT_PYTHON,
@@ -120,6 +121,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # readonly = true (or --readonly): watch only. OperatorActions refuses every request to
     # mark, resume or act on a node or process, wherever it comes from (CLI or TUI).
     readonly: bool = False
+    # kill_grace_s: a GPU process killed from the process table gets this long between
+    # SIGTERM and SIGKILL (gputui/ops/kill.py).
+    kill_grace_s: float = DEFAULT_KILL_GRACE_S
 
     def host(self, name: str) -> HostSpec:
         """The host called `name`; KeyError when there is none."""

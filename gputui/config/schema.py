@@ -31,6 +31,8 @@ DEFAULT_GROUP = "default"
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+# Seconds a GPU process killed from the process table has between SIGTERM and SIGKILL.
+DEFAULT_KILL_GRACE_S = 10.0
 DEFAULT_KEEPALIVE_INTERVAL_S = 5.0
 DEFAULT_KEEPALIVE_COUNT_MAX = 3
 DEFAULT_MAX_HANDSHAKES = 64
@@ -143,6 +145,9 @@ class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     hosts: HostList = msgspec.field(default_factory=list)  # the simple case: group "default"
     # Watch only: every request to mark, resume or act on a node or process is refused.
     readonly: Annotated[bool, msgspec.Meta(description="true or false")] = False
+    kill_grace_s: Annotated[
+        float, msgspec.Meta(gt=0, le=3600, description="a number of seconds > 0 and <= 3600")
+    ] = DEFAULT_KILL_GRACE_S
     defaults: Annotated[DefaultsTable, msgspec.Meta(description="a table [defaults]")] = (
         msgspec.field(default_factory=DefaultsTable)
     )

@@ -38,6 +38,7 @@ from gputui.ops import node_jobs
 from gputui.ops.catalog import LOCAL, ActionCatalog, load_actions
 from gputui.ops.job_list import job_list_reader
 from gputui.ops.journal import Journal
+from gputui.ops.kill import KillOutcome, KillPlan, plan_kill, run_kill
 from gputui.ops.node_jobs import NodeJobs
 from gputui.ops.nodes import NodeStatus, choose_spare, node_statuses
 from gputui.ops.orphans import process_group_of
@@ -379,6 +380,28 @@ class OperatorActions:
         return Operation(
             kind="action", node=host, plans=(plan,), reason=reason, force=force, jobs=shown
         )
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def prepare_kill(self, host: str, pid: int) -> KillPlan:
+        """SIGTERM, then SIGKILL after hosts.toml's kill_grace_s, to GPU process `pid` of `host`
+        (gputui/ops/kill.py); ActionError when read-only, or when the live monitor's latest
+        reading of the host does not list `pid` on a GPU."""
+        self.refuse_if_readonly()
+        self._check_host(host)
+        spec = self.config.host(host)
+        return plan_kill(spec, self._monitored(host), pid, grace_s=self.config.kill_grace_s)
+
+    async def kill(self, plan: KillPlan, on_output: OnOutput | None = None) -> KillOutcome:
+        """Carry out a prepared kill, journaled. It is planned again first: read-only may have
+        been set since, and the process may have left the GPU (ActionError, nothing sent)."""
+        again = self.prepare_kill(plan.target.host, plan.target.pid)
+        if again.target.process.started_t != plan.target.process.started_t:
+            raise ActionError(
+                f"pid {plan.target.pid} on {plan.target.host} is another process than the one "
+                "confirmed: nothing is killed"
+            )
+        return await run_kill(self.journal, self._runner, plan, on_output)
 
     def refuse_if_readonly(self) -> None:
         """ActionError when the configuration says watch only (Config.readonly). Every request
