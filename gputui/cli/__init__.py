@@ -12,6 +12,9 @@ from gputui.cli.app import app
 
 def main() -> None:
     """Console-script entry point."""
+    from gputui.cli.blas import numpy_without_blas_threads
+
+    numpy_without_blas_threads()
     # Importing a command module registers its commands on `app`: only the one this command
     # line runs is imported (registry.py), so `gputui report` pays for no other command.
     from gputui.cli.registry import register_for
