@@ -5,7 +5,9 @@ machine with real GPUs, beside `nvitop --once` (docs/benchmarks.md, "Start-up").
    its BLAS, and whether torch and scipy are installed.
 2. numpy's import with its BLAS thread pool and with one thread (OPENBLAS_NUM_THREADS=1):
    wall, CPU and the threads left, the pool's cost on this many cores.
-3. NVML's start as bare `gputui` checks for a GPU: nvmlInit, the GPU count, nvmlShutdown.
+3. NVML's start as bare `gputui` checks for a GPU: nvmlInit, the GPU count, nvmlShutdown; with
+   no other client, then while another process holds NVML open (as bare `gputui` does for its
+   agent once it found a GPU).
 4. The agent, `--once` with the backend: wall and CPU, when its hello and its sample come out,
    and when it exits.
 5. `python -X importtime` of `gputui report` on this machine: import time by package.
@@ -121,7 +123,12 @@ def numpy_pool() -> dict[str, Any]:
     return out
 
 
-def nvml_start() -> list[dict[str, float]] | str:
+# A process that holds NVML open, as bare `gputui` does once it found a GPU
+# (gputui/cli/local_mode.py), until its stdin closes.
+NVML_HOLDER = "import pynvml, sys\npynvml.nvmlInit()\nprint('held', flush=True)\nsys.stdin.read()\n"
+
+
+def _nvml_runs() -> list[dict[str, float]] | str:
     runs = []
     for _ in range(REPEATS):
         wall, cpu, text, code = _timed([sys.executable, "-c", NVML_PROBE], _env())
@@ -139,6 +146,30 @@ def nvml_start() -> list[dict[str, float]] | str:
             }
         )
     return runs
+
+
+def nvml_start() -> dict[str, Any]:
+    """NVML's start with no other client (each run's shutdown lets the driver take the GPUs
+    down without persistence mode), then while another process holds NVML open."""
+    out: dict[str, Any] = {"alone": _nvml_runs()}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", NVML_HOLDER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        if holder.stdout.readline().strip() == b"held":
+            out["while_held"] = _nvml_runs()
+        else:
+            out["while_held"] = "the holder could not open NVML"
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    return out
 
 
 def agent_once(backend: str) -> list[dict[str, Any]]:
@@ -234,9 +265,10 @@ def summary(report: dict[str, Any]) -> list[str]:
                 f"{best['threads']} threads (best of {len(runs)})"
             )
     nvml = report["nvml_start"]
-    if isinstance(nvml, list):
-        inits = ", ".join(f"{r['init_and_count_s']:.3f}" for r in nvml)
-        lines.append(f"nvmlInit + count: {inits} s; {nvml[0]['gpus']} GPUs")
+    for how, runs in nvml.items() if isinstance(nvml, dict) else ():
+        if isinstance(runs, list):
+            inits = ", ".join(f"{r['init_and_count_s']:.3f}" for r in runs)
+            lines.append(f"nvmlInit + count, {how}: {inits} s; {runs[0]['gpus']} GPUs")
     for run in report["agent_once"]:
         said = ", ".join(f"{ln['type']} at {ln['at_s']:.3f} s" for ln in run["lines"])
         lines.append(

@@ -75,12 +75,15 @@ def _fake_nvml(tmp_path: Path, init_error: str | None, count: int = 0) -> Path:
             def nvmlInit():
                 if INIT_ERROR is not None:
                     raise NVMLError(INIT_ERROR)
+                opened.append(True)
 
             def nvmlDeviceGetCount():
                 return {count}
 
+            opened = []  # nvmlInit that succeeded and no nvmlShutdown followed
+
             def nvmlShutdown():
-                pass
+                opened.clear()
             """
         )
     )
@@ -159,6 +162,9 @@ def test_nvml_problem_reads_what_nvml_answers(
     exec((folder / "pynvml.py").read_text(), module.__dict__)
     monkeypatch.setitem(sys.modules, "pynvml", module)
     assert nvml_problem() == problem
+    # With a GPU, NVML stays open so the driver keeps the GPUs set up for the agent; without
+    # one, nothing is left open.
+    assert module.opened == ([True] if problem is None else [])
 
 
 def test_without_the_nvml_bindings(monkeypatch: pytest.MonkeyPatch) -> None:

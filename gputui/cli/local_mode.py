@@ -7,6 +7,9 @@ what it looked for and how to go on, and exits EXIT_CANNOT_WATCH.
 
 Whether this machine has a GPU is NVML's answer in this process: it loads, and counts at least
 one device. That is what the agent's NVML backend needs; the local agent then opens it again.
+When it counts one, NVML stays open here for as long as gputui runs: without persistence mode
+the driver takes a GPU down when its last client closes it, and sets it up again (1-3 s per GPU,
+NVIDIA's driver persistence documentation) for the next, which would be the agent starting.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def parse_local_backend(text: str) -> tuple[Backend, str | None]:
 
 
 def nvml_problem() -> str | None:
-    """Why NVML cannot show a GPU in this process, or None when it counts one or more."""
+    """Why NVML cannot show a GPU in this process, or None when it counts one or more (and
+    then stays open)."""
     try:
         import pynvml
     except ImportError as exc:
@@ -52,14 +56,17 @@ def nvml_problem() -> str | None:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
         return f"NVML does not load ({exc})"
+    problem: str | None = None
     try:
         count = int(pynvml.nvmlDeviceGetCount())
     except pynvml.NVMLError as exc:
-        return f"NVML cannot count the GPUs ({exc})"
-    finally:
+        count, problem = 0, f"NVML cannot count the GPUs ({exc})"
+    if count == 0:
+        problem = problem or "NVML loads, and sees no GPU"
         with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-    return None if count > 0 else "NVML loads, and sees no GPU"
+    # Else left open (the module's docstring): the GPUs stay set up for the local agent.
+    return problem
 
 
 def local_or_fail(local_backend: str | None) -> Config:
