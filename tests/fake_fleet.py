@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
 import msgspec
@@ -259,6 +259,7 @@ class FakeMonitor:
         self.events: deque[FleetEvent] = deque(maxlen=2000)
         self.stopped = False
         self.cleared: list[tuple[str, int | None]] = []
+        self.watched: list[tuple[str, ...]] = []  # each watch_processes() call, in order
         self.latest: FleetSnapshot | None = None
         self._queue: asyncio.Queue[FleetSnapshot | None] = asyncio.Queue()
 
@@ -303,6 +304,9 @@ class FakeMonitor:
         script = self.fleet.scripts[host]
         script.reasons = [r for r in script.reasons if not r.latched]
         self.push(self.fleet.snapshot())
+
+    def watch_processes(self, hosts: Collection[str]) -> None:
+        self.watched.append(tuple(hosts))
 
     async def stop(self) -> None:
         self.stopped = True

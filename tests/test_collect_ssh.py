@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gputui.collect.feed import Backoff
+from gputui.collect.feed import AgentSend, Backoff
 from gputui.collect.launch import AgentInvocation
 from gputui.collect.ssh import SshContext, SshOptions, cipher_preference
 from gputui.collect.ssh_source import SshSource
@@ -27,6 +27,7 @@ class RecordingFeed:
         self.states: list[tuple[HostState, str]] = []
         self.lines: list[bytes] = []
         self.too_long: list[int] = []
+        self.send: AgentSend | None = None
         self._last = time.monotonic()
 
     def set_state(self, state: HostState, reason: str = "") -> None:
@@ -59,6 +60,9 @@ class RecordingFeed:
 
     def expected_interval(self) -> float:
         return self.interval
+
+    def agent_channel(self, send: AgentSend | None) -> None:
+        self.send = send
 
     def reasons(self, state: HostState) -> list[str]:
         return [r for s, r in self.states if s is state]

@@ -15,7 +15,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -535,6 +535,8 @@ class ReplayMonitor:
     def set_marked_failed(self, host: str, marked: bool) -> None: ...
 
     def clear(self, host: str, gpu: int | None = None) -> None: ...
+
+    def watch_processes(self, hosts: Collection[str]) -> None: ...
 
     async def stop(self) -> None:
         self._queue.put_nowait(None)

@@ -14,7 +14,7 @@ from typing import Callable
 
 from . import AGENT_VERSION, DEFAULT_INTERVAL_S, PROTOCOL_VERSION
 from .backend import FAULT_CRASH, FAULT_HANG, Backend, BackendError, Json
-from .stream import StreamWriter
+from .stream import Requests, StreamWriter
 
 # Exit codes (docs/protocol.md).
 EXIT_OK = 0
@@ -37,7 +37,9 @@ class Runner:
         once: bool = False,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        requests: Requests | None = None,
     ) -> None:
+        """`requests`: what the collector asks on stdin (stream.watch_stdin fills it)."""
         self.backend = backend
         self.writer = writer
         self.stop = stop
@@ -48,6 +50,7 @@ class Runner:
         self.once = once
         self.wall = wall
         self.monotonic = monotonic
+        self.requests = requests if requests is not None else Requests()
         self._last_error = ""
 
     def _msg(self, msg_type: str, fields: Json) -> Json:
@@ -103,6 +106,7 @@ class Runner:
             self.writer.muted = fault == FAULT_HANG
             if not self.writer.muted:
                 slow = self.once or seq % self.slow_every == 0
+                self.backend.processes_every_sample = self.requests.processes
                 try:
                     self._sample(seq, slow)
                 except BackendError as exc:  # the backend cannot go on (nvidia-smi exited)

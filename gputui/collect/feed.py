@@ -16,6 +16,10 @@ from gputui.collect.protocol import Refused
 from gputui.core.model import AgentMessage, HostState
 from gputui.core.text import plain
 
+#: Writes a line to the agent's stdin; False when it could not be written (the channel is
+#: closing, or full).
+AgentSend = Callable[[bytes], bool]
+
 
 class HostFeed(Protocol):
     """What a source calls as things happen on its host."""
@@ -65,6 +69,11 @@ class HostFeed(Protocol):
         """The current stream delivered samples long enough to count as a success: the
         reconnect backoff starts over only then, so an agent that fails at once (no GPU, a
         crash after its hello) is retried ever more slowly, not every second."""
+        ...
+
+    def agent_channel(self, send: AgentSend | None) -> None:
+        """How to write a request to the current stream's agent (collect/watch.py), from its
+        start; None when the stream ended, or when it cannot take requests (nvidia-smi's)."""
         ...
 
 

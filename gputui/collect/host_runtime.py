@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable
 from operator import attrgetter
 
+from gputui.collect.feed import AgentSend
 from gputui.collect.history import HostHistory
 from gputui.collect.protocol import Refused, StreamDecoder, version_mismatch
+from gputui.collect.watch import lists_processes, watch_line, with_processes
 from gputui.core.health import HostHealth, Thresholds
 from gputui.core.model import (
     UNKNOWN_VERDICT,
@@ -97,6 +99,11 @@ class HostRuntime:
         self.sample_t: float | None = None
         self.slow_sample: Sample | None = None
         self.slow_sample_t: float | None = None
+        self.processes_t: float | None = None  # when the slow sample's process lists arrived
+        # A screen shows this host's processes: its agent lists them in every sample.
+        self.processes_watched = False
+        self._agent_send: AgentSend | None = None  # the current stream's way to its agent
+        self._agent_said_hello = False  # requests wait for the hello (collect/watch.py)
         self.history: HostHistory | None = None
         self.verdict = HostVerdict(host=UNKNOWN_VERDICT)
         self.marked_failed = False
@@ -154,6 +161,25 @@ class HostRuntime:
         self._stream_samples = 0
         self._stream_hello = False
         self._stream_fatal = None
+        self._agent_said_hello = False
+
+    def agent_channel(self, send: AgentSend | None) -> None:
+        self._agent_send = send
+        self._agent_said_hello = False
+
+    def watch_processes(self, on: bool) -> None:
+        """List this host's processes in every sample (a screen shows them), or only in the
+        slow ones; the agent is told now, or at its hello when it is starting."""
+        if on == self.processes_watched:
+            return
+        self.processes_watched = on
+        if self._agent_said_hello:
+            self._tell_agent()
+
+    def _tell_agent(self) -> None:
+        send = self._agent_send
+        if send is not None:
+            send(watch_line(self.processes_watched))
 
     def stream_ended(self, reason: str) -> None:
         state, why = self._stream_fatal or (HostState.UNREACHABLE, reason)
@@ -233,6 +259,9 @@ class HostRuntime:
         self.hello = hello
         self._stream_hello = True
         self._understood_mono = self._mono()
+        self._agent_said_hello = True
+        if self.processes_watched:  # a new agent lists them in slow samples only
+            self._tell_agent()
         if not same_gpus or self.history is None:
             self.history = HostHistory(hello.gpus, self.history_len)
         if not hello.gpus:
@@ -272,6 +301,12 @@ class HostRuntime:
         self.sample_t = now
         if sample.slow:
             self.slow_sample, self.slow_sample_t = sample, now
+            self.processes_t = now
+        elif self.slow_sample is not None and lists_processes(sample):
+            # Listed at a screen's request (collect/watch.py): the views read them with the
+            # slow signals, which this sample does not carry.
+            self.slow_sample = with_processes(self.slow_sample, sample)
+            self.processes_t = now
         self.answered = True
         if self.history is not None:
             self.history.append(now, sample)
@@ -421,6 +456,7 @@ class HostRuntime:
                 sample_t=self.sample_t,
                 slow_sample=self.slow_sample,
                 slow_sample_t=self.slow_sample_t,
+                processes_t=self.processes_t,
                 backend=self.hello.backend if self.hello is not None else None,
                 spare=self.spare,
                 decode_errors=self.decoder.stats.bad,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import IO
 
-from gputui.collect.feed import Backoff, HostFeed, Source, retry_streams
+from gputui.collect.feed import AgentSend, Backoff, HostFeed, Source, retry_streams
 from gputui.collect.launch import AgentArgs, describe_exit
 from gputui.collect.lines import LineSplitter
 from gputui.core.text import plain_bytes
@@ -34,6 +36,22 @@ class _PipeReader(asyncio.Protocol):
 
 def _same(reader: _PipeReader) -> _PipeReader:
     return reader
+
+
+def _pipe_writer(pipe: IO[bytes]) -> AgentSend:
+    """Writes a request line to the agent's stdin without ever blocking the event loop: a
+    line is far shorter than a pipe's atomic write, so it goes whole or not at all (an agent
+    that stopped reading its stdin)."""
+    fd = pipe.fileno()
+    os.set_blocking(fd, False)
+
+    def send(line: bytes) -> bool:
+        try:
+            return os.write(fd, line) == len(line)
+        except OSError:  # full (BlockingIOError), or the agent is gone (BrokenPipeError)
+            return False
+
+    return send
 
 
 class LocalSource(Source):
@@ -75,7 +93,8 @@ class LocalSource(Source):
             )
         except OSError as exc:
             return f"cannot start the agent: {exc}"
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+        feed.agent_channel(_pipe_writer(proc.stdin))
         out_reader, err_reader = _PipeReader(splitter.feed), _PipeReader(on_stderr)
         transports: list[asyncio.ReadTransport] = []
         try:
@@ -93,6 +112,7 @@ class LocalSource(Source):
             code = await asyncio.to_thread(proc.wait)
         finally:
             # No await here: this also runs when the task is cancelled.
+            feed.agent_channel(None)
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()

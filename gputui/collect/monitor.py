@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -273,6 +273,14 @@ class FleetMonitor:
 
     def clear(self, host: str, gpu: int | None = None) -> None:
         self.hosts[host].clear(gpu)
+
+    def watch_processes(self, hosts: Collection[str]) -> None:
+        """List the processes of exactly `hosts` in every sample (a screen shows them), and
+        of every other host in its slow samples only: only hosts on screen pay for it.
+        Names the monitor does not know are ignored (collect/watch.py)."""
+        wanted = set(hosts)
+        for name, runtime in self.hosts.items():
+            runtime.watch_processes(name in wanted)
 
     def settled(self) -> bool:
         """Every host has answered (sampled) or failed: what `gputui report` waits for."""

@@ -14,7 +14,7 @@ from typing import Protocol, cast
 
 import asyncssh
 
-from gputui.collect.feed import Backoff, HostFeed, Source, retry_streams
+from gputui.collect.feed import AgentSend, Backoff, HostFeed, Source, retry_streams
 from gputui.collect.launch import EXIT_NO_PYTHON, AgentInvocation, describe_exit
 from gputui.collect.lines import LineSplitter
 from gputui.collect.smi_adapter import SmiLineAdapter
@@ -176,7 +176,12 @@ class SshSource(Source):
                     session.exit_status,
                 )
         phase(f"{what} started, no output yet")
-        ended_by = await self._watch(chan, session, feed, smi)
+        if smi is None:  # nvidia-smi reads no requests
+            feed.agent_channel(_channel_writer(chan))
+        try:
+            ended_by = await self._watch(chan, session, feed, smi)
+        finally:
+            feed.agent_channel(None)
         streamed = session.lines > 0
         status = session.exit_status
         if smi is not None and status != EXIT_NO_PYTHON:
@@ -235,6 +240,21 @@ class SshSource(Source):
                 await _close(chan, session)
                 return _silence(what, session, silent)
         return None
+
+
+def _channel_writer(chan: asyncssh.SSHClientChannel[bytes]) -> AgentSend:
+    """Writes a request line down the channel to the agent's stdin (asyncssh queues it)."""
+
+    def send(line: bytes) -> bool:
+        if chan.is_closing():
+            return False
+        try:
+            chan.write(line)
+        except (BrokenPipeError, asyncssh.Error, OSError):
+            return False
+        return True
+
+    return send
 
 
 def _silence(what: str, session: AgentSession, silent: float) -> str:

@@ -512,6 +512,9 @@ class HostSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     # arrived: fast samples in between carry None for them.
     slow_sample: Sample | None = None
     slow_sample_t: float | None = None
+    # When `slow_sample`'s process lists arrived: with it, or later while a screen shows the
+    # host's processes and its agent lists them in every sample (collect/watch.py).
+    processes_t: float | None = None
     backend: str | None = None  # nvml, smi, sim: from the hello
     spare: bool = False  # listed as a spare in hosts.toml
     decode_errors: int = 0  # lines of this host's stream that did not decode

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
@@ -344,7 +344,14 @@ class GpuTuiApp(App[None]):
             return
         # Installed once and re-shown, as the host screen.
         if not self.is_screen_installed(GPUS_SCREEN):
-            view = GpusScreen(name, self.gpus_data, self.neighbour, self.open_host)
+            view = GpusScreen(
+                name,
+                self.gpus_data,
+                self.neighbour,
+                self.open_host,
+                watch=self.watch_processes,
+                kill=self.kill_process,
+            )
             self.install_screen(view, GPUS_SCREEN)
         screen = self.get_screen(GPUS_SCREEN)
         assert isinstance(screen, GpusScreen)
@@ -576,6 +583,25 @@ class GpuTuiApp(App[None]):
         prepared = await self._prepare("action", host, action=action, reason=reason)
         if prepared is not None:
             await self._carry_out(prepared, ask=True)
+
+    def watch_processes(self, hosts: Collection[str]) -> None:
+        """Ask for the processes of `hosts` every second (the per-GPU view shows them)."""
+        monitor = self.session.monitor
+        if monitor is not None:
+            monitor.watch_processes(hosts)
+
+    def kill_process(self, host: str, pid: int) -> None:
+        self._kill_flow(host, pid)
+
+    @work(exclusive=True, group="operator")
+    async def _kill_flow(self, host: str, pid: int) -> None:
+        """Confirm with the process, its user and its host named, then kill it, journaled."""
+        try:
+            prepared = await self.operator.prepare_kill(host, pid)
+        except ValueError as exc:
+            self._outcome(host, Outcome(False, str(exc)))
+            return
+        await self._carry_out(prepared, ask=True, question=prepared.question)
 
     def action_clear_latched(self) -> None:
         host = self._target()

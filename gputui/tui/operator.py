@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from gputui.core.model import FleetSnapshot
 from gputui.tui.ports import MonitorPort
 
-RequestKind = Literal["fail", "resume", "action", "spare"]
+RequestKind = Literal["fail", "resume", "action", "spare", "kill"]
 OnOutput = Callable[[str], None]
 
 
@@ -51,6 +51,9 @@ class Prepared:
     # The jobs the request hits, in one line ("jobs on gpu002: slurm:4242 train (alice)"):
     # marking a node failed shows them before it is done, even when no command runs.
     jobs: str = ""
+    # The confirmation's question, where the request words its own (a kill names the process,
+    # its user and its host); else the dialog asks about `summary`.
+    question: str = ""
 
 
 class OperatorPort(Protocol):
@@ -76,6 +79,12 @@ class OperatorPort(Protocol):
         spare: str = "",
     ) -> Prepared:
         """Resolve a request; raises ValueError with a sentence when it cannot be done."""
+        ...
+
+    async def prepare_kill(self, host: str, pid: int) -> Prepared:
+        """SIGTERM, then SIGKILL after the grace, to GPU process `pid` of `host`; its
+        `summary` is the question naming the process, its user and its host (ValueError
+        with a sentence when refused: read-only, not a GPU process of that host)."""
         ...
 
     async def run(self, prepared: Prepared, on_output: OnOutput) -> Outcome:
@@ -115,6 +124,9 @@ class SessionOperator:
             raise ValueError("no actions can run without the journal")
         what = f"mark {host} failed: {reason!r}" if kind == "fail" else f"return {host} to service"
         return Prepared(kind, host, f"{what} ({self.NOT_JOURNALED})")
+
+    async def prepare_kill(self, host: str, pid: int) -> Prepared:
+        raise ValueError("no journal is open: a process is killed only where it is journaled")
 
     async def run(self, prepared: Prepared, on_output: OnOutput) -> Outcome:
         monitor = self._monitor()

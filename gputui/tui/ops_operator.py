@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from gputui.core.model import FleetSnapshot
 from gputui.ops.actions import ActionError, Operation, OperatorActions
 from gputui.ops.actions import Outcome as OpsOutcome
+from gputui.ops.kill import KillPlan
 from gputui.tui.operator import ActionChoice, OnOutput, Outcome, Prepared, RequestKind
 
 
@@ -86,9 +87,33 @@ class OpsOperator:
             jobs=op.jobs.summary() if op.jobs is not None else "",
         )
 
+    async def prepare_kill(self, host: str, pid: int) -> Prepared:
+        ops = self._require()
+        try:
+            plan = ops.prepare_kill(host, pid)
+        except ActionError as exc:
+            raise ValueError(str(exc)) from None
+        return Prepared(
+            kind="kill",
+            host=host,
+            summary=plan.summary(),
+            preview=tuple(plan.preview()),
+            question=plan.question(),
+            commands=1,
+            handle=plan,
+        )
+
     async def run(self, prepared: Prepared, on_output: OnOutput) -> Outcome:
         ops = self._require()
         op = prepared.handle
+        if isinstance(op, KillPlan):
+            try:
+                killed = await ops.kill(op, on_output)
+            except ActionError as exc:  # read-only since, or no longer listed: nothing sent
+                return Outcome(False, str(exc))
+            except Exception as exc:  # the journal itself failed
+                return Outcome(False, f"{op.summary()}: not done: {exc}")
+            return Outcome(killed.ok, f"{killed.text} (journaled)")
         assert isinstance(op, Operation)
         try:
             outcome = await ops.run(op, on_output)

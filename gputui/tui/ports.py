@@ -7,7 +7,7 @@ connections behind the monitor: data moves one way, from the monitor to the widg
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -38,6 +38,11 @@ class MonitorPort(Protocol):
     def set_marked_failed(self, host: str, marked: bool) -> None: ...
 
     def clear(self, host: str, gpu: int | None = None) -> None: ...
+
+    def watch_processes(self, hosts: Collection[str]) -> None:
+        """List the processes of exactly `hosts` in every sample (a screen shows them), the
+        others' in slow samples only (gputui/collect/watch.py)."""
+        ...
 
     async def stop(self) -> None:
         """Close every connection (their agents exit with them); idempotent."""

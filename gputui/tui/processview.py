@@ -88,16 +88,19 @@ class ProcessRow:
 
 def process_rows(hosts: Iterable[HostSnapshot]) -> list[ProcessRow]:
     """The GPU processes of `hosts` from the last sample that listed them, in host and GPU
-    order. Elapsed time is counted on the host's own clock (the sample's time against the
-    process's start), so a host whose clock is off still shows the right run time."""
+    order. Elapsed time is counted on the host's own clock (its newest sample's time against
+    the process's start), so a host whose clock is off still shows the right run time."""
     rows: list[ProcessRow] = []
     for host in hosts:
         sample = host.slow_sample
         if sample is None:
             continue
+        # The newest sample's time: the lists may be fresher than the slow sample holding them
+        # (collect/watch.py), and the run time moves each second either way.
+        now = host.sample.t if host.sample is not None else sample.t
         for reading in sample.gpus:
             for p in reading.processes or ():
-                elapsed = None if p.started_t is None else max(0.0, sample.t - p.started_t)
+                elapsed = None if p.started_t is None else max(0.0, now - p.started_t)
                 rows.append(ProcessRow(host.name, reading.index, p, elapsed))
     return rows
 

@@ -17,7 +17,7 @@ verdict did, a chart when a sample arrived, the process table's changed cells.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,7 +27,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, ItemGrid, Vertical, VerticalScroll
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 from gputui.collect.history import Metric
@@ -341,6 +341,7 @@ class GpusScreen(Screen[None]):
         Binding("s", "sort", "Sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False),
         Binding("d", "details", "Details"),
+        Binding("k", "kill", "Kill"),
         # Not in the key bar, which keeps the operator's keys at 80 columns; ? lists them.
         Binding("left_square_bracket", "neighbour(-1)", "Prev host", show=False),
         Binding("right_square_bracket", "neighbour(1)", "Next host", show=False),
@@ -352,12 +353,20 @@ class GpusScreen(Screen[None]):
         source: Callable[[str | None], GpusData | None],
         neighbour: Callable[[str, int], str | None],
         open_host: Callable[[str], None],
+        *,
+        watch: Callable[[Collection[str]], None] = lambda hosts: None,
+        kill: Callable[[str, int], None] = lambda host, pid: None,
     ) -> None:
+        """`watch`: ask for the processes of these hosts every second (none: stop asking);
+        `kill`: the operator's kill of a process (host, pid), confirmed and journaled."""
         super().__init__(classes="gpus-screen")
         self.scope = scope
         self._source = source
         self._neighbour = neighbour
         self._open_host = open_host
+        self._watch = watch
+        self._kill = kill
+        self.watched: tuple[str, ...] | None = None  # the hosts asked for, while shown
         self.data: GpusData | None = None
         self.cards: dict[tuple[str, int], GpuCard] = {}
         self._title: Text | None = None
@@ -420,6 +429,7 @@ class GpusScreen(Screen[None]):
             grid.mount_all(self.cards.values())
             self._layout_key = None
         self.processes.apply(data.hosts, self._process_note(data))
+        self._watch_hosts(tuple(h.name for h in data.hosts))
         self._layout()
         for card, (_, view) in zip(self.cards.values(), data.gpus, strict=True):
             card.show(view, data.palette)
@@ -444,10 +454,35 @@ class GpusScreen(Screen[None]):
             self._title = text
             self.query_one("#gpus-title", Static).update(text)
 
+    def _watch_hosts(self, hosts: tuple[str, ...]) -> None:
+        """While shown, the hosts in view list their processes every second (not with the
+        slow signals only), and only they (gputui/collect/watch.py)."""
+        if hosts != self.watched:
+            self.watched = hosts
+            self._watch(hosts)
+
+    def on_screen_resume(self) -> None:
+        if self.data is not None:
+            self._watch_hosts(tuple(h.name for h in self.data.hosts))
+
+    def on_screen_suspend(self) -> None:
+        # A dialog over the view (the kill's confirmation) keeps the processes coming; another
+        # screen, or leaving the view, stops them.
+        if not isinstance(self.app.screen, ModalScreen) or self not in self.app.screen_stack:
+            self._watch_hosts(())
+
+    def on_unmount(self) -> None:
+        self._watch_hosts(())
+
     @staticmethod
     def _process_note(data: GpusData) -> str:
-        """How old the process list is: the agent lists processes with the slow signals."""
-        ages = [data.now - h.slow_sample_t for h in data.hosts if h.slow_sample_t is not None]
+        """How old the process list is: listed with the slow signals, or each second while
+        this view asks for them."""
+        ages = [
+            data.now - t
+            for h in data.hosts
+            if (t := h.processes_t if h.processes_t is not None else h.slow_sample_t) is not None
+        ]
         if not ages:
             return "processes not read yet"
         age = max(ages)
@@ -488,6 +523,14 @@ class GpusScreen(Screen[None]):
         host = self.selected_host()
         if host is not None:
             self._open_host(host)
+
+    def action_kill(self) -> None:
+        """End the process under the table's cursor (the app confirms, naming it first)."""
+        row = self.processes.selected()
+        if row is None:
+            self.notify("no process selected (the process table's cursor picks one)", timeout=4)
+            return
+        self._kill(row.host, row.process.pid)
 
     def action_neighbour(self, step: int) -> None:
         current = self.scope or next(iter(self.hosts), None)
