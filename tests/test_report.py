@@ -197,3 +197,75 @@ def test_report_bad_arguments_and_bad_file_are_one_line_exit_3(tmp_path) -> None
 def test_snapshot_roundtrip_types_are_msgspec() -> None:
     # The snapshot is built from msgspec structs, so it encodes for the journal and tests.
     assert msgspec.json.decode(msgspec.json.encode(SAMPLE), type=Sample) == SAMPLE
+
+
+# --------------------------------------------------------------------------------------------
+# --sim-elapsed: a headless demo at a moment its faults have happened
+# --------------------------------------------------------------------------------------------
+
+
+def _agent_once(*args: str) -> list[dict[str, object]]:
+    from gputui.collect.scenarios import load_scenario
+
+    scenario = json.dumps(load_scenario("xid79"))  # GPU 3 falls off the bus 2 s in
+    done = subprocess.run(
+        [sys.executable, "-m", "gputui.agent", "--backend", "sim", "--scenario-json", scenario,
+         "--once", "--stdin-watch", "off", *args],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_a_streaming_agent_starts_its_simulation_that_far_in() -> None:
+    at_start = _agent_once()
+    assert not [m for m in at_start if m["type"] == "event"]
+    later = _agent_once("--sim-elapsed", "30")
+    lost = [m for m in later if m["type"] == "event" and m["kind"] == "gpu_lost"]
+    assert [m["gpu"] for m in lost] == [3]
+    hello = next(m for m in later if m["type"] == "hello")
+    # t=0 of the simulation lies 30 s back on the real clock.
+    assert abs(float(hello["sim_start"]) - (later[-1]["t"] - 30.0)) < 2.0  # type: ignore[operator]
+
+
+def test_agent_args_carry_the_elapsed_time_once() -> None:
+    from gputui.collect.launch import AgentArgs
+    from gputui.collect.oneshot import TriageArgs
+
+    assert "--sim-elapsed" not in AgentArgs(backend="sim").argv()
+    assert AgentArgs(backend="sim", sim_elapsed_s=12.5).argv()[-2:] == ["--sim-elapsed", "12.5"]
+    assert TriageArgs(backend="sim", sim_elapsed_s=90).argv().count("--sim-elapsed") == 1
+
+
+def _report_demo(*args: str) -> tuple[int, dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "gputui.cli", "report", "--demo", "4", "--format", "json", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_report_demo_at_an_elapsed_time_shows_its_faults() -> None:
+    # The demo's 4 hosts: sim-002 develops ECC errors from 95 s on; the others stay healthy.
+    code, doc = _report_demo()
+    assert code == 0 and doc["status"] == "OK"
+    code, doc = _report_demo("--sim-elapsed", "300")
+    assert code == doc["exit_code"] != 0
+    worst = doc["hosts"][0]  # type: ignore[index]
+    assert worst["name"] == "sim-002" and worst["level"] != "ok"
+
+
+def test_report_sim_elapsed_mistakes_are_one_line_exit_3() -> None:
+    for args, expect in (
+        (
+            ["--sim-elapsed", "10"],
+            "--sim-elapsed needs --demo: only simulated hosts have a scenario to start into",
+        ),
+        (["--demo", "2", "--sim-elapsed", "-1"], "--sim-elapsed takes 0 to 3600 seconds"),
+        (["--demo", "2", "--sim-elapsed", "7200"], "--sim-elapsed takes 0 to 3600 seconds"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "gputui.cli", "report", *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.strip() == f"gputui: {expect}"

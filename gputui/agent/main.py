@@ -2,7 +2,7 @@
 
     python -m gputui.agent [--backend auto|nvml|smi|sim] [--scenario-json JSON] [--seed N]
         [--interval S] [--slow-every N] [--duration S] [--host NAME] [--once]
-        [--triage [--samples N] [--since SECONDS] [--sim-elapsed SECONDS]]
+        [--sim-elapsed SECONDS] [--triage [--samples N] [--since SECONDS]]
 
 `auto` tries NVML through pynvml, then nvidia-smi, and says on stderr which it took; when
 neither works it writes a fatal `error` line and exits 3. Stdout carries only protocol lines
@@ -22,7 +22,7 @@ from typing import Any
 from . import DEFAULT_INTERVAL_S
 from .backend import Backend, BackendError
 from .runner import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, Runner
-from .stream import StreamWriter, stdin_is_channel, watch_stdin
+from .stream import Requests, StreamWriter, stdin_is_channel, watch_stdin
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="with --triage and --backend sim: read the simulation this far into its scenario "
-        "(default: 90 s after its last fault starts)",
+        help="with --backend sim: start the simulation this far into its scenario (with "
+        "--triage, read it there; default there: 90 s after its last fault starts); other "
+        "backends read the GPUs as they are",
     )
     p.add_argument(
         "--stdin-watch",
@@ -160,12 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 1 or (args.since is not None and args.since <= 0):
         _say("--samples must be >= 1 and --since > 0")
         return EXIT_USAGE
+    if args.sim_elapsed is not None and args.sim_elapsed < 0:
+        _say("--sim-elapsed takes seconds >= 0")
+        return EXIT_USAGE
     stop = threading.Event()
     writer = StreamWriter(sys.stdout.buffer, stop)
+    requests = Requests()  # what the collector asks on stdin once the agent runs
     if args.stdin_watch == "on" or (args.stdin_watch == "auto" and stdin_is_channel()):
         # Say why the stream ends: an empty stdin pipe (some CI runners, `cmd < /dev/null` is
         # fine) would otherwise look like an agent that quietly gave up.
-        watch_stdin(stop, on_eof=lambda: _say("stdin closed: stopping (see --stdin-watch)"))
+        watch_stdin(
+            stop,
+            on_eof=lambda: _say("stdin closed: stopping (see --stdin-watch)"),
+            on_line=requests.line,
+        )
     _install_signal_handlers(stop)
     try:
         backend = pick_backend(args)
@@ -189,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             sim_elapsed_s=args.sim_elapsed,
         )
     else:
+        # Only a simulation has a scenario to start into; real GPUs read now, as in triage.
+        start_at = getattr(backend, "start_at", None)
+        if args.sim_elapsed is not None and start_at is not None:
+            start_at(args.sim_elapsed)
         _read_heartbeats(backend)
         runner = Runner(
             backend,
@@ -200,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             duration_s=args.duration,
             once=args.once,
             wall=backend.wall,
+            requests=requests,
         )
     try:
         return runner.run()

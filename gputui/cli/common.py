@@ -71,14 +71,16 @@ async def open_monitor(
     interval_s: float = DEFAULT_INTERVAL_S,
     tick_s: float | None = None,
     seed: int = 1,
+    sim_elapsed_s: float | None = None,
 ) -> AsyncIterator[FleetMonitor]:
     """A running monitor over the demo fleet (`demo` hosts) or the configured one; unless
-    `tick_s` is given, it ticks with the fleet's fastest host (gputui/collect/tick.py)."""
+    `tick_s` is given, it ticks with the fleet's fastest host (gputui/collect/tick.py). The
+    demo's hosts start `sim_elapsed_s` into their scenarios (None: at their start)."""
     try:
         if demo is not None:
             check_open_files(demo=demo)
             async with demo_fleet_and_monitor(
-                demo, seed=seed, interval_s=interval_s, tick_s=tick_s
+                demo, seed=seed, interval_s=interval_s, tick_s=tick_s, sim_elapsed_s=sim_elapsed_s
             ) as (_fleet, m):
                 yield m
         else:
@@ -100,8 +102,10 @@ async def settle(monitor: FleetMonitor, wait_s: float) -> FleetSnapshot:
     return monitor.publish()
 
 
-async def collect_once(hosts: Path | None, demo: int | None, wait_s: float) -> FleetSnapshot:
-    async with open_monitor(hosts, demo) as monitor:
+async def collect_once(
+    hosts: Path | None, demo: int | None, wait_s: float, sim_elapsed_s: float | None = None
+) -> FleetSnapshot:
+    async with open_monitor(hosts, demo, sim_elapsed_s=sim_elapsed_s) as monitor:
         return await settle(monitor, wait_s)
 
 

@@ -16,6 +16,11 @@ from gputui.cli.exits import PluginCommand
 from gputui.core.hoststats import fleet_status
 from gputui.render.report import report_json, report_markdown, report_table
 
+#: The furthest into a scenario a report starts the demo: every packaged fault has happened by
+#: then (the demo spreads them over its first ten minutes), and each simulated host steps its
+#: state there before its first sample, which takes seconds per simulated hour.
+MAX_SIM_ELAPSED_S = 3600.0
+
 
 class ReportFormat(str, enum.Enum):
     table = "table"
@@ -41,6 +46,15 @@ def report(
     wait: Annotated[
         float, typer.Option("--wait", help="Seconds to wait for every host to answer")
     ] = 15.0,
+    sim_elapsed: Annotated[
+        float | None,
+        typer.Option(
+            "--sim-elapsed",
+            metavar="SECONDS",
+            help="With --demo: start the simulated hosts this far into their scenarios, so "
+            f"their faults have happened (0 to {MAX_SIM_ELAPSED_S:g}; default 0)",
+        ),
+    ] = None,
 ) -> None:
     """Print one snapshot of the fleet, for cron and monitoring.
 
@@ -55,7 +69,11 @@ def report(
         raise fail("--demo takes a number of hosts from 1 to 5000")
     if wait <= 0:
         raise fail("--wait must be a positive number of seconds")
-    snapshot = asyncio.run(collect_once(hosts, demo, wait))
+    if sim_elapsed is not None and demo is None:
+        raise fail("--sim-elapsed needs --demo: only simulated hosts have a scenario to start into")
+    if sim_elapsed is not None and not 0 <= sim_elapsed <= MAX_SIM_ELAPSED_S:
+        raise fail(f"--sim-elapsed takes 0 to {MAX_SIM_ELAPSED_S:g} seconds")
+    snapshot = asyncio.run(collect_once(hosts, demo, wait, sim_elapsed))
     if fmt is ReportFormat.json:
         typer.echo(report_json(snapshot))
     elif fmt is ReportFormat.markdown:

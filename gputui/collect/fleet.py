@@ -108,8 +108,9 @@ def plans_for_config(
 
 
 def plans_for_demo(
-    fleet: DemoFleet, interval_s: float = DEFAULT_INTERVAL_S
+    fleet: DemoFleet, interval_s: float = DEFAULT_INTERVAL_S, sim_elapsed_s: float | None = None
 ) -> tuple[list[HostPlan], SshContext]:
+    """One plan per demo host; each starts `sim_elapsed_s` into its scenario (None: at 0)."""
     ssh = SshContext(fleet.ssh_options)
     plans: list[HostPlan] = []
     for host in fleet.hosts:
@@ -120,6 +121,7 @@ def plans_for_demo(
             host=host.name,
             scenario=host.scenario,
             seed=host.seed,
+            sim_elapsed_s=sim_elapsed_s,
         )
         labels = {"group": "demo", "scenario": str(host.scenario.get("name", "?"))}
         plans.append(
@@ -185,9 +187,10 @@ async def demo_fleet_and_monitor(
     thresholds: Thresholds | None = None,
     scenario: str | None = None,
     spares: int = 0,
+    sim_elapsed_s: float | None = None,
 ) -> AsyncIterator[tuple[DemoFleet, FleetMonitor]]:
     """The running demo fleet and a monitor over it (triage needs the fleet's SSH files)."""
     async with DemoFleet(n_hosts, seed=seed, scenario=scenario, spares=spares) as fleet:
-        plans, ssh = plans_for_demo(fleet, interval_s)
+        plans, ssh = plans_for_demo(fleet, interval_s, sim_elapsed_s)
         async with _running(plans, ssh, thresholds, tick_s, history_len) as monitor:
             yield fleet, monitor
