@@ -29,6 +29,9 @@ from gputui.config import (
 )
 from gputui.core.model import FleetSnapshot
 
+#: Hosts of `gputui demo` when not told (and what the next-steps message offers).
+DEMO_HOSTS = 32
+
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print `message` on stderr; the caller raises the returned Exit.

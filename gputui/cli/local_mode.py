@@ -18,10 +18,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from gputui.cli.common import fail
+from gputui.cli.common import DEMO_HOSTS, fail
 from gputui.cli.exits import EXIT_CANNOT_WATCH
 from gputui.cli.options import LOCAL_BACKEND_ENV
-from gputui.cli.tui_cmd import DEMO_HOSTS
 from gputui.config import BACKENDS, HOSTS_ENV, Backend, Config, default_hosts_path
 from gputui.config.local import local_config
 

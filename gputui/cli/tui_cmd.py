@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gputui.cli.app import app
+from gputui.cli.common import DEMO_HOSTS
 from gputui.cli.options import HostsOption, JournalOption, LocalBackendOption, ReadonlyOption
 from gputui.config import DEFAULT_INTERVAL_S
 
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from gputui.ops.journal import Journal
     from gputui.tui.ports import MonitorFactory
     from gputui.tui.screens.triage import TriageRunner
-
-DEMO_HOSTS = 32
 
 
 class Wiring:
