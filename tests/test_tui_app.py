@@ -463,10 +463,15 @@ class ScriptedOperator:
 
     calls: list[tuple[str, str, str, str]] = field(default_factory=list)
     runs: list[Prepared] = field(default_factory=list)
+    watch_only: str | None = None
 
     @property
     def journaled(self) -> bool:
         return True
+
+    @property
+    def refusal(self) -> str | None:
+        return self.watch_only
 
     def actions(self, host: str) -> Sequence[ActionChoice]:
         return [ActionChoice("drain", "scontrol drain"), ActionChoice("requeue", "requeue jobs")]
@@ -520,6 +525,18 @@ async def test_run_action_picks_previews_the_argv_confirms_and_streams_output() 
         lines = r.app.fleet_screen.event_log.lines()
         assert "run requeue on gpu005: done (journaled)" in lines[0]
         assert "[drain]   done" in lines[1] and "output" in lines[1]
+
+
+async def test_watch_only_refuses_at_once_before_any_dialog() -> None:
+    """Read-only: x, u and a say why at once; no reason, picker or preview is asked first."""
+    operator = ScriptedOperator(watch_only="read-only: this gputui only watches")
+    async with running(operator=operator) as r:
+        for key in ("x", "u", "a"):
+            await r.press(key)
+            assert r.app.screen is r.app.fleet_screen, key
+        assert operator.calls == [] and operator.runs == []
+        toasts = [str(n.message) for n in r.app._notifications]
+        assert toasts.count("read-only: this gputui only watches") == 3
 
 
 async def test_actions_without_an_ops_layer_are_refused_with_a_reason() -> None:

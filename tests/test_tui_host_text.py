@@ -111,6 +111,10 @@ class EchoingOperator:
     def journaled(self) -> bool:
         return True
 
+    @property
+    def refusal(self) -> str | None:
+        return None
+
     def actions(self, host: str) -> list[ActionChoice]:
         return [ActionChoice("drain", NASTY)]
 

@@ -504,8 +504,15 @@ class GpuTuiApp(App[None]):
 
     def action_mark_failed(self) -> None:
         host = self._target()
-        if host is not None:
+        if host is not None and not self._refused():
             self._mark_failed_flow(host)
+
+    def _refused(self) -> bool:
+        """Say at once, before any dialog, when every request would be refused (watch only)."""
+        refusal = self.operator.refusal
+        if refusal is not None:
+            self.notify(refusal, severity="warning", timeout=6)
+        return refusal is not None
 
     @work(exclusive=True, group="operator")
     async def _mark_failed_flow(self, host: str) -> None:
@@ -542,7 +549,7 @@ class GpuTuiApp(App[None]):
 
     def action_resume(self) -> None:
         host = self._target()
-        if host is not None:
+        if host is not None and not self._refused():
             self._resume_flow(host)
 
     @work(exclusive=True, group="operator")
@@ -564,7 +571,7 @@ class GpuTuiApp(App[None]):
 
     def action_run_action(self) -> None:
         host = self._target()
-        if host is not None:
+        if host is not None and not self._refused():
             self._action_flow(host)
 
     @work(exclusive=True, group="operator")

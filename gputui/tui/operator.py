@@ -62,6 +62,11 @@ class OperatorPort(Protocol):
         """Whether requests are written to the durable journal."""
         ...
 
+    @property
+    def refusal(self) -> str | None:
+        """Why every request is refused now (watch only), said before any dialog; None: not."""
+        ...
+
     def actions(self, host: str) -> Sequence[ActionChoice]: ...
 
     def spare_for(self, host: str, snapshot: FleetSnapshot | None) -> str | None:
@@ -103,6 +108,10 @@ class SessionOperator:
     @property
     def journaled(self) -> bool:
         return False
+
+    @property
+    def refusal(self) -> str | None:
+        return None
 
     def actions(self, host: str) -> Sequence[ActionChoice]:
         return ()

@@ -25,6 +25,16 @@ class OpsOperator:
     def journaled(self) -> bool:
         return True
 
+    @property
+    def refusal(self) -> str | None:
+        ops = self._ops()
+        try:
+            if ops is not None:
+                ops.refuse_if_readonly()
+        except ActionError as exc:
+            return str(exc)
+        return None
+
     def _require(self) -> OperatorActions:
         ops = self._ops()
         if ops is None:
