@@ -39,6 +39,8 @@ from gputui.ops.actions import OperatorActions
 from gputui.ops.journal import Journal
 from gputui.render.report import report_markdown, report_table, summary_line
 from gputui.render.triage import finding_line
+from gputui.tui.hostview import reasons_text
+from gputui.tui.palette import DEFAULT_PALETTE
 from gputui.tui.screens.dialogs import LinesDialog, PreviewDialog
 from gputui.tui.widgets.event_log import FAULT_WINDOW_S, EventLog
 from tests.agent_sim import run_fast
@@ -214,6 +216,13 @@ def test_a_host_that_is_not_ok_is_never_recommended_none() -> None:
     assert "recommended: none" not in table and "-> none" not in table
     assert "| watch it |" in report_markdown(snap)
     assert advice(Action.NONE, Level.OK) == "none"  # an ok host needs nothing, and says so
+
+
+def test_the_host_screen_never_recommends_none_on_a_warning() -> None:
+    warm = Reason(code="temp_high", level=Level.WARN, text="GPU0 86 C >= max operating 85 C", gpu=0)
+    verdict = HostVerdict(host=Verdict(level=Level.WARN, reasons=(warm,)))
+    text = reasons_text(one_host("warm", 1, verdict), DEFAULT_PALETTE).plain
+    assert "(recommended: watch it)" in text and "recommended: none" not in text
     assert advice(Action.DRAIN, Level.WARN) == "drain"
 
 

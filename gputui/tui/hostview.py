@@ -31,6 +31,7 @@ from gputui.core.model import (
     Verdict,
     clock_event_words,
 )
+from gputui.core.reasons import advice
 from gputui.core.rollup import Rollup
 from gputui.core.text import plain
 from gputui.core.trends import Point
@@ -102,7 +103,7 @@ def reasons_text(host: HostSnapshot, palette: Palette) -> Text:
     if not active:
         return Text("No active reasons.", style="dim")
     text = Text("Active reasons", style="bold")
-    text.append(f"  (recommended: {verdict.action.value})", style="dim")
+    text.append(f"  (recommended: {advice(verdict.action, verdict.level)})", style="dim")
     for r in active:
         text.append("\n")
         text.append_text(reason_line(r, palette))
