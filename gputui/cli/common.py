@@ -14,7 +14,6 @@ from pathlib import Path
 import typer
 
 from gputui.cli.exits import EXIT_USAGE, UsageExit
-from gputui.collect.demo import DemoFleetError
 from gputui.collect.fdlimit import open_files_for
 from gputui.collect.fleet import demo_fleet_and_monitor, monitor_config, open_files_for_hosts
 from gputui.collect.monitor import FleetMonitor
@@ -75,23 +74,36 @@ async def open_monitor(
     tick_s: float | None = None,
     seed: int = 1,
     sim_elapsed_s: float | None = None,
+    history_len: int | None = None,
 ) -> AsyncIterator[FleetMonitor]:
     """A running monitor over the demo fleet (`demo` hosts) or the configured one; unless
     `tick_s` is given, it ticks with the fleet's fastest host (gputui/collect/tick.py). The
-    demo's hosts start `sim_elapsed_s` into their scenarios (None: at their start)."""
-    try:
-        if demo is not None:
-            check_open_files(demo=demo)
+    demo's hosts start `sim_elapsed_s` into their scenarios (None: at their start). Each host
+    keeps `history_len` samples (None: what the fleet's size allows; 0: none)."""
+    if demo is not None:
+        # The demo's hosts are SSH servers: asyncssh is imported for them only.
+        from gputui.collect.demo import DemoFleetError
+
+        check_open_files(demo=demo)
+        try:
             async with demo_fleet_and_monitor(
-                demo, seed=seed, interval_s=interval_s, tick_s=tick_s, sim_elapsed_s=sim_elapsed_s
+                demo,
+                seed=seed,
+                interval_s=interval_s,
+                tick_s=tick_s,
+                sim_elapsed_s=sim_elapsed_s,
+                history_len=history_len,
             ) as (_fleet, m):
                 yield m
-        else:
-            config = load_hosts(hosts)
-            check_open_files(config.hosts)
-            async with monitor_config(config, tick_s=tick_s) as m:
-                yield m
-    except (DemoFleetError, ScenarioError) as exc:
+        except (DemoFleetError, ScenarioError) as exc:
+            raise fail(str(exc)) from None
+        return
+    config = load_hosts(hosts)
+    check_open_files(config.hosts)
+    try:
+        async with monitor_config(config, tick_s=tick_s, history_len=history_len) as m:
+            yield m
+    except ScenarioError as exc:
         raise fail(str(exc)) from None
 
 
@@ -108,7 +120,8 @@ async def settle(monitor: FleetMonitor, wait_s: float) -> FleetSnapshot:
 async def collect_once(
     hosts: Path | None, demo: int | None, wait_s: float, sim_elapsed_s: float | None = None
 ) -> FleetSnapshot:
-    async with open_monitor(hosts, demo, sim_elapsed_s=sim_elapsed_s) as monitor:
+    # One snapshot charts nothing: no history rings (nor numpy, which they are made of).
+    async with open_monitor(hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0) as monitor:
         return await settle(monitor, wait_s)
 
 

@@ -1,26 +1,35 @@
-"""Turning a configured fleet, or the demo fleet, into the monitor's host plans."""
+"""Turning a configured fleet, or the demo fleet, into the monitor's host plans.
+
+SSH (asyncssh, the SSH context, its sources) and the demo fleet are imported only for fleets
+that use them: a fleet of `localhost` alone, as `gputui report` and bare `gputui` watch this
+machine, starts without them (asyncssh's import alone runs ldconfig and the compiler to look
+for a post-quantum library: docs/benchmarks.md, "Start-up").
+"""
 
 from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from gputui.collect.demo import DemoFleet
 from gputui.collect.fdlimit import OpenFiles, load_lazy_modules, open_files_for, raise_soft_limit
 from gputui.collect.feed import Source
 from gputui.collect.launch import AgentArgs, remote_invocation
 from gputui.collect.local_source import LocalSource
 from gputui.collect.monitor import FleetMonitor, HostPlan
 from gputui.collect.scenarios import demo_assignment, is_fleet_mix, load_scenario
-from gputui.collect.ssh import SshContext, SshOptions
-from gputui.collect.ssh_source import SshSource
 from gputui.config import DEFAULT_INTERVAL_S, Config, HostSpec, SshSettings
 from gputui.core.health import Thresholds
 
+if TYPE_CHECKING:
+    from gputui.collect.demo import DemoFleet
+    from gputui.collect.ssh import SshContext, SshOptions
+
 
 def ssh_options(settings: SshSettings) -> SshOptions:
+    from gputui.collect.ssh import SshOptions
+
     return SshOptions(
         config_files=tuple(settings.config_files),
         known_hosts=settings.known_hosts,
@@ -79,21 +88,34 @@ def agent_args(
 
 
 def source_for(
-    spec: HostSpec, ssh: SshContext, scenario: dict[str, Any] | None = None, once: bool = False
+    spec: HostSpec,
+    ssh: SshContext | None,
+    scenario: dict[str, Any] | None = None,
+    once: bool = False,
 ) -> Source:
+    """The source of `spec`'s readings; `ssh` is needed for every host but `localhost`."""
     args = agent_args(spec, scenario, once)
     if spec.transport == "local":
         return LocalSource(spec.name, args)
+    if ssh is None:
+        raise ValueError(f"{spec.name} is reached over SSH, and no SSH context was given")
+    from gputui.collect.ssh_source import SshSource
+
     python = spec.python
     return SshSource(spec.name, ssh, lambda: remote_invocation(python, args))
 
 
 def plans_for_config(
     config: Config, specs: Sequence[HostSpec] | None = None
-) -> tuple[list[HostPlan], SshContext]:
-    """One plan per configured host (or per host of `specs`), sharing one SSH context."""
-    ssh = SshContext(ssh_options(config.ssh))
+) -> tuple[list[HostPlan], SshContext | None]:
+    """One plan per configured host (or per host of `specs`), sharing one SSH context; None
+    when every host is `localhost` (no SSH, so no asyncssh, no known_hosts read)."""
     chosen = list(specs if specs is not None else config.hosts)
+    ssh = None
+    if any(spec.transport != "local" for spec in chosen):
+        from gputui.collect.ssh import SshContext
+
+        ssh = SshContext(ssh_options(config.ssh))
     scenarios = sim_scenarios(chosen)
     plans = [
         HostPlan(
@@ -111,6 +133,9 @@ def plans_for_demo(
     fleet: DemoFleet, interval_s: float = DEFAULT_INTERVAL_S, sim_elapsed_s: float | None = None
 ) -> tuple[list[HostPlan], SshContext]:
     """One plan per demo host; each starts `sim_elapsed_s` into its scenario (None: at 0)."""
+    from gputui.collect.ssh import SshContext
+    from gputui.collect.ssh_source import SshSource
+
     ssh = SshContext(fleet.ssh_options)
     plans: list[HostPlan] = []
     for host in fleet.hosts:
@@ -144,7 +169,7 @@ def open_files_for_hosts(specs: Sequence[HostSpec]) -> OpenFiles:
 @contextlib.asynccontextmanager
 async def _running(
     plans: list[HostPlan],
-    ssh: SshContext,
+    ssh: SshContext | None,
     thresholds: Thresholds | None,
     tick_s: float | None,
     history_len: int | None,
@@ -154,8 +179,9 @@ async def _running(
     # has raised the limit already and said whether it suffices, other callers get it here.
     raise_soft_limit()
     load_lazy_modules()
+    closers: list[Callable[[], Awaitable[None]]] = [] if ssh is None else [ssh.close]
     monitor = FleetMonitor(
-        plans, thresholds=thresholds, tick_s=tick_s, history_len=history_len, closers=[ssh.close]
+        plans, thresholds=thresholds, tick_s=tick_s, history_len=history_len, closers=closers
     )
     async with monitor:
         yield monitor
@@ -190,6 +216,8 @@ async def demo_fleet_and_monitor(
     sim_elapsed_s: float | None = None,
 ) -> AsyncIterator[tuple[DemoFleet, FleetMonitor]]:
     """The running demo fleet and a monitor over it (triage needs the fleet's SSH files)."""
+    from gputui.collect.demo import DemoFleet
+
     async with DemoFleet(n_hosts, seed=seed, scenario=scenario, spares=spares) as fleet:
         plans, ssh = plans_for_demo(fleet, interval_s, sim_elapsed_s)
         async with _running(plans, ssh, thresholds, tick_s, history_len) as monitor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from gputui.collect.feed import AgentSend
-from gputui.collect.history import HostHistory
 from gputui.collect.protocol import Refused, StreamDecoder, version_mismatch
 from gputui.collect.watch import lists_processes, watch_line, with_processes
 from gputui.core.health import HostHealth, Thresholds
@@ -26,6 +26,9 @@ from gputui.core.model import (
 )
 from gputui.core.words import adding, counted
 from gputui.core.xid import xid_words
+
+if TYPE_CHECKING:
+    from gputui.collect.history import HostHistory
 
 STALE_AFTER_INTERVALS = 3
 # A stream whose lines have not been understood for this many intervals is given up on: every
@@ -262,7 +265,11 @@ class HostRuntime:
         self._agent_said_hello = True
         if self.processes_watched:  # a new agent lists them in slow samples only
             self._tell_agent()
-        if not same_gpus or self.history is None:
+        if self.history_len > 0 and (not same_gpus or self.history is None):
+            # Imported here: a monitor that keeps no history (a one-shot report) never loads
+            # numpy, which the rings are made of.
+            from gputui.collect.history import HostHistory
+
             self.history = HostHistory(hello.gpus, self.history_len)
         if not hello.gpus:
             self._stream_fatal = (HostState.NO_GPU, "no GPU: the agent found none on the host")

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import msgspec
 
 from gputui.collect.feed import Backoff, Source
-from gputui.collect.history import history_len_for
 from gputui.collect.host_runtime import HostRuntime
 from gputui.collect.tick import tick_for
 from gputui.config import DEFAULT_INTERVAL_S
@@ -73,7 +72,7 @@ class FleetMonitor:
 
     Unless `tick_s` is given, it ticks with the fleet's fastest host, within tick.py's bounds.
     Unless `history_len` is given, each host keeps the history its fleet's size allows
-    (gputui/collect/history.py).
+    (gputui/collect/history.py); 0 keeps none (a one-shot report, which then needs no numpy).
     """
 
     def __init__(
@@ -91,6 +90,8 @@ class FleetMonitor:
         self._clock = clock
         self._plans = list(plans)
         if history_len is None:  # a small fleet charts an hour, a large one 5 minutes
+            from gputui.collect.history import history_len_for  # numpy: only with history
+
             history_len = history_len_for(len(self._plans))
         self.history_len = history_len
         self.hosts: dict[str, HostRuntime] = {}
