@@ -14,7 +14,7 @@ from gputui.collect.launch import AgentInvocation
 from gputui.collect.monitor import FleetMonitor, HostPlan
 from gputui.collect.ssh import SshContext, SshOptions
 from gputui.collect.ssh_source import SshSource
-from gputui.core.model import HostState, Level
+from gputui.core.model import FleetSnapshot, HostState, Level
 from tests.sshfake import FakeFleet, FakeHost, hello_line, sample_line
 from tests.test_collect_ssh import wait_until
 
@@ -243,3 +243,44 @@ def test_a_tick_given_is_kept_and_an_empty_fleet_ticks_every_second() -> None:
     ctx = SshContext(SshOptions())
     assert FleetMonitor([plan("gpu001", ctx, 0.5)], tick_s=5.0).tick_s == 5.0
     assert FleetMonitor([]).tick_s == 1.0
+
+
+async def test_the_first_snapshot_goes_out_once_every_host_answered() -> None:
+    from gputui.collect.fleet import monitor_config
+    from gputui.config import config_from_text
+
+    config = config_from_text('hosts = ["localhost"]\n[defaults]\nbackend = "sim"\n', "hosts.toml")
+    # With an hour's tick, only the first answer can publish within the wait.
+    async with monitor_config(config, tick_s=3600.0) as mon:
+
+        async def first() -> object:
+            async for snap in mon.snapshots():
+                return snap
+            raise AssertionError("the monitor stopped")
+
+        snap = await asyncio.wait_for(first(), 30.0)
+    assert isinstance(snap, FleetSnapshot)
+    (host,) = snap.hosts
+    assert host.state is HostState.STREAMING
+    assert host.sample is not None and len(host.sample.gpus) == 8
+
+
+async def test_a_fleet_that_has_not_answered_is_published_at_the_first_tick(
+    fleet: FakeFleet,
+) -> None:
+    async def mute(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        await asyncio.sleep(60)  # connected, never a line
+        return 0
+
+    await fleet.add(FakeHost("gpu001", script=mute))
+    async with FleetMonitor([plan("gpu001", SshContext(fleet.options()))], tick_s=0.3) as mon:
+
+        async def first() -> object:
+            async for snap in mon.snapshots():
+                return snap
+            raise AssertionError("the monitor stopped")
+
+        snap = await asyncio.wait_for(first(), 30.0)
+        assert not mon.settled()
+    assert isinstance(snap, FleetSnapshot)
+    assert snap.hosts[0].state is HostState.CONNECTING and snap.hosts[0].sample is None
