@@ -109,3 +109,26 @@ def test_the_help_still_lists_every_command(tmp_path: Path) -> None:
     assert set(COMMAND_MODULES.values()) <= loaded
     for name in COMMAND_MODULES:
         assert f" {name} " in done.stdout or f" {name}\n" in done.stdout, name
+
+
+def test_watching_this_machine_needs_no_ssh_client() -> None:
+    """What bare `gputui` imports to watch localhost (its command, the hosts it reads, the
+    journal and the operator's actions, the app) loads no asyncssh: only an SSH host, the demo
+    or a command run on another host does."""
+    modules = [
+        "gputui.cli.tui_cmd",
+        "gputui.cli.local_mode",
+        "gputui.collect.fleet",
+        "gputui.collect.local_source",
+        "gputui.collect.oneshot",
+        "gputui.ops.catalog",
+        "gputui.ops.journal",
+        "gputui.ops.actions",
+        "gputui.tui.app",
+        "gputui.tui.ops_operator",
+    ]
+    code = f"import sys\nfor m in {modules!r}:\n    __import__(m)\nprint('asyncssh' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "False"

@@ -3,7 +3,8 @@
 The streaming collector (ssh_source) reconnects forever; a one-shot run (triage, `--once`)
 instead has a deadline and a single answer per host: the decoded messages, or the reason there
 are none (a HostError from connecting, the agent's own fatal error line, its exit status).
-Many hosts run concurrently; the SshContext bounds concurrent handshakes fleet-wide.
+Many hosts run concurrently; the SshContext bounds concurrent handshakes fleet-wide. The SSH
+client (asyncssh) is imported by the first run over SSH: a run on `localhost` needs none.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
-import asyncssh
-
+from gputui.collect.host_error import HostError
 from gputui.collect.launch import EXIT_NO_PYTHON, AgentArgs, describe_exit, remote_invocation
 from gputui.collect.lines import LineSplitter
 from gputui.collect.protocol import StreamDecoder
-from gputui.collect.ssh import HostError, SshContext
-from gputui.collect.ssh_source import AgentSession
 from gputui.core.model import AgentError, AgentMessage, Event, Hello, Sample, TriageFacts
+
+if TYPE_CHECKING:
+    from gputui.collect.ssh import SshContext
 
 DEFAULT_TIMEOUT_S = 90.0  # NVML start-up without persistence mode, then a slow journalctl
 
@@ -134,6 +135,10 @@ def _exit_error(status: int | None, signal: str | None, stderr: str) -> HostErro
 
 async def run_ssh(job: OneShotJob, ssh: SshContext, timeout_s: float) -> OneShotResult:
     """Run the agent once on `job.host` over SSH, within `timeout_s` seconds in all."""
+    import asyncssh
+
+    from gputui.collect.ssh_source import AgentSession
+
     start = time.monotonic()
     sink = _Collector()
     try:

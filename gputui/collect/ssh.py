@@ -30,6 +30,9 @@ import asyncssh
 from asyncssh.config import SSHClientConfig
 from asyncssh.encryption import get_default_encryption_algs
 
+# Re-exported: callers name it from here.
+from gputui.collect.host_error import HostError as HostError
+
 DEFAULT_KEY_FILES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 
@@ -87,15 +90,6 @@ class SshTarget:
     def known_hosts_name(self) -> str:
         """The name this host has in known_hosts (`[host]:port` off port 22)."""
         return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
-
-
-class HostError(Exception):
-    """A connection failure, with a machine code and an operator-facing sentence."""
-
-    def __init__(self, code: str, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
 
 
 @dataclass

@@ -25,12 +25,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gputui.collect.fleet import agent_args, sim_scenarios, ssh_options
 from gputui.collect.monitor import FleetMonitor
 from gputui.collect.oneshot import OneShotJob, run_oneshot
-from gputui.collect.ssh import SshContext
 from gputui.config import Config
 from gputui.config.errors import did_you_mean
 from gputui.core.model import FleetSnapshot, HostSnapshot, HostState, JobKind
@@ -48,6 +47,9 @@ from gputui.ops.records import NodeEvent
 from gputui.ops.runner import Command, CommandResult, CommandRunner
 from gputui.ops.scheduler import SchedulerReader, age_text
 from gputui.ops.templates import TemplateError
+
+if TYPE_CHECKING:
+    from gputui.collect.ssh import SshContext
 
 __all__ = [
     "ActionError",
@@ -231,6 +233,8 @@ class OperatorActions:
             python=spec.python,
             transport=spec.transport,
         )
+        from gputui.collect.ssh import SshContext  # asyncssh: imported once it is needed
+
         ssh = SshContext(ssh_options(self.config.ssh))
         try:
             result = await run_oneshot(job, ssh, NODE_READ_TIMEOUT_S)

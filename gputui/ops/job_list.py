@@ -12,12 +12,16 @@ and a site may change it like any action (`[actions.list-jobs] argv = [...]`).
 
 from __future__ import annotations
 
-from gputui.collect.ssh import SshContext
+from typing import TYPE_CHECKING
+
 from gputui.config import Config
 from gputui.ops.catalog import ActionCatalog, load_actions
 from gputui.ops.journal import local_operator
 from gputui.ops.runner import Command, CommandRunner
 from gputui.ops.scheduler import MAX_OUTPUT_CHARS, SchedulerReader
+
+if TYPE_CHECKING:
+    from gputui.collect.ssh import SshContext
 
 
 def job_list_reader(

@@ -23,10 +23,14 @@ import signal
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncssh
+from gputui.collect.host_error import HostError
 
-from gputui.collect.ssh import HostError, SshContext
+if TYPE_CHECKING:
+    import asyncssh
+
+    from gputui.collect.ssh import SshContext
 
 LOCAL = "local"
 #: stdout kept whole for the next step's {job} lines; more than this is cut (and said so).
@@ -199,12 +203,16 @@ class CommandRunner:
         conn = self._conns.get(alias)
         if conn is None or conn.is_closed():
             if self._ssh is None:
+                from gputui.collect.ssh import SshContext  # asyncssh: for remote commands only
+
                 self._ssh = SshContext()
             conn = await self._ssh.connect(alias)
             self._conns[alias] = conn
         return conn
 
     async def _run_remote(self, cmd: Command, on_line: OnLine | None) -> CommandResult:
+        import asyncssh  # only commands run on another host need the SSH client
+
         tail: deque[str] = deque(maxlen=400)
         out = _Collector(on_line, tail, keep=True, limit=cmd.keep_chars)
         err = _Collector(on_line, tail, keep=False)
