@@ -284,3 +284,51 @@ async def test_a_fleet_that_has_not_answered_is_published_at_the_first_tick(
         assert not mon.settled()
     assert isinstance(snap, FleetSnapshot)
     assert snap.hosts[0].state is HostState.CONNECTING and snap.hosts[0].sample is None
+
+
+async def test_a_local_agent_whose_lines_wait_in_the_pipe_is_streaming_at_once() -> None:
+    """Bare gputui opens the monitor, then imports the app, holding the event loop while the
+    agent writes its first lines: read as soon as its pipe is connected, they make the host
+    streaming, and nothing after that may put it back to connecting."""
+    import time
+
+    from gputui.collect.fleet import monitor_config
+    from gputui.config import config_from_text
+
+    config = config_from_text('hosts = ["localhost"]\n[defaults]\nbackend = "sim"\n', "hosts.toml")
+    async with monitor_config(config, tick_s=3600.0) as mon:
+        await asyncio.sleep(0)  # the source starts its agent
+        time.sleep(2.0)  # the loop held, as by an import: the agent's lines wait in the pipe
+
+        async def first() -> object:
+            async for snap in mon.snapshots():
+                return snap
+            raise AssertionError("the monitor stopped")
+
+        snap = await asyncio.wait_for(first(), 30.0)
+    assert isinstance(snap, FleetSnapshot)
+    (host,) = snap.hosts
+    assert host.sample is not None
+    assert host.state is HostState.STREAMING, (host.state, host.state_reason)
+
+
+async def test_a_late_subscriber_starts_from_the_newest_snapshot_and_every_event() -> None:
+    """The app subscribes after the monitor opened (bare gputui opens it first): it gets the
+    snapshot published before it came, with the events logged so far, not the next tick's."""
+    from gputui.collect.fleet import monitor_config
+    from gputui.config import config_from_text
+
+    config = config_from_text('hosts = ["localhost"]\n[defaults]\nbackend = "sim"\n', "hosts.toml")
+
+    async def first(mon: FleetMonitor) -> FleetSnapshot:
+        async for snap in mon.snapshots():
+            return snap
+        raise AssertionError("the monitor stopped")
+
+    async with monitor_config(config, tick_s=3600.0) as mon:
+        early = await asyncio.wait_for(first(mon), 30.0)
+        late = await asyncio.wait_for(first(mon), 30.0)  # an hour's tick: only the newest
+    assert late.t == early.t and late.hosts == early.hosts
+    logged = [e.text for e in mon.events]
+    assert late.events and [e.text for e in late.events] == logged[: len(late.events)]
+    assert any(e.kind == "state" and "streaming" in e.text for e in late.events)

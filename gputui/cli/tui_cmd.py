@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import signal
 import threading
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from gputui.core.risk import RiskSettings
     from gputui.ops.actions import OperatorActions
     from gputui.ops.journal import Journal
-    from gputui.tui.ports import MonitorFactory
+    from gputui.tui.ports import MonitorFactory, MonitorPort
     from gputui.tui.screens.triage import TriageRunner
 
 
@@ -116,13 +117,13 @@ def _run(
     notices: Sequence[str] = (),
     info: Sequence[str] = (),
     ui: UiSettings | None = None,
+    open_first: bool = False,
 ) -> None:
-    from gputui.ops.prevention import JournalPrevention
-    from gputui.tui.app import GpuTuiApp
-    from gputui.tui.operator import OperatorPort
-    from gputui.tui.ops_operator import OpsOperator
-    from gputui.tui.session import MonitorSession
-
+    """Run the app over the monitor `open_monitor` opens. With `open_first` (a fleet of local
+    agents: starting them costs this process a fork each), the monitor opens before the app is
+    even imported, so the agents start while it loads and the first screen can show their
+    readings; otherwise the app opens it once its screen is up (an SSH fleet's handshakes, or
+    the demo's servers, would hold the screen back)."""
     # The risk model needs scipy (about a second to import): load it while the fleet connects,
     # so the risk tab answers at once when first shown.
     threading.Thread(
@@ -130,7 +131,27 @@ def _run(
     ).start()
 
     async def main() -> None:
-        session = MonitorSession(open_monitor)
+        early = contextlib.AsyncExitStack()
+        try:
+            factory = open_monitor
+            if open_first:
+                opened = await early.enter_async_context(open_monitor())
+                factory = functools.partial(_handed_over, opened, early)
+                # One turn of the loop: each source's task starts its agent now, not after the
+                # app's imports, which hold the loop.
+                await asyncio.sleep(0)
+            await _app(factory)
+        finally:
+            await early.aclose()  # the app never took the monitor over: close it here
+
+    async def _app(factory: MonitorFactory) -> None:
+        from gputui.ops.prevention import JournalPrevention
+        from gputui.tui.app import GpuTuiApp
+        from gputui.tui.operator import OperatorPort
+        from gputui.tui.ops_operator import OpsOperator
+        from gputui.tui.session import MonitorSession
+
+        session = MonitorSession(factory)
         operator: OperatorPort | None = (
             OpsOperator(lambda: wiring.ops) if wiring.use_journal else None
         )
@@ -156,6 +177,15 @@ def _run(
             await session.close()  # whatever ended the app: no connection, no agent left
 
     asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def _handed_over(
+    monitor: MonitorPort, opened: contextlib.AsyncExitStack
+) -> AsyncIterator[MonitorPort]:
+    """A monitor opened before the app, handed to its session: closed when the session ends."""
+    async with opened:
+        yield monitor
 
 
 def _quit_on_signals(quit_app: Callable[[], object]) -> None:
@@ -258,6 +288,7 @@ def monitor(
         notices=_notices(shortfall),
         info=info,
         ui=config.ui,
+        open_first=all(spec.transport == "local" for spec in config.hosts),
     )
 
 

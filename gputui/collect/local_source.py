@@ -95,13 +95,16 @@ class LocalSource(Source):
             return f"cannot start the agent: {exc}"
         assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
         feed.agent_channel(_pipe_writer(proc.stdin))
+        # Said before its pipes are read, not after: an agent that started while the event
+        # loop was busy (the app importing) has its first lines waiting, read as soon as the
+        # pipe is connected, and this must not put a streaming host back to connecting.
+        feed.retrying(self._backoff.attempt, "agent started, no output yet")
         out_reader, err_reader = _PipeReader(splitter.feed), _PipeReader(on_stderr)
         transports: list[asyncio.ReadTransport] = []
         try:
             for reader, pipe in ((out_reader, proc.stdout), (err_reader, proc.stderr)):
                 transport, _ = await loop.connect_read_pipe(functools.partial(_same, reader), pipe)
                 transports.append(transport)
-            feed.retrying(self._backoff.attempt, "agent started, no output yet")
             # The agent's stdout ends when it exits; meanwhile, give up on a stream that
             # cannot be understood.
             while not out_reader.closed.done():

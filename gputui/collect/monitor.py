@@ -273,8 +273,14 @@ class FleetMonitor:
         return self._latest if self._latest is not None else self.publish()
 
     async def snapshots(self) -> AsyncIterator[FleetSnapshot]:
-        """Every published snapshot, newest-wins when the consumer is slower than the tick."""
+        """Every published snapshot, newest-wins when the consumer is slower than the tick;
+        the newest one first when one was published before."""
         sub = _Subscription()
+        if self._latest is not None:
+            # A late subscriber (the app, when the monitor opened first) starts at once from
+            # the newest snapshot, with every event logged so far.
+            latest = self._latest
+            sub.offer(FleetSnapshot(t=latest.t, hosts=latest.hosts, events=tuple(self.events)))
         self._subs.append(sub)
         try:
             while not self._closed:

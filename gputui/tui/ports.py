@@ -51,5 +51,7 @@ class MonitorPort(Protocol):
 
 #: Opens the monitor when the app starts and closes it when the app quits. The app opens it
 #: itself (rather than being handed a running one) so the screen is up before the first
-#: connection is made: starting the demo fleet takes seconds.
+#: connection is made: starting the demo fleet takes seconds. A fleet of local agents costs the
+#: screen nothing to start: the command line opens it first and this hands it over
+#: (gputui/cli/tui_cmd.py), so the agents start while the app loads.
 MonitorFactory = Callable[[], AbstractAsyncContextManager[MonitorPort]]
