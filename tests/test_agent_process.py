@@ -179,7 +179,7 @@ class _Dummy(Backend):
 def test_auto_falls_back_to_smi_and_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def no_nvml() -> Backend:
+    def no_nvml(event_thread: bool = True) -> Backend:
         raise BackendError("nvml_init_failed", "no driver")
 
     monkeypatch.setattr(agent_main, "_nvml_backend", no_nvml)

@@ -113,3 +113,46 @@ def test_encode_is_compact_and_ascii() -> None:
     assert encode({"type": "event", "text": "Température", "gpu": None}) == (
         b'{"type":"event","text":"Temp\\u00e9rature"}\n'
     )
+
+
+class HeldEvents(Scripted):
+    """A backend without an event thread: its events wait until pumped."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.held: list[Json] = [{"kind": "xid", "gpu": 0, "xid": 79, "text": "Xid 79 on GPU 0"}]
+
+    def pump_events(self) -> int:
+        assert self._emit is not None
+        delivered, self.held = self.held, []
+        for event in delivered:
+            self._emit(event)
+        return len(delivered)
+
+
+def test_once_pumps_the_held_events_before_its_sample() -> None:
+    rc, lines = run(HeldEvents(), pump_events=True)
+    assert rc == 0
+    assert [ln["type"] for ln in lines] == ["hello", "event", "sample"]
+    assert lines[1]["xid"] == 79
+
+
+def test_without_pumping_held_events_stay_held() -> None:
+    backend = HeldEvents()
+    _rc, lines = run(backend)
+    assert [ln["type"] for ln in lines] == ["hello", "sample"]
+    assert backend.held  # a threaded backend delivers its own; none is pumped here
+
+
+def test_the_agent_once_starts_no_event_thread() -> None:
+    """--once reads NVML's events in its own thread before the sample: an event thread would
+    hold its exit for up to its 0.5 s NVML wait."""
+    from gputui.agent.main import build_parser, pick_backend
+
+    for once, threaded in ((["--once"], False), ([], True)):
+        backend = pick_backend(build_parser().parse_args(["--backend", "sim", *once]))
+        before = {t.name for t in threading.enumerate()}
+        backend.start_events(lambda _event: None)
+        started = {t.name for t in threading.enumerate()} - before
+        backend.close()
+        assert ("nvml-events" in started) is threaded, (once, started)

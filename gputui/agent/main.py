@@ -12,6 +12,7 @@ neither works it writes a fatal `error` line and exits 3. Stdout carries only pr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import socket
@@ -77,14 +78,14 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def _nvml_backend() -> Backend:
+def _nvml_backend(event_thread: bool = True) -> Backend:
     try:
         import pynvml
     except ImportError as exc:
         raise BackendError("nvml_init_failed", f"pynvml is not importable: {exc}") from exc
     from .nvml_backend import NvmlBackend
 
-    return NvmlBackend(pynvml)
+    return NvmlBackend(pynvml, event_thread=event_thread)
 
 
 def _smi_backend(interval_s: float) -> Backend:
@@ -103,21 +104,29 @@ def _sim_backend(args: argparse.Namespace) -> Backend:
         except ValueError as exc:
             raise BackendError("bad_scenario", f"--scenario-json is not JSON: {exc}") from exc
     try:
-        return SimBackend(scenario, seed=args.seed)
+        return SimBackend(scenario, seed=args.seed, event_thread=not args.once)
     except ValueError as exc:
         raise BackendError("bad_scenario", f"scenario: {exc}") from exc
 
 
 def pick_backend(args: argparse.Namespace) -> Backend:
-    """The backend --backend names; for auto, the first of nvml, smi that starts."""
+    """The backend --backend names; for auto, the first of nvml, smi that starts.
+
+    With --once, NVML's events are read in the main thread before the sample, not by the event
+    thread: closing that thread waits out its 0.5 s NVML event wait, which made a one-shot
+    agent end half a second after its sample."""
+    threaded = not args.once
     if args.backend == "sim":
         return _sim_backend(args)
     if args.backend == "nvml":
-        return _nvml_backend()
+        return _nvml_backend(threaded)
     if args.backend == "smi":
         return _smi_backend(args.interval)
     failures = []
-    for name, make in (("nvml", _nvml_backend), ("smi", lambda: _smi_backend(args.interval))):
+    for name, make in (
+        ("nvml", functools.partial(_nvml_backend, threaded)),
+        ("smi", functools.partial(_smi_backend, args.interval)),
+    ):
         try:
             backend = make()
         except BackendError as exc:
@@ -214,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             once=args.once,
             wall=backend.wall,
             requests=requests,
+            pump_events=args.once,
         )
     try:
         return runner.run()

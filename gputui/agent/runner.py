@@ -38,8 +38,11 @@ class Runner:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         requests: Requests | None = None,
+        pump_events: bool = False,
     ) -> None:
-        """`requests`: what the collector asks on stdin (stream.watch_stdin fills it)."""
+        """`requests`: what the collector asks on stdin (stream.watch_stdin fills it).
+        `pump_events`: deliver the events the backend holds before each sample, in this thread
+        (a backend built without its event thread, as --once builds it)."""
         self.backend = backend
         self.writer = writer
         self.stop = stop
@@ -51,6 +54,7 @@ class Runner:
         self.wall = wall
         self.monotonic = monotonic
         self.requests = requests if requests is not None else Requests()
+        self.pump_events = pump_events
         self._last_error = ""
 
     def _msg(self, msg_type: str, fields: Json) -> Json:
@@ -105,6 +109,9 @@ class Runner:
                 return self.backend.crash_exit_code()
             self.writer.muted = fault == FAULT_HANG
             if not self.writer.muted:
+                pump = getattr(self.backend, "pump_events", None)
+                if self.pump_events and pump is not None:
+                    pump()
                 slow = self.once or seq % self.slow_every == 0
                 self.backend.processes_every_sample = self.requests.processes
                 try:
