@@ -9,7 +9,8 @@ machine with real GPUs, beside `nvitop --once` (docs/benchmarks.md, "Start-up").
    no other client, then while another process holds NVML open (as bare `gputui` does for its
    agent once it found a GPU).
 4. The agent, `--once` with the backend: wall and CPU, when its hello and its sample come out,
-   and when it exits.
+   and when it exits; and its backend in one process: its start, its hello, full and fast
+   samples.
 5. `python -X importtime` of `gputui report` on this machine: import time by package.
 6. benchmarks/startup.py with the backend: `gputui report` and the first paint, several runs,
    beside nvitop --once where installed, with their timelines (--trace).
@@ -203,6 +204,42 @@ def agent_once(backend: str) -> list[dict[str, Any]]:
     return runs
 
 
+# The agent's backend in a fresh interpreter: how long its start, its hello (the inventory),
+# a full sample (slow signals: ECC, remapped rows, PCIe, NVLink, processes) and a fast one take.
+SAMPLE_PROBE = """
+import json, sys, time
+from gputui.agent.main import build_parser, pick_backend
+t = time.perf_counter()
+backend = pick_backend(build_parser().parse_args(["--backend", sys.argv[1], "--once"]))
+out = {"start_s": time.perf_counter() - t}
+t = time.perf_counter()
+backend.hello()
+out["hello_s"] = time.perf_counter() - t
+for slow in (True, False, True, False):
+    t = time.perf_counter()
+    backend.sample(slow)
+    out.setdefault("slow_s" if slow else "fast_s", []).append(time.perf_counter() - t)
+backend.close()
+print(json.dumps(out))
+"""
+
+
+def backend_costs(backend: str) -> dict[str, Any] | str:
+    """The agent's backend start, hello, full and fast samples, timed in one process."""
+    done = subprocess.run(
+        [sys.executable, "-c", SAMPLE_PROBE, backend],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"the backend did not start (exit {done.returncode}): {done.stderr[-500:]}"
+    costs: dict[str, Any] = json.loads(done.stdout)
+    return costs
+
+
 def import_profile(hosts: Path) -> dict[str, Any]:
     """`python -X importtime` of `gputui report`: milliseconds by top package, largest first."""
     done = subprocess.run(
@@ -274,6 +311,13 @@ def summary(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"agent --once: {said}; exit at {run['exit_s']:.3f} s, {run['cpu_s']:.3f} s CPU"
         )
+    costs = report["backend_costs"]
+    if isinstance(costs, dict):
+        lines.append(
+            f"backend: start {costs['start_s']:.3f} s, hello {costs['hello_s']:.3f} s, full "
+            f"samples {', '.join(f'{v:.3f}' for v in costs['slow_s'])} s, fast "
+            f"{', '.join(f'{v:.3f}' for v in costs['fast_s'])} s"
+        )
     imports = report["imports"]
     top = ", ".join(f"{k} {v:g}" for k, v in list(imports["by_package_ms"].items())[:8])
     lines.append(f"report's imports: {imports['total_ms']:g} ms ({top} ms)")
@@ -297,6 +341,7 @@ def main() -> int:
         "numpy": numpy_pool(),
         "nvml_start": nvml_start() if args.backend != "sim" else "not asked (sim)",
         "agent_once": agent_once(args.backend),
+        "backend_costs": backend_costs(args.backend),
         "imports": import_profile(hosts),
     }
     report["benchmark"] = startup_benchmark(args.backend, args.runs, out)

@@ -40,3 +40,11 @@ def test_the_import_profile_of_a_report_names_its_packages(tmp_path: Path) -> No
     assert "gputui.cli" in packages and "typer" in packages
     assert "textual" not in packages  # a report never imports the TUI
     assert profile["total_ms"] >= max(packages.values()) > 0
+
+
+def test_the_backends_start_hello_and_samples_are_timed() -> None:
+    costs = load().backend_costs("sim")
+    assert isinstance(costs, dict), costs
+    assert costs["start_s"] > 0 and costs["hello_s"] > 0
+    assert len(costs["slow_s"]) == len(costs["fast_s"]) == 2
+    assert all(t > 0 for t in [*costs["slow_s"], *costs["fast_s"]])
