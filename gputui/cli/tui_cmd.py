@@ -169,6 +169,7 @@ def _run(
             if wiring.use_journal
             else None,
             ui=ui,
+            hangup_guard=True,
         )
         _quit_on_signals(tui.exit)
         try:
@@ -192,9 +193,15 @@ def _quit_on_signals(quit_app: Callable[[], object]) -> None:
     """SIGTERM and SIGHUP end the app as `q` does, so the monitor closes (ending every agent)
     and the demo's scratch is removed. A terminal that closes sends SIGHUP; Python's default
     for both signals is to die at once, leaving all of it behind."""
+    from gputui.tui.hangup import silence_if_hung_up
+
+    def hang_up() -> None:
+        silence_if_hung_up((0, 1, 2))  # its last writes go nowhere rather than wait
+        quit_app()
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, quit_app)
+    loop.add_signal_handler(signal.SIGTERM, quit_app)
+    loop.add_signal_handler(signal.SIGHUP, hang_up)
 
 
 def _notices(*lines: str | None) -> list[str]:

@@ -34,6 +34,7 @@ from gputui.render.report import host_label, host_why, live_label
 from gputui.tui.commands import HostCommands
 from gputui.tui.fleetview import LABEL_RANK, severity
 from gputui.tui.gc_pacing import GcPacer
+from gputui.tui.hangup import ignore_resume_once_hung_up, terminal_fd
 from gputui.tui.hostview import gpu_views
 from gputui.tui.operator import OperatorPort, Outcome, Prepared, RequestKind, SessionOperator
 from gputui.tui.palette import Palette
@@ -105,8 +106,10 @@ class GpuTuiApp(App[None]):
         scheduler: SchedulerView | None = None,
         ui: UiSettings | None = None,
         prevention: PreventionSource | None = None,
+        hangup_guard: bool = False,
     ) -> None:
         super().__init__()
+        self._hangup_guard = hangup_guard
         self.triage_runner = triage
         self.session = session
         self.operator: OperatorPort = operator or SessionOperator(lambda: session.monitor)
@@ -172,6 +175,11 @@ class GpuTuiApp(App[None]):
         return screen
 
     def on_mount(self) -> None:
+        if self._hangup_guard:
+            # After the driver has set its own SIGCONT handler (hangup.py says why).
+            fd = terminal_fd()
+            if fd is not None:
+                ignore_resume_once_hung_up(fd)
         # The default screen composes after the app mounts: start once it is on screen.
         self.call_after_refresh(self._start)
 
