@@ -211,6 +211,16 @@ def test_the_command_line_is_read_once_until_the_pid_is_reused(tree: Tree) -> No
     assert reader.reads == 2
 
 
+def test_a_process_read_before_it_has_arguments_is_read_again(tree: Tree) -> None:
+    tree.process(44, start=100, cmdline=b"")  # caught in exec: no arguments yet
+    reader = tree.reader()
+    assert "cmdline" not in reader(44)
+    (tree.proc / "44" / "cmdline").write_bytes(b"sleep\x0060\0")
+    tree.clock.t += 1.0
+    assert reader(44)["cmdline"] == "sleep 60"
+    assert reader.reads == 1  # the owner is not read again
+
+
 def test_cpu_time_that_goes_backwards_gives_no_figure(tree: Tree) -> None:
     tree.process(44, ticks=500)
     reader = tree.reader()

@@ -155,11 +155,15 @@ class ProcReader(ProcAttribution):
 
     def _read_fields(self, base: str) -> Json:
         fields = super()._read_fields(base)
+        self._read_command_line(base, fields)
+        return fields
+
+    @staticmethod
+    def _read_command_line(base: str, fields: Json) -> None:
         raw = _read(os.path.join(base, "cmdline"), _CMDLINE_BYTES)
         text = command_line(raw) if raw is not None else None
         if text is not None:
             fields["cmdline"] = text
-        return fields
 
     def _booted(self) -> float | None:
         if not self._boot_read:
@@ -173,6 +177,10 @@ class ProcReader(ProcAttribution):
         usage: _Usage | None = seen.extra
         if usage is not None and now - usage.at < SAME_READ_S:
             return usage.fields
+        if "cmdline" not in seen.fields:
+            # A process read while it execs has no arguments yet (the kernel sets them up
+            # after it closes the parent's close-on-exec pipes): ask again until it has.
+            self._read_command_line(base, seen.fields)
         fields: Json = {}
         hz = self._ticks_per_s
         booted = self._booted()
