@@ -14,9 +14,8 @@ from typing import IO
 from gputui.collect.feed import AgentSend, Backoff, HostFeed, Source, retry_streams
 from gputui.collect.launch import AgentArgs, describe_exit
 from gputui.collect.lines import LineSplitter
+from gputui.collect.watchdog import either, loop_watchdog
 from gputui.core.text import plain_bytes
-
-_CHECK_EVERY_S = 2.5  # how often a running stream is checked for lines it cannot understand
 
 
 class _PipeReader(asyncio.Protocol):
@@ -36,6 +35,10 @@ class _PipeReader(asyncio.Protocol):
 
 def _same(reader: _PipeReader) -> _PipeReader:
     return reader
+
+
+def _nothing() -> None:
+    """The watchdog's way to stop a local agent: nothing, its source kills it on the way out."""
 
 
 def _pipe_writer(pipe: IO[bytes]) -> AgentSend:
@@ -105,13 +108,16 @@ class LocalSource(Source):
             for reader, pipe in ((out_reader, proc.stdout), (err_reader, proc.stderr)):
                 transport, _ = await loop.connect_read_pipe(functools.partial(_same, reader), pipe)
                 transports.append(transport)
-            # The agent's stdout ends when it exits; meanwhile, give up on a stream that
-            # cannot be understood.
-            while not out_reader.closed.done():
-                await asyncio.wait({out_reader.closed}, timeout=_CHECK_EVERY_S)
-                problem = feed.stream_problem()
-                if problem is not None and not out_reader.closed.done():
-                    return f"{problem}; restarted"
+            # The agent's stdout ends when it exits; meanwhile the loop's watchdog gives up on
+            # a stream that cannot be understood (the agent is killed below).
+            watchdog = loop_watchdog()
+            watched = watchdog.watch(feed, "agent", out_reader.closed, _nothing)
+            try:
+                await asyncio.wait(either(watched), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watchdog.unwatch(watched)
+            if watched.ended.done():
+                return watched.ended.result()
             code = await asyncio.to_thread(proc.wait)
         finally:
             # No await here: this also runs when the task is cancelled.

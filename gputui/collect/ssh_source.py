@@ -19,6 +19,7 @@ from gputui.collect.launch import EXIT_NO_PYTHON, AgentInvocation, describe_exit
 from gputui.collect.lines import LineSplitter
 from gputui.collect.smi_adapter import SmiLineAdapter
 from gputui.collect.ssh import HostError, SshContext
+from gputui.collect.watchdog import either, loop_watchdog
 from gputui.core.text import plain, plain_bytes
 
 # A stream silent for this many intervals is considered hung and restarted (the monitor has
@@ -96,7 +97,8 @@ class AgentSession(asyncssh.SSHClientSession[bytes]):
 
 
 class SshSource(Source):
-    """One host over SSH with reconnects, capped exponential backoff and a hang watchdog."""
+    """One host over SSH with reconnects, capped exponential backoff and a hang watchdog
+    (collect/watchdog.py)."""
 
     def __init__(
         self,
@@ -214,31 +216,34 @@ class SshSource(Source):
         feed: HostFeed,
         smi: SmiLineAdapter | None,
     ) -> str | None:
-        """Wait for the stream to end; end it for a hang or a stream that cannot be read.
+        """Wait for the stream to end; the loop's watchdog ends it for a hang or a stream that
+        cannot be read (and polls nvidia-smi's output), so this task wakes only at the end.
 
         Returns why gputui ended it, or None when the host ended it."""
-        what = "nvidia-smi" if smi is not None else "agent"
-        while not session.done.done():
-            interval = feed.expected_interval()
-            # The watchdog wakes every interval only where nvidia-smi's output needs polling;
-            # otherwise a quarter of the hang limit is precise enough and costs a quarter.
-            step = interval if smi is not None else HUNG_AFTER_INTERVALS * interval / 4
-            await asyncio.wait({session.done}, timeout=step)
-            if smi is not None:
-                smi.poll()
-            if session.done.done():
-                break
-            problem = feed.stream_problem()
-            if problem is not None:
-                await _close(chan, session)
-                return f"{problem}; restarted"
-            limit = HUNG_AFTER_INTERVALS * interval
-            if not session.lines:
-                limit = max(limit, STARTUP_GRACE_S)
-            silent = feed.silent_for()
-            if silent > limit:
-                await _close(chan, session)
-                return _silence(what, session, silent)
+        watchdog = loop_watchdog()
+        watched = watchdog.watch(
+            feed,
+            "nvidia-smi" if smi is not None else "agent",
+            session.done,
+            chan.close,
+            counts=session,
+            # Read at each stream's start, so that a test may shorten them.
+            hang_after=HUNG_AFTER_INTERVALS,
+            grace_s=STARTUP_GRACE_S,
+            poll=smi.poll if smi is not None else None,
+        )
+        try:
+            await asyncio.wait(either(watched), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watchdog.unwatch(watched)
+        if watched.ended.done():
+            reason = watched.ended.result()  # raises what judging or closing the stream raised
+            # The watchdog closed the channel: its exit status, when it comes, is nvidia-smi's
+            # last word (smi.end).
+            await asyncio.wait({session.done}, timeout=CLOSE_WAIT_S)
+            return reason
+        if smi is not None:
+            smi.poll()  # as every wake did: a partial sample before the end's flush
         return None
 
 
@@ -255,19 +260,3 @@ def _channel_writer(chan: asyncssh.SSHClientChannel[bytes]) -> AgentSend:
         return True
 
     return send
-
-
-def _silence(what: str, session: AgentSession, silent: float) -> str:
-    """The reason for a stream ended by the hang watchdog."""
-    if session.lines:
-        return f"{what} stopped writing: no output for {silent:.0f} s (hung); restarted"
-    if session.bytes:
-        return (
-            f"{what} wrote {session.bytes} bytes but no complete line in {silent:.0f} s; restarted"
-        )
-    return f"{what} wrote nothing for {silent:.0f} s; restarted"
-
-
-async def _close(chan: asyncssh.SSHClientChannel[bytes], session: AgentSession) -> None:
-    chan.close()
-    await asyncio.wait({session.done}, timeout=CLOSE_WAIT_S)
