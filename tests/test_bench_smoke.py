@@ -55,3 +55,14 @@ def test_detection_scenarios_validate_and_place_one_fault_per_host() -> None:
         (fault,) = scenario["fault"]
         kind, at = faults[name]
         assert fault["kind"] == kind and 30.0 <= at <= 35.0 and fault["at"] == at
+
+
+def test_watchdog_sweep_measures_each_way_without_ending_a_stream() -> None:
+    import asyncio
+
+    import watchdog_sweep
+
+    assert asyncio.run(watchdog_sweep.measure_sweep(50, repeat=2)) > 0  # asserts none ended
+    pass_us, upkeep_us = watchdog_sweep.measure_numpy(50, repeat=2)
+    assert pass_us > 0 and upkeep_us > 0
+    assert asyncio.run(watchdog_sweep.measure_per_host(20, seconds=0.2)) > 0
