@@ -225,6 +225,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "detection": ("detection.json", detection),
     "memory-ff-1000": ("memory-ff-1000.json", memory_ff),
     "ingest-before-after": ("ingest-before-after-1000.json", before_after),
+    "ingest-watchdog-before-after": ("ingest-watchdog-before-after.json", before_after),
 }
 
 
