@@ -7,15 +7,26 @@ The reasons' wording is the one each source's own watchdog gave; the hostile-hos
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
+from gputui.agent.smi_parse.argv import MARK_HELLO, MARK_STREAM, MARK_TEMPERATURE
 from gputui.collect import watchdog as wd
+from gputui.collect.feed import Backoff
+from gputui.collect.launch import AgentInvocation
+from gputui.collect.monitor import FleetMonitor, HostPlan
+from gputui.collect.ssh import SshContext
 from gputui.collect.ssh_source import SshSource
 from gputui.collect.watchdog import StreamWatchdog, WatchedStream, loop_watchdog
-from tests.test_collect_ssh import RecordingFeed
+from tests.sshfake import FakeFleet, FakeHost
+from tests.test_collect_ssh import RecordingFeed, wait_until
+
+SMI_FIXTURES = Path(__file__).parent / "fixtures" / "smi"
 
 
 class StubFeed(RecordingFeed):
@@ -280,3 +291,50 @@ def test_min_sweep_is_the_monitors_fastest_tick() -> None:
     from gputui.collect.tick import MIN_TICK_S
 
     assert wd.MIN_SWEEP_S == MIN_TICK_S
+
+
+async def test_nvidia_smis_partial_sample_is_completed_by_the_sweep(tmp_path: Path) -> None:
+    """nvidia-smi prints 7 of its 8 GPUs, then nothing: the sweep's poll completes the sample
+    (the eighth GPU in error) long before the hang limit would restart the stream."""
+
+    def fixture(name: str) -> list[str]:
+        return (SMI_FIXTURES / name).read_text().splitlines()
+
+    period = fixture("h100_training.csv")[:7]
+    output = [
+        MARK_HELLO,
+        *fixture("h100_hello.csv"),
+        MARK_TEMPERATURE,
+        *fixture("h100_temperature.txt"),
+        MARK_STREAM,
+        *period,
+    ]
+
+    async def smi(process: asyncssh.SSHServerProcess[bytes], host: FakeHost) -> int:
+        process.stdout.write("".join(line + "\n" for line in output).encode())
+        await asyncio.sleep(3600)
+        return 0
+
+    fleet = FakeFleet(tmp_path)
+    try:
+        host = await fleet.add(FakeHost("gpu001", script=smi))
+        source = SshSource(
+            "gpu001",
+            SshContext(fleet.options()),
+            lambda: AgentInvocation(command="nvidia-smi", smi=True),
+            Backoff(0.05, 0.2),
+        )
+        interval = 0.5  # nvidia-smi's settle: 0.5 s; the hang limit: 5 s
+        async with FleetMonitor([HostPlan(source=source, interval_s=interval)]) as mon:
+            rt = mon.hosts["gpu001"]
+            await wait_until(lambda: rt.hello is not None, timeout=5)
+            started = time.monotonic()
+            await wait_until(lambda: rt.sample is not None, timeout=5)
+            waited = time.monotonic() - started
+            sessions = host.sessions
+        assert sessions == 1 and waited < 3.0  # the poll, not the end of the stream
+        assert rt.sample is not None
+        assert [g.status for g in rt.sample.gpus][:7] == ["ok"] * 7
+        assert rt.sample.gpus[7].status != "ok"
+    finally:
+        await fleet.close()
