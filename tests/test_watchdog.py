@@ -7,6 +7,7 @@ The reasons' wording is the one each source's own watchdog gave; the hostile-hos
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,27 @@ async def test_a_failure_judging_one_stream_is_its_reason_and_spares_the_others(
     with pytest.raises(ValueError, match="bug"):
         bad.ended.result()
     assert not good.ended.done() and len(dog) == 1
+
+
+async def test_a_source_gone_before_reading_its_failure_leaves_nothing_to_log() -> None:
+    loop = asyncio.get_running_loop()
+    logged: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: logged.append(context))
+    try:
+        dog = StreamWatchdog(loop)
+
+        class Broken(StubFeed):
+            def stream_problem(self) -> str | None:
+                raise ValueError("bug")
+
+        watched = watch_agent(dog, Broken(), Stream(lines=1))
+        dog.sweep()
+        dog.unwatch(watched)  # as the source's `finally` does when it is cancelled
+        del watched
+        gc.collect()
+        assert logged == []
+    finally:
+        loop.set_exception_handler(None)
 
 
 async def test_many_streams_one_pass() -> None:

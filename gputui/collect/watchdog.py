@@ -148,6 +148,11 @@ class StreamWatchdog:
 
     def unwatch(self, stream: WatchedStream) -> None:
         self._streams.pop(stream, None)
+        ended = stream.ended
+        if ended.done() and not ended.cancelled():
+            # Marked as seen: a source cancelled as the sweep ended its stream with an error
+            # never reads it, and asyncio would log "exception never retrieved" for it.
+            ended.exception()
         if not self._streams and self._timer is not None:
             self._timer.cancel()  # nothing to watch: no wakes at all
             self._timer = None
