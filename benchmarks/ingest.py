@@ -8,13 +8,21 @@ one after the other against the same server, and reports its own CPU, RSS and sa
             one subscriber, as `gputui` and `gputui report` run it;
 - floor:    a bare asyncssh client: one streaming command per host, lines read and decoded
             with json.loads, nothing else;
+- floor-lean: the least a Python client over asyncssh can do per line, as a reference for how
+            far gputui is from it: a callback session per host (no process, no stream reader),
+            lines split in data_received and decoded with msgspec into gputui's wire types,
+            over gputui's cipher choice;
 - exec:     gpustat-web's strategy: one persistent connection per host, a fresh command run
             every interval;
 - connect:  nvidia-smi-remote's strategy: a new connection per host per refresh.
 
+Each strategy is also offered with gputui's cipher choice as STRATEGY-gcm (floor-lean always
+uses it).
+
     python benchmarks/ingest.py --hosts 100 1000 --seconds 20 --out benchmarks/results/ingest.json
 
-Prints the figures and the ratios gputui / floor and peer / gputui, measured in one run.
+Prints the figures and the ratios gputui / floor (each floor) and peer / gputui, measured in
+one run; a strategy named more than once is run each time, and the ratios use its last run.
 """
 
 from __future__ import annotations
@@ -33,13 +41,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
+import msgspec
 from procstat import cpu_s, rss_mib
 
 HERE = Path(__file__).resolve().parent
-STRATEGIES = ("gputui", "floor", "exec", "connect")
+STRATEGIES = ("gputui", "floor", "floor-lean", "exec", "connect")
 # The same strategies over gputui's cipher choice (AES-GCM first, gputui.collect.ssh.CIPHERS)
 # instead of asyncssh's default (chacha20-poly1305), to tell the cipher's share from the rest.
 GCM = ("floor-gcm", "exec-gcm", "connect-gcm")
+# Strategies that offer gputui's ciphers: the -gcm variants, and the lean floor, which is only
+# meaningful as a floor for gputui if it pays for the same cipher.
+GPUTUI_CIPHERS = (*GCM, "floor-lean")
 BASELINE = "gputui-baseline"  # gputui's client from --baseline-src, for before/after in one run
 
 
@@ -145,6 +157,48 @@ async def client_floor(names: list[str], directory: Path, interval: float, c: Co
     await asyncio.gather(*(one(n) for n in names))
 
 
+class LeanSession(asyncssh.SSHClientSession[bytes]):
+    """One host's stream at the least per-line cost: asyncssh hands each channel data packet
+    straight to `data_received` (no SSHClientProcess, no stream reader, no readline), which
+    splits it into lines and decodes each one with msgspec, as gputui's collector decodes it."""
+
+    def __init__(self, name: str, c: Counter) -> None:
+        from gputui.core.model import AgentMessage
+
+        self._name = name
+        self._counter = c
+        self._decode = msgspec.json.Decoder(AgentMessage).decode
+        self._tail = b""  # a line cut across packets: the agent's lines are ~1.5-4.8 KB
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if b"\n" not in data:
+            self._tail += data
+            return
+        lines = data.split(b"\n")
+        if self._tail:
+            lines[0] = self._tail + lines[0]
+        self._tail = lines.pop()
+        c = self._counter
+        for line in lines:
+            if line:
+                self._decode(line)
+                c.samples += 1
+        c.hosts_seen.add(self._name)
+
+
+async def client_floor_lean(names: list[str], directory: Path, interval: float, c: Counter) -> None:
+    bare = BareClient(directory)
+
+    async def one(name: str) -> None:
+        conn = await bare.connect(name)
+        chan, _session = await conn.create_session(
+            lambda: LeanSession(name, c), "bench-stream", encoding=None
+        )
+        await chan.wait_closed()
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
 async def client_exec(names: list[str], directory: Path, interval: float, c: Counter) -> None:
     bare = BareClient(directory)
 
@@ -177,6 +231,7 @@ async def client_connect(names: list[str], directory: Path, interval: float, c: 
 CLIENTS = {
     "gputui": client_gputui,
     "floor": client_floor,
+    "floor-lean": client_floor_lean,
     "exec": client_exec,
     "connect": client_connect,
 }
@@ -187,7 +242,7 @@ async def run_client(
 ) -> dict[str, object]:
     names = [f"h{i:05d}" for i in range(n)]
     counter = Counter()
-    if strategy in GCM:
+    if strategy in GPUTUI_CIPHERS:
         from gputui.collect.ssh import CIPHERS
 
         CIPHER_CHOICE["encryption_algs"] = CIPHERS
@@ -268,7 +323,7 @@ def main() -> None:
     ap.add_argument(
         "--strategies",
         nargs="+",
-        default=["gputui", "floor", "floor-gcm", "exec", "exec-gcm", "connect"],
+        default=["gputui", "floor", "floor-gcm", "floor-lean", "exec", "exec-gcm", "connect"],
         choices=(*STRATEGIES, *GCM, BASELINE),
     )
     ap.add_argument(

@@ -27,6 +27,7 @@ LABELS = {
     "exec": "exec per poll (gpustat-web)",
     "connect": "connection per refresh (nvidia-smi-remote)",
     "floor-gcm": "floor, AES-GCM as gputui",
+    "floor-lean": "lean floor (callback session + msgspec, AES-GCM as gputui)",
     "exec-gcm": "exec per poll, AES-GCM as gputui",
     "connect-gcm": "connection per refresh, AES-GCM as gputui",
 }
@@ -37,6 +38,7 @@ BEFORE_AFTER = {"gputui-baseline": "gputui before", "gputui": "gputui after"}
 RATIO_COLUMNS = (
     ("gputui_over_floor", "gputui / floor"),
     ("gputui_over_floor-gcm", "gputui / floor (AES-GCM)"),
+    ("gputui_over_floor-lean", "gputui / lean floor"),
     ("exec_over_gputui", "exec-per-poll / gputui"),
     ("exec-gcm_over_gputui", "exec-per-poll (AES-GCM) / gputui"),
     ("connect_over_gputui", "connect-per-refresh / gputui"),
@@ -101,6 +103,11 @@ def ingest(d: dict[str, Any]) -> str:
         "RSS",
         "all streaming after",
     ]
+    return md(header, rows) + "\n\nRatios from the same run:\n\n" + ratio_table(d)
+
+
+def ratio_table(d: dict[str, Any]) -> str:
+    """The ratios of an ingest run, one row per host count, a column per ratio it measured."""
     short = {
         (r["hosts"], r["strategy"])
         for r in d["results"]
@@ -116,8 +123,33 @@ def ingest(d: dict[str, Any]) -> str:
                 cell += " (and fewer samples: it cannot keep up)"
             row.append(cell)
         ratios.append(row)
-    ratio_header = ["hosts", *(h for _, h in columns)]
-    return md(header, rows) + "\n\nRatios from the same run:\n\n" + md(ratio_header, ratios)
+    return md(["hosts", *(h for _, h in columns)], ratios)
+
+
+def floors(d: dict[str, Any]) -> str:
+    """gputui against the floors, each strategy possibly run more than once (numbered in run
+    order, since the machine's noise shows between repeats); ratios from each one's last run."""
+    seen: dict[tuple[int, str], int] = {}
+    rows = []
+    for r in d["results"]:
+        k = (r["hosts"], r["strategy"])
+        seen[k] = seen.get(k, 0) + 1
+        rows.append(
+            [
+                n(r["hosts"]),
+                f"{LABELS.get(r['strategy'], r['strategy'])} ({seen[k]})",
+                f"{r['us_per_host_sample']:,.0f} us",
+                f"{r['cpu_pct_of_one_core']:.1f}%",
+                n(r["samples_per_s"]),
+                f"{r['rss_mib']:.0f} MiB",
+            ]
+        )
+    header = ["hosts", "run", "per host-sample", "CPU (% of one core)", "samples/s", "RSS"]
+    return (
+        md(header, rows)
+        + "\n\nRatios from the same run (each strategy's last run):\n\n"
+        + ratio_table(d)
+    )
 
 
 def tui_cost(d: dict[str, Any]) -> str:
@@ -226,6 +258,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "memory-ff-1000": ("memory-ff-1000.json", memory_ff),
     "ingest-before-after": ("ingest-before-after-1000.json", before_after),
     "ingest-watchdog-before-after": ("ingest-watchdog-before-after.json", before_after),
+    "ingest-floors-1000": ("ingest-floors-1000.json", floors),
+    "ingest-floors-3000": ("ingest-floors-3000.json", floors),
 }
 
 

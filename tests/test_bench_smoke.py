@@ -66,3 +66,52 @@ def test_watchdog_sweep_measures_each_way_without_ending_a_stream() -> None:
     pass_us, upkeep_us = watchdog_sweep.measure_numpy(50, repeat=2)
     assert pass_us > 0 and upkeep_us > 0
     assert asyncio.run(watchdog_sweep.measure_per_host(20, seconds=0.2)) > 0
+
+
+def test_lean_floor_decodes_lines_cut_across_packets() -> None:
+    import subprocess
+    import sys
+
+    import ingest
+
+    # Real agent lines (a hello and samples), as the bench server sends them.
+    agent = ["--backend", "sim", "--interval", "0.02", "--duration", "0.1", "--stdin-watch", "off"]
+    lines = subprocess.run(
+        [sys.executable, "-m", "gputui.agent", *agent],
+        capture_output=True,
+        check=True,
+    ).stdout.splitlines(keepends=True)
+    data = b"".join(lines)
+    counter = ingest.Counter()
+    session = ingest.LeanSession("h00000", counter)
+    for i in range(0, len(data), 700):  # packets smaller than a line, cut anywhere
+        session.data_received(data[i : i + 700], None)
+    assert counter.samples == len(lines) and counter.hosts_seen == {"h00000"}
+
+
+def test_report_renders_the_floors_run_with_repeats_numbered(tmp_path: Path) -> None:
+    import json
+
+    import report
+
+    def result(strategy: str, us: float) -> dict[str, object]:
+        return {
+            "strategy": strategy,
+            "hosts": 1000,
+            "cpu_pct_of_one_core": us / 10,
+            "us_per_host_sample": us,
+            "samples_per_s": 1000.0,
+            "expected_samples_per_s": 1000.0,
+            "rss_mib": 80.0,
+        }
+
+    run = {
+        "results": [result("gputui", 180), result("floor-lean", 100), result("gputui", 170)],
+        "ratios": [{"hosts": 1000, "gputui_over_floor-lean": 1.7}],
+    }
+    (tmp_path / "ingest-floors-1000.json").write_text(json.dumps(run))
+    doc = "<!-- table: ingest-floors-1000 -->\n<!-- end: ingest-floors-1000 -->\n"
+    out, done = report.refresh(doc, tmp_path)
+    assert done == ["ingest-floors-1000"]
+    assert "| 1,000 | gputui (monitor, health rules, history, snapshots) (2) | 170 us |" in out
+    assert "| hosts | gputui / lean floor |\n|---|---|\n| 1,000 | 1.70 |" in out
