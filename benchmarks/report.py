@@ -206,6 +206,40 @@ def before_after(d: dict[str, Any]) -> str:
     return md(["run", "per host-sample", "CPU (% of one core)"], rows)
 
 
+def app_ingest(d: dict[str, Any]) -> str:
+    def row(label: str, v: dict[str, Any]) -> list[str]:
+        return [label, str(v["n"]), ms(v["p50_ms"]), ms(v["p95_ms"]), ms(v["max_ms"])]
+
+    timings = [
+        row("UI tick: snapshot handler + the refresh that shows it", d["tick_work_ms"]),
+        row("UI tick: snapshot handed to the app to on screen", d["snapshot_to_screen_ms"]),
+        row("key press to first screen update, every key", d["key_to_screen_ms"]),
+        *(row(f"... {k}", v) for k, v in d["key_to_screen_ms_by_key"].items()),
+    ]
+    gc = d.get("gc_full_collections", {"n": 0})
+    pauses = f"{gc['n']}, longest {ms(gc['max_ms'])}" if gc.get("n") else "none"
+    rate = f"{n(d['samples_per_s'])} of {n(d['expected_samples_per_s'])}"
+    facts = [
+        ["collector samples/s in the window", rate],
+        [
+            "process CPU (app + collector, % of one core)",
+            f"{d['process_cpu_pct_of_one_core']:.1f}%",
+        ],
+        ["RSS at the end", f"{d['rss_mib']:.0f} MiB"],
+        [
+            "all hosts streaming after",
+            "never" if d["all_streaming_s"] is None else f"{d['all_streaming_s']:.1f} s",
+        ],
+        ["full garbage collections in the window", pauses],
+        ["key presses left out (a tick came between)", str(d["keys_with_a_tick_between"])],
+    ]
+    return (
+        md(["over the window", "n", "p50", "p95", "max"], timings)
+        + "\n\n"
+        + md([f"{d['window_s']:.0f} s window, {n(d['hosts'])} hosts", ""], facts)
+    )
+
+
 def detection(d: dict[str, Any]) -> str:
     rows = []
     for s in d["summary"]:
@@ -260,6 +294,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ingest-watchdog-before-after": ("ingest-watchdog-before-after.json", before_after),
     "ingest-floors-1000": ("ingest-floors-1000.json", floors),
     "ingest-floors-3000": ("ingest-floors-3000.json", floors),
+    "app-ingest-1000": ("app_ingest-1000.json", app_ingest),
 }
 
 

@@ -115,3 +115,39 @@ def test_report_renders_the_floors_run_with_repeats_numbered(tmp_path: Path) -> 
     assert done == ["ingest-floors-1000"]
     assert "| 1,000 | gputui (monitor, health rules, history, snapshots) (2) | 170 us |" in out
     assert "| hosts | gputui / lean floor |\n|---|---|\n| 1,000 | 1.70 |" in out
+
+
+def test_app_ingest_pairs_each_tick_with_the_refresh_after_it(tmp_path: Path) -> None:
+    import json
+
+    import app_ingest
+    import report
+
+    assert app_ingest.first_after([1.0, 2.0, 3.0], 2.0) == 2
+    assert app_ingest.first_after([1.0, 2.0, 3.0], 0.5) == 0
+    assert app_ingest.first_after([1.0, 2.0, 3.0], 3.0) is None
+    assert app_ingest.first_after([], 1.0) is None
+
+    timing = {"n": 3, "p50_ms": 20.0, "p95_ms": 40.0, "max_ms": 45.5}
+    run = {
+        "hosts": 1000,
+        "window_s": 60.0,
+        "samples_per_s": 1000.1,
+        "expected_samples_per_s": 1000.0,
+        "process_cpu_pct_of_one_core": 29.1,
+        "rss_mib": 215.8,
+        "all_streaming_s": None,
+        "tick_work_ms": timing,
+        "snapshot_to_screen_ms": timing,
+        "key_to_screen_ms": timing,
+        "key_to_screen_ms_by_key": {"table: cursor down": timing},
+        "keys_with_a_tick_between": 2,
+        "gc_full_collections": {"n": 0},
+    }
+    (tmp_path / "app_ingest-1000.json").write_text(json.dumps(run))
+    doc = "<!-- table: app-ingest-1000 -->\n<!-- end: app-ingest-1000 -->\n"
+    out, done = report.refresh(doc, tmp_path)
+    assert done == ["app-ingest-1000"]
+    assert "| ... table: cursor down | 3 | 20.0 ms | 40.0 ms | 45.5 ms |" in out
+    assert "| collector samples/s in the window | 1,000 of 1,000 |" in out
+    assert "| all hosts streaming after | never |" in out
