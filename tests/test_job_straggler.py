@@ -641,3 +641,63 @@ def test_the_rule_flags_what_the_plain_rule_flags(sizes: list[int], data: st.Dat
             t += dt
             found = {(f.host, f.gpu): f.why for f in detector.update(snapshots(hosts, t))}
             assert found == plain.update(hosts, t)
+
+
+# -- a job over two GPU models ---------------------------------------------------------------
+
+
+def a100(fleet: Fleet, *hosts: str) -> None:
+    """`hosts` run A100s: another model name, a 400 W limit and a 1410 MHz SM clock."""
+    for host in hosts:
+        gpus = [
+            msgspec.structs.replace(
+                g, name="NVIDIA A100-SXM4-80GB", power_limit_w=400.0, sm_clock_max_mhz=1410
+            )
+            for g in fleet.hellos[host].gpus
+        ]
+        fleet.hellos[host] = msgspec.structs.replace(fleet.hellos[host], gpus=gpus)
+
+
+def on_a100(*hosts: str, slow: str | None = None, factor: float = 1.0) -> Values:
+    """A100 hosts at their own clock and power, the `slow` one at `factor` of them."""
+
+    def values(name: str, gpu: int, t: float) -> dict[str, Any]:
+        if name not in hosts:
+            return {}
+        f = factor if name == slow else 1.0
+        out: dict[str, Any] = {
+            "util_pct": 95.0 * f,
+            "sm_clock_mhz": int(1410 * f // 15 * 15),
+            "power_w": 380.0 * f,
+            "power_limit_w": 400.0,
+        }
+        if name == slow:
+            out["clock_events"] = 0  # below the power cap: no clock-event bit explains it
+        return out
+
+    return values
+
+
+def test_a_job_over_two_models_compares_each_gpu_with_its_own_model_only() -> None:
+    hosts = {f"gpu{i:03d}": 8 for i in range(1, 7)}
+    fleet = Fleet(hosts)
+    a100(fleet, "gpu005", "gpu006")
+    # Every A100 is 29% below the H100s' clock and 37% below their power, doing the same work.
+    run = fleet.run(0, 120, on_a100("gpu005", "gpu006"))
+    assert all(flags == set() for _, flags in run)
+    assert [e for e in fleet.events if e.kind == "job_straggler"] == []
+
+
+def test_a_slow_host_among_a_jobs_a100s_is_found_against_the_a100s() -> None:
+    hosts = {f"gpu{i:03d}": 8 for i in range(1, 8)}
+    fleet = Fleet(hosts)
+    a100(fleet, "gpu005", "gpu006", "gpu007")
+    values = on_a100("gpu005", "gpu006", "gpu007", slow="gpu007", factor=0.75)
+    run = fleet.run(0, 90, values)
+    assert run[-1][1] == all_gpus("gpu007")
+    slow = [h for h in fleet.tick(90.0, values) if h.name == "gpu007"]
+    # The other A100s' clock is the yardstick, not the H100s' 1980 MHz.
+    assert texts(slow)[0] == (
+        "GPU0 straggles in job slurm:42: SM clock 1050 MHz vs the job's other hosts' "
+        "median 1410 MHz"
+    )

@@ -161,12 +161,17 @@ def test_a_multi_host_job_is_one_job_on_every_host_it_spans(seed: int) -> None:
                 first["step"],
             )
             assert job["gpus"] == list(range(dict(hosts)[name]["gpus"]))
-        # Consecutive hosts among the training hosts, as a scheduler fills a partition.
-        start = training.index(names[0])
-        assert names == training[start : start + len(names)], key
-    # The fleet's first four training hosts run one 4-host job: the showcase.
-    assert by_id[f"slurm:{dict(hosts)[training[0]]['job'][0]['id']}"] == [
-        (name, dict(hosts)[name]["job"][0]) for name in training[:4]
+        # One GPU model, consecutive hosts among its training hosts: a scheduler fills a
+        # partition, and a partition holds one kind of node.
+        model = dict(hosts)[names[0]]["model"]
+        partition = [n for n in training if dict(hosts)[n]["model"] == model]
+        start = partition.index(names[0])
+        assert names == partition[start : start + len(names)], key
+    # The first four training hosts of the first model run one 4-host job: the showcase.
+    first_model = dict(hosts)[training[0]]["model"]
+    showcase = [n for n in training if dict(hosts)[n]["model"] == first_model][:4]
+    assert by_id[f"slurm:{dict(hosts)[showcase[0]]['job'][0]['id']}"] == [
+        (name, dict(hosts)[name]["job"][0]) for name in showcase
     ]
 
 

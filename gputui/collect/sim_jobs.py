@@ -7,8 +7,9 @@ uid. Deterministic for (hosts, seed), so the demo and the tests replay.
 
 The shapes are those GPU clusters run:
 
-- training hosts run Slurm jobs: data-parallel jobs over 2 to 4 consecutive training hosts
-  (the fleet's first four training hosts form a 4-host job, where there are four), whole-host
+- training hosts run Slurm jobs: data-parallel jobs over 2 to 4 consecutive training hosts of
+  one GPU model, as a Slurm partition holds one kind of node (the first four training hosts of
+  each model form a 4-host job, where there are four), whole-host
   jobs, and hosts shared by small jobs (1, 2 or 4 GPUs) with idle GPUs beside them;
 - inference hosts run one Kubernetes pod each, over all their GPUs (a serving deployment);
 - idle hosts (the demo's spares) run nothing.
@@ -162,7 +163,12 @@ def assign_jobs(hosts: Sequence[tuple[str, Scenario]], seed: int) -> Hosts:
     training = [
         i for i, (_, sc) in enumerate(hosts) if sc["workload"] == "training" and not sc["job"]
     ]
-    for chunk in _chunks(training, hosts, draw):
+    # A Slurm partition is one kind of node: a job spans hosts of one GPU model.
+    by_model: dict[str, list[int]] = {}
+    for i in training:
+        by_model.setdefault(hosts[i][1]["model"], []).append(i)
+    chunks = [chunk for group in by_model.values() for chunk in _chunks(group, hosts, draw)]
+    for chunk in chunks:
         user, job_id = draw.user(), draw.slurm_id()
         if len(chunk) > 1:
             for i in chunk:  # srun's step 0 on every node of the job

@@ -37,6 +37,7 @@ from gputui.core.model import (
     FleetEvent,
     FleetSnapshot,
     GpuReading,
+    Hello,
     HostSnapshot,
     HostState,
     HostVerdict,
@@ -115,19 +116,36 @@ def _attribution(sample: Sample | None) -> _Attribution:
 
 
 class _Layout(NamedTuple):
-    """A job on two hosts or more: its key and, host by host, the GPU indices it runs on."""
+    """A job's GPUs of one model on two hosts or more: the job's key, the model and, host by
+    host, the GPU indices it runs on."""
 
     key: str
+    model: str
     hosts: tuple[tuple[str, tuple[int, ...]], ...]
     gpus: int  # how many
 
 
-def _layout(job: Job) -> _Layout:
-    on: dict[str, list[int]] = {}
+_Models = tuple[tuple[int, str], ...]  # (GPU index, model name) of a host's inventory
+
+
+def _models(hello: Hello | None) -> _Models:
+    return tuple((g.index, g.name) for g in hello.gpus) if hello is not None else ()
+
+
+def _layouts(job: Job, models: dict[str, dict[int, str]]) -> list[_Layout]:
+    """The job's GPUs grouped by model, each group on two hosts or more. An A100 runs at
+    other clocks and power than an H100 on the same work, so a job that spans models (one
+    Slurm job over two partitions) is judged model by model, never one against the other."""
+    on: dict[str, dict[str, list[int]]] = {}  # model -> host -> GPU indices
     for g in job.gpus:
-        on.setdefault(g.host, []).append(g.gpu)
-    hosts = tuple((host, tuple(gpus)) for host, gpus in on.items())
-    return _Layout(job.key, hosts, sum(len(gpus) for _, gpus in hosts))
+        model = models.get(g.host, {}).get(g.gpu, "")
+        on.setdefault(model, {}).setdefault(g.host, []).append(g.gpu)
+    out = []
+    for model, by_host in on.items():
+        if len(by_host) >= 2:
+            hosts = tuple((host, tuple(gpus)) for host, gpus in by_host.items())
+            out.append(_Layout(job.key, model, hosts, sum(len(gpus) for _, gpus in hosts)))
+    return out
 
 
 class _HostGpus:
@@ -169,11 +187,14 @@ class JobStragglerDetector:
 
     def __init__(self, thresholds: Thresholds | None = None) -> None:
         self.thresholds = thresholds or DEFAULT_THRESHOLDS
-        self._jobs: dict[str, _JobState] = {}
+        self._jobs: dict[tuple[str, str], _JobState] = {}  # (job, GPU model) -> its state
         self._started = False  # a job has been judged: later jobs wait to be in step
         self._judged_t: dict[str, float] = {}  # host -> arrival time of its sample judged last
-        # Per host: its last slow sample and the (GPU, job) pairs it lists.
-        self._attributions: dict[str, tuple[Sample | None, _Attribution]] = {}
+        # Per host: its last slow sample and the (GPU, job) pairs it lists, its hello and the
+        # model of each GPU.
+        self._attributions: dict[
+            str, tuple[Sample | None, _Attribution, Hello | None, _Models]
+        ] = {}
         self._multi: list[_Layout] = []  # the jobs on two hosts or more
 
     def _multi_host_jobs(self, hosts: Sequence[HostSnapshot]) -> list[_Layout]:
@@ -183,18 +204,22 @@ class JobStragglerDetector:
         changed = len(hosts) != len(self._attributions)
         for h in hosts:
             cached = self._attributions.get(h.name)
-            if cached is not None and cached[0] is h.slow_sample:
+            if cached is not None and cached[0] is h.slow_sample and cached[2] is h.hello:
                 continue
             attribution = _attribution(h.slow_sample)
-            if cached is None or cached[1] != attribution:
+            models = cached[3] if cached is not None and cached[2] is h.hello else _models(h.hello)
+            if cached is None or cached[1] != attribution or cached[3] != models:
                 changed = True
-            self._attributions[h.name] = (h.slow_sample, attribution)
+            self._attributions[h.name] = (h.slow_sample, attribution, h.hello, models)
         if changed:
             names = {h.name for h in hosts}
             for name in [n for n in self._attributions if n not in names]:
                 del self._attributions[name]
+            by_host = {name: dict(cached[3]) for name, cached in self._attributions.items()}
             jobs = build_jobs(FleetSnapshot(t=0.0, hosts=tuple(hosts)))
-            self._multi = [_layout(job) for job in jobs if len(job.hosts) >= 2]
+            self._multi = [
+                layout for job in jobs if len(job.hosts) >= 2 for layout in _layouts(job, by_host)
+            ]
         return self._multi
 
     def update(self, hosts: Sequence[HostSnapshot]) -> list[Finding]:
@@ -206,9 +231,9 @@ class JobStragglerDetector:
         }
         fresh = {n for n, h in by_name.items() if self._judged_t.get(n) != h.sample_t}
         first_look = not self._started
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for job in self._multi_host_jobs(hosts):
-            seen.add(job.key)
+            seen.add((job.key, job.model))
             if self._judge_job(job, by_name, fresh, first_look):
                 self._started = True
         for key in [k for k in self._jobs if k not in seen]:
@@ -216,7 +241,7 @@ class JobStragglerDetector:
         self._judged_t = {n: h.sample_t for n, h in by_name.items() if h.sample_t is not None}
         return [
             Finding(job=key, host=host, gpu=gpu, why=why)
-            for key, state in self._jobs.items()
+            for (key, _model), state in self._jobs.items()
             for (host, gpu), why in state.timeline.flagged.items()
         ]
 
@@ -225,9 +250,9 @@ class JobStragglerDetector:
     ) -> bool:
         """Judge the job's GPUs whose hosts have a new sample; whether any was judged."""
         th = self.thresholds
-        state = self._jobs.get(job.key)
+        state = self._jobs.get((job.key, job.model))
         if state is None:
-            state = self._jobs[job.key] = _JobState(th, started=not first_look)
+            state = self._jobs[(job.key, job.model)] = _JobState(th, started=not first_look)
         timeline = state.timeline
         # The job's GPUs with readings, by host: hosts in view and GPUs that answer only.
         groups = []
