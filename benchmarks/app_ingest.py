@@ -164,9 +164,7 @@ async def run(
                     continue
                 key_ms[label].append((shown - posted) * 1000)
         w1, cpu1, s1 = time.perf_counter(), time.process_time(), samples()
-        # The window's own: quitting gives the full collections back to CPython, whose next
-        # one walks every object the app froze.
-        window_pauses = list(pauses.pauses_ms)
+        pauses.stop()
         seen_hosts = streaming()
         rss = rss_mib()
         # What a full collection walks (after the window: listing them is itself a walk).
@@ -206,8 +204,8 @@ async def run(
         "key_to_screen_ms": summary(every_key),
         "key_to_screen_ms_by_key": {k: summary(v) for k, v in key_ms.items() if v},
         "keys_with_a_tick_between": overlapped,
-        "gc_full_collections": summary(window_pauses) if window_pauses else {"n": 0},
-        "gc_full_collection_pauses_ms": [round(p, 1) for p in window_pauses],  # in order
+        "gc_full_collections": summary(pauses.pauses_ms) if pauses.pauses_ms else {"n": 0},
+        "gc_full_collection_pauses_ms": [round(p, 1) for p in pauses.pauses_ms],  # in order
         "gc_tracked_objects_at_end": tracked,
         "python": platform.python_version(),
         "asyncssh": asyncssh.__version__,

@@ -62,6 +62,12 @@ class GcPauses:
         self._start = 0.0
         gc.callbacks.append(self._callback)
 
+    def stop(self) -> None:
+        """Stop counting: the window is over. Quitting gives the full collections back to
+        CPython, whose next one walks every object the app froze; that one is not the run's."""
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if info.get("generation") != 2:
             return
@@ -189,9 +195,7 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
         wall = time.perf_counter() - wall_start
         cpu = time.process_time() - cpu_start
         rss_end = rss_mib()
-        # The run's own: quitting gives the full collections back to CPython, whose next one
-        # walks every object the app froze.
-        window_pauses = list(pauses.pauses_ms)
+        pauses.stop()
         await app.action_quit()
     return {
         "hosts": hosts,
@@ -210,7 +214,7 @@ async def run(hosts: int, ticks: int, size: tuple[int, int]) -> dict[str, Any]:
             round(rss_by_tick[min(len(rss_by_tick) - 1, i * len(rss_by_tick) // 3)], 1)
             for i in range(4)
         ],
-        "gc_full_collections": summary(window_pauses) if window_pauses else {"n": 0},
+        "gc_full_collections": summary(pauses.pauses_ms) if pauses.pauses_ms else {"n": 0},
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
