@@ -7,6 +7,16 @@ alias pointing at it). Commands:
   per interval, as the agent writes them, until the channel closes;
 - `bench-once`: one sample line, then exit (what exec-per-poll tools run every interval).
 
+`bench-stream NAME` names the host, so faults can be injected on it through the control socket
+DIR/control.sock, one command a line, answered `ok UNIX_TIME` (when the fault began on the
+host) or `unknown NAME`:
+
+- `xid NAME`: the host's agent pushes an XID 79 event on GPU 0 at once (as NVML's event wait
+  hands it over);
+- `hot NAME`: GPU 0 of the host reads 110 C from its next sample on (a sampled fault: it shows
+  at the host's next sample, up to one interval later);
+- `cool NAME`: the host's samples are as recorded again.
+
 Sample lines are real lines of the simulated agent, with their time and sequence number
 rewritten, so the collector decodes exactly what it would decode from a host.
 
@@ -61,6 +71,13 @@ def recorded_lines() -> tuple[bytes, list[str]]:
     return out[0], templates
 
 
+def hot_gpu0(template: str) -> str:
+    """The sample template with GPU 0 at 110 C (past every temperature limit)."""
+    msg = json.loads(template)
+    msg["gpus"][0]["temp_c"] = 110.0
+    return json.dumps(msg, separators=(",", ":"))
+
+
 def hello_for(recorded: bytes, interval: float) -> bytes:
     """The recorded hello, announcing the interval the server streams at."""
     hello = json.loads(recorded)
@@ -75,13 +92,46 @@ async def serve(directory: Path, interval: float) -> None:
     keys = ServerKeys.read(directory)
     rng = random.Random(1)
 
-    def sample(seq: int) -> bytes:
-        text = templates[seq % len(templates)]
+    hot_templates = [hot_gpu0(t) for t in templates]
+    streams: dict[str, asyncssh.SSHWriter[bytes]] = {}  # named hosts' stdout
+    hot: set[str] = set()
+
+    def sample(seq: int, name: str = "") -> bytes:
+        text = (hot_templates if name in hot else templates)[seq % len(templates)]
         text = text.replace('"@T@"', f"{time.time():.3f}").replace('"@SEQ@"', str(seq))
         return (text + "\n").encode()
 
+    async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            what, _, name = line.decode().strip().partition(" ")
+            out = streams.get(name)
+            if out is None:
+                writer.write(f"unknown {name}\n".encode())
+                continue
+            began = time.time()
+            if what == "xid":
+                event = {
+                    "type": "event",
+                    "v": 1,
+                    "t": began,
+                    "kind": "xid",
+                    "gpu": 0,
+                    "xid": 79,
+                    "text": "GPU has fallen off the bus",
+                }
+                out.write(json.dumps(event).encode() + b"\n")
+            elif what == "hot":
+                hot.add(name)
+            else:
+                hot.discard(name)
+            writer.write(f"ok {began:.6f}\n".encode())
+            await writer.drain()
+        writer.close()
+
     async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
         command = process.command or ""
+        words = command.split()
+        name = words[1] if words[:1] == ["bench-stream"] and len(words) > 1 else ""
 
         async def drain() -> None:
             with contextlib.suppress(Exception):
@@ -95,11 +145,13 @@ async def serve(directory: Path, interval: float) -> None:
                 process.exit(0)
                 return
             process.stdout.write(hello)
+            if name:
+                streams[name] = process.stdout
             await asyncio.sleep(rng.uniform(0, interval))  # hosts are not in phase
             seq = 0
             next_t = time.monotonic()
             while not process.stdout.is_closing():
-                process.stdout.write(sample(seq))
+                process.stdout.write(sample(seq, name))
                 seq += 1
                 next_t += interval
                 await asyncio.sleep(max(0.0, next_t - time.monotonic()))
@@ -107,10 +159,14 @@ async def serve(directory: Path, interval: float) -> None:
             pass
         finally:
             reader.cancel()
+            if name and streams.get(name) is process.stdout:
+                del streams[name]
 
     acceptor = await listen(keys, handle, backlog=4096)
+    controller = await asyncio.start_unix_server(control, path=str(directory / "control.sock"))
     publish(directory / "port", str(acceptor.get_port()))
     await until_stopped()
+    controller.close()
     acceptor.close()
 
 

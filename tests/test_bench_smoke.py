@@ -151,3 +151,28 @@ def test_app_ingest_pairs_each_tick_with_the_refresh_after_it(tmp_path: Path) ->
     assert "| ... table: cursor down | 3 | 20.0 ms | 40.0 ms | 45.5 ms |" in out
     assert "| collector samples/s in the window | 1,000 of 1,000 |" in out
     assert "| all hosts streaming after | never |" in out
+
+
+def test_detect_screen_sees_each_injected_fault_on_the_fleet_table(tmp_path: Path) -> None:
+    import asyncio
+
+    import detect_screen
+    from ingest import start_server, write_client_files
+    from textual.screen import Screen
+
+    unpatched = Screen._compositor_refresh
+    server = start_server(tmp_path, 0.5)
+    try:
+        write_client_files(tmp_path, int((tmp_path / "port").read_text()), 4)
+        result = asyncio.run(detect_screen.run(4, tmp_path, 0.5, per_kind=1, settle=30.0, seed=2))
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+    assert Screen._compositor_refresh is unpatched  # the other tests draw as usual
+    assert result["missed_within_10_intervals"] == []
+    by_kind = result["fault_to_screen_ms_by_kind"]
+    assert by_kind["xid"]["n"] == 1 and by_kind["hot"]["n"] == 1
+    # A sampled fault shows at the host's next sample: never before it began, and within a
+    # few intervals on an idle machine.
+    assert 0 < by_kind["hot"]["max_ms"] < 5 * 500
