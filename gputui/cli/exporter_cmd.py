@@ -84,7 +84,7 @@ def exporter(
     asyncio.run(_serve(hosts, demo, chosen, address, port))
 
 
-def _start_server(feed: ExportFeed, address: str, port: int) -> WSGIServer:
+def start_server(feed: ExportFeed, address: str, port: int) -> WSGIServer:
     """prometheus-client's HTTP server over the feed's newest view, on its own threads; a
     usage error when the address cannot be bound (the port taken, an address not ours)."""
     from prometheus_client import ProcessCollector, start_http_server
@@ -112,7 +112,7 @@ async def _serve(
 
     feed = ExportFeed()
     # Bound before the fleet is opened: a port in use is said at once, and no agent starts.
-    server = _start_server(feed, address, port)
+    server = start_server(feed, address, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
