@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gputui.agent.fields import READINGS
@@ -235,6 +236,7 @@ def test_slow_fields_are_those_the_agent_reads_on_slow_ticks() -> None:
     assert exported & agent_slow == ps.SLOW_FIELDS
 
 
+@pytest.mark.system
 def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
     promtool = need_program("promtool")
     bad = host(
