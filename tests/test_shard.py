@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from gputui.config import expand_hosts
 from gputui.config.shard import Shard, parse_shard, shard_of
+from tests.conftest import need_program
 
 
 @given(
@@ -37,14 +39,6 @@ def test_a_range_spreads_about_evenly() -> None:
     names = expand_hosts("gpu[001-128]")
     sizes = [len(Shard(k, 4).select(names)) for k in range(1, 5)]
     assert sum(sizes) == 128 and min(sizes) >= 20, sizes
-
-
-def test_the_hash_is_prometheus_hashmod() -> None:
-    # Prometheus' relabel `hashmod`: md5 of the value, last 8 bytes big-endian, modulo N.
-    import hashlib
-
-    digest = hashlib.md5(b"gpu001").digest()
-    assert shard_of("gpu001", 7) == int.from_bytes(digest[8:], "big") % 7 + 1
 
 
 @pytest.mark.parametrize(
@@ -105,3 +99,54 @@ def test_bad_shard_on_the_command_line(command: str, shard: str, tmp_path: Path)
     assert done.returncode == (3 if command == "report" else 2)
     assert done.stderr.startswith("gputui: --shard: ") and done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.system
+def test_prometheus_hashmod_puts_each_host_in_the_same_shard(tmp_path: Path) -> None:
+    """A real Prometheus relabels 40 targets by `hashmod` of their `host` label: the shard it
+    computes (0-based) is gputui's, minus one."""
+    import json
+    import time
+    import urllib.request
+
+    prometheus = need_program("prometheus", "/usr/bin/prometheus")
+    names = expand_hosts("gpu[001-040]")
+    targets = "\n".join(
+        f'      - targets: ["127.0.0.1:{10_000 + i}"]\n        labels: {{host: "{name}"}}'
+        for i, name in enumerate(names)
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1h\nscrape_configs:\n  - job_name: shards\n"
+        f"    static_configs:\n{targets}\n    relabel_configs:\n"
+        "      - {source_labels: [host], modulus: 3, target_label: shard, action: hashmod}\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        found: list[dict[str, str]] = []
+        while len(found) < len(names):
+            assert time.monotonic() < deadline, "Prometheus listed no targets in time"
+            time.sleep(0.5)
+            try:
+                url = f"http://127.0.0.1:{port}/api/v1/targets"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    found = [t["labels"] for t in json.load(answer)["data"]["activeTargets"]]
+            except OSError:
+                continue
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert {t["host"]: int(t["shard"]) + 1 for t in found} == {n: shard_of(n, 3) for n in names}
