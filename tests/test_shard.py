@@ -150,3 +150,16 @@ def test_prometheus_hashmod_puts_each_host_in_the_same_shard(tmp_path: Path) -> 
         proc.terminate()
         proc.wait(timeout=30)
     assert {t["host"]: int(t["shard"]) + 1 for t in found} == {n: shard_of(n, 3) for n in names}
+
+
+def test_the_demo_fleet_is_not_split() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gputui.cli", "report", "--demo", "2", "--shard", "1/2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert done.stderr == (
+        "gputui: --shard splits the hosts of a hosts file; the demo fleet is not split\n"
+    )
