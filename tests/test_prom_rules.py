@@ -61,3 +61,24 @@ def test_the_rules_text_carries_nvidia_action() -> None:
     text = _rules_text()
     assert 'nvidia_action: "reboot node"' in text
     assert "reboot or power-cycle the node; RMA if it recurs" in text
+
+
+PROMTOOL_TEST = Path(__file__).parent / "fixtures" / "promtool_rules_test.yml"
+
+
+@pytest.mark.system
+def test_the_rules_fire_on_the_series_they_read(tmp_path: Path) -> None:
+    """promtool evaluates the rules over made-up series: the alerts that must fire do, with
+    NVIDIA's action, and the power cap alone or an earlier XID raise nothing."""
+    promtool = need_program("promtool")
+    gputui = tmp_path / "gputui.yml"
+    gputui.write_text(_rules_text())
+    dcgm = tmp_path / "dcgm.yml"
+    dcgm.write_text(_rules_text("--for-dcgm"))
+    tests = tmp_path / "tests.yml"
+    text = PROMTOOL_TEST.read_text()
+    tests.write_text(text.replace("GPUTUI_RULES", str(gputui)).replace("DCGM_RULES", str(dcgm)))
+    done = subprocess.run(
+        [promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
