@@ -53,7 +53,12 @@ REASON_WORDS: dict[str, str] = {
     "gpu_missing": "GPUs missing from the host's samples",
 }
 
-_GPU_WHERE = "{{ $labels.host }} GPU {{ $labels.gpu }} ({{ $labels.model }}, {{ $labels.uuid }})"
+# A reason that names no GPU (host-wide, or an XID the driver did not attribute) is on the host
+# series, which has no GPU labels: the GPU is named only when there is one.
+_GPU_WHERE = (
+    "{{ $labels.host }}{{ if $labels.gpu }} GPU {{ $labels.gpu }} ({{ $labels.model }}, "
+    "{{ $labels.uuid }}){{ end }}"
+)
 _HOST_WHERE = "{{ $labels.host }}"
 _DCGM_WHERE = (
     "{{ $labels.Hostname }} GPU {{ $labels.gpu }} ({{ $labels.modelName }}, {{ $labels.UUID }})"
