@@ -159,11 +159,12 @@ def _reason_values(r: Reason) -> tuple[str, str, str]:
 
 
 def _gpu_values(
-    host_values: tuple[str, ...], index: int, info: GpuInfo | None, extra_values: Sequence[str]
+    host: str, index: int, info: GpuInfo | None, extra_values: Sequence[str]
 ) -> tuple[str, ...]:
+    """A GPU's label values, in the order of _Families' GPU labels (host data made plain)."""
     uuid = "" if info is None else _text(info.uuid)
     model = "" if info is None else _text(info.name)
-    return (host_values[0], str(index), uuid, model, *extra_values)
+    return (host, str(index), uuid, model, *extra_values)
 
 
 def _add_readings(
@@ -193,7 +194,8 @@ def _add_host(
     xids: dict[tuple[int | None, int], int],
 ) -> None:
     extra_values = [_text(host.labels.get(key, "")) for key, _ in extra]
-    hv = (_text(host.name), *extra_values)
+    name = _text(host.name)
+    hv = (name, *extra_values)
     fam.host_verdict.add_metric(hv, int(host.verdict.host.level))
     for r in host.verdict.host.reasons:
         if r.gpu is None:
@@ -208,7 +210,7 @@ def _add_host(
     jobs = _jobs_by_gpu(host)
     gpu_verdicts = host.verdict.gpus
     for index in sorted(infos.keys() | gpu_verdicts.keys()):
-        gv = _gpu_values(hv, index, infos.get(index), extra_values)
+        gv = _gpu_values(name, index, infos.get(index), extra_values)
         job = jobs.get(index, "")
         verdict = gpu_verdicts.get(index)
         if verdict is not None:
@@ -217,9 +219,9 @@ def _add_host(
                 fam.gpu_reason.add_metric((*gv, job, *_reason_values(r)), 1)
     for (on_gpu, xid), count in sorted(xids.items(), key=_xid_order):
         if on_gpu is None:  # the driver named no GPU: its labels are left empty
-            gv = (hv[0], "", "", "", *extra_values)
+            gv = (name, "", "", "", *extra_values)
         else:
-            gv = _gpu_values(hv, on_gpu, infos.get(on_gpu), extra_values)
+            gv = _gpu_values(name, on_gpu, infos.get(on_gpu), extra_values)
         fam.xids.add_metric((*gv, str(xid)), count)
 
     sample = host.sample
@@ -227,7 +229,7 @@ def _add_host(
         return
     slow = {r.index: r for r in host.slow_sample.gpus} if host.slow_sample is not None else {}
     for reading in sample.gpus:
-        gv = _gpu_values(hv, reading.index, infos.get(reading.index), extra_values)
+        gv = _gpu_values(name, reading.index, infos.get(reading.index), extra_values)
         _add_readings(fam, reading, slow.get(reading.index), (*gv, jobs.get(reading.index, "")))
 
 
