@@ -2,7 +2,8 @@
 # Installs the system programs that gputui's tests run for real: OpenSSH's sshd (collector and
 # action tests), tmux (the TUI as a person sees it), Slurm and munge (the operator actions run
 # against slurmctld and four slurmd started by the tests), Chromium and its WebDriver (`gputui
-# serve` in a real headless browser), and a Python 3.8 (the agent runs with GPU hosts' own
+# serve` in a real headless browser), Prometheus and its promtool (the exporter's text and the
+# alerting rules are checked with promtool), and a Python 3.8 (the agent runs with GPU hosts' own
 # python3, as old as 3.8). Idempotent; quiet when all are present.
 set -euo pipefail
 
@@ -28,6 +29,9 @@ command -v munged >/dev/null 2>&1 || [ -x /usr/sbin/munged ] || need+=(munge)
 # never downloads a browser of its own.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# Debian's prometheus brings promtool. Its postinst would start the server as a service: the
+# install below forbids that, and tests start their own server on loopback when they need one.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 # Debian 12 packages no python3.8 (PyPI has no interpreters): pyenv builds one from source.
 build_python38=""
@@ -57,8 +61,31 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing system packages for the tests: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# No package may start its service while installed (Debian's policy-rc.d: 101 = action forbidden;
+# invoke-rc.d and deb-systemd-invoke both ask it). A policy the machine already has is kept.
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+    own_policy=1
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [ -n "$own_policy" ]; then
+    $sudo rm -f "$policy"
+    trap - EXIT
+fi
+# Installed here for its promtool: leave no Prometheus server running, nor enabled at boot.
+if [[ " ${need[*]} " == *" prometheus "* ]]; then
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+        $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    if [ -x /etc/init.d/prometheus ]; then
+        $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    fi
+fi
 
 if [ -n "$build_python38" ]; then
     version=$(pyenv latest -k 3.8)

@@ -99,6 +99,8 @@ def test_report_on_this_machine_loads_no_tui_ssh_numpy_nor_other_command(tmp_pat
         "gputui.collect.ssh",
         "gputui.collect.demo",
         "numpy",
+        # The table needs no Prometheus client: only --format prometheus loads it.
+        "prometheus_client",
     ):
         assert heavy not in loaded, heavy
 

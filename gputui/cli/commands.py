@@ -14,3 +14,5 @@ from gputui.cli import serve_cmd  # noqa: F401
 from gputui.cli import tui_cmd  # noqa: F401
 from gputui.cli import triage_cmd  # noqa: F401
 from gputui.cli import init_cmd  # noqa: F401
+from gputui.cli import exporter_cmd  # noqa: F401
+from gputui.cli import rules_cmd  # noqa: F401

@@ -26,6 +26,7 @@ from gputui.config import (
     load_config,
     resolve_hosts_path,
 )
+from gputui.config.shard import Shard, parse_shard
 from gputui.core.model import FleetSnapshot
 
 #: Hosts of `gputui demo` when not told (and what the next-steps message offers).
@@ -38,6 +39,16 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     A monitoring command (gputui.cli.exits.PluginCommand) turns a usage exit into 3, UNKNOWN."""
     typer.echo(f"gputui: {message}", err=True)
     return UsageExit(code) if code == EXIT_USAGE else typer.Exit(code)
+
+
+def parse_shard_option(text: str | None) -> Shard | None:
+    """--shard's value (`K/N`), or a usage error that says what was wrong."""
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise fail(f"--shard: {exc}") from None
 
 
 def load_hosts(path: Path | None) -> Config:
@@ -75,11 +86,15 @@ async def open_monitor(
     seed: int = 1,
     sim_elapsed_s: float | None = None,
     history_len: int | None = None,
+    shard: Shard | None = None,
 ) -> AsyncIterator[FleetMonitor]:
-    """A running monitor over the demo fleet (`demo` hosts) or the configured one; unless
-    `tick_s` is given, it ticks with the fleet's fastest host (gputui/collect/tick.py). The
-    demo's hosts start `sim_elapsed_s` into their scenarios (None: at their start). Each host
-    keeps `history_len` samples (None: what the fleet's size allows; 0: none)."""
+    """A running monitor over the demo fleet (`demo` hosts) or the configured one (only the
+    hosts of `shard`, when given); unless `tick_s` is given, it ticks with the fleet's fastest
+    host (gputui/collect/tick.py). The demo's hosts start `sim_elapsed_s` into their scenarios
+    (None: at their start). Each host keeps `history_len` samples (None: what the fleet's size
+    allows; 0: none)."""
+    if demo is not None and shard is not None:
+        raise fail("--shard splits the hosts of a hosts file; the demo fleet is not split")
     if demo is not None:
         # The demo's hosts are SSH servers: asyncssh is imported for them only.
         from gputui.collect.demo import DemoFleetError
@@ -99,9 +114,17 @@ async def open_monitor(
             raise fail(str(exc)) from None
         return
     config = load_hosts(hosts)
-    check_open_files(config.hosts)
+    specs = config.hosts
+    if shard is not None:
+        specs = [spec for spec in config.hosts if shard.holds(spec.name)]
+        typer.echo(
+            f"gputui: shard {shard}: {len(specs)} of the {len(config.hosts)} hosts of "
+            f"{config.path}",
+            err=True,
+        )
+    check_open_files(specs)
     try:
-        async with monitor_config(config, tick_s=tick_s, history_len=history_len) as m:
+        async with monitor_config(config, tick_s=tick_s, history_len=history_len, specs=specs) as m:
             yield m
     except ScenarioError as exc:
         raise fail(str(exc)) from None
@@ -118,10 +141,16 @@ async def settle(monitor: FleetMonitor, wait_s: float) -> FleetSnapshot:
 
 
 async def collect_once(
-    hosts: Path | None, demo: int | None, wait_s: float, sim_elapsed_s: float | None = None
+    hosts: Path | None,
+    demo: int | None,
+    wait_s: float,
+    sim_elapsed_s: float | None = None,
+    shard: Shard | None = None,
 ) -> FleetSnapshot:
     # One snapshot charts nothing: no history rings (nor numpy, which they are made of).
-    async with open_monitor(hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0) as monitor:
+    async with open_monitor(
+        hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0, shard=shard
+    ) as monitor:
         return await settle(monitor, wait_s)
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES: dict[str, str] = {
     "action": "gputui.cli.action_cmd",
     "agent": "gputui.cli.agent_cmd",
     "demo": DEFAULT_MODULE,
+    "exporter": "gputui.cli.exporter_cmd",
     "init": "gputui.cli.init_cmd",
     "jobs": "gputui.cli.jobs_cmd",
     "journal": "gputui.cli.journal_cmd",
@@ -29,6 +30,7 @@ COMMAND_MODULES: dict[str, str] = {
     "prevent": "gputui.cli.prevent_cmd",
     "report": "gputui.cli.report_cmd",
     "risk": "gputui.cli.risk_cmd",
+    "rules": "gputui.cli.rules_cmd",
     "serve": "gputui.cli.serve_cmd",
     "triage": "gputui.cli.triage_cmd",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -11,9 +12,11 @@ from typing import Annotated
 import typer
 
 from gputui.cli.app import app
-from gputui.cli.common import collect_once, fail
+from gputui.cli.common import collect_once, fail, open_monitor, parse_shard_option, settle
 from gputui.cli.exits import PluginCommand
+from gputui.config.shard import Shard
 from gputui.core.hoststats import fleet_status
+from gputui.core.model import FleetSnapshot
 from gputui.render.report import report_json, report_markdown, report_table
 
 #: The furthest into a scenario a report starts the demo: every packaged fault has happened by
@@ -26,6 +29,7 @@ class ReportFormat(str, enum.Enum):
     table = "table"
     json = "json"
     markdown = "markdown"
+    prometheus = "prometheus"
 
 
 @app.command(cls=PluginCommand)
@@ -55,10 +59,29 @@ def report(
             f"their faults have happened (0 to {MAX_SIM_ELAPSED_S:g}; default 0)",
         ),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            metavar="PATH",
+            help="Write the report to PATH instead of stdout, replacing it whole in one rename "
+            "(for node_exporter's textfile collector: --format prometheus --output "
+            "DIR/gputui.prom)",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            help="Report only shard K of N of the hosts file (as `gputui exporter --shard`)",
+        ),
+    ] = None,
 ) -> None:
     """Print one snapshot of the fleet, for cron and monitoring.
 
-    It is taken once every host answered, or when --wait has passed.
+    It is taken once every host answered, or when --wait has passed. --format prometheus
+    writes Prometheus' text format, the series `gputui exporter` serves (docs/prometheus.md).
 
     Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a host unreachable or unread, unless a
     host is critical; or a bad argument or hosts file), as monitoring plugins report.
@@ -73,12 +96,55 @@ def report(
         raise fail("--sim-elapsed needs --demo: only simulated hosts have a scenario to start into")
     if sim_elapsed is not None and not 0 <= sim_elapsed <= MAX_SIM_ELAPSED_S:
         raise fail(f"--sim-elapsed takes 0 to {MAX_SIM_ELAPSED_S:g} seconds")
-    snapshot = asyncio.run(collect_once(hosts, demo, wait, sim_elapsed))
-    if fmt is ReportFormat.json:
-        typer.echo(report_json(snapshot))
-    elif fmt is ReportFormat.markdown:
-        typer.echo(report_markdown(snapshot), nl=False)
+    chosen = parse_shard_option(shard)
+    if output is not None and not output.parent.is_dir():
+        raise fail(f"--output: the directory {output.parent} does not exist")
+    if fmt is ReportFormat.prometheus:
+        snapshot, text = asyncio.run(_prometheus(hosts, demo, wait, sim_elapsed, chosen))
     else:
-        width = max(80, shutil.get_terminal_size((80, 24)).columns)
-        typer.echo(report_table(snapshot, width=width), nl=False)
+        snapshot = asyncio.run(collect_once(hosts, demo, wait, sim_elapsed, shard=chosen))
+        text = _rendered(snapshot, fmt)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        from gputui.cli.textfile import write_atomic
+
+        try:
+            write_atomic(output, text.encode("utf-8"))
+        except OSError as exc:
+            cause = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise fail(f"cannot write {output}: {cause}") from None
     raise typer.Exit(int(fleet_status(snapshot)))
+
+
+def _rendered(snapshot: FleetSnapshot, fmt: ReportFormat) -> str:
+    if fmt is ReportFormat.json:
+        return report_json(snapshot) + "\n"
+    if fmt is ReportFormat.markdown:
+        return report_markdown(snapshot)
+    width = max(80, shutil.get_terminal_size((80, 24)).columns)
+    return report_table(snapshot, width=width)
+
+
+async def _prometheus(
+    hosts: Path | None,
+    demo: int | None,
+    wait_s: float,
+    sim_elapsed_s: float | None,
+    shard: Shard | None,
+) -> tuple[FleetSnapshot, str]:
+    """One settled snapshot in Prometheus' text format, with the XIDs seen while waiting for it
+    counted as the exporter counts them."""
+    from gputui.cli.export_feed import ExportFeed
+    from gputui.render.prometheus import ExportView, exposition
+
+    async with open_monitor(
+        hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0, shard=shard
+    ) as monitor:
+        feed = ExportFeed()
+        follower = await feed.start(monitor)
+        snapshot = await settle(monitor, wait_s)
+        await feed.reached(snapshot)
+        follower.cancel()
+    view = ExportView(snapshot=snapshot, tally=feed.tally)
+    return snapshot, exposition(view).decode("utf-8")

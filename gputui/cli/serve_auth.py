@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import ipaddress
 import secrets
 
 import msgspec
@@ -26,6 +25,8 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from textual_serve.server import Server
 from yarl import URL
+
+from gputui.cli.listen import is_loopback
 
 TOKEN_PARAM = "token"
 
@@ -38,17 +39,6 @@ _page_origin: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def new_token() -> str:
     """A fresh access token: 32 URL-safe characters, 192 random bits."""
     return secrets.token_urlsafe(24)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine's
-    loopback. Only the name `localhost` counts among names: another name may resolve anywhere."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Gate(msgspec.Struct, frozen=True):

@@ -92,7 +92,8 @@ def serve(
 
     On loopback only, unless --public."""
     from gputui.cli.common import fail
-    from gputui.cli.serve_auth import Gate, GatedServer, is_loopback, new_token
+    from gputui.cli.listen import is_loopback
+    from gputui.cli.serve_auth import Gate, GatedServer, new_token
     from gputui.config import ConfigError
 
     if hosts is not None and demo is not None:

@@ -273,3 +273,51 @@ LABEL_JOB = "job_id"  # not `job`: Prometheus sets `job` to the scrape job's nam
 BY_FIELD: dict[str, GpuSeries] = {s.field: s for s in GPU_SERIES}
 BY_NAME: dict[str, GpuSeries] = {s.name: s for s in GPU_SERIES}
 BY_DCGM: dict[str, GpuSeries] = {s.dcgm: s for s in GPU_SERIES if s.dcgm is not None}
+
+#: The slow readings (ECC, row remaps, page retirement, PCIe, NVLink, recovery action): the
+#: agent reads them every `slow_every` samples only, so the exporter takes each from the host's
+#: last slow sample when the newest sample lacks it. A fast reading is never taken from an older
+#: sample: absent now is absent. tests/test_prom_exporter.py checks this against the agent's
+#: field table.
+SLOW_FIELDS: frozenset[str] = frozenset(
+    s.field
+    for s in GPU_SERIES
+    if s.field.startswith(("ecc_", "remap_", "retired_", "pcie_", "nvlink_", "recovery_"))
+)
+
+#: More labels of gputui's series.
+LABEL_XID = "xid"  # on XID_ERRORS: the XID number
+LABEL_CODE = "code"  # on the reason series: the reason code (xid_79, hw_thermal, gpu_lost, ...)
+LABEL_LEVEL = "level"  # on the reason series: ok, unknown, warn, critical, failed
+LABEL_ACTION = "action"  # on the reason series: NVIDIA's action (none, reset GPU, RMA, ...)
+LABEL_STATE = "state"  # on HOST_STATE and COLLECTOR_HOSTS: connecting, streaming, ... no-gpu
+LABEL_REASON = "reason"  # on HOST_STATE: why the host is in that state, in words
+#: gputui's own labels, which a hosts.toml label of the same name may not replace: such a label
+#: is exported as `group_<name>`.
+RESERVED_LABELS: frozenset[str] = frozenset(
+    {
+        LABEL_HOST,
+        LABEL_GPU,
+        LABEL_UUID,
+        LABEL_MODEL,
+        LABEL_JOB,
+        LABEL_XID,
+        LABEL_CODE,
+        LABEL_LEVEL,
+        LABEL_ACTION,
+        LABEL_STATE,
+        LABEL_REASON,
+        "job",
+        "instance",
+    }
+)
+
+#: The exporter's own health: what one gputui process collects and how late it publishes.
+COLLECTOR_SAMPLES = "gputui_collector_samples_total"  # counter: samples received, every host
+COLLECTOR_SAMPLE_RATE = "gputui_collector_samples_per_second"  # over the last RATE_WINDOW_S
+COLLECTOR_DECODE_ERRORS = "gputui_collector_decode_errors_total"  # lines that did not decode
+HOST_DECODE_ERRORS = "gputui_host_decode_errors_total"  # the same, per host
+COLLECTOR_PUBLISH_LAG = "gputui_collector_publish_lag_seconds"  # snapshot built -> exporter
+COLLECTOR_SNAPSHOT_AGE = "gputui_collector_snapshot_age_seconds"  # at scrape time
+COLLECTOR_HOSTS = "gputui_collector_hosts"  # hosts per state (label state)
+RATE_WINDOW_S = 10.0
