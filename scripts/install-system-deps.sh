@@ -2,8 +2,9 @@
 # Installs the system programs that gputui's tests run for real: OpenSSH's sshd (collector and
 # action tests), tmux (the TUI as a person sees it), Slurm and munge (the operator actions run
 # against slurmctld and four slurmd started by the tests), Chromium and its WebDriver (`gputui
-# serve` in a real headless browser), and a Python 3.8 (the agent runs with GPU hosts' own
-# python3, as old as 3.8). Idempotent; quiet when all are present.
+# serve` in a real headless browser), Prometheus (the Prometheus source reads a real one), and a
+# Python 3.8 (the agent runs with GPU hosts' own python3, as old as 3.8). Idempotent; quiet when
+# all are present.
 set -euo pipefail
 
 # Where tests/test_agent_bundle.py looks for a Python 3.8: python3.8 on PATH, or one pyenv built.
@@ -28,6 +29,8 @@ command -v munged >/dev/null 2>&1 || [ -x /usr/sbin/munged ] || need+=(munge)
 # never downloads a browser of its own.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# The Prometheus source's tests start their own Prometheus (Debian's server and promtool).
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 
 # Debian 12 packages no python3.8 (PyPI has no interpreters): pyenv builds one from source.
 build_python38=""
