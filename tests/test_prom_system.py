@@ -109,6 +109,10 @@ def test_report_through_prometheus_judges_as_the_local_agent_path(fleet: Fleet) 
     assert "GPU5" in hosts["sim-004"]["reasons"][0]["text"]  # type: ignore[index]
     for h in hosts.values():
         assert h["backend"] == "prometheus" and h["gpus_total"] == 8
+    # The memory total, which the memory rule judges against: DCGM's used + free (its reserved
+    # is not among dcgm-exporter's defaults, so the total is short of the H100's by that much).
+    gpu = hosts["sim-001"]["gpus"][0]  # type: ignore[index]
+    assert 81559 - 1024 < gpu["mem_total_mib"] <= 81559
 
 
 def test_signals_dcgm_does_not_export_show_as_not_available(fleet: Fleet) -> None:

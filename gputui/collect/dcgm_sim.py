@@ -36,6 +36,7 @@ from typing import Any
 
 from gputui.agent.sim_backend import SimBackend
 from gputui.agent.simulation import EVENT_XID
+from gputui.collect.prom_fleet import DCGM_FB_FREE
 from gputui.collect.scenarios import load_scenario
 from gputui.core import prom_series as ps
 
@@ -80,6 +81,7 @@ class SimHost:
     scenario: str
     backend: SimBackend
     labels: dict[int, str] = field(default_factory=dict)  # GPU index -> its label text
+    memory_total_mib: dict[int, float] = field(default_factory=dict)
     last_xid: dict[int, int] = field(default_factory=dict)
     _events_read: int = 0
 
@@ -108,6 +110,8 @@ def make_host(name: str, scenario: str, seed: int, elapsed_s: float | None) -> S
             f'modelName="{_escape(str(gpu["name"]))}",Hostname="{_escape(name)}"'
         )
         host.last_xid[idx] = 0
+        if gpu.get("memory_total_mib") is not None:
+            host.memory_total_mib[idx] = float(gpu["memory_total_mib"])
     return host
 
 
@@ -133,6 +137,7 @@ class SimExporter:
     def _render(self) -> bytes:
         lines: dict[str, list[str]] = {s.dcgm: [] for s in self.series if s.dcgm is not None}
         xids: list[str] = []
+        free: list[str] = []
         for host in self.hosts:
             sample = host.backend.sample(slow=True)
             host.read_xids()
@@ -146,12 +151,19 @@ class SimExporter:
                     value = reading.get(s.field)
                     if value is not None and s.dcgm is not None:
                         lines[s.dcgm].append(f"{s.dcgm}{{{label}}} {_number(value)}")
+                total = host.memory_total_mib.get(idx)
+                if total is not None and reading.get("mem_used_mib") is not None:
+                    left = total - reading["mem_used_mib"] - reading.get("mem_reserved_mib", 0.0)
+                    free.append(f"{DCGM_FB_FREE}{{{label}}} {_number(max(0.0, left))}")
         out: list[str] = []
         for s in self.series:
             assert s.dcgm is not None
             out.append(f"# HELP {s.dcgm} {s.help}")
             out.append(f"# TYPE {s.dcgm} {s.kind}")
             out.extend(lines[s.dcgm])
+        out.append(f"# HELP {DCGM_FB_FREE} Frame buffer memory free (in MiB).")
+        out.append(f"# TYPE {DCGM_FB_FREE} gauge")
+        out.extend(free)
         out.append(f"# HELP {ps.DCGM_XID} Value of the last XID error encountered.")
         out.append(f"# TYPE {ps.DCGM_XID} gauge")
         out.extend(xids)

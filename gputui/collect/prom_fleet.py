@@ -51,6 +51,10 @@ JUDGED_SIGNALS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("recovery action", ("recovery_action",)),
 )
 XID_FAMILY = "xid"
+# dcgm-exporter's free frame buffer: with the used and reserved, the GPU's memory total (which
+# the memory rule judges against), read once per GPU as the agent reads its inventory.
+FREE_FAMILY = "mem_free"
+DCGM_FB_FREE = "DCGM_FI_DEV_FB_FREE"
 
 
 def _field_kinds() -> tuple[frozenset[str], frozenset[str]]:
@@ -95,6 +99,8 @@ def families(series: SeriesKind) -> list[Family]:
     out.append(
         Family(XID_FAMILY, ps.DCGM_XID if use_dcgm else None, ps.XID_ERRORS if use_gputui else None)
     )
+    if use_dcgm:
+        out.append(Family(FREE_FAMILY, DCGM_FB_FREE, None))
     return out
 
 
@@ -127,6 +133,7 @@ class _Gpu:
     index: int
     uuid: str
     name: str
+    memory_total_mib: float | None = None
 
 
 @dataclass
@@ -139,6 +146,7 @@ class HostRead:
     newest_t: float | None = None  # the newest sample timestamp of its freshness family
     xids: dict[int, int] = field(default_factory=dict)  # gpu -> DCGM's last XID
     xid_counts: dict[tuple[int, int], float] = field(default_factory=dict)  # (gpu, xid) -> count
+    free_mib: dict[int, float] = field(default_factory=dict)  # gpu -> free frame buffer (DCGM)
     unplaced: int = 0  # series without a usable gpu index or UUID label
     bad_values: list[str] = field(default_factory=list)  # NaN, infinite or unparsable values
     job: str | None = None
@@ -223,6 +231,9 @@ class FleetReader:
         if value is None:
             host.bad_values.append(f"{fam.key} of GPU{index} is {plain(item.value[1], 20)}")
             return
+        if fam.key == FREE_FAMILY:
+            host.free_mib[index] = value
+            return
         if fam.key == XID_FAMILY:
             if from_gputui:
                 xid_text = metric.get("xid", "")
@@ -264,7 +275,14 @@ class HostTracker:
         out: list[dict[str, Any]] = []
         changed = False
         for index, gpu in read.gpus.items():
-            if self.gpus.get(index) != gpu:
+            known = self.gpus.get(index)
+            if known is not None and known.memory_total_mib is not None:
+                gpu.memory_total_mib = known.memory_total_mib  # read once, as the inventory
+            elif index in read.free_mib and "mem_used_mib" in read.readings.get(index, {}):
+                reading = read.readings[index]
+                total = read.free_mib[index] + reading["mem_used_mib"]
+                gpu.memory_total_mib = total + reading.get("mem_reserved_mib", 0.0)
+            if known != gpu:
                 self.gpus[index] = gpu
                 changed = True
         unavailable = unavailable_signals(read.fields_seen)
@@ -309,6 +327,7 @@ class HostTracker:
             "slow_every": 1,
             "gpus": [
                 {"index": g.index, "uuid": g.uuid, "name": g.name}
+                | ({"memory_total_mib": g.memory_total_mib} if g.memory_total_mib else {})
                 for g in sorted(self.gpus.values(), key=lambda g: g.index)
             ],
             "unavailable": self.unavailable or None,
