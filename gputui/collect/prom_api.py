@@ -167,7 +167,7 @@ class PromClient:
             reply = _DECODER.decode(raw)
             said = f"{reply.errorType}: {reply.error}"
         except (msgspec.DecodeError, msgspec.ValidationError):
-            said = f"{exc.reason}"
+            said = f"{exc.reason} (not Prometheus' own error; check url)"
         return PromError(f"{self.base} answered HTTP {code}: {plain(said, _ERROR_CHARS)}")
 
     def _url_error(self, reason: object) -> str:
