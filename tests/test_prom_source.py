@@ -346,8 +346,7 @@ def poller_and_host(name: str = "h1") -> tuple[PromFleetSource, ScriptedClient, 
     fake = ScriptedClient()
     poller = PromFleetSource(settings, client=fake)  # type: ignore[arg-type]
     runtime = HostRuntime(name, interval_s=15, history_len=0, emit=lambda e, u: None)
-    poller._feeds[name] = runtime  # attach() would start the polling task
-    poller._trackers[name] = poller._trackers.get(name) or HostTracker(name, poller.interval_s)
+    poller.register(name, runtime)  # the test ticks it; attach() would start a polling task
     return poller, fake, runtime
 
 

@@ -16,12 +16,14 @@ the last XID seen on the GPU, 0 before any.
         --endpoints 2 --ports-file ports.json [--sim-elapsed 60] [--fields default|all]
 
 writes ports.json ({"endpoints": [port, ...], "hosts": {"sim-001": port, ...}}) once every
-listener is up, on 127.0.0.1 only, and serves until stdin closes or SIGTERM.
+listener is up, on 127.0.0.1 only, and serves until stdin closes or SIGTERM. SIGUSR1 injects a
+fault at once, for detection benchmarks: DCGM reports XID 79 on GPU 0 of the first host.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -85,6 +87,10 @@ class SimHost:
     last_xid: dict[int, int] = field(default_factory=dict)
     _events_read: int = 0
 
+    def inject_xid(self, gpu: int, xid: int) -> None:
+        """DCGM reports `xid` on `gpu` from the next read on (a fault injected from outside)."""
+        self.last_xid[gpu] = xid
+
     def read_xids(self) -> None:
         """DCGM keeps the last XID of each GPU: read it from the simulation's event log (the
         driver's record), which holds the XIDs of GPUs already lost too."""
@@ -125,6 +131,11 @@ class SimExporter:
         self._text = b""
         self._read_at = -1.0
         self.down = False  # answer 503 to every scrape (a target down)
+
+    def fresh(self) -> None:
+        """The next scrape reads the simulation again, however soon."""
+        with self._lock:
+            self._read_at = -1.0
 
     def text(self) -> bytes:
         with self._lock:
@@ -180,11 +191,13 @@ def _handler(exporter: SimExporter) -> type[BaseHTTPRequestHandler]:
                 self.send_error(503)
                 return
             body = exporter.text()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            # A scraper that timed out has gone: its answer is dropped.
+            with contextlib.suppress(OSError):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # a scrape a second is not news
@@ -255,6 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.replace(tmp, args.ports_file)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def inject(*_: object) -> None:
+        exporters[0].hosts[0].inject_xid(0, 79)
+        exporters[0].fresh()
+
+    signal.signal(signal.SIGUSR1, inject)
 
     def until_stdin_closes() -> None:
         while sys.stdin.buffer.read(4096):

@@ -110,15 +110,21 @@ class PromFleetSource:
         self.interval_s = max(settings.query_interval_s, settings.scrape_interval_s)
         self.ticks = 0
         self.last_error: str | None = None
-        self.last_tick_s = 0.0  # wall seconds of the last tick's queries and mapping
+        self.last_query_s = 0.0  # wall seconds of the last tick's queries, decoding and mapping
+        self.last_feed_s = 0.0  # ... and of handing every host its messages (health rules run)
 
     def source_for(self, name: str) -> PromHostSource:
         return PromHostSource(name, self)
 
-    def attach(self, name: str, feed: HostFeed) -> None:
+    def register(self, name: str, feed: HostFeed) -> None:
+        """Feed `feed` from each tick from now on (tests and benchmarks call tick() themselves)."""
         self._feeds[name] = feed
         self._trackers.setdefault(name, HostTracker(name, self.interval_s))
         feed.set_state(HostState.CONNECTING, f"waiting for {self.settings.url}")
+
+    def attach(self, name: str, feed: HostFeed) -> None:
+        """Register `feed`, and start polling with the first host."""
+        self.register(name, feed)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="gputui-prometheus")
 
@@ -165,17 +171,19 @@ class PromFleetSource:
 
     async def tick(self) -> None:
         start = time.perf_counter()
+        self.ticks += 1
         try:
             read = await self.query_all()
         except PromError as exc:
             self._source_failed(f"Prometheus: {exc}")
             return
         finally:
-            self.ticks += 1
-            self.last_tick_s = time.perf_counter() - start
+            self.last_query_s = time.perf_counter() - start
         self.last_error = None
+        fed = time.perf_counter()
         for name, feed in list(self._feeds.items()):
             self._feed_host(name, feed, read.hosts.get(name), read.now)
+        self.last_feed_s = time.perf_counter() - fed
 
     def _source_failed(self, reason: str) -> None:
         self.last_error = reason
