@@ -149,7 +149,6 @@ class HostRead:
     free_mib: dict[int, float] = field(default_factory=dict)  # gpu -> free frame buffer (DCGM)
     unplaced: int = 0  # series without a usable gpu index or UUID label
     bad_values: list[str] = field(default_factory=list)  # NaN, infinite or unparsable values
-    job: str | None = None
 
 
 @dataclass
@@ -223,9 +222,6 @@ class FleetReader:
         if gpu is None:
             model = _label(metric, MODEL_LABELS) or "unknown model"
             host.gpus[index] = _Gpu(index, plain(uuid, 128), plain(model, 128))
-        job = metric.get(ps.DCGM_LABEL_JOB) or metric.get(ps.LABEL_JOB)
-        if job:
-            host.job = plain(job, 128)
         value = _number(item.value[1])
         from_gputui = metric.get("__name__") in self._gputui_names
         if value is None:
