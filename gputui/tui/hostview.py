@@ -227,7 +227,10 @@ def gpu_text(view: GpuView, width: int, palette: Palette) -> Text:
         clocks, words = clock_words(r, info)
         text.append(f"{'clocks':<7}{clocks}\n")
         text.append(f"{'events':<7}")
-        text.append(words or "none", style="" if words else "dim")
+        if r.clock_events is None:  # not read (the source lacks it): never shown as "none"
+            text.append("not available", style="dim")
+        else:
+            text.append(words or "none", style="" if words else "dim")
         text.append("\n")
     _slow_rows(text, view)
     for reason in view.verdict.reasons if view.verdict is not None else ():
