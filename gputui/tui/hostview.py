@@ -288,6 +288,8 @@ def _slow_rows(text: Text, view: GpuView) -> None:
         shown = ", ".join(f"{p.pid} {p.name or '?'} {_gib(p.used_memory_mib)}" for p in procs[:4])
         more = f" +{len(procs) - 4} more" if len(procs) > 4 else ""
         text.append(f"{'procs':<7}{plain(shown)}{more}\n")
+    elif s.processes is None:  # not listed by this source (Prometheus): not "none"
+        text.append(f"{'procs':<7}not available\n", style="dim")
     else:
         text.append(f"{'procs':<7}none\n", style="dim")
     if view.slow_age_s is not None:
