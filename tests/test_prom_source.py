@@ -394,3 +394,23 @@ def test_an_implausible_value_is_left_out_and_the_rest_is_judged() -> None:
     reading = runtime.sample.gpus[0]
     assert reading.temp_c is None and reading.power_w == 300
     assert runtime.state is HostState.DEGRADED and "temperature (GPU0)" in runtime.state_reason
+
+
+def test_the_polling_task_survives_a_surprise_and_says_it_on_every_host() -> None:
+    poller, fake, runtime = poller_and_host()
+
+    async def broken(promql: str) -> tuple[float, list[VectorSample]]:
+        raise ValueError("unexpected")
+
+    fake.query = broken  # type: ignore[method-assign]
+
+    async def poll_briefly() -> None:
+        poller._feeds.clear()
+        poller.attach("h1", runtime)  # starts the polling task
+        await asyncio.sleep(0.1)
+        assert poller._task is not None and not poller._task.done()
+        await poller.close()
+
+    asyncio.run(poll_briefly())
+    assert runtime.state is HostState.UNREACHABLE
+    assert runtime.state_reason == "collector error: ValueError: unexpected"

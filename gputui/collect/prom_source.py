@@ -41,6 +41,7 @@ from gputui.config.ranges import MAX_HOSTS
 from gputui.config.schema import DEFAULT_GROUP
 from gputui.core import prom_series as ps
 from gputui.core.model import AgentMessage, GpuReading, HostState
+from gputui.core.text import plain
 
 #: A host whose newest series is older than this many scrape intervals is stale.
 STALE_AFTER_SCRAPES = 2
@@ -143,7 +144,14 @@ class PromFleetSource:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a surprise is every host's reason, never the poller's end
+                self._source_failed(
+                    f"collector error: {type(exc).__name__}: {plain(str(exc), 200)}"
+                )
             next_at += self.settings.query_interval_s
             now = loop.time()
             if next_at < now:  # a tick longer than the period: start the next at once
