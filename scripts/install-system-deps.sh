@@ -2,9 +2,10 @@
 # Installs the system programs that gputui's tests run for real: OpenSSH's sshd (collector and
 # action tests), tmux (the TUI as a person sees it), Slurm and munge (the operator actions run
 # against slurmctld and four slurmd started by the tests), Chromium and its WebDriver (`gputui
-# serve` in a real headless browser), Prometheus and its promtool (the exporter's text and the
-# alerting rules are checked with promtool), and a Python 3.8 (the agent runs with GPU hosts' own
-# python3, as old as 3.8). Idempotent; quiet when all are present.
+# serve` in a real headless browser), Prometheus and its promtool (the Prometheus source reads
+# a real one; the exporter's text and the alerting rules are checked with promtool), and a
+# Python 3.8 (the agent runs with GPU hosts' own python3, as old as 3.8). Idempotent; quiet when
+# all are present.
 set -euo pipefail
 
 # Where tests/test_agent_bundle.py looks for a Python 3.8: python3.8 on PATH, or one pyenv built.
@@ -31,7 +32,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # Debian's prometheus brings promtool. Its postinst would start the server as a service: the
 # install below forbids that, and tests start their own server on loopback when they need one.
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 
 # Debian 12 packages no python3.8 (PyPI has no interpreters): pyenv builds one from source.
 build_python38=""

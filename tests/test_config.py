@@ -61,10 +61,10 @@ def test_the_example_file_loads() -> None:
 
 
 def test_the_example_shows_every_key_with_a_comment() -> None:
-    from gputui.config.schema import DefaultsTable, GroupTable, SshTable
+    from gputui.config.schema import DefaultsTable, GroupTable, SourceTable, SshTable
 
     text = EXAMPLE.read_text()
-    for table in (DefaultsTable, GroupTable, SshTable):
+    for table in (DefaultsTable, GroupTable, SshTable, SourceTable):
         for field in table.__struct_fields__:
             line = next((ln for ln in text.splitlines() if re.match(rf"#?\s*{field}\b", ln)), None)
             assert line is not None, f"{table.__name__}.{field} is not in hosts.example.toml"
@@ -72,10 +72,11 @@ def test_the_example_shows_every_key_with_a_comment() -> None:
 
 
 def test_the_docs_describe_every_key() -> None:
-    from gputui.config.schema import DefaultsTable, GroupTable, HostsFile, SshTable
+    from gputui.config.schema import DefaultsTable, GroupTable, HostsFile, SourceTable, SshTable
 
     doc = (REPO / "docs" / "configuration.md").read_text()
-    for table in (HostsFile, DefaultsTable, GroupTable, SshTable, Thresholds, RiskSettings):
+    tables = (HostsFile, DefaultsTable, GroupTable, SshTable, SourceTable, Thresholds, RiskSettings)
+    for table in tables:
         for field in table.__struct_fields__:
             documented = (
                 re.search(rf"\| `(\[\w+\.)?\[?{field}\]?` \|", doc) or f"`[{field}]`" in doc

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from gputui.cli.exits import EXIT_USAGE, UsageExit
+from gputui.cli.exits import EXIT_UNKNOWN, EXIT_USAGE, UsageExit
 from gputui.collect.fdlimit import open_files_for
 from gputui.collect.fleet import demo_fleet_and_monitor, monitor_config, open_files_for_hosts
 from gputui.collect.monitor import FleetMonitor
@@ -113,7 +113,7 @@ async def open_monitor(
         except (DemoFleetError, ScenarioError) as exc:
             raise fail(str(exc)) from None
         return
-    config = load_hosts(hosts)
+    config = await discovered(load_hosts(hosts))
     specs = config.hosts
     if shard is not None:
         specs = [spec for spec in config.hosts if shard.holds(spec.name)]
@@ -122,12 +122,28 @@ async def open_monitor(
             f"{config.path}",
             err=True,
         )
-    check_open_files(specs)
+    # A fleet read from Prometheus holds no descriptor per host.
+    check_open_files(specs if config.prometheus is None else [])
     try:
         async with monitor_config(config, tick_s=tick_s, history_len=history_len, specs=specs) as m:
             yield m
     except ScenarioError as exc:
         raise fail(str(exc)) from None
+
+
+async def discovered(config: Config) -> Config:
+    """`config` with the hosts Prometheus has series of, when its source is Prometheus and it
+    lists none; a Prometheus that cannot say is a failure of the command (exit 3), in one line.
+    """
+    if config.prometheus is None or config.prometheus.listed_hosts:
+        return config
+    from gputui.collect.prom_api import PromError
+    from gputui.collect.prom_source import with_discovered_hosts
+
+    try:
+        return await with_discovered_hosts(config)
+    except PromError as exc:
+        raise fail(f"cannot list the fleet from Prometheus: {exc}", EXIT_UNKNOWN) from None
 
 
 async def settle(monitor: FleetMonitor, wait_s: float) -> FleetSnapshot:

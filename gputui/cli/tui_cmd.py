@@ -261,6 +261,12 @@ def monitor(
             "in a hosts file, backend = ... says how each group is read"
         )
     config = local_or_fail(local_backend) if local else load_hosts(hosts)
+    if config.prometheus is not None and not config.prometheus.listed_hosts:
+        import asyncio
+
+        from gputui.cli.common import discovered
+
+        config = asyncio.run(discovered(config))
     if readonly:
         config = msgspec.structs.replace(config, readonly=True)
     try:
@@ -271,7 +277,7 @@ def monitor(
     # Redirected, this machine alone is still one command away: the agent's own readings.
     need_terminal("the live monitor", instead="gputui agent --once" if local else "gputui report")
     wiring = Wiring(resolve_journal_path(journal, config.journal_path), not no_journal)
-    shortfall = check_open_files(config.hosts)
+    shortfall = check_open_files(config.hosts if config.prometheus is None else [])
     info = [_local_notice(config)] if local else []
 
     @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from gputui.core.health import Thresholds
 
 if TYPE_CHECKING:
     from gputui.collect.demo import DemoFleet
+    from gputui.collect.prom_source import PromFleetSource
     from gputui.collect.ssh import SshContext, SshOptions
 
 
@@ -105,11 +106,34 @@ def source_for(
     return SshSource(spec.name, ssh, lambda: remote_invocation(python, args))
 
 
+def plans_for_prometheus(
+    config: Config, specs: Sequence[HostSpec] | None = None
+) -> tuple[list[HostPlan], PromFleetSource]:
+    """One plan per host of a fleet read from Prometheus, all fed by one poller."""
+    from gputui.collect.prom_source import PromFleetSource
+
+    assert config.prometheus is not None
+    poller = PromFleetSource(config.prometheus)
+    chosen = list(specs if specs is not None else config.hosts)
+    plans = [
+        HostPlan(
+            source=poller.source_for(spec.name),
+            interval_s=poller.interval_s,
+            labels={"group": spec.group, **spec.labels},
+            spare=spec.spare,
+        )
+        for spec in chosen
+    ]
+    return plans, poller
+
+
 def plans_for_config(
     config: Config, specs: Sequence[HostSpec] | None = None
 ) -> tuple[list[HostPlan], SshContext | None]:
     """One plan per configured host (or per host of `specs`), sharing one SSH context; None
     when every host is `localhost` (no SSH, so no asyncssh, no known_hosts read)."""
+    if config.prometheus is not None:
+        raise ValueError("a fleet read from Prometheus is planned by plans_for_prometheus")
     chosen = list(specs if specs is not None else config.hosts)
     ssh = None
     if any(spec.transport != "local" for spec in chosen):
@@ -173,13 +197,14 @@ async def _running(
     thresholds: Thresholds | None,
     tick_s: float | None,
     history_len: int | None,
+    closers: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> AsyncIterator[FleetMonitor]:
-    """A monitor over `plans` that closes the fleet's SSH when it stops."""
+    """A monitor over `plans` that closes the fleet's SSH (and `closers`) when it stops."""
     # Every host holds descriptors for as long as it is watched (fdlimit.py); the command line
     # has raised the limit already and said whether it suffices, other callers get it here.
     raise_soft_limit()
     load_lazy_modules()
-    closers: list[Callable[[], Awaitable[None]]] = [] if ssh is None else [ssh.close]
+    closers = [*closers, *([] if ssh is None else [ssh.close])]
     monitor = FleetMonitor(
         plans, thresholds=thresholds, tick_s=tick_s, history_len=history_len, closers=closers
     )
@@ -197,6 +222,13 @@ async def monitor_config(
 ) -> AsyncIterator[FleetMonitor]:
     """A running monitor over the configured hosts (or `specs`); unless `tick_s` is given, it
     ticks with the fastest of them (gputui/collect/tick.py)."""
+    if config.prometheus is not None:
+        prom_plans, poller = plans_for_prometheus(config, specs)
+        async with _running(
+            prom_plans, None, config.thresholds, tick_s, history_len, [poller.close]
+        ) as monitor:
+            yield monitor
+        return
     plans, ssh = plans_for_config(config, specs)
     async with _running(plans, ssh, config.thresholds, tick_s, history_len) as monitor:
         yield monitor

@@ -291,6 +291,10 @@ class HostRuntime:
         """Streaming, or degraded when signals an operator relies on are missing."""
         if self.hello is not None and self.hello.backend == "smi":
             self.set_state(HostState.DEGRADED, SMI_REASON)
+        elif self.hello is not None and self.hello.unavailable:
+            gaps = ", ".join(self.hello.unavailable)
+            more = f"; missing signals: {self._missing}" if self._missing else ""
+            self.set_state(HostState.DEGRADED, f"not available from this source: {gaps}{more}")
         elif self._missing:
             self.set_state(HostState.DEGRADED, f"missing signals: {self._missing}")
         else:

@@ -27,7 +27,14 @@ from gputui.config.errors import (
     join_key,
     show_value,
 )
-from gputui.config.model import Config, HostGroup, HostSpec, SshSettings, transport_for
+from gputui.config.model import (
+    Config,
+    HostGroup,
+    HostSpec,
+    PromSettings,
+    SshSettings,
+    transport_for,
+)
 from gputui.config.ranges import MAX_HOSTS, HostRangeError, expand_hosts
 from gputui.config.schema import (
     DEFAULT_GROUP,
@@ -38,8 +45,10 @@ from gputui.config.schema import (
     DefaultsTable,
     GroupTable,
     HostsFile,
+    SourceTable,
     SshTable,
 )
+from gputui.config.source import selector_problem, url_problem
 from gputui.config.ui import UiSettings
 from gputui.core.health import Thresholds
 from gputui.core.risk import RiskSettings
@@ -196,7 +205,8 @@ class _Builder:
             group, specs = self._group(name, prefix, table, defaults)
             groups[name] = group
             hosts.extend(specs)
-        if not hosts:
+        prometheus = self._source(top.source, listed=bool(hosts))
+        if not hosts and prometheus is None:
             raise self.error(
                 "no hosts configured: list them in hosts = [...] at the top of the file, or in "
                 "[groups.NAME] tables (see hosts.example.toml)"
@@ -235,6 +245,72 @@ class _Builder:
             scheduler_period_s=period,
             readonly=top.readonly,
             kill_grace_s=top.kill_grace_s,
+            prometheus=prometheus,
+        )
+
+    def _source(self, table: SourceTable, listed: bool) -> PromSettings | None:
+        """`[source]`: None for SSH; the Prometheus settings, checked, for "prometheus"."""
+        if table.kind == "ssh":
+            given = [
+                f
+                for f in table.__struct_fields__
+                if f != "kind" and f in self.raw.get("source", {})
+            ]
+            if given:
+                raise self.error(
+                    f'{given[0]} is only read when kind = "prometheus" (the source is "ssh"); '
+                    'remove it or set kind = "prometheus"',
+                    join_key("source", given[0]),
+                )
+            return None
+        url = table.url
+        problem = url_problem(url)
+        if problem is not None:
+            raise self.error(problem, "source.url")
+        if (table.basic_auth_user is None) != (table.basic_auth_password_file is None):
+            missing = (
+                "basic_auth_password_file"
+                if table.basic_auth_password_file is None
+                else ("basic_auth_user")
+            )
+            raise self.error(
+                "basic auth needs both basic_auth_user and basic_auth_password_file; "
+                f"{missing} is missing",
+                join_key("source", missing),
+            )
+        if table.basic_auth_user is not None and table.bearer_token_file is not None:
+            raise self.error(
+                "choose basic auth or a bearer token, not both", "source.bearer_token_file"
+            )
+        if table.selector is not None:
+            problem = selector_problem(table.selector)
+            if problem is not None:
+                raise self.error(problem, "source.selector")
+
+        def file(key: str, value: str | None) -> Path | None:
+            if value is None:
+                return None
+            path = self._path(value)
+            if not path.is_file():
+                raise self.error(f"file not found: {path}", join_key("source", key))
+            return path
+
+        return PromSettings(
+            url=url.rstrip("/"),
+            basic_auth_user=table.basic_auth_user,
+            basic_auth_password_file=file(
+                "basic_auth_password_file", table.basic_auth_password_file
+            ),
+            bearer_token_file=file("bearer_token_file", table.bearer_token_file),
+            ca_file=file("ca_file", table.ca_file),
+            insecure_skip_verify=table.insecure_skip_verify,
+            timeout_s=table.timeout_s,
+            series=table.series,
+            selector=table.selector,
+            scrape_interval_s=table.scrape_interval_s,
+            query_interval_s=table.query_interval_s or table.scrape_interval_s,
+            max_concurrent_queries=table.max_concurrent_queries,
+            listed_hosts=listed,
         )
 
     def _scenario_error(self, prefix: str, backend: str, backend_key: str) -> ConfigError:

@@ -26,10 +26,14 @@ from gputui.config.schema import (
     DEFAULT_KILL_GRACE_S,
     DEFAULT_KNOWN_HOSTS,
     DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_QUERIES,
+    DEFAULT_PROM_TIMEOUT_S,
     DEFAULT_PYTHON,
     DEFAULT_SCHEDULER_PERIOD_S,
+    DEFAULT_SCRAPE_INTERVAL_S,
     DEFAULT_SLOW_EVERY,
     Backend,
+    SeriesKind,
 )
 from gputui.config.ui import UiSettings
 from gputui.core.health import Thresholds
@@ -101,6 +105,29 @@ class SshSettings(msgspec.Struct, frozen=True, kw_only=True):
     strict_host_keys: bool = True  # unknown or changed host keys are refused
 
 
+class PromSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """`[source] kind = "prometheus"`: how the fleet is read from a Prometheus HTTP API.
+
+    Secrets are named by file and read when a query goes out (a rotated token is picked up),
+    never held in the file itself or on the command line."""
+
+    url: str  # the API's base, e.g. http://prometheus:9090 (no /api/v1)
+    basic_auth_user: str | None = None
+    basic_auth_password_file: Path | None = None
+    bearer_token_file: Path | None = None
+    ca_file: Path | None = None
+    insecure_skip_verify: bool = False
+    timeout_s: float = DEFAULT_PROM_TIMEOUT_S
+    series: SeriesKind = "auto"
+    selector: str | None = None  # PromQL label matchers, added to every query
+    scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S
+    query_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S
+    max_concurrent_queries: int = DEFAULT_MAX_QUERIES
+    # The hosts the file lists: only these are read. False: the hosts are the ones Prometheus
+    # has series of (discovered when the monitor starts).
+    listed_hosts: bool = True
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """A loaded hosts file."""
 
@@ -124,6 +151,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # kill_grace_s: a GPU process killed from the process table gets this long between
     # SIGTERM and SIGKILL (gputui/ops/kill.py).
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
+    # [source] kind = "prometheus": every host is read from Prometheus; None: over SSH.
+    prometheus: PromSettings | None = None
 
     def host(self, name: str) -> HostSpec:
         """The host called `name`; KeyError when there is none."""

@@ -117,6 +117,55 @@ class SshTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 _Table = Annotated[dict[str, Any], msgspec.Meta(description="a table")]
 
+SourceKind = Literal["ssh", "prometheus"]
+SeriesKind = Literal["dcgm", "gputui", "auto"]
+DEFAULT_PROM_TIMEOUT_S = 10.0
+# dcgm-exporter collects every 30 s by default; a Prometheus scraping it faster sees the same
+# values again, so 30 s is also the query period unless the file says otherwise.
+DEFAULT_SCRAPE_INTERVAL_S = 30.0
+DEFAULT_MAX_QUERIES = 8
+Seconds = Annotated[
+    float, msgspec.Meta(gt=0, le=3600, description="a number of seconds > 0 and <= 3600")
+]
+
+
+class SourceTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[source]`: where readings come from. SSH (the default) runs the agent on every host;
+    "prometheus" reads the fleet from a Prometheus HTTP API (docs/prometheus-source.md)."""
+
+    kind: Annotated[SourceKind, msgspec.Meta(description='"ssh" or "prometheus"')] = "ssh"
+    url: Annotated[
+        str, msgspec.Meta(min_length=1, description='a URL such as "http://prometheus:9090"')
+    ] = ""
+    basic_auth_user: (
+        Annotated[str, msgspec.Meta(min_length=1, description="a user name")] | None
+    ) = None
+    basic_auth_password_file: PathField | None = None
+    bearer_token_file: PathField | None = None
+    ca_file: PathField | None = None
+    insecure_skip_verify: Annotated[bool, msgspec.Meta(description="true or false")] = False
+    timeout_s: Annotated[
+        float, msgspec.Meta(gt=0, le=300, description="a number of seconds > 0 and <= 300")
+    ] = DEFAULT_PROM_TIMEOUT_S
+    series: Annotated[SeriesKind, msgspec.Meta(description='one of "dcgm", "gputui", "auto"')] = (
+        "auto"
+    )
+    selector: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                description="PromQL label matchers without braces, e.g. 'cluster=\"a\"'",
+            ),
+        ]
+        | None
+    ) = None
+    scrape_interval_s: Seconds = DEFAULT_SCRAPE_INTERVAL_S
+    query_interval_s: Seconds | None = None  # None: the scrape interval
+    max_concurrent_queries: Annotated[
+        int, msgspec.Meta(ge=1, le=64, description="a whole number from 1 to 64")
+    ] = DEFAULT_MAX_QUERIES
+
 
 class JournalTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """`[journal]`: where the operator journal lives (default: the user state dir), and how
@@ -168,4 +217,7 @@ class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     scheduler: Annotated[SchedulerTable, msgspec.Meta(description="a table [scheduler]")] = (
         msgspec.field(default_factory=SchedulerTable)
+    )
+    source: Annotated[SourceTable, msgspec.Meta(description="a table [source]")] = msgspec.field(
+        default_factory=SourceTable
     )

@@ -247,7 +247,7 @@ class Hello(
     v: int
     host: str
     agent_version: str
-    backend: Literal["nvml", "smi", "sim"]
+    backend: Literal["nvml", "smi", "sim", "prometheus"]
     interval_s: IntervalS
     # slow signals are read every `slow_every` samples
     slow_every: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
@@ -259,6 +259,9 @@ class Hello(
     )
     persistence_mode: bool | None = None  # all GPUs in persistence mode
     sim_start: UnixTime | None = None  # sim backend: Unix time of the scenario's t=0
+    # Signals this source cannot read at all, in words ("clock-event reasons"): shown as not
+    # available from the source, never judged ok (the Prometheus source sets it).
+    unavailable: list[str] | None = None
 
 
 class Sample(

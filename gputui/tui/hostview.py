@@ -227,7 +227,10 @@ def gpu_text(view: GpuView, width: int, palette: Palette) -> Text:
         clocks, words = clock_words(r, info)
         text.append(f"{'clocks':<7}{clocks}\n")
         text.append(f"{'events':<7}")
-        text.append(words or "none", style="" if words else "dim")
+        if r.clock_events is None:  # not read (the source lacks it): never shown as "none"
+            text.append("not available", style="dim")
+        else:
+            text.append(words or "none", style="" if words else "dim")
         text.append("\n")
     _slow_rows(text, view)
     for reason in view.verdict.reasons if view.verdict is not None else ():
@@ -285,6 +288,8 @@ def _slow_rows(text: Text, view: GpuView) -> None:
         shown = ", ".join(f"{p.pid} {p.name or '?'} {_gib(p.used_memory_mib)}" for p in procs[:4])
         more = f" +{len(procs) - 4} more" if len(procs) > 4 else ""
         text.append(f"{'procs':<7}{plain(shown)}{more}\n")
+    elif s.processes is None:  # not listed by this source (Prometheus): not "none"
+        text.append(f"{'procs':<7}not available\n", style="dim")
     else:
         text.append(f"{'procs':<7}none\n", style="dim")
     if view.slow_age_s is not None:
