@@ -13,6 +13,7 @@ import typer
 from gputui.cli.app import app
 from gputui.cli.common import collect_once, fail
 from gputui.cli.exits import PluginCommand
+from gputui.cli.options import WorkersOption, workers_problem
 from gputui.core.hoststats import fleet_status
 from gputui.render.report import report_json, report_markdown, report_table
 
@@ -55,6 +56,7 @@ def report(
             f"their faults have happened (0 to {MAX_SIM_ELAPSED_S:g}; default 0)",
         ),
     ] = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Print one snapshot of the fleet, for cron and monitoring.
 
@@ -73,7 +75,9 @@ def report(
         raise fail("--sim-elapsed needs --demo: only simulated hosts have a scenario to start into")
     if sim_elapsed is not None and not 0 <= sim_elapsed <= MAX_SIM_ELAPSED_S:
         raise fail(f"--sim-elapsed takes 0 to {MAX_SIM_ELAPSED_S:g} seconds")
-    snapshot = asyncio.run(collect_once(hosts, demo, wait, sim_elapsed))
+    if (problem := workers_problem(workers)) is not None:
+        raise fail(problem)
+    snapshot = asyncio.run(collect_once(hosts, demo, wait, sim_elapsed, workers))
     if fmt is ReportFormat.json:
         typer.echo(report_json(snapshot))
     elif fmt is ReportFormat.markdown:

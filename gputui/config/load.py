@@ -235,6 +235,7 @@ class _Builder:
             scheduler_period_s=period,
             readonly=top.readonly,
             kill_grace_s=top.kill_grace_s,
+            workers=top.collector.workers,
         )
 
     def _scenario_error(self, prefix: str, backend: str, backend_key: str) -> ConfigError:
