@@ -121,6 +121,10 @@ class WorkerLink:
             began = time.monotonic()
             try:
                 why = await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the shard shows it; the other workers go on
+                why = f"failed: {type(exc).__name__}: {plain(str(exc), 200)}"
             finally:
                 await self._reap()
             if self._closing:
@@ -154,6 +158,7 @@ class WorkerLink:
         stderr = asyncio.create_task(self._read_stderr(proc.stderr))
         frames = up_reader()
         try:
+            # A FrameError from on_delta too: points that do not fit the host's GPUs.
             while data := await proc.stdout.read(_READ_CHUNK):
                 for frame in frames.feed(data):
                     self._check(frame)

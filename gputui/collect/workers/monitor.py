@@ -29,6 +29,7 @@ from gputui.collect.workers.frames import (
     Clear,
     Command,
     Delta,
+    FrameError,
     InPlaceOf,
     MarkFailed,
     Points,
@@ -104,10 +105,14 @@ class WorkerHost:
         if ring is None or not points.times:
             return
         n = len(points.times)
+        rows = ring.values.shape[0]
         values = np.frombuffer(points.values, dtype=np.float32)
+        if values.size != rows * len(Metric) * n:
+            raise FrameError(
+                f"a frame's history points for host {self.name!r} do not fit its {rows} GPUs"
+            )
         ring.extend(
-            np.asarray(points.times, dtype=np.float64),
-            values.reshape(ring.values.shape[0], len(Metric), n),
+            np.asarray(points.times, dtype=np.float64), values.reshape(rows, len(Metric), n)
         )
 
 
