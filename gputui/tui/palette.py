@@ -28,6 +28,10 @@ LABELS = (
     "marked-failed",
 )
 
+#: The labels a colour legend names: `reconnecting` (a collector worker restarting) is drawn in
+#: `stale`'s colour, which names both.
+LEGEND_LABELS = tuple(label for label in LABELS if label != "reconnecting")
+
 # Labels that are not health verdicts: the theme has no colour for them.
 _FIXED = {
     "failed": "#ff3df5",
