@@ -20,7 +20,7 @@ import pytest
 from gputui.collect.demo import DemoFleet
 from gputui.collect.event_log import EventLog
 from gputui.collect.fleet import demo_ssh_settings, recipes_for_demo
-from gputui.collect.history import HostHistory
+from gputui.collect.history import HostHistory, Metric
 from gputui.collect.launch import AgentArgs
 from gputui.collect.monitor import FleetMonitor
 from gputui.collect.recipes import HostRecipe, plans_for_recipes
@@ -268,6 +268,47 @@ def test_a_worker_streams_its_shard_and_ends_with_its_stdin_leaving_no_agent() -
             proc.wait()
 
 
+PARENT = """
+import asyncio, sys
+from tests.test_workers import sim_recipe
+from gputui.collect.workers.monitor import WorkerMonitor
+
+async def main():
+    async with WorkerMonitor([sim_recipe("p0"), sim_recipe("p1")], 2, tick_s=0.25) as mon:
+        while not mon.settled():
+            await asyncio.sleep(0.05)
+        print(*(link.pid for link in mon.links), flush=True)
+        await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def test_workers_and_their_agents_end_when_the_parent_is_killed() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        assert parent.stdout is not None
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+        agents = [a for pid in workers for a in children_of(pid)]
+        assert len(agents) == 2  # one local agent per host
+        parent.kill()  # no stop(), no goodbye: the workers see their stdin end
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers + agents):
+            assert time.monotonic() < deadline, "a worker or an agent outlived its parent"
+            time.sleep(0.1)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
 # -- the merged monitor ----------------------------------------------------------------------------
 
 SCENARIOS = ("healthy", "xid79", "thermal", "healthy", "xid79", "thermal")
@@ -295,22 +336,37 @@ async def test_workers_give_the_snapshots_the_in_process_monitor_gives() -> None
         ]
         await wait_for(lambda: settled_and_faulted(inproc.snapshot()), what="in-process")
         await wait_for(lambda: settled_and_faulted(workers.snapshot()), what="workers")
-        await asyncio.sleep(1.0)  # a few more ticks: both have seen the same faults
-        a, b = inproc.publish(), workers.publish()
+        # The rules that need time (a straggler held for some seconds) settle at slightly
+        # different moments in the two, whose agents started apart: they must come to agree.
+        await wait_for(
+            lambda: key_state(workers.publish()) == key_state(inproc.publish()),
+            what="the same states, verdicts and reasons",
+        )
+        b = workers.publish()
         assert [h.name for h in b.hosts] == [r.name for r in recipes]  # configured order
-        assert key_state(b) == key_state(a)
         lost, hot = b.hosts[1].verdict.gpus[3], b.hosts[2].verdict.gpus[5]
         assert lost.level is Level.FAILED and "gpu_lost" in {r.code for r in lost.reasons}
         assert hot.level is Level.CRITICAL and "hw_thermal" in {r.code for r in hot.reasons}
-        # Every sample reaches the rings, not only each tick's latest.
         for name in ("h0", "h3"):
             ring, mine = inproc.hosts[name].history, workers.hosts[name].history
             assert ring is not None and mine is not None
-            assert abs(mine.appended - ring.appended) <= 3
-            assert np.allclose(mine.times()[-3:-1] - mine.times()[-4:-2], 0.25, atol=0.15)
+            assert mine.series(0, Metric.TEMP_C)[-1] > 0
         # The same events, counted the same way, for the same faults.
         kinds = lambda m: {(e.host, e.kind) for e in m.events if e.kind != "state"}  # noqa: E731
         assert kinds(workers) == kinds(inproc)
+
+
+async def test_every_sample_reaches_the_rings_not_only_each_ticks_latest() -> None:
+    # Four samples a tick: each frame carries all four.
+    async with WorkerMonitor([sim_recipe("r0", interval_s=0.25)], 1, tick_s=1.0) as mon:
+        await wait_for(
+            lambda: (h := mon.hosts["r0"].history) is not None and len(h) >= 12, what="points"
+        )
+        ring = mon.hosts["r0"].history
+        assert ring is not None
+        gaps = np.diff(ring.times()[-12:])
+        assert gaps.max() < 0.45, f"samples missing between ticks: {gaps}"
+        assert not np.isnan(ring.series(0, Metric.UTIL_PCT)[-12:]).any()
 
 
 async def test_marks_show_at_once_and_reach_the_worker() -> None:

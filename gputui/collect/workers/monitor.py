@@ -66,6 +66,8 @@ class WorkerHost:
         self.history: HostHistory | None = None
         self._ring_gpus: tuple[str, ...] | None = None  # the GPUs (uuids) the rings are of
         self.answered = False
+        # Why its worker failed, until the replacement's stream of it gets past connecting.
+        self.worker_failed: str | None = None
         self.marked_failed = False
         self.in_place_of: str | None = None
         self._shown: tuple[HostSnapshot, HostSnapshot] | None = None  # latest, with the marks
@@ -92,6 +94,16 @@ class WorkerHost:
         )
         self._shown = (latest, merged)
         return merged
+
+    def update(self, snap: HostSnapshot) -> None:
+        """The worker's newest snapshot of this host. After a worker failed, its replacement's
+        first snapshots (connecting, no readings yet) do not replace the host's last values
+        and the reason: it stays `reconnecting` until its stream gets somewhere."""
+        if self.worker_failed is not None:
+            if snap.state is HostState.CONNECTING:
+                return
+            self.worker_failed = None
+        self.latest = snap
 
     def add_points(self, points: Points, capacity: int) -> None:
         if points.new_ring:
@@ -217,7 +229,7 @@ class WorkerMonitor:
     def _on_delta(self, link: WorkerLink, delta: Delta) -> None:
         hosts = self.hosts
         for snap in delta.hosts:
-            hosts[snap.name].latest = snap
+            hosts[snap.name].update(snap)
         for points in delta.points:
             hosts[points.host].add_points(points, self.history_len)
         for name in delta.answered:
@@ -237,6 +249,7 @@ class WorkerMonitor:
         now = self._clock()
         for name in sorted(link.hosts, key=list(self.hosts).index):
             host = self.hosts[name]
+            host.worker_failed = why
             old = host.latest
             host.latest = msgspec.structs.replace(
                 old, state=HostState.RECONNECTING, state_reason=why, reason_since=now
