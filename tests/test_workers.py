@@ -48,7 +48,9 @@ from tests.fake_fleet import gpu_infos, small_fleet
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def sim_recipe(name: str, scenario: str = "healthy", interval_s: float = 0.25) -> HostRecipe:
+def sim_recipe(
+    name: str, scenario: str = "healthy", interval_s: float = 0.25, elapsed_s: float = 120.0
+) -> HostRecipe:
     """A simulated host run as a local agent process (no SSH needed)."""
     return HostRecipe(
         name=name,
@@ -60,7 +62,7 @@ def sim_recipe(name: str, scenario: str = "healthy", interval_s: float = 0.25) -
             host=name,
             scenario=load_scenario(scenario),
             seed=7,
-            sim_elapsed_s=120.0,
+            sim_elapsed_s=elapsed_s,
         ),
         interval_s=interval_s,
         labels={"group": "sim", "scenario": scenario},
@@ -367,6 +369,20 @@ async def test_every_sample_reaches_the_rings_not_only_each_ticks_latest() -> No
         gaps = np.diff(ring.times()[-12:])
         assert gaps.max() < 0.45, f"samples missing between ticks: {gaps}"
         assert not np.isnan(ring.series(0, Metric.UTIL_PCT)[-12:]).any()
+
+
+async def test_an_xid_skips_the_tick_through_the_worker_and_the_parent() -> None:
+    # XID 79 two seconds in; a tick of 2 s: only the urgent path shows it within a second.
+    recipe = sim_recipe("x0", "xid79", interval_s=0.25, elapsed_s=0.0)
+    # Two workers: the parent does not wait for the other's tick either.
+    async with WorkerMonitor([recipe, sim_recipe("x1", elapsed_s=0.0)], 2, tick_s=2.0) as mon:
+        async for snap in mon.snapshots():
+            lost = [e for e in snap.events if e.kind == "gpu_lost"]
+            if lost:
+                delay = snap.t - lost[0].t
+                assert delay < 1.0, f"the XID waited {delay:.2f} s for a tick"
+                assert snap.hosts[0].verdict.host.level is Level.FAILED
+                break
 
 
 async def test_marks_show_at_once_and_reach_the_worker() -> None:
