@@ -141,7 +141,11 @@ def test_report_json_keeps_host_text_exact_and_escaped() -> None:
 @pytest.fixture
 def fake_collect(monkeypatch: pytest.MonkeyPatch) -> None:
     async def collect_once(
-        hosts: Path | None, demo: int | None, wait_s: float, sim_elapsed_s: float | None = None
+        hosts: Path | None,
+        demo: int | None,
+        wait_s: float,
+        sim_elapsed_s: float | None = None,
+        workers: int | None = None,
     ) -> FleetSnapshot:
         return nasty_fleet()
 
