@@ -17,7 +17,12 @@ it. Once every host streams, over a window of real time:
   out (that update may be the tick's) and counted;
 - the collector's samples per second and the process's CPU in the same window.
 
+With `--workers N` the app opens the monitor over N collector worker processes
+(gputui/collect/workers/) instead, as `gputui monitor --workers N` does: the app's process then
+reads no stream, and the workers' CPU and memory are reported beside its own.
+
     python benchmarks/app_ingest.py --hosts 1000 --out benchmarks/results/app_ingest-1000.json
+    python benchmarks/app_ingest.py --hosts 1000 --workers 4
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-from ingest import start_server, write_client_files
-from procstat import rss_mib
+from ingest import start_server, worker_monitor, write_client_files
+from procstat import cpu_s_of, rss_mib, rss_mib_of
 from textual import events
 from tui_cost import KEYS, GcPauses, Meter, summary
 
@@ -99,19 +104,61 @@ async def next_refresh_after(meter: Meter, t: float, timeout: float = 5.0) -> fl
     raise TimeoutError("no screen update")
 
 
+class InProcess:
+    """The collector in the app's process, as `gputui monitor` runs it below 256 hosts."""
+
+    def __init__(self, names: list[str], directory: Path, interval: float) -> None:
+        ctx = SshContext(
+            SshOptions(
+                config_files=(directory / "ssh_config",), known_hosts=directory / "known_hosts"
+            )
+        )
+        inv = AgentInvocation(command="bench-stream", stdin=build_bundle(include_pynvml=False))
+        plans = [
+            HostPlan(source=SshSource(n, ctx, lambda: inv), interval_s=interval) for n in names
+        ]
+        self.monitor = FleetMonitor(plans, tick_s=interval, closers=[ctx.close])
+
+    def samples(self) -> int:
+        return sum(rt.decoder.stats.good for rt in self.monitor.hosts.values())
+
+    def streaming(self) -> int:
+        return sum(1 for rt in self.monitor.hosts.values() if rt.sample is not None)
+
+    def helpers(self) -> list[int]:
+        return []
+
+
+class InWorkers:
+    """The collector in worker processes (`--workers N`): the app's process reads no stream."""
+
+    def __init__(self, names: list[str], directory: Path, interval: float, workers: int) -> None:
+        self.monitor = worker_monitor(names, directory, interval, workers)
+
+    def samples(self) -> int:  # every sample reaches the app process's rings
+        hosts = self.monitor.hosts.values()
+        return sum(h.history.appended for h in hosts if h.history is not None)
+
+    def streaming(self) -> int:
+        return sum(1 for h in self.monitor.hosts.values() if h.latest.sample is not None)
+
+    def helpers(self) -> list[int]:
+        return [p for p in (link.pid for link in self.monitor.links) if p is not None]
+
+
 async def run(
-    hosts: int, directory: Path, interval: float, seconds: float, settle: float
+    hosts: int, directory: Path, interval: float, seconds: float, settle: float, workers: int = 0
 ) -> dict[str, Any]:
     names = [f"h{i:05d}" for i in range(hosts)]
-    ctx = SshContext(
-        SshOptions(config_files=(directory / "ssh_config",), known_hosts=directory / "known_hosts")
+    collector: InProcess | InWorkers = (
+        InWorkers(names, directory, interval, workers)
+        if workers > 0
+        else InProcess(names, directory, interval)
     )
-    inv = AgentInvocation(command="bench-stream", stdin=build_bundle(include_pynvml=False))
-    plans = [HostPlan(source=SshSource(n, ctx, lambda: inv), interval_s=interval) for n in names]
-    monitor = FleetMonitor(plans, tick_s=interval, closers=[ctx.close])
+    monitor = collector.monitor
 
     @contextlib.asynccontextmanager
-    async def open_monitor() -> AsyncIterator[FleetMonitor]:
+    async def open_monitor() -> AsyncIterator[Any]:
         async with monitor:
             yield monitor
 
@@ -122,11 +169,7 @@ async def run(
     ticks = TickClock(app)
     pauses = GcPauses()
 
-    def samples() -> int:
-        return sum(rt.decoder.stats.good for rt in monitor.hosts.values())
-
-    def streaming() -> int:
-        return sum(1 for rt in monitor.hosts.values() if rt.sample is not None)
+    samples, streaming = collector.samples, collector.streaming
 
     key_ms: dict[str, list[float]] = {label: [] for _, _, label in KEYS}
     overlapped = 0
@@ -141,6 +184,8 @@ async def run(
         await asyncio.sleep(3 * interval)  # past the start-up burst and the first full layout
         pauses.pauses_ms.clear()
         first_tick = len(ticks.handled)
+        helpers = collector.helpers()
+        helpers_cpu0 = sum(cpu_s_of(p) for p in helpers)
         s0, cpu0, w0 = samples(), time.process_time(), time.perf_counter()
         end = w0 + seconds
         while time.perf_counter() < end:
@@ -164,9 +209,11 @@ async def run(
                     continue
                 key_ms[label].append((shown - posted) * 1000)
         w1, cpu1, s1 = time.perf_counter(), time.process_time(), samples()
+        helpers_cpu = sum(cpu_s_of(p) for p in helpers) - helpers_cpu0
         pauses.stop()
         seen_hosts = streaming()
         rss = rss_mib()
+        helpers_rss = sum(rss_mib_of(p) for p in helpers)
         # What a full collection walks (after the window: listing them is itself a walk).
         tracked = len(gc.get_objects())
         await app.action_quit()
@@ -198,6 +245,9 @@ async def run(
         "expected_samples_per_s": round(hosts / interval, 1),
         "process_cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / wall, 1),
         "rss_mib": round(rss, 1),
+        "workers": len(helpers),
+        "workers_cpu_pct_of_one_core": round(100 * helpers_cpu / wall, 1),
+        "workers_rss_mib": round(helpers_rss, 1),
         "tick_work_ms": summary(work),
         "snapshot_to_screen_ms": summary(to_screen),
         "tick_queued_ms": summary(queued),
@@ -221,6 +271,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--settle", type=float, default=90.0, help="max s to wait for all hosts")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="collector worker processes (0: in the app's)"
+    )
     args = parser.parse_args()
     from gputui.collect.fdlimit import raise_soft_limit
 
@@ -231,7 +284,7 @@ def main() -> None:
         try:
             write_client_files(directory, int((directory / "port").read_text()), args.hosts)
             result = asyncio.run(
-                run(args.hosts, directory, args.interval, args.seconds, args.settle)
+                run(args.hosts, directory, args.interval, args.seconds, args.settle, args.workers)
             )
         finally:
             assert server.stdin is not None

@@ -5,7 +5,9 @@ separate process, so their CPU is not counted. Each strategy runs as its own cli
 one after the other against the same server, and reports its own CPU, RSS and samples:
 
 - gputui:   the real FleetMonitor + SshSource (decode, health rules, history, snapshots) with
-            one subscriber, as `gputui` and `gputui report` run it;
+            one subscriber, as `gputui` and `gputui report` run it; with `--workers N`, the
+            monitor over N collector worker processes (gputui/collect/workers/), whose CPU and
+            memory are added to the client's and also reported apart;
 - floor:    a bare asyncssh client: one streaming command per host, lines read and decoded
             with json.loads, nothing else;
 - floor-lean: the least a Python client over asyncssh can do per line, as a reference for how
@@ -20,6 +22,7 @@ Each strategy is also offered with gputui's cipher choice as STRATEGY-gcm (floor
 uses it).
 
     python benchmarks/ingest.py --hosts 100 1000 --seconds 20 --out benchmarks/results/ingest.json
+    python benchmarks/ingest.py --hosts 1000 --strategies gputui --workers 4
 
 Prints the figures and the ratios gputui / floor (each floor) and peer / gputui, measured in
 one run; a strategy named more than once is run each time, and the ratios use its last run.
@@ -39,10 +42,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import msgspec
-from procstat import cpu_s, rss_mib
+from procstat import cpu_s, cpu_s_of, rss_mib, rss_mib_of
 
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("gputui", "floor", "floor-lean", "exec", "connect")
@@ -65,16 +69,67 @@ class Counter:
 
     Strategies that count as they receive leave `refresh` as is; gputui's client counts what
     the monitor holds, and only when asked (at the window's edges and while waiting for every
-    host), so the harness adds no periodic work to the process it measures.
+    host), so the harness adds no periodic work to the process it measures. `helpers` lists the
+    processes whose CPU and memory count as the client's too (collector workers).
     """
 
     def __init__(self) -> None:
         self.samples = 0
         self.hosts_seen: set[str] = set()
         self.refresh: Callable[[], None] = lambda: None
+        self.helpers: Callable[[], list[int]] = lambda: []
+
+
+WORKERS = {"n": 0}  # collector worker processes of gputui's client (--workers)
+
+
+def worker_monitor(names: list[str], directory: Path, interval: float, workers: int) -> Any:
+    """gputui's monitor over `workers` collector worker processes, reaching the bench server's
+    hosts as a hosts file's [ssh] would (the workers ship the real agent bootstrap, which the
+    server answers like bench-stream)."""
+    from gputui.collect.launch import AgentArgs
+    from gputui.collect.recipes import HostRecipe
+    from gputui.collect.workers.monitor import WorkerMonitor
+    from gputui.config import SshSettings
+
+    recipes = [
+        HostRecipe(name=n, args=AgentArgs(interval_s=interval), interval_s=interval) for n in names
+    ]
+    ssh = SshSettings(
+        config_files=(directory / "ssh_config",), known_hosts=directory / "known_hosts"
+    )
+    return WorkerMonitor(recipes, workers, ssh=ssh, tick_s=interval)
+
+
+async def client_gputui_workers(
+    names: list[str], directory: Path, interval: float, c: Counter
+) -> None:
+    monitor = worker_monitor(names, directory, interval, WORKERS["n"])
+    async with monitor:
+
+        async def consume() -> None:
+            async for _snap in monitor.snapshots():
+                pass
+
+        def refresh() -> None:
+            # Every sample reaches the parent's rings (the frames carry each one).
+            hosts = monitor.hosts.values()
+            c.samples = sum(h.history.appended for h in hosts if h.history is not None)
+            c.hosts_seen = {h.name for h in hosts if h.latest.sample is not None}
+
+        c.refresh = refresh
+        c.helpers = lambda: [p for p in (link.pid for link in monitor.links) if p is not None]
+        task = asyncio.create_task(consume())
+        try:
+            await asyncio.Event().wait()
+        finally:
+            task.cancel()
 
 
 async def client_gputui(names: list[str], directory: Path, interval: float, c: Counter) -> None:
+    if WORKERS["n"] > 0:
+        await client_gputui_workers(names, directory, interval, c)
+        return
     from gputui.agent.bundle import build_bundle
     from gputui.collect.launch import AgentInvocation
     from gputui.collect.monitor import FleetMonitor, HostPlan
@@ -260,19 +315,34 @@ async def run_client(
             break
     await asyncio.sleep(2 * interval)  # let the start-up burst pass
     counter.refresh()
+    helpers = counter.helpers()
+    helpers_cpu0 = sum(cpu_s_of(p) for p in helpers)
     cpu0, s0, w0 = cpu_s(), counter.samples, time.monotonic()
     await asyncio.sleep(seconds)
     cpu1, w1 = cpu_s(), time.monotonic()
     counter.refresh()  # synchronous: no sample arrives between the two lines
     s1 = counter.samples
-    rss = rss_mib()
+    helpers_cpu = sum(cpu_s_of(p) for p in helpers) - helpers_cpu0
+    own_rss = rss_mib()
+    rss = own_rss + sum(rss_mib_of(p) for p in helpers)
     task.cancel()
     with contextlib.suppress(BaseException):
         await asyncio.wait_for(task, 10)
     wall = w1 - w0
     samples = s1 - s0
+    own_cpu = cpu1 - cpu0
+    cpu1 += helpers_cpu  # the client's cost is its own and its workers'
+    apart = {}
+    if helpers:
+        apart = {
+            "workers": len(helpers),
+            "client_process_cpu_pct": round(100 * own_cpu / wall, 2),
+            "workers_cpu_pct": round(100 * helpers_cpu / wall, 2),
+            "client_process_rss_mib": round(own_rss, 1),
+        }
     return {
         "strategy": strategy,
+        **apart,
         "hosts": n,
         "all_streaming_s": None if all_streaming_s is None else round(all_streaming_s, 2),
         "hosts_seen": len(counter.hosts_seen),
@@ -335,6 +405,12 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--settle", type=float, default=60.0, help="max seconds to wait for all hosts")
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="gputui's client reads the streams in N collector worker processes (0: in-process)",
+    )
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -343,6 +419,7 @@ def main() -> None:
         from gputui.collect.fdlimit import raise_soft_limit
 
         raise_soft_limit()
+        WORKERS["n"] = args.workers
         result = asyncio.run(
             run_client(
                 args.client, args.hosts[0], args.dir, args.interval, args.seconds, args.settle
@@ -380,6 +457,8 @@ def main() -> None:
                             str(args.interval),
                             "--settle",
                             str(args.settle),
+                            "--workers",
+                            str(args.workers),
                         ],
                         capture_output=True,
                         text=True,

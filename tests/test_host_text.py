@@ -146,6 +146,7 @@ def fake_collect(monkeypatch: pytest.MonkeyPatch) -> None:
         wait_s: float,
         sim_elapsed_s: float | None = None,
         shard: object = None,
+        workers: int | None = None,
     ) -> FleetSnapshot:
         return nasty_fleet()
 

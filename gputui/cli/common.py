@@ -16,7 +16,7 @@ import typer
 from gputui.cli.exits import EXIT_UNKNOWN, EXIT_USAGE, UsageExit
 from gputui.collect.fdlimit import open_files_for
 from gputui.collect.fleet import demo_fleet_and_monitor, monitor_config, open_files_for_hosts
-from gputui.collect.monitor import FleetMonitor
+from gputui.collect.live import LiveMonitor
 from gputui.collect.scenarios import ScenarioError
 from gputui.config import (
     DEFAULT_INTERVAL_S,
@@ -87,12 +87,14 @@ async def open_monitor(
     sim_elapsed_s: float | None = None,
     history_len: int | None = None,
     shard: Shard | None = None,
-) -> AsyncIterator[FleetMonitor]:
+    workers: int | None = None,
+) -> AsyncIterator[LiveMonitor]:
     """A running monitor over the demo fleet (`demo` hosts) or the configured one (only the
     hosts of `shard`, when given); unless `tick_s` is given, it ticks with the fleet's fastest
     host (gputui/collect/tick.py). The demo's hosts start `sim_elapsed_s` into their scenarios
     (None: at their start). Each host keeps `history_len` samples (None: what the fleet's size
-    allows; 0: none)."""
+    allows; 0: none). The streams are read in `workers` worker processes (None: as the hosts
+    file says, "auto" for the demo)."""
     if demo is not None and shard is not None:
         raise fail("--shard splits the hosts of a hosts file; the demo fleet is not split")
     if demo is not None:
@@ -108,6 +110,7 @@ async def open_monitor(
                 tick_s=tick_s,
                 sim_elapsed_s=sim_elapsed_s,
                 history_len=history_len,
+                workers="auto" if workers is None else workers,
             ) as (_fleet, m):
                 yield m
         except (DemoFleetError, ScenarioError) as exc:
@@ -125,7 +128,9 @@ async def open_monitor(
     # A fleet read from Prometheus holds no descriptor per host.
     check_open_files(specs if config.prometheus is None else [])
     try:
-        async with monitor_config(config, tick_s=tick_s, history_len=history_len, specs=specs) as m:
+        async with monitor_config(
+            config, tick_s=tick_s, history_len=history_len, specs=specs, workers=workers
+        ) as m:
             yield m
     except ScenarioError as exc:
         raise fail(str(exc)) from None
@@ -146,13 +151,12 @@ async def discovered(config: Config) -> Config:
         raise fail(f"cannot list the fleet from Prometheus: {exc}", EXIT_UNKNOWN) from None
 
 
-async def settle(monitor: FleetMonitor, wait_s: float) -> FleetSnapshot:
+async def settle(monitor: LiveMonitor, wait_s: float) -> FleetSnapshot:
     """Wait until every host answered or failed (or `wait_s` passed); that snapshot."""
     deadline = time.monotonic() + wait_s
     while not monitor.settled() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    for rt in monitor.hosts.values():
-        rt.check_stale()
+    monitor.check_stale()
     return monitor.publish()
 
 
@@ -162,10 +166,11 @@ async def collect_once(
     wait_s: float,
     sim_elapsed_s: float | None = None,
     shard: Shard | None = None,
+    workers: int | None = None,
 ) -> FleetSnapshot:
     # One snapshot charts nothing: no history rings (nor numpy, which they are made of).
     async with open_monitor(
-        hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0, shard=shard
+        hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0, shard=shard, workers=workers
     ) as monitor:
         return await settle(monitor, wait_s)
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from gputui.collect.monitor import FleetMonitor
+from gputui.collect.live import LiveMonitor
 from gputui.core.fleet_tally import FleetTally, Tally
 from gputui.core.model import FleetSnapshot
 from gputui.core.prom_series import RATE_WINDOW_S
@@ -40,12 +40,12 @@ class ExportFeed:
         self._view = ExportView(snapshot=snap, tally=tally, publish_lag_s=lag)
         return self._view
 
-    async def follow(self, monitor: FleetMonitor) -> None:
+    async def follow(self, monitor: LiveMonitor) -> None:
         """Take every snapshot `monitor` publishes, until it stops (or this task is cancelled)."""
         async for snap in monitor.snapshots():
             self.take(snap)
 
-    async def start(self, monitor: FleetMonitor) -> asyncio.Task[None]:
+    async def start(self, monitor: LiveMonitor) -> asyncio.Task[None]:
         """`follow` in a task, subscribed before this returns: no snapshot published from here
         on, nor its events, is missed."""
         task = asyncio.create_task(self.follow(monitor), name="gputui-export-feed")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gputui.cli.app import app
-from gputui.cli.options import HostsOption
+from gputui.cli.options import HostsOption, WorkersOption
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -59,6 +59,7 @@ def exporter(
             "name), so N exporters cover the fleet with each host once",
         ),
     ] = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Serve the fleet's readings and verdicts to Prometheus at /metrics.
 
@@ -66,11 +67,14 @@ def exporter(
     Ctrl+C or SIGTERM. Series and alerting rules: docs/prometheus.md, `gputui rules`."""
     from gputui.cli.common import fail, parse_shard_option
     from gputui.cli.listen import is_loopback, parse_listen
+    from gputui.cli.options import workers_problem
 
     if hosts is not None and demo is not None:
         raise fail("--hosts and --demo exclude each other")
     if demo is not None and not 1 <= demo <= 5000:
         raise fail("--demo takes a number of hosts from 1 to 5000")
+    if (problem := workers_problem(workers)) is not None:
+        raise fail(problem)
     chosen = parse_shard_option(shard)
     try:
         address, port = parse_listen(listen if listen is not None else DEFAULT_LISTEN)
@@ -81,7 +85,7 @@ def exporter(
             f"gputui: serving /metrics to other machines on {address}, without authentication",
             err=True,
         )
-    asyncio.run(_serve(hosts, demo, chosen, address, port))
+    asyncio.run(_serve(hosts, demo, chosen, address, port, workers))
 
 
 def start_server(feed: ExportFeed, address: str, port: int) -> WSGIServer:
@@ -105,7 +109,12 @@ def start_server(feed: ExportFeed, address: str, port: int) -> WSGIServer:
 
 
 async def _serve(
-    hosts: Path | None, demo: int | None, shard: Shard | None, address: str, port: int
+    hosts: Path | None,
+    demo: int | None,
+    shard: Shard | None,
+    address: str,
+    port: int,
+    workers: int | None = None,
 ) -> None:
     from gputui.cli.common import open_monitor
     from gputui.cli.export_feed import ExportFeed
@@ -123,7 +132,7 @@ async def _serve(
         typer.echo(
             f"gputui: serving http://{shown}:{bound}/metrics (Ctrl+C or SIGTERM stops)", err=True
         )
-        async with open_monitor(hosts, demo, shard=shard) as monitor:
+        async with open_monitor(hosts, demo, shard=shard, workers=workers) as monitor:
             follower = await feed.start(monitor)
             await stop.wait()
             follower.cancel()

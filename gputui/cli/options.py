@@ -48,3 +48,24 @@ LocalBackendOption = Annotated[
         f"sim:SCENARIO (sim: simulated, no GPU needed; default: ${LOCAL_BACKEND_ENV}, then auto)",
     ),
 ]
+
+#: How many collector worker processes read the hosts' streams (`[collector] workers`).
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        metavar="N",
+        help="Read the hosts' streams in N worker processes (0: in this process; default: "
+        "[collector] workers of the hosts file, else one per core from 256 hosts)",
+    ),
+]
+
+#: The most worker processes --workers takes (the hosts file says the same).
+MAX_WORKERS = 1024
+
+
+def workers_problem(workers: int | None) -> str | None:
+    """Why `--workers` cannot be used, or None."""
+    if workers is not None and not 0 <= workers <= MAX_WORKERS:
+        return f"--workers takes a number of processes from 0 (this process) to {MAX_WORKERS}"
+    return None

@@ -14,6 +14,7 @@ import typer
 from gputui.cli.app import app
 from gputui.cli.common import collect_once, fail, open_monitor, parse_shard_option, settle
 from gputui.cli.exits import PluginCommand
+from gputui.cli.options import WorkersOption, workers_problem
 from gputui.config.shard import Shard
 from gputui.core.hoststats import fleet_status
 from gputui.core.model import FleetSnapshot
@@ -77,6 +78,7 @@ def report(
             help="Report only shard K of N of the hosts file (as `gputui exporter --shard`)",
         ),
     ] = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Print one snapshot of the fleet, for cron and monitoring.
 
@@ -96,13 +98,17 @@ def report(
         raise fail("--sim-elapsed needs --demo: only simulated hosts have a scenario to start into")
     if sim_elapsed is not None and not 0 <= sim_elapsed <= MAX_SIM_ELAPSED_S:
         raise fail(f"--sim-elapsed takes 0 to {MAX_SIM_ELAPSED_S:g} seconds")
+    if (problem := workers_problem(workers)) is not None:
+        raise fail(problem)
     chosen = parse_shard_option(shard)
     if output is not None and not output.parent.is_dir():
         raise fail(f"--output: the directory {output.parent} does not exist")
     if fmt is ReportFormat.prometheus:
-        snapshot, text = asyncio.run(_prometheus(hosts, demo, wait, sim_elapsed, chosen))
+        snapshot, text = asyncio.run(_prometheus(hosts, demo, wait, sim_elapsed, chosen, workers))
     else:
-        snapshot = asyncio.run(collect_once(hosts, demo, wait, sim_elapsed, shard=chosen))
+        snapshot = asyncio.run(
+            collect_once(hosts, demo, wait, sim_elapsed, shard=chosen, workers=workers)
+        )
         text = _rendered(snapshot, fmt)
     if output is None:
         typer.echo(text, nl=False)
@@ -132,6 +138,7 @@ async def _prometheus(
     wait_s: float,
     sim_elapsed_s: float | None,
     shard: Shard | None,
+    workers: int | None,
 ) -> tuple[FleetSnapshot, str]:
     """One settled snapshot in Prometheus' text format, with the XIDs seen while waiting for it
     counted as the exporter counts them."""
@@ -139,7 +146,7 @@ async def _prometheus(
     from gputui.render.prometheus import ExportView, exposition
 
     async with open_monitor(
-        hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0, shard=shard
+        hosts, demo, sim_elapsed_s=sim_elapsed_s, history_len=0, shard=shard, workers=workers
     ) as monitor:
         feed = ExportFeed()
         follower = await feed.start(monitor)

@@ -21,11 +21,18 @@ import typer
 
 from gputui.cli.app import app
 from gputui.cli.common import DEMO_HOSTS
-from gputui.cli.options import HostsOption, JournalOption, LocalBackendOption, ReadonlyOption
+from gputui.cli.options import (
+    HostsOption,
+    JournalOption,
+    LocalBackendOption,
+    ReadonlyOption,
+    WorkersOption,
+    workers_problem,
+)
 from gputui.config import DEFAULT_INTERVAL_S
 
 if TYPE_CHECKING:
-    from gputui.collect.monitor import FleetMonitor
+    from gputui.collect.live import LiveMonitor
     from gputui.config import Config
     from gputui.config.ui import UiSettings
     from gputui.core.jobs import SchedulerJob
@@ -53,7 +60,7 @@ class Wiring:
         self.groups: dict[str, str] = {}
 
     @contextlib.asynccontextmanager
-    async def attach(self, monitor: FleetMonitor, config: Config) -> AsyncIterator[None]:
+    async def attach(self, monitor: LiveMonitor, config: Config) -> AsyncIterator[None]:
         if not self.use_journal:
             yield
             return
@@ -237,6 +244,7 @@ def monitor(
     ] = False,
     readonly: ReadonlyOption = False,
     local_backend: LocalBackendOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Open the live monitor (also: bare `gputui`).
 
@@ -260,6 +268,8 @@ def monitor(
             "--local-backend chooses how this machine is read when there is no hosts file; "
             "in a hosts file, backend = ... says how each group is read"
         )
+    if (problem := workers_problem(workers)) is not None:
+        raise fail(problem)
     config = local_or_fail(local_backend) if local else load_hosts(hosts)
     if config.prometheus is not None and not config.prometheus.listed_hosts:
         import asyncio
@@ -281,8 +291,8 @@ def monitor(
     info = [_local_notice(config)] if local else []
 
     @contextlib.asynccontextmanager
-    async def open_monitor() -> AsyncIterator[FleetMonitor]:
-        async with monitor_config(config) as m, wiring.attach(m, config):
+    async def open_monitor() -> AsyncIterator[LiveMonitor]:
+        async with monitor_config(config, workers=workers) as m, wiring.attach(m, config):
             yield m
 
     async def triage(name: str, width: int) -> str:
@@ -369,6 +379,7 @@ def demo(
     bell: Annotated[
         bool, typer.Option("--bell", help="Ring the terminal bell when a host gets worse")
     ] = False,
+    workers: WorkersOption = None,
 ) -> None:
     """Open the monitor on a simulated fleet.
 
@@ -389,6 +400,8 @@ def demo(
         raise fail("--hosts takes a number of hosts from 1 to 5000")
     if not DEMO_MIN_INTERVAL_S <= interval <= DEMO_MAX_INTERVAL_S:
         raise fail(f"--interval takes {DEMO_MIN_INTERVAL_S:g} to {DEMO_MAX_INTERVAL_S:g} seconds")
+    if (problem := workers_problem(workers)) is not None:
+        raise fail(problem)
     need_terminal("gputui demo", instead=f"gputui report --demo {n_hosts}")
     shortfall = check_open_files(demo=n_hosts)
     # The demo journals into a scratch file: its marks and actions are not the real fleet's.
@@ -396,12 +409,13 @@ def demo(
     wiring = Wiring(scratch / "journal.sqlite3", True)
 
     @contextlib.asynccontextmanager
-    async def open_monitor() -> AsyncIterator[FleetMonitor]:
+    async def open_monitor() -> AsyncIterator[LiveMonitor]:
         async with demo_fleet_and_monitor(
             n_hosts,
             seed=seed,
             interval_s=interval,
             spares=default_spares(n_hosts),
+            workers="auto" if workers is None else workers,
         ) as (fleet, m):
             running.append((fleet, time.monotonic()))
             config = demo_config(list(m.hosts), scratch / "scheduler.log", fleet.scheduler)

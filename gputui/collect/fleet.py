@@ -11,36 +11,23 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from gputui.collect.fdlimit import OpenFiles, load_lazy_modules, open_files_for, raise_soft_limit
-from gputui.collect.feed import Source
-from gputui.collect.launch import AgentArgs, remote_invocation
-from gputui.collect.local_source import LocalSource
+from gputui.collect.launch import AgentArgs
+from gputui.collect.live import LiveMonitor
 from gputui.collect.monitor import FleetMonitor, HostPlan
+from gputui.collect.recipes import HostRecipe, plans_for_recipes
+from gputui.collect.recipes import ssh_options as ssh_options
 from gputui.collect.scenarios import demo_assignment, is_fleet_mix, load_scenario
+from gputui.collect.workers.count import workers_for
 from gputui.config import DEFAULT_INTERVAL_S, Config, HostSpec, SshSettings
 from gputui.core.health import Thresholds
 
 if TYPE_CHECKING:
     from gputui.collect.demo import DemoFleet
     from gputui.collect.prom_source import PromFleetSource
-    from gputui.collect.ssh import SshContext, SshOptions
-
-
-def ssh_options(settings: SshSettings) -> SshOptions:
-    from gputui.collect.ssh import SshOptions
-
-    return SshOptions(
-        config_files=tuple(settings.config_files),
-        known_hosts=settings.known_hosts,
-        connect_timeout_s=settings.connect_timeout_s,
-        keepalive_interval_s=settings.keepalive_interval_s,
-        keepalive_count_max=settings.keepalive_count_max,
-        max_handshakes=settings.max_handshakes,
-        identity_files=tuple(settings.identity_files),
-        strict_host_keys=settings.strict_host_keys,
-    )
+    from gputui.collect.ssh import SshContext
 
 
 def host_seed(name: str) -> int:
@@ -88,22 +75,47 @@ def agent_args(
     )
 
 
-def source_for(
-    spec: HostSpec,
-    ssh: SshContext | None,
-    scenario: dict[str, Any] | None = None,
-    once: bool = False,
-) -> Source:
-    """The source of `spec`'s readings; `ssh` is needed for every host but `localhost`."""
-    args = agent_args(spec, scenario, once)
-    if spec.transport == "local":
-        return LocalSource(spec.name, args)
-    if ssh is None:
-        raise ValueError(f"{spec.name} is reached over SSH, and no SSH context was given")
-    from gputui.collect.ssh_source import SshSource
+def recipes_for_config(config: Config, specs: Sequence[HostSpec] | None = None) -> list[HostRecipe]:
+    """One recipe per configured host (or per host of `specs`), in file order. A simulated
+    fleet mix is spread over the whole of `specs` here, so that shards agree with it."""
+    chosen = list(specs if specs is not None else config.hosts)
+    scenarios = sim_scenarios(chosen)
+    return [
+        HostRecipe(
+            name=spec.name,
+            args=agent_args(spec, scenarios.get(spec.name)),
+            transport=spec.transport,
+            python=spec.python,
+            interval_s=spec.interval_s,
+            labels={"group": spec.group, **spec.labels},
+            spare=spec.spare,
+        )
+        for spec in chosen
+    ]
 
-    python = spec.python
-    return SshSource(spec.name, ssh, lambda: remote_invocation(python, args))
+
+def recipes_for_demo(
+    fleet: DemoFleet, interval_s: float = DEFAULT_INTERVAL_S, sim_elapsed_s: float | None = None
+) -> list[HostRecipe]:
+    """One recipe per demo host; each starts `sim_elapsed_s` into its scenario (None: at 0)."""
+    return [
+        HostRecipe(
+            name=host.name,
+            args=AgentArgs(
+                backend="sim",
+                interval_s=interval_s,
+                slow_every=10,
+                host=host.name,
+                scenario=host.scenario,
+                seed=host.seed,
+                sim_elapsed_s=sim_elapsed_s,
+            ),
+            interval_s=interval_s,
+            labels={"group": "demo", "scenario": str(host.scenario.get("name", "?"))},
+            spare=host.spare,
+        )
+        for host in fleet.hosts
+    ]
 
 
 def plans_for_prometheus(
@@ -134,53 +146,19 @@ def plans_for_config(
     when every host is `localhost` (no SSH, so no asyncssh, no known_hosts read)."""
     if config.prometheus is not None:
         raise ValueError("a fleet read from Prometheus is planned by plans_for_prometheus")
-    chosen = list(specs if specs is not None else config.hosts)
-    ssh = None
-    if any(spec.transport != "local" for spec in chosen):
-        from gputui.collect.ssh import SshContext
-
-        ssh = SshContext(ssh_options(config.ssh))
-    scenarios = sim_scenarios(chosen)
-    plans = [
-        HostPlan(
-            source=source_for(spec, ssh, scenarios.get(spec.name)),
-            interval_s=spec.interval_s,
-            labels={"group": spec.group, **spec.labels},
-            spare=spec.spare,
-        )
-        for spec in chosen
-    ]
-    return plans, ssh
+    recipes = recipes_for_config(config, specs)
+    local = all(r.transport == "local" for r in recipes)
+    return plans_for_recipes(recipes, None if local else ssh_options(config.ssh))
 
 
 def plans_for_demo(
     fleet: DemoFleet, interval_s: float = DEFAULT_INTERVAL_S, sim_elapsed_s: float | None = None
 ) -> tuple[list[HostPlan], SshContext]:
     """One plan per demo host; each starts `sim_elapsed_s` into its scenario (None: at 0)."""
-    from gputui.collect.ssh import SshContext
-    from gputui.collect.ssh_source import SshSource
-
-    ssh = SshContext(fleet.ssh_options)
-    plans: list[HostPlan] = []
-    for host in fleet.hosts:
-        args = AgentArgs(
-            backend="sim",
-            interval_s=interval_s,
-            slow_every=10,
-            host=host.name,
-            scenario=host.scenario,
-            seed=host.seed,
-            sim_elapsed_s=sim_elapsed_s,
-        )
-        labels = {"group": "demo", "scenario": str(host.scenario.get("name", "?"))}
-        plans.append(
-            HostPlan(
-                source=SshSource(host.name, ssh, lambda a=args: remote_invocation("python3", a)),  # type: ignore[misc]
-                interval_s=interval_s,
-                labels=labels,
-                spare=host.spare,
-            )
-        )
+    plans, ssh = plans_for_recipes(
+        recipes_for_demo(fleet, interval_s, sim_elapsed_s), fleet.ssh_options
+    )
+    assert ssh is not None  # every demo host is reached over SSH
     return plans, ssh
 
 
@@ -213,15 +191,37 @@ async def _running(
 
 
 @contextlib.asynccontextmanager
+async def _in_workers(
+    recipes: list[HostRecipe],
+    workers: int,
+    ssh: SshSettings | None,
+    thresholds: Thresholds | None,
+    tick_s: float | None,
+    history_len: int | None,
+) -> AsyncIterator[LiveMonitor]:
+    """A monitor over `recipes` collected by `workers` worker processes."""
+    from gputui.collect.workers.monitor import WorkerMonitor
+
+    monitor = WorkerMonitor(
+        recipes, workers, ssh=ssh, thresholds=thresholds, tick_s=tick_s, history_len=history_len
+    )
+    async with monitor:
+        yield monitor
+
+
+@contextlib.asynccontextmanager
 async def monitor_config(
     config: Config,
     *,
     tick_s: float | None = None,
     history_len: int | None = None,
     specs: Sequence[HostSpec] | None = None,
-) -> AsyncIterator[FleetMonitor]:
+    workers: int | Literal["auto"] | None = None,
+) -> AsyncIterator[LiveMonitor]:
     """A running monitor over the configured hosts (or `specs`); unless `tick_s` is given, it
-    ticks with the fastest of them (gputui/collect/tick.py)."""
+    ticks with the fastest of them (gputui/collect/tick.py). The hosts are read in `workers`
+    worker processes (None: as the hosts file's [collector] says; 0: in this process). A fleet
+    read from Prometheus is read in this process: one poller's queries serve every host."""
     if config.prometheus is not None:
         prom_plans, poller = plans_for_prometheus(config, specs)
         async with _running(
@@ -229,8 +229,16 @@ async def monitor_config(
         ) as monitor:
             yield monitor
         return
-    plans, ssh = plans_for_config(config, specs)
-    async with _running(plans, ssh, config.thresholds, tick_s, history_len) as monitor:
+    recipes = recipes_for_config(config, specs)
+    n = workers_for(config.workers if workers is None else workers, len(recipes))
+    if n > 0:
+        local = all(r.transport == "local" for r in recipes)
+        ssh = None if local else config.ssh
+        async with _in_workers(recipes, n, ssh, config.thresholds, tick_s, history_len) as m:
+            yield m
+        return
+    plans, ssh_context = plans_for_config(config, specs)
+    async with _running(plans, ssh_context, config.thresholds, tick_s, history_len) as monitor:
         yield monitor
 
 
@@ -246,11 +254,33 @@ async def demo_fleet_and_monitor(
     scenario: str | None = None,
     spares: int = 0,
     sim_elapsed_s: float | None = None,
-) -> AsyncIterator[tuple[DemoFleet, FleetMonitor]]:
-    """The running demo fleet and a monitor over it (triage needs the fleet's SSH files)."""
+    workers: int | Literal["auto"] = "auto",
+) -> AsyncIterator[tuple[DemoFleet, LiveMonitor]]:
+    """The running demo fleet and a monitor over it (triage needs the fleet's SSH files); its
+    hosts are read in `workers` worker processes (0: in this process), which reach the demo's
+    loopback servers as they would any SSH host."""
     from gputui.collect.demo import DemoFleet
 
     async with DemoFleet(n_hosts, seed=seed, scenario=scenario, spares=spares) as fleet:
-        plans, ssh = plans_for_demo(fleet, interval_s, sim_elapsed_s)
-        async with _running(plans, ssh, thresholds, tick_s, history_len) as monitor:
+        n = workers_for(workers, n_hosts)
+        if n > 0:
+            recipes = recipes_for_demo(fleet, interval_s, sim_elapsed_s)
+            ssh = demo_ssh_settings(fleet)
+            async with _in_workers(recipes, n, ssh, thresholds, tick_s, history_len) as m:
+                yield fleet, m
+            return
+        plans, ssh_context = plans_for_demo(fleet, interval_s, sim_elapsed_s)
+        async with _running(plans, ssh_context, thresholds, tick_s, history_len) as monitor:
             yield fleet, monitor
+
+
+def demo_ssh_settings(fleet: DemoFleet) -> SshSettings:
+    """The demo fleet's SSH options as a hosts file's [ssh] would say them (a worker process
+    builds its SSH context from these)."""
+    options = fleet.ssh_options
+    return SshSettings(
+        config_files=options.config_files,
+        known_hosts=options.known_hosts or SshSettings().known_hosts,
+        keepalive_interval_s=options.keepalive_interval_s,
+        max_handshakes=options.max_handshakes,
+    )

@@ -94,6 +94,32 @@ class HostHistory:
         self._n = min(self._n + 1, self.capacity)
         self.appended += 1
 
+    def extend(self, times: npt.NDArray[np.float64], values: npt.NDArray[np.float32]) -> None:
+        """Append points recorded elsewhere (a worker process's ring): `times` (n,) and
+        `values` (GPUs x metrics x n), oldest first, the layout `since()` returns."""
+        n = len(times)
+        if n == 0:
+            return
+        if n > self.capacity:  # more than the ring holds: the newest fill it
+            times, values, skipped = times[-self.capacity :], values[:, :, -self.capacity :], n
+            n = self.capacity
+            skipped -= n
+        else:
+            skipped = 0
+        slots = (self._head + np.arange(n)) % self.capacity
+        self.t[slots] = times
+        if self.values.shape[0]:
+            self.values[:, :, slots] = values
+        self._head = (self._head + n) % self.capacity
+        self._n = min(self._n + n, self.capacity)
+        self.appended += n + skipped
+
+    def since(self, appended: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+        """The points appended after the first `appended` that the ring still holds: their
+        times (n,) and values (GPUs x metrics x n), oldest first."""
+        order = self._order(self.appended - appended)
+        return self.t[order], self.values[:, :, order]
+
     def series(
         self, gpu_index: int, metric: Metric, last: int | None = None
     ) -> npt.NDArray[np.float32]:

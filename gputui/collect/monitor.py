@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
+from gputui.collect.event_log import EventLog
 from gputui.collect.feed import Backoff, Source
 from gputui.collect.host_runtime import HostRuntime
+from gputui.collect.subscription import Subscribers
 from gputui.collect.tick import tick_for
 from gputui.config import DEFAULT_INTERVAL_S
 from gputui.core.health import Thresholds
@@ -30,11 +29,6 @@ URGENT_MIN_SPACING_S = 0.05  # pushed events publish at once, but at most 20 tim
 # Before the first tick, how often the monitor looks whether every host has answered: the first
 # snapshot goes out then (docs/benchmarks.md, "Start-up").
 FIRST_LOOK_S = 0.02
-EVENT_LOG_LEN = 2000
-# The same event as a host's last one of its kind, within this long, is counted on that entry
-# ("x40") instead of logged again: a host that fails the same way at every retry stays one line.
-COLLAPSE_WITHIN_S = 3600.0
-_COLLAPSE_SEARCH = 256  # how far back the log is searched for the entry to count on
 
 
 @dataclass
@@ -47,35 +41,15 @@ class HostPlan:
     spare: bool = False
 
 
-class _Subscription:
-    def __init__(self) -> None:
-        self.latest: FleetSnapshot | None = None
-        self.pending_events: list[FleetEvent] = []
-        self.wake = asyncio.Event()
-
-    def offer(self, snap: FleetSnapshot) -> None:
-        self.pending_events.extend(snap.events)
-        self.latest = snap
-        self.wake.set()
-
-    def take(self) -> FleetSnapshot:
-        snap = self.latest
-        assert snap is not None
-        events = tuple(self.pending_events)
-        self.pending_events = []
-        self.latest = None
-        self.wake.clear()
-        if events != snap.events:
-            snap = FleetSnapshot(t=snap.t, hosts=snap.hosts, events=events)
-        return snap
-
-
 class FleetMonitor:
     """Owns per-host state and the tick; `async with` starts and stops every source.
 
     Unless `tick_s` is given, it ticks with the fleet's fastest host, within tick.py's bounds.
     Unless `history_len` is given, each host keeps the history its fleet's size allows
     (gputui/collect/history.py); 0 keeps none (a one-shot report, which then needs no numpy).
+    Without `job_stragglers`, the job-level straggler rule is left to whoever merges this
+    monitor's hosts with others (a worker process sees only its shard of the fleet), and
+    `on_urgent` hears of each event that publishes at once, as it is logged.
     """
 
     def __init__(
@@ -87,6 +61,8 @@ class FleetMonitor:
         history_len: int | None = None,
         clock: Callable[[], float] = time.time,
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        job_stragglers: bool = True,
+        on_urgent: Callable[[FleetEvent], None] | None = None,
     ) -> None:
         self.tick_s = tick_s if tick_s is not None else tick_for(p.interval_s for p in plans)
         self._closers = list(closers)
@@ -113,18 +89,18 @@ class FleetMonitor:
                 clock=clock,
             )
         # Across hosts, once per tick: a GPU slower than its job's GPUs on the other hosts.
-        self._job_stragglers = JobStragglerRule(thresholds)
-        self.events: deque[FleetEvent] = deque(maxlen=EVENT_LOG_LEN)
+        self._job_stragglers = JobStragglerRule(thresholds) if job_stragglers else None
+        self._on_urgent = on_urgent
+        self._log = EventLog()
+        self.events = self._log.entries
         self._new_events: list[FleetEvent] = []
-        self._subs: list[_Subscription] = []
+        self._subs = Subscribers()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()  # set by the tick timer or by an urgent event
         self._urgent = False
         self._last_publish = 0.0
         self._latest: FleetSnapshot | None = None
         self._closed = False
-        # Each host's latest event of each kind, for counting repeats on it.
-        self._last_event: dict[tuple[str, str], FleetEvent] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -153,8 +129,7 @@ class FleetMonitor:
         for close in self._closers:  # shared resources (the SSH context's bastions)
             with contextlib.suppress(Exception):
                 await close()
-        for sub in self._subs:
-            sub.wake.set()
+        self._subs.wake_all()
 
     async def _supervise(self, source: Source, runtime: HostRuntime) -> None:
         """Run a host's source for as long as the monitor runs.
@@ -176,35 +151,13 @@ class FleetMonitor:
     # -- events and ticks -------------------------------------------------------------------
 
     def _on_event(self, event: FleetEvent, urgent: bool) -> None:
-        event = self._collapse(event)
+        event = self._log.add(event)
         self._new_events.append(event)
         if urgent:
+            if self._on_urgent is not None:
+                self._on_urgent(event)
             self._urgent = True
             self._wake.set()
-
-    def _collapse(self, event: FleetEvent) -> FleetEvent:
-        """Log `event`, or count it on the host's last entry when it repeats that one."""
-        key = (event.host, event.kind)
-        last = self._last_event.get(key)
-        if (
-            last is not None
-            and event.t - last.t < COLLAPSE_WITHIN_S
-            and (last.kind, last.text, last.level, last.gpu, last.xid)
-            == (event.kind, event.text, event.level, event.gpu, event.xid)
-        ):
-            event = msgspec.structs.replace(event, repeat=last.repeat + 1)
-            # Counted in place when the entry is still near the end of the log, else logged
-            # again with the running count.
-            for back in range(1, min(_COLLAPSE_SEARCH, len(self.events)) + 1):
-                if self.events[-back] is last:
-                    self.events[-back] = event
-                    break
-            else:
-                self.events.append(event)
-        else:
-            self.events.append(event)
-        self._last_event[key] = event
-        return event
 
     async def _ticker(self) -> None:
         # A timer that sets an event, not asyncio.wait_for: on Python 3.11 wait_for can swallow
@@ -213,8 +166,7 @@ class FleetMonitor:
         loop = asyncio.get_running_loop()
         await self._first_answers()
         if not self._wake.is_set():  # else an urgent event publishes below, at once
-            for runtime in self.hosts.values():
-                runtime.check_stale()
+            self.check_stale()
             self.publish()
         next_tick = time.monotonic()
         while True:
@@ -232,8 +184,7 @@ class FleetMonitor:
                     await asyncio.sleep(URGENT_MIN_SPACING_S - since)
                 next_tick -= self.tick_s  # an urgent publish does not shift the regular tick
             else:
-                for runtime in self.hosts.values():
-                    runtime.check_stale()
+                self.check_stale()
             self.publish()
             if time.monotonic() - next_tick > self.tick_s:
                 next_tick = time.monotonic()  # fell behind (suspended laptop): don't burst
@@ -251,21 +202,26 @@ class FleetMonitor:
                 return
             await asyncio.sleep(min(FIRST_LOOK_S, left))
 
+    def check_stale(self) -> None:
+        """Judge every host's staleness now (each tick does)."""
+        for runtime in self.hosts.values():
+            runtime.check_stale()
+
     def publish(self) -> FleetSnapshot:
         """Build the snapshot now and hand it to every subscriber."""
         now = self._clock()
         hosts = tuple(rt.snapshot() for rt in self.hosts.values())
         # The job-level rule sees the whole fleet, which no host's runtime does: its reasons
         # join the published verdicts here, and its events this snapshot's.
-        hosts, job_events = self._job_stragglers.apply(hosts, now)
-        for event in job_events:
-            self._on_event(event, False)
+        if self._job_stragglers is not None:
+            hosts, job_events = self._job_stragglers.apply(hosts, now)
+            for event in job_events:
+                self._on_event(event, False)
         snap = FleetSnapshot(t=now, hosts=hosts, events=tuple(self._new_events))
         self._new_events = []
         self._latest = snap
         self._last_publish = time.monotonic()
-        for sub in self._subs:
-            sub.offer(snap)
+        self._subs.offer(snap)
         return snap
 
     def snapshot(self) -> FleetSnapshot:
@@ -275,21 +231,8 @@ class FleetMonitor:
     async def snapshots(self) -> AsyncIterator[FleetSnapshot]:
         """Every published snapshot, newest-wins when the consumer is slower than the tick;
         the newest one first when one was published before."""
-        sub = _Subscription()
-        if self._latest is not None:
-            # A late subscriber (the app, when the monitor opened first) starts at once from
-            # the newest snapshot, with every event logged so far.
-            latest = self._latest
-            sub.offer(FleetSnapshot(t=latest.t, hosts=latest.hosts, events=tuple(self.events)))
-        self._subs.append(sub)
-        try:
-            while not self._closed:
-                await sub.wake.wait()
-                if sub.latest is None:
-                    continue
-                yield sub.take()
-        finally:
-            self._subs.remove(sub)
+        async for snap in self._subs.stream(self._latest, self.events, lambda: self._closed):
+            yield snap
 
     # -- operator ---------------------------------------------------------------------------
 

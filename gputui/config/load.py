@@ -246,6 +246,7 @@ class _Builder:
             readonly=top.readonly,
             kill_grace_s=top.kill_grace_s,
             prometheus=prometheus,
+            workers=top.collector.workers,
         )
 
     def _source(self, table: SourceTable, listed: bool) -> PromSettings | None:

@@ -153,6 +153,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
     # [source] kind = "prometheus": every host is read from Prometheus; None: over SSH.
     prometheus: PromSettings | None = None
+    # [collector] workers: "auto", or how many worker processes read the hosts' streams (0: this
+    # process); gputui/collect/workers/count.py decides what "auto" means for the fleet.
+    workers: int | Literal["auto"] = "auto"
 
     def host(self, name: str) -> HostSpec:
         """The host called `name`; KeyError when there is none."""

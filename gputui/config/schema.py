@@ -188,6 +188,18 @@ class SchedulerTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = DEFAULT_SCHEDULER_PERIOD_S
 
 
+WORKERS_EXPECTED = '"auto" or a number of worker processes from 0 (collect in this process) to 1024'
+Workers = Annotated[int, msgspec.Meta(ge=0, le=1024, description=WORKERS_EXPECTED)]
+
+
+class CollectorTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[collector]`: where the hosts' streams are read (docs/configuration.md)."""
+
+    workers: Annotated[Workers | Literal["auto"], msgspec.Meta(description=WORKERS_EXPECTED)] = (
+        "auto"
+    )
+
+
 class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -220,4 +232,7 @@ class HostsFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
     source: Annotated[SourceTable, msgspec.Meta(description="a table [source]")] = msgspec.field(
         default_factory=SourceTable
+    )
+    collector: Annotated[CollectorTable, msgspec.Meta(description="a table [collector]")] = (
+        msgspec.field(default_factory=CollectorTable)
     )

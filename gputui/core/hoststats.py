@@ -95,6 +95,7 @@ def host_status(host: HostSnapshot) -> PluginStatus:
     if host.state in (
         HostState.UNREACHABLE,
         HostState.STALE,
+        HostState.RECONNECTING,
         HostState.CONNECTING,
         HostState.NO_GPU,
     ):

@@ -38,6 +38,7 @@ HEALTH_LABELS = (
     "unreachable",
     "no-gpu",
     "stale",
+    "reconnecting",
     "warn",
     "unknown",
     "connecting",
@@ -46,7 +47,13 @@ HEALTH_LABELS = (
 HEALTH_RANK = {label: i for i, label in enumerate(HEALTH_LABELS)}
 
 # Host states in which the host's readings are not current: its GPUs' jobs are not known now.
-_UNREAD = (HostState.UNREACHABLE, HostState.STALE, HostState.NO_GPU, HostState.CONNECTING)
+_UNREAD = (
+    HostState.UNREACHABLE,
+    HostState.STALE,
+    HostState.RECONNECTING,
+    HostState.NO_GPU,
+    HostState.CONNECTING,
+)
 _UNREAD_LABELS = frozenset(s.value for s in _UNREAD)
 
 #: Where a job's start time came from: the scheduler's record, or the first tick that saw it.

@@ -482,6 +482,8 @@ class HostState(enum.Enum):
     STREAMING = "streaming"
     DEGRADED = "degraded"  # streaming, but with fewer signals (nvidia-smi fallback, missing fields)
     STALE = "stale"  # connected, but no sample for 3 intervals
+    # Its collector worker process failed and is being restarted: the last values are kept.
+    RECONNECTING = "reconnecting"
     UNREACHABLE = "unreachable"
     NO_GPU = "no-gpu"  # reached, but the agent found no GPU it can read (no driver, no NVML)
 

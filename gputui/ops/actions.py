@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from gputui.collect.fleet import agent_args, sim_scenarios, ssh_options
-from gputui.collect.monitor import FleetMonitor
+from gputui.collect.live import LiveMonitor
 from gputui.collect.oneshot import OneShotJob, run_oneshot
 from gputui.config import Config
 from gputui.config.errors import did_you_mean
@@ -160,7 +160,7 @@ class OperatorActions:
         journal: Journal,
         ssh: SshContext | None = None,
         *,
-        monitor: FleetMonitor | None = None,
+        monitor: LiveMonitor | None = None,
         runner: CommandRunner | None = None,
     ) -> None:
         self.config = config

@@ -21,7 +21,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from gputui.collect.monitor import FleetMonitor
+from gputui.collect.live import LiveMonitor
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, HostState, Level
 from gputui.ops.journal import Journal
 from gputui.ops.records import EVENT_FAULT_KINDS, Fault
@@ -35,7 +35,7 @@ class JournalRecorder:
     def __init__(
         self,
         journal: Journal,
-        monitor: FleetMonitor | None = None,
+        monitor: LiveMonitor | None = None,
         *,
         flush_every_s: float = DEFAULT_FLUSH_EVERY_S,
         max_gap_s: float = DEFAULT_MAX_GAP_S,

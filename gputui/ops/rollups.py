@@ -27,7 +27,7 @@ from gputui.core.rollup import BUCKET_5M_S, BUCKET_DAY_S, Rollup, RollupAccumula
 from gputui.ops.journal_schema import JournalError
 
 if TYPE_CHECKING:
-    from gputui.collect.monitor import FleetMonitor
+    from gputui.collect.live import LiveMonitor
     from gputui.ops.journal import Journal
 
 #: How long after a GPU's bucket closes the writer waits for the rest of the fleet's.
@@ -63,7 +63,7 @@ class RollupWriter:
         self._swept_day: int | None = None
         self._last_snap_t: float | None = None  # the collector's clock at the last snapshot
 
-    async def run(self, monitor: FleetMonitor) -> None:
+    async def run(self, monitor: LiveMonitor) -> None:
         """Roll up every snapshot of `monitor` until it stops; write the open buckets on the
         way out (also on cancellation: what was seen is not thrown away)."""
         try:

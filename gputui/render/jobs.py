@@ -37,6 +37,7 @@ _STATE_STYLE = {
     "unreachable": "bold magenta",
     "no-gpu": "bold magenta",
     "stale": "magenta",
+    "reconnecting": "magenta",
     "connecting": "dim",
 }
 

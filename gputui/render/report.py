@@ -33,6 +33,7 @@ STATE_STYLE = {
     HostState.DEGRADED: "yellow",
     HostState.CONNECTING: "dim",
     HostState.STALE: "magenta",
+    HostState.RECONNECTING: "magenta",
     HostState.UNREACHABLE: "bold magenta",
     HostState.NO_GPU: "bold magenta",
 }
@@ -61,7 +62,12 @@ def live_label(host: HostSnapshot) -> str:
 
 
 #: States in which a host's readings are not current: its last values are kept, not judged.
-UNREAD_STATES = (HostState.UNREACHABLE, HostState.STALE, HostState.NO_GPU)
+UNREAD_STATES = (
+    HostState.UNREACHABLE,
+    HostState.STALE,
+    HostState.RECONNECTING,
+    HostState.NO_GPU,
+)
 
 
 def host_why(host: HostSnapshot, now: float | None = None) -> str:

@@ -28,13 +28,19 @@ _SEVERITY = {
     "unknown": 1,
     "warn": 2,
     "stale": 3,
+    "reconnecting": 3,
     "unreachable": 4,
     "no-gpu": 4,
     "critical": 5,
     "failed": 6,
 }
 
-DIMMED_STATES = (HostState.STALE, HostState.UNREACHABLE, HostState.NO_GPU)
+DIMMED_STATES = (
+    HostState.STALE,
+    HostState.RECONNECTING,
+    HostState.UNREACHABLE,
+    HostState.NO_GPU,
+)
 
 
 def severity(label: str) -> int | None:

@@ -45,7 +45,7 @@ SCALE_ENDS = {
 }
 
 # Host labels that colour every GPU of the host: the host's readings are not current.
-_WHOLE_HOST = ("unreachable", "stale", "connecting", "marked-failed")
+_WHOLE_HOST = ("unreachable", "stale", "reconnecting", "connecting", "marked-failed")
 
 
 def gpu_count(host: HostSnapshot) -> int:
@@ -148,4 +148,9 @@ class GridLayout:
 
 
 def is_dimmed(host: HostSnapshot) -> bool:
-    return host.state in (HostState.STALE, HostState.UNREACHABLE, HostState.NO_GPU)
+    return host.state in (
+        HostState.STALE,
+        HostState.RECONNECTING,
+        HostState.UNREACHABLE,
+        HostState.NO_GPU,
+    )

@@ -20,6 +20,7 @@ LABELS = (
     "unreachable",
     "no-gpu",
     "stale",
+    "reconnecting",
     "warn",
     "unknown",
     "connecting",
@@ -27,11 +28,16 @@ LABELS = (
     "marked-failed",
 )
 
+#: The labels a colour legend names: `reconnecting` (a collector worker restarting) is drawn in
+#: `stale`'s colour, which names both.
+LEGEND_LABELS = tuple(label for label in LABELS if label != "reconnecting")
+
 # Labels that are not health verdicts: the theme has no colour for them.
 _FIXED = {
     "failed": "#ff3df5",
     "unknown": "#9e9e9e",
     "stale": "#9575cd",
+    "reconnecting": "#9575cd",
     "unreachable": "#7a7a7a",
     "no-gpu": "#7a7a7a",
     "connecting": "#4a5160",

@@ -34,7 +34,7 @@ from gputui.tui.gridview import (
     gpu_count,
     host_colors,
 )
-from gputui.tui.palette import DEFAULT_PALETTE, LABELS, Palette
+from gputui.tui.palette import DEFAULT_PALETTE, LEGEND_LABELS, Palette
 from gputui.tui.widgets.acyclic_lines import AcyclicLines
 
 UPPER_HALF = "▀"
@@ -318,7 +318,7 @@ class GridPanel(AcyclicLines, Vertical):
         )
         palette = grid.palette
         if grid.mode is GridMode.VERDICT:
-            for label in LABELS:
+            for label in LEGEND_LABELS:
                 text.append("█", style=Style(color=palette.color(label)))
                 text.append(f"{label} ")
         else:
