@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,6 +26,9 @@ from gputui.core.health import Thresholds
 from gputui.core.job_straggler import JobStragglerRule
 from gputui.core.model import FleetEvent, FleetSnapshot
 from gputui.core.text import plain
+
+if TYPE_CHECKING:
+    from gputui.collect.columns import FleetColumns
 
 URGENT_MIN_SPACING_S = 0.05  # pushed events publish at once, but at most 20 times a second
 # Before the first tick, how often the monitor looks whether every host has answered: the first
@@ -97,6 +101,13 @@ class FleetMonitor:
 
             history_len = history_len_for(len(self._plans))
         self.history_len = history_len
+        # The fleet's readings in columns, judged in micro-batches; none without history (a
+        # one-shot report judges each sample as it comes, and loads no numpy).
+        self.columns: FleetColumns | None = None
+        if history_len > 0:
+            from gputui.collect.columns import FleetColumns
+
+            self.columns = FleetColumns(history_len, len(self._plans), thresholds)
         self.hosts: dict[str, HostRuntime] = {}
         for plan in self._plans:
             name = plan.source.name
@@ -111,6 +122,7 @@ class FleetMonitor:
                 history_len=history_len,
                 emit=self._on_event,
                 clock=clock,
+                columns=self.columns,
             )
         # Across hosts, once per tick: a GPU slower than its job's GPUs on the other hosts.
         self._job_stragglers = JobStragglerRule(thresholds)
@@ -150,6 +162,8 @@ class FleetMonitor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.columns is not None:
+            self.columns.close()
         for close in self._closers:  # shared resources (the SSH context's bastions)
             with contextlib.suppress(Exception):
                 await close()
@@ -253,6 +267,7 @@ class FleetMonitor:
 
     def publish(self) -> FleetSnapshot:
         """Build the snapshot now and hand it to every subscriber."""
+        self.flush()
         now = self._clock()
         hosts = tuple(rt.snapshot() for rt in self.hosts.values())
         # The job-level rule sees the whole fleet, which no host's runtime does: its reasons
@@ -267,6 +282,11 @@ class FleetMonitor:
         for sub in self._subs:
             sub.offer(snap)
         return snap
+
+    def flush(self) -> None:
+        """Judge every sample waiting in the batch now (publish does it at every tick)."""
+        if self.columns is not None:
+            self.columns.flush()
 
     def snapshot(self) -> FleetSnapshot:
         """The most recent snapshot (built now if none was published yet)."""
