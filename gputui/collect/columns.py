@@ -196,6 +196,7 @@ class FleetColumns:
         newest: dict[int, int] = {}
         rows: list[tuple[float | int | None, ...]] = []
         starts: list[int] = []
+        counts: list[int] = []
         not_ok: list[int] = []
         for i, (layout, hello, sample, _now) in enumerate(pending):
             positions[i] = layout.history.next_slot()
@@ -213,6 +214,7 @@ class FleetColumns:
             aligned[i] = True
             start = len(rows)
             starts.append(start)
+            counts.append(len(gpus))
             rows.extend(map(_fast_of, gpus))
             if list(map(_plain_of, gpus)).count(_PLAIN) == len(gpus):
                 plain[i] = True
@@ -222,7 +224,7 @@ class FleetColumns:
         judged: list[int] = []
         if rows:
             settle, judged = self._write(
-                pending, aligned, plain, last, positions, rows, starts, not_ok
+                pending, aligned, plain, last, positions, rows, starts, counts, not_ok
             )
         for i, (layout, hello, sample, now) in enumerate(pending):
             if not aligned[i]:
@@ -249,6 +251,7 @@ class FleetColumns:
         positions: list[int],
         rows: list[tuple[float | int | None, ...]],
         starts: list[int],
+        counts: list[int],
         not_ok: list[int],
     ) -> tuple[list[bool], list[int]]:
         """The aligned samples' readings into the columns and rings, all at once; per sample
@@ -258,7 +261,6 @@ class FleetColumns:
         if not_ok:
             values[not_ok] = np.nan  # a GPU not read has no readings, whatever it sent
         first = np.array(starts, dtype=np.intp)
-        counts = np.diff(np.append(first, len(values)))
         picked = [i for i, a in enumerate(aligned) if a]
         layouts = [pending[i][0] for i in picked]
         slot0 = np.array([lay.history.slots.start for lay in layouts], dtype=np.intp)

@@ -94,11 +94,9 @@ def quiet_readings(
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         roomy = ~(100.0 * rows[:, Col.MEM_USED] / mem_total > mem_limit_pct)
     mask = rows[:, Col.CLOCK_EVENTS]
-    no_mask = np.isnan(mask)
-    exact = ~no_mask & (mask < _EXACT_MASK_BELOW)
-    bits = np.zeros(len(mask), dtype=np.int64)
-    bits[exact] = mask[exact].astype(np.int64)
-    clocks_calm = no_mask | (exact & ((bits & TROUBLE_CLOCK_BITS) == 0))
+    # NaN (no mask) and masks too large to be exact become 0 here; the latter fail below.
+    bits = np.where(mask < _EXACT_MASK_BELOW, mask, 0.0).astype(np.int64)
+    clocks_calm = ((bits & TROUBLE_CLOCK_BITS) == 0) & ~(mask >= _EXACT_MASK_BELOW)
     quiet: Bools = has_fast & cool & roomy & clocks_calm
     return quiet
 
