@@ -252,3 +252,14 @@ def test_a_clean_busy_fleet_is_settled_by_the_vectorised_path() -> None:
     samples = sum(len(h.verdicts) for h in fleet.hosts)
     # Slow samples (1 in 10) and a straggler window's first samples go to the rules.
     assert fleet.columns.settled >= 0.6 * samples
+
+
+def test_the_fleet_ring_keeps_136_bytes_per_point_of_an_8_gpu_host() -> None:
+    columns = FleetColumns(300, 10)
+    gpus = [GpuInfo(index=i, uuid=f"GPU-{i}", **INFO) for i in range(8)]  # type: ignore[arg-type]
+    for _ in range(10):
+        columns.history_for(None, gpus)
+    ring = columns.ring
+    used = ring.values[: ring.slot_count].nbytes + ring.t[:10].nbytes
+    assert used == 10 * 300 * 136
+    assert ring.slot_count == 80  # no GPU slot wasted
