@@ -9,6 +9,7 @@ readings around every limit. The columns and rings must hold what the samples sa
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from dataclasses import dataclass, field
@@ -263,3 +264,17 @@ def test_the_fleet_ring_keeps_136_bytes_per_point_of_an_8_gpu_host() -> None:
     used = ring.values[: ring.slot_count].nbytes + ring.t[:10].nbytes
     assert used == 10 * 300 * 136
     assert ring.slot_count == 80  # no GPU slot wasted
+
+
+async def test_a_batch_is_judged_within_its_period_without_a_tick() -> None:
+    """Inside an event loop a sample waits for the batch timer, not for the monitor's tick."""
+    stream = run_fast(scenario(), until=5.0, slow_every=10, seed=1).lines
+    fleet = Fleet(1)
+    fleet.columns.batch_s = 0.02
+    fleet.hello(0, msgspec.convert(stream[0], Hello))
+    sample = msgspec.convert(next(m for m in stream if m["type"] == "sample"), Sample)
+    fleet.sample(0, sample, sample.t)
+    assert fleet.hosts[0].verdicts == []  # waiting in the batch
+    await asyncio.sleep(0.2)
+    assert fleet.hosts[0].verdicts == fleet.hosts[0].expected
+    assert fleet.columns.batches == 1
