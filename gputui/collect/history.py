@@ -1,7 +1,11 @@
-"""Per-host history rings: fixed-size numpy arrays, so memory stays flat over days.
+"""History rings: fixed-size numpy arrays, so memory stays flat over days.
 
-One float32 ring per host of shape (GPUs, metrics, capacity) plus a float64 time ring: 136
-bytes per point of an 8-GPU host, allocated at the first hello and never grown.
+A fleet's rings are two arrays (`FleetRing`): float32 values of shape (GPU slots, metrics,
+capacity), where each host holds a run of consecutive GPU slots, one per GPU of its inventory,
+and float64 times of shape (hosts, capacity). A host's `HostHistory` is a view onto its slots
+and its time row: 136 bytes per point of an 8-GPU host, taken at the host's first hello. The
+monitor writes a whole batch of samples into the fleet's rings with one numpy assignment
+(collect/columns.py); a HostHistory made alone (tests, a fake fleet) owns a ring of its own.
 
 How many points a host keeps follows the fleet's size (`history_len_for`): a small fleet's
 per-GPU view charts an hour, while 1,000 hosts keep the 5 minutes their host screens show. A
@@ -49,16 +53,104 @@ def history_len_for(n_hosts: int) -> int:
     return max(MIN_HISTORY, min(MAX_HISTORY, share))
 
 
-class HostHistory:
-    """The last `capacity` samples of one host, oldest overwritten first."""
+class FleetRing:
+    """The rings of every host of a fleet: GPU slots and time rows handed out per host.
 
-    __slots__ = ("_head", "_index_of", "_mem_total", "_n", "appended", "capacity", "t", "values")
+    Slots are taken in runs, a host's run once per inventory; the arrays double when they run
+    out (rare: they start sized for the fleet), and a host whose GPUs changed in number gives
+    its old run back for another host to reuse. Views are taken afresh on every read
+    (`HostHistory`), so a grown array is seen at once.
+    """
 
-    def __init__(self, gpus: list[GpuInfo], capacity: int) -> None:
+    def __init__(self, capacity: int, hosts: int = 1, slots: int = 8) -> None:
         self.capacity = capacity
-        n_gpus = len(gpus)
-        self.t = np.full(capacity, np.nan, dtype=np.float64)
-        self.values = np.full((n_gpus, len(Metric), capacity), np.nan, dtype=np.float32)
+        # Pages of np.empty are not touched until a host's run is filled with NaN: a fleet
+        # whose hosts never answer costs no memory.
+        self.values = np.empty((max(slots, 1), len(Metric), capacity), dtype=np.float32)
+        self.t = np.empty((max(hosts, 1), capacity), dtype=np.float64)
+        self._slots_used = 0
+        self._rows_used = 0
+        self._free: list[tuple[int, int]] = []  # (start, length) of runs given back
+
+    def take_row(self) -> int:
+        """A time row for a new host (rows are never given back: a host keeps its row)."""
+        row = self._rows_used
+        if row == len(self.t):
+            grown = np.empty((2 * len(self.t), self.capacity), dtype=np.float64)
+            grown[:row] = self.t
+            self.t = grown
+        self._rows_used += 1
+        self.t[row] = np.nan
+        return row
+
+    def take_slots(self, n: int) -> int:
+        """The first of `n` consecutive free GPU slots, filled with NaN."""
+        for i, (start, length) in enumerate(self._free):
+            if length >= n:
+                if length == n:
+                    del self._free[i]
+                else:
+                    self._free[i] = (start + n, length - n)
+                break
+        else:
+            start = self._slots_used
+            need = start + n
+            if need > len(self.values):
+                size = max(need, 2 * len(self.values))
+                grown = np.empty((size, len(Metric), self.capacity), dtype=np.float32)
+                grown[:start] = self.values[:start]
+                self.values = grown
+            self._slots_used = need
+        self.values[start : start + n] = np.nan
+        return start
+
+    def give_back(self, start: int, n: int) -> None:
+        if n:
+            self._free.append((start, n))
+
+    @property
+    def slot_count(self) -> int:
+        """Slots handed out so far, given back or not: the extent of the values in use."""
+        return self._slots_used
+
+
+class HostHistory:
+    """The last `capacity` samples of one host, oldest overwritten first: a view onto its
+    run of GPU slots and its time row in a `FleetRing` (its own ring when none is given)."""
+
+    __slots__ = (
+        "_head",
+        "_index_of",
+        "_mem_total",
+        "_n",
+        "_ring",
+        "_row",
+        "_start",
+        "_stop",
+        "appended",
+        "capacity",
+    )
+
+    def __init__(
+        self,
+        gpus: list[GpuInfo],
+        capacity: int,
+        *,
+        ring: FleetRing | None = None,
+        row: int | None = None,
+        start: int | None = None,
+    ) -> None:
+        if ring is None:
+            ring = FleetRing(capacity, 1, len(gpus))
+        if ring.capacity != capacity:
+            raise ValueError(f"a ring of {ring.capacity} points cannot hold {capacity}")
+        self._ring = ring
+        self.capacity = capacity
+        self._row = ring.take_row() if row is None else row
+        if row is not None:
+            ring.t[row] = np.nan  # a host's new inventory starts its times afresh
+        self._start = ring.take_slots(len(gpus)) if start is None else start
+        self._stop = self._start + len(gpus)
         self._index_of = {g.index: row for row, g in enumerate(gpus)}
         self._mem_total = [g.memory_total_mib or 0.0 for g in gpus]
         self._head = 0  # next slot to write
@@ -67,12 +159,49 @@ class HostHistory:
         # can bucket samples by number and keep its buckets still while new ones arrive.
         self.appended = 0
 
+    @property
+    def t(self) -> npt.NDArray[np.float64]:
+        """The time ring (a view, in ring order)."""
+        view: npt.NDArray[np.float64] = self._ring.t[self._row]
+        return view
+
+    @property
+    def values(self) -> npt.NDArray[np.float32]:
+        """The value ring, (GPUs, metrics, capacity) (a view, in ring order)."""
+        view: npt.NDArray[np.float32] = self._ring.values[self._start : self._stop]
+        return view
+
+    @property
+    def row(self) -> int:
+        """This host's time row in the fleet's ring."""
+        return self._row
+
+    @property
+    def slots(self) -> range:
+        """This host's GPU slots in the fleet's ring, in inventory order."""
+        return range(self._start, self._stop)
+
     def __len__(self) -> int:
         return self._n
 
-    def append(self, t: float, sample: Sample) -> None:
+    def next_slot(self) -> int:
+        """Claim the ring position of the next sample, whose values the caller writes."""
         slot = self._head
-        self.t[slot] = t
+        self._head = (slot + 1) % self.capacity
+        self._n = min(self._n + 1, self.capacity)
+        self.appended += 1
+        return slot
+
+    @property
+    def gpu_indices(self) -> list[int]:
+        """The GPU index of each of this host's slots, in slot order."""
+        return list(self._index_of)
+
+    def append(self, t: float, sample: Sample) -> None:
+        self.write(self.next_slot(), t, sample)
+
+    def write(self, slot: int, t: float, sample: Sample) -> None:
+        """Write `sample` at ring position `slot` (claimed with `next_slot`)."""
         # One row per GPU in Metric order, written with one numpy assignment (per-item
         # assignments into the array cost twice as much).
         rows = [[_NAN] * _N_METRICS for _ in self._mem_total]
@@ -88,11 +217,10 @@ class HostHistory:
                 _NAN if r.power_w is None else r.power_w,
                 100.0 * used / total if used is not None and total > 0 else _NAN,
             ]
+        ring = self._ring
+        ring.t[self._row, slot] = t
         if rows:  # a host without GPUs keeps only the time ring
-            self.values[:, :, slot] = rows
-        self._head = (slot + 1) % self.capacity
-        self._n = min(self._n + 1, self.capacity)
-        self.appended += 1
+            ring.values[self._start : self._stop, :, slot] = rows
 
     def extend(self, times: npt.NDArray[np.float64], values: npt.NDArray[np.float32]) -> None:
         """Append points recorded elsewhere (a worker process's ring): `times` (n,) and
@@ -127,11 +255,14 @@ class HostHistory:
         row = self._index_of.get(gpu_index)
         if row is None or self._n == 0:
             return np.empty(0, dtype=np.float32)
-        series: npt.NDArray[np.float32] = self.values[row, metric][self._order(last)]
+        series: npt.NDArray[np.float32] = self._ring.values[self._start + row, metric][
+            self._order(last)
+        ]
         return series
 
     def times(self, last: int | None = None) -> npt.NDArray[np.float64]:
-        return self.t[self._order(last)]
+        times: npt.NDArray[np.float64] = self._ring.t[self._row][self._order(last)]
+        return times
 
     def _order(self, last: int | None) -> npt.NDArray[np.intp]:
         """Ring indices of the last `last` samples, oldest first."""

@@ -24,10 +24,12 @@ from gputui.core.model import (
     Level,
     Sample,
 )
+from gputui.core.text import plain
 from gputui.core.words import adding, counted
 from gputui.core.xid import xid_words
 
 if TYPE_CHECKING:
+    from gputui.collect.columns import FleetColumns, HostLayout
     from gputui.collect.history import HostHistory
 
 STALE_AFTER_INTERVALS = 3
@@ -85,6 +87,7 @@ class HostRuntime:
         emit: Callable[[FleetEvent, bool], None],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        columns: FleetColumns | None = None,
     ) -> None:
         self.name = name
         self.interval_s = interval_s
@@ -127,6 +130,10 @@ class HostRuntime:
         self._snapshot: HostSnapshot | None = None
         self._reported_bad = 0
         self._missing = ""  # core signals absent from the last sample, in words
+        # The monitor's columns: samples are judged there in batches, and the history ring is a
+        # view onto the fleet's (collect/columns.py). None: each sample is judged as it comes.
+        self._columns = columns if history_len > 0 else None
+        self._layout: HostLayout | None = None
 
     # -- HostFeed ---------------------------------------------------------------------------
 
@@ -256,6 +263,7 @@ class HostRuntime:
     # -- messages ---------------------------------------------------------------------------
 
     def _on_hello(self, hello: Hello) -> None:
+        self.flush()  # samples of the previous hello are judged under it
         same_gpus = self.hello is not None and [g.uuid for g in self.hello.gpus] == [
             g.uuid for g in hello.gpus
         ]
@@ -266,11 +274,16 @@ class HostRuntime:
         if self.processes_watched:  # a new agent lists them in slow samples only
             self._tell_agent()
         if self.history_len > 0 and (not same_gpus or self.history is None):
-            # Imported here: a monitor that keeps no history (a one-shot report) never loads
-            # numpy, which the rings are made of.
-            from gputui.collect.history import HostHistory
+            if self._columns is not None:
+                self.history = self._columns.history_for(self.history, hello.gpus)
+            else:
+                # Imported here: a monitor that keeps no history (a one-shot report) never
+                # loads numpy, which the rings are made of.
+                from gputui.collect.history import HostHistory
 
-            self.history = HostHistory(hello.gpus, self.history_len)
+                self.history = HostHistory(hello.gpus, self.history_len)
+        if self._columns is not None and self.history is not None:
+            self._layout = self._columns.layout(self, hello, self.history)
         if not hello.gpus:
             self._stream_fatal = (HostState.NO_GPU, "no GPU: the agent found none on the host")
             self.set_state(*self._stream_fatal)
@@ -319,15 +332,44 @@ class HostRuntime:
             self.slow_sample = with_processes(self.slow_sample, sample)
             self.processes_t = now
         self.answered = True
-        if self.history is not None:
-            self.history.append(now, sample)
         missing = missing_signals(sample)
         if missing != self._missing or self.state not in (HostState.STREAMING, HostState.DEGRADED):
             self._missing = missing
             self._set_streaming_state()
+        layout = self._layout
+        if self._columns is not None and layout is not None:
+            # Judged with the other hosts' samples at the next flush (within BATCH_S).
+            self._columns.add(layout, self.hello, sample, now)
+            return
+        if self.history is not None:
+            self.history.append(now, sample)
         self._apply_verdict(self.health.evaluate(self.hello, sample, now), now)
 
+    def flush(self) -> None:
+        """Judge the samples waiting in the monitor's batch now (every host's: one batch)."""
+        if self._columns is not None:
+            self._columns.flush()
+
+    def apply_verdict(self, verdict: HostVerdict, now: float) -> None:
+        """The batch's verdict of this host's sample (collect/columns.py)."""
+        self._apply_verdict(verdict, now)
+
+    def judging_failed(self, exc: Exception) -> None:
+        """The rules failed on a sample of this host: shown on the host, the fleet goes on."""
+        self._emit(
+            FleetEvent(
+                t=self._clock(),
+                host=self.name,
+                kind="collector_error",
+                text=f"collector error judging a sample: {type(exc).__name__}: "
+                f"{plain(str(exc), 200)}",
+                level=Level.WARN,
+            ),
+            True,
+        )
+
     def _on_event(self, event: Event) -> None:
+        self.flush()  # the samples before the event are judged before it, as they came
         now = self._clock()
         self.health.observe_event(event, now)
         level = Level.WARN
@@ -437,6 +479,7 @@ class HostRuntime:
 
     def clear(self, gpu: int | None = None) -> None:
         """Operator clears latched reasons (after a GPU reset or a repair)."""
+        self.flush()
         self.health.clear(gpu)
         if self.hello is not None and self.sample is not None:
             now = self._clock()

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gputui.collect.event_log import EventLog
 from gputui.collect.feed import Backoff, Source
@@ -24,6 +25,9 @@ from gputui.core.health import Thresholds
 from gputui.core.job_straggler import JobStragglerRule
 from gputui.core.model import FleetEvent, FleetSnapshot
 from gputui.core.text import plain
+
+if TYPE_CHECKING:
+    from gputui.collect.columns import FleetColumns
 
 URGENT_MIN_SPACING_S = 0.05  # pushed events publish at once, but at most 20 times a second
 # Before the first tick, how often the monitor looks whether every host has answered: the first
@@ -73,6 +77,13 @@ class FleetMonitor:
 
             history_len = history_len_for(len(self._plans))
         self.history_len = history_len
+        # The fleet's readings in columns, judged in micro-batches; none without history (a
+        # one-shot report judges each sample as it comes, and loads no numpy).
+        self.columns: FleetColumns | None = None
+        if history_len > 0:
+            from gputui.collect.columns import FleetColumns
+
+            self.columns = FleetColumns(history_len, len(self._plans), thresholds)
         self.hosts: dict[str, HostRuntime] = {}
         for plan in self._plans:
             name = plan.source.name
@@ -87,6 +98,7 @@ class FleetMonitor:
                 history_len=history_len,
                 emit=self._on_event,
                 clock=clock,
+                columns=self.columns,
             )
         # Across hosts, once per tick: a GPU slower than its job's GPUs on the other hosts.
         self._job_stragglers = JobStragglerRule(thresholds) if job_stragglers else None
@@ -126,6 +138,8 @@ class FleetMonitor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.columns is not None:
+            self.columns.close()
         for close in self._closers:  # shared resources (the SSH context's bastions)
             with contextlib.suppress(Exception):
                 await close()
@@ -209,6 +223,7 @@ class FleetMonitor:
 
     def publish(self) -> FleetSnapshot:
         """Build the snapshot now and hand it to every subscriber."""
+        self.flush()
         now = self._clock()
         hosts = tuple(rt.snapshot() for rt in self.hosts.values())
         # The job-level rule sees the whole fleet, which no host's runtime does: its reasons
@@ -223,6 +238,11 @@ class FleetMonitor:
         self._last_publish = time.monotonic()
         self._subs.offer(snap)
         return snap
+
+    def flush(self) -> None:
+        """Judge every sample waiting in the batch now (publish does it at every tick)."""
+        if self.columns is not None:
+            self.columns.flush()
 
     def snapshot(self) -> FleetSnapshot:
         """The most recent snapshot (built now if none was published yet)."""

@@ -42,7 +42,7 @@ from gputui.core.model import (
     Verdict,
 )
 from gputui.core.reasons import REASON_CODES, fmt_num, reason, verdict_of, who
-from gputui.core.straggler import StragglerDetector
+from gputui.core.straggler import Judged, StragglerDetector
 from gputui.core.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from gputui.core.words import adding, counted
 from gputui.core.xid import (
@@ -52,7 +52,14 @@ from gputui.core.xid import (
     xid_info,
 )
 
-__all__ = ["REASON_CODES", "HostHealth", "Thresholds"]
+__all__ = [
+    "REASON_CODES",
+    "SLOW_FIELDS",
+    "TROUBLE_CLOCK_BITS",
+    "HostHealth",
+    "QuietLimits",
+    "Thresholds",
+]
 
 # Cumulative counters: a rise feeds a rule, a fall means the GPU was reset.
 _COUNTERS = (
@@ -79,6 +86,8 @@ _CLOCK_BITS: tuple[tuple[int, str, str], ...] = (
 _ANY_CLOCK_BIT = 0
 for _bit, _, _ in _CLOCK_BITS:
     _ANY_CLOCK_BIT |= _bit
+#: Clock-event bits that raise a reason: a reading with none of them set is quiet on clocks.
+TROUBLE_CLOCK_BITS = _ANY_CLOCK_BIT
 
 # Every slow field: a reading that carries none of them leaves the slow judgements, counter
 # baselines and latches as they are (the quiet path below relies on it).
@@ -88,9 +97,14 @@ _SLOW_FIELDS = tuple(
     if name.startswith(("ecc_", "remap_", "retired_", "pcie_", "nvlink_", "recovery_"))
 )
 _slow_fields_of = attrgetter(*_SLOW_FIELDS)
+#: The slow fields of a GpuReading: a reading that carries one is never quiet.
+SLOW_FIELDS = _SLOW_FIELDS
 _NO_SLOW_FIELDS = (None,) * len(_SLOW_FIELDS)
 
 _Key = tuple[int | None, str]  # (GPU index or None for the host, reason code)
+# Per GPU: the temperature below which no temperature rule is raised, the memory total and
+# the memory-use limit (see `_quiet`).
+QuietLimits = tuple[float, float | None, float]
 PCIE_DOWN = "pcie_downgraded"
 
 
@@ -104,7 +118,7 @@ def _has_fast(r: GpuReading) -> bool:
     )
 
 
-def _quiet(r: GpuReading, limits: tuple[float, float | None, float]) -> bool:
+def _quiet(r: GpuReading, limits: QuietLimits) -> bool:
     """True when the full rules would find no reason for `r` and change no state.
 
     Holds only while the host has nothing raised or held (`HostHealth.evaluate` checks): then a
@@ -149,7 +163,7 @@ class HostHealth:
         self._inventory: dict[int, GpuInfo] = {}
         # Per GPU of the inventory: the temperature below which no temperature rule is raised,
         # the memory total and the memory-use limit (see `_quiet`); built with the inventory.
-        self._quiet_limits: dict[int, tuple[float, float | None, float]] = {}
+        self._quiet_limits: dict[int, QuietLimits] = {}
         self.quiet_path = True  # off only to check the quiet path against the full rules
         self._all_ok: HostVerdict | None = None  # the verdict of a quiet sample, made once
 
@@ -273,15 +287,7 @@ class HostHealth:
         # Nothing raised, held, latched or pending on any GPU: a GPU whose fast readings are
         # all inside their limits and that carries no slow field has no reason, and judging it
         # changes no state (see `_quiet`). Most samples of a fleet are such samples.
-        quiet = self.quiet_path and not (
-            self._bands
-            or self._bit_seen
-            or self._latched
-            or self._slow
-            or self._rises
-            or self._xid_times
-            or self._down
-        )
+        quiet = self.at_rest()
         limits = self._quiet_limits
         # Each GPU judged quiet once, for the host's shortcut and the loop below alike.
         calm: set[int] = set()
@@ -292,12 +298,7 @@ class HostHealth:
             and not stragglers
             and len(calm) == len(limits) == len(readings)  # every GPU of the inventory, quiet
         ):
-            # What the loop below would build: every GPU and the host ok, with no reason.
-            if self._all_ok is None or self._all_ok.gpus.keys() != limits.keys():
-                self._all_ok = HostVerdict(
-                    host=OK_VERDICT, gpus=dict.fromkeys(sorted(limits), OK_VERDICT)
-                )
-            return self._all_ok
+            return self._all_ok_verdict()
 
         gpus: dict[int, Verdict] = {}
         host_reasons: list[Reason] = []
@@ -333,7 +334,52 @@ class HostHealth:
             floor = Level.UNKNOWN
         return HostVerdict(host=verdict_of(host_reasons, floor), gpus=gpus)
 
-    def _limits(self, info: GpuInfo) -> tuple[float, float | None, float]:
+    def _all_ok_verdict(self) -> HostVerdict:
+        """What the full rules build for a sample whose every GPU is quiet: every GPU and the
+        host ok, with no reason (made once per inventory)."""
+        limits = self._quiet_limits
+        if self._all_ok is None or self._all_ok.gpus.keys() != limits.keys():
+            self._all_ok = HostVerdict(
+                host=OK_VERDICT, gpus=dict.fromkeys(sorted(limits), OK_VERDICT)
+            )
+        return self._all_ok
+
+    def at_rest(self) -> bool:
+        """Nothing raised, held, latched or pending on any GPU: the quiet path may be taken."""
+        return self.quiet_path and not (
+            self._bands
+            or self._bit_seen
+            or self._latched
+            or self._slow
+            or self._rises
+            or self._xid_times
+            or self._down
+        )
+
+    def quiet_limits(self, hello: Hello) -> list[QuietLimits]:
+        """The quiet path's limits of each GPU of `hello`, in its order (collect/columns.py
+        checks a whole batch of readings against them at once)."""
+        return [self._limits(g) for g in hello.gpus]
+
+    def quiet_verdict(self, hello: Hello, peers: Judged | None) -> HostVerdict | None:
+        """The verdict `evaluate` would give, and the state it would leave, for a sample whose
+        readings are the GPUs of the inventory in its order (one each), every one found quiet
+        by the vectorised checks (core/quiet_columns.py), whose peers the one-pass straggler
+        bound judged `peers` (None: it did not settle them); None where `evaluate` must judge.
+
+        Exact, not a guess: it answers only when `evaluate` would take its own quiet path with
+        every GPU calm, and the straggler detector would change nothing and flag nothing.
+        """
+        if (
+            peers is None
+            or hello is not self._hello
+            or not self.at_rest()
+            or not self._straggler.unchanged_by(peers, self._inventory.keys())
+        ):
+            return None
+        return self._all_ok_verdict()
+
+    def _limits(self, info: GpuInfo) -> QuietLimits:
         """The quiet path's limits of one GPU, from the same values `_temperature` uses."""
         th = self.thresholds
         slowdown = info.temp_slowdown_c

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from gputui.core.model import GpuReading
@@ -382,6 +382,12 @@ class StragglerDetector:
         timeline.started = True
         self._rest = timeline.at_rest()
         return dict(timeline.flagged)
+
+    def unchanged_by(self, every: Judged, gpus: Collection[int]) -> bool:
+        """Whether a sample of exactly `gpus` that `_uniform` judges `every` would leave the
+        detector as it is and flag no GPU: `update`'s own shortcut, asked without a sample."""
+        timeline = self._time
+        return every is self._rest and not timeline.flagged and timeline.tracks.keys() == gpus
 
     def forget(self, gpu: int) -> None:
         self._time.forget(gpu)
