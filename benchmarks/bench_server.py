@@ -7,9 +7,9 @@ alias pointing at it). Commands:
   per interval, as the agent writes them, until the channel closes;
 - `bench-once`: one sample line, then exit (what exec-per-poll tools run every interval).
 
-`bench-stream NAME` names the host, so faults can be injected on it through the control socket
-DIR/control.sock, one command a line, answered `ok UNIX_TIME` (when the fault began on the
-host) or `unknown NAME`:
+`bench-stream NAME` (or the bootstrap's `--host NAME`) names the host, so faults can be
+injected on it through the control socket DIR/control.sock, one command a line, answered
+`ok UNIX_TIME` (when the fault began on the host) or `unknown NAME`:
 
 - `xid NAME`: the host's agent pushes an XID 79 event on GPU 0 at once (as NVML's event wait
   hands it over);
@@ -131,7 +131,11 @@ async def serve(directory: Path, interval: float) -> None:
     async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
         command = process.command or ""
         words = command.split()
-        name = words[1] if words[:1] == ["bench-stream"] and len(words) > 1 else ""
+        name = ""  # bench-stream NAME, or the agent bootstrap's --host NAME
+        if words[:1] == ["bench-stream"] and len(words) > 1:
+            name = words[1]
+        elif "--host" in words[:-1]:
+            name = words[words.index("--host") + 1]
 
         async def drain() -> None:
             with contextlib.suppress(Exception):

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-from ingest import start_server, write_client_files
+from ingest import start_server, worker_monitor, write_client_files
 from procstat import rss_mib
 from textual.screen import Screen
 from tui_cost import Meter, summary
@@ -123,13 +123,23 @@ def gputui_monitor(directory: Path, names: list[str], interval: float) -> FleetM
 
 
 async def run(
-    hosts: int, directory: Path, interval: float, per_kind: int, settle: float, seed: int
+    hosts: int,
+    directory: Path,
+    interval: float,
+    per_kind: int,
+    settle: float,
+    seed: int,
+    workers: int = 0,
 ) -> dict[str, Any]:
     names = [f"h{i:05d}" for i in range(hosts)]
-    monitor = gputui_monitor(directory, names, interval)
+    monitor = (
+        worker_monitor(names, directory, interval, workers)
+        if workers > 0
+        else gputui_monitor(directory, names, interval)
+    )
 
     @contextlib.asynccontextmanager
-    async def open_monitor() -> AsyncIterator[FleetMonitor]:
+    async def open_monitor() -> AsyncIterator[Any]:
         async with monitor:
             yield monitor
 
@@ -137,14 +147,15 @@ async def run(
     app.animation_level = "none"
     unpatched = Screen._compositor_refresh
     try:
-        return await measure(app, monitor, directory, names, interval, per_kind, settle, seed)
+        result = await measure(app, monitor, directory, names, interval, per_kind, settle, seed)
     finally:
         Screen._compositor_refresh = unpatched  # type: ignore[method-assign]
+    return {**result, "collector_workers": workers}
 
 
 async def measure(
     app: GpuTuiApp,
-    monitor: FleetMonitor,
+    monitor: Any,
     directory: Path,
     names: list[str],
     interval: float,
@@ -165,7 +176,9 @@ async def measure(
     missed: list[str] = []
 
     def streaming() -> int:
-        return sum(1 for rt in monitor.hosts.values() if rt.sample is not None)
+        if isinstance(monitor, FleetMonitor):
+            return sum(1 for rt in monitor.hosts.values() if rt.sample is not None)
+        return sum(1 for h in monitor.hosts.values() if h.latest.sample is not None)
 
     async with app.run_test(size=(200, 50)):
         t0 = time.monotonic()
@@ -226,6 +239,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--settle", type=float, default=90.0, help="max s to wait for all hosts")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="collector worker processes (0: the app's own)"
+    )
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
     from gputui.collect.fdlimit import raise_soft_limit
@@ -237,7 +253,15 @@ def main() -> None:
         try:
             write_client_files(directory, int((directory / "port").read_text()), args.hosts)
             result = asyncio.run(
-                run(args.hosts, directory, args.interval, args.per_kind, args.settle, args.seed)
+                run(
+                    args.hosts,
+                    directory,
+                    args.interval,
+                    args.per_kind,
+                    args.settle,
+                    args.seed,
+                    args.workers,
+                )
             )
         finally:
             assert server.stdin is not None

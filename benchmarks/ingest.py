@@ -93,7 +93,8 @@ def worker_monitor(names: list[str], directory: Path, interval: float, workers: 
     from gputui.config import SshSettings
 
     recipes = [
-        HostRecipe(name=n, args=AgentArgs(interval_s=interval), interval_s=interval) for n in names
+        HostRecipe(name=n, args=AgentArgs(interval_s=interval, host=n), interval_s=interval)
+        for n in names
     ]
     ssh = SshSettings(
         config_files=(directory / "ssh_config",), known_hosts=directory / "known_hosts"

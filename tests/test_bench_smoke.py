@@ -153,7 +153,10 @@ def test_app_ingest_pairs_each_tick_with_the_refresh_after_it(tmp_path: Path) ->
     assert "| all hosts streaming after | never |" in out
 
 
-def test_detect_screen_sees_each_injected_fault_on_the_fleet_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "in-a-worker"])
+def test_detect_screen_sees_each_injected_fault_on_the_fleet_table(
+    tmp_path: Path, workers: int
+) -> None:
     import asyncio
 
     import detect_screen
