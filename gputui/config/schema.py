@@ -131,7 +131,7 @@ Seconds = Annotated[
 
 class SourceTable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """`[source]`: where readings come from. SSH (the default) runs the agent on every host;
-    "prometheus" reads the fleet from a Prometheus HTTP API (docs/prometheus-source.md)."""
+    "prometheus" reads the fleet from a Prometheus HTTP API (docs/prometheus.md)."""
 
     kind: Annotated[SourceKind, msgspec.Meta(description='"ssh" or "prometheus"')] = "ssh"
     url: Annotated[
