@@ -459,7 +459,7 @@ def main() -> None:
                             "--settle",
                             str(args.settle),
                             "--workers",
-                            str(args.workers),
+                            str(0 if strategy == BASELINE else args.workers),
                         ],
                         capture_output=True,
                         text=True,
