@@ -5,10 +5,12 @@ monitor: the in-process FleetMonitor and the monitor over worker processes
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from gputui.collect.history import HostHistory
 from gputui.core.model import FleetEvent, FleetSnapshot
+
+if TYPE_CHECKING:  # numpy, which the rings are made of, loads only where history is kept
+    from gputui.collect.history import HostHistory
 
 
 class LiveHost(Protocol):
