@@ -16,7 +16,11 @@ one after the other against the same server, and reports its own CPU, RSS and sa
             over gputui's cipher choice;
 - exec:     gpustat-web's strategy: one persistent connection per host, a fresh command run
             every interval;
-- connect:  nvidia-smi-remote's strategy: a new connection per host per refresh.
+- connect:  nvidia-smi-remote's strategy: a new connection per host per refresh;
+- gputui-in-process: gputui's client in one process whatever `--workers` says, so that the
+            worker processes and the single process are measured in one run;
+- gputui-baseline: gputui's client from another revision (`--baseline-src DIR`), in one
+            process, for before and after in one run.
 
 Each strategy is also offered with gputui's cipher choice as STRATEGY-gcm (floor-lean always
 uses it).
@@ -57,6 +61,7 @@ GCM = ("floor-gcm", "exec-gcm", "connect-gcm")
 # meaningful as a floor for gputui if it pays for the same cipher.
 GPUTUI_CIPHERS = (*GCM, "floor-lean")
 BASELINE = "gputui-baseline"  # gputui's client from --baseline-src, for before/after in one run
+IN_PROCESS = "gputui-in-process"  # gputui's client in one process whatever --workers says
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,7 +400,7 @@ def main() -> None:
         "--strategies",
         nargs="+",
         default=["gputui", "floor", "floor-gcm", "floor-lean", "exec", "exec-gcm", "connect"],
-        choices=(*STRATEGIES, *GCM, BASELINE),
+        choices=(*STRATEGIES, *GCM, BASELINE, IN_PROCESS),
     )
     ap.add_argument(
         "--baseline-src",
@@ -447,7 +452,7 @@ def main() -> None:
                             sys.executable,
                             __file__,
                             "--client",
-                            "gputui" if strategy == BASELINE else strategy,
+                            "gputui" if strategy in (BASELINE, IN_PROCESS) else strategy,
                             "--hosts",
                             str(n),
                             "--dir",
@@ -459,7 +464,7 @@ def main() -> None:
                             "--settle",
                             str(args.settle),
                             "--workers",
-                            str(0 if strategy == BASELINE else args.workers),
+                            str(0 if strategy in (BASELINE, IN_PROCESS) else args.workers),
                         ],
                         capture_output=True,
                         text=True,
@@ -485,14 +490,22 @@ def main() -> None:
             continue
         row: dict[str, object] = {"hosts": n}
         for s, r in by.items():
-            if s != "gputui" and r["us_per_host_sample"]:
-                below = str(s).startswith("floor") or s == BASELINE  # ratio: gputui over it
-                key = f"gputui_over_{s}" if below else f"{s}_over_gputui"
-                if s == BASELINE:
-                    key = "gputui_over_baseline"
-                a, b = (g, r) if below else (r, g)
-                cost_a, cost_b = str(a["us_per_host_sample"]), str(b["us_per_host_sample"])
-                row[key] = round(float(cost_a) / float(cost_b), 2)
+            if s in ("gputui", IN_PROCESS) or not r["us_per_host_sample"]:
+                continue
+            below = str(s).startswith("floor") or s == BASELINE  # ratio: gputui over it
+            key = f"gputui_over_{s}" if below else f"{s}_over_gputui"
+            if s == BASELINE:
+                key = "gputui_over_baseline"
+            a, b = (g, r) if below else (r, g)
+            row[key] = round(
+                float(str(a["us_per_host_sample"])) / float(str(b["us_per_host_sample"])), 2
+            )
+        one = by.get(IN_PROCESS)  # the in-process client beside the workers, over the floors
+        for s, r in by.items():
+            below = str(s).startswith("floor") or s == BASELINE
+            if one and one["us_per_host_sample"] and below and r["us_per_host_sample"]:
+                cost = float(str(one["us_per_host_sample"])) / float(str(r["us_per_host_sample"]))
+                row[f"in_process_over_{s}"] = round(cost, 2)
         ratios.append(row)
         print(json.dumps(row))
     doc = {

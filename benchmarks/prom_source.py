@@ -14,9 +14,11 @@ measures:
   then to the host's verdict turning `failed` (scrape interval + query interval + judging).
 
     python benchmarks/prom_source.py --hosts 500 --endpoints 4 --scrape-s 2 --ticks 10 \
-        [--out benchmarks/results/prom_source-500.json]
+        [--ssh-hosts 1000] [--out benchmarks/results/prom_source-500.json]
 
-prints one JSON object. The full size is 10,000 hosts; on a 2-core machine run it small.
+prints one JSON object. With `--ssh-hosts N`, the same run then measures the SSH path at N
+hosts (benchmarks/ingest.py's gputui client, in one process, after Prometheus and the
+simulated exporter have stopped), so the two per-GPU costs come from one run on one machine.
 """
 
 from __future__ import annotations
@@ -178,6 +180,29 @@ async def measure(
     }
 
 
+def ssh_path(hosts: int) -> dict[str, Any]:
+    """The SSH path's cost at `hosts` hosts, by benchmarks/ingest.py's gputui client (one process:
+    the per-GPU CPU of the same health rules and history, fed by SSH streams)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("ingest.py")), "--hosts", str(hosts),
+         "--strategies", "gputui", "--seconds", "20", "--settle", "90"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    row = next(r for r in rows if r.get("strategy") == "gputui")
+    gpus = hosts * 8
+    return {
+        "hosts": hosts,
+        "interval_s": 1.0,
+        "cpu_pct_of_one_core": row["cpu_pct_of_one_core"],
+        "us_per_host_sample": row["us_per_host_sample"],
+        "cpu_us_per_gpu_sample": round(row["us_per_host_sample"] / 8, 2),
+        "rss_mib": row["rss_mib"],
+        "rss_kib_per_host": round(row["rss_mib"] * 1024 / hosts, 1),
+        "gpus": gpus,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, default=500)
@@ -185,6 +210,7 @@ def main() -> None:
     ap.add_argument("--scrape-s", type=float, default=2.0)
     ap.add_argument("--query-s", type=float, default=2.0)
     ap.add_argument("--ticks", type=int, default=10)
+    ap.add_argument("--ssh-hosts", type=int, help="then the SSH path at this many hosts")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gputui-prom-bench-") as tmp:
@@ -200,6 +226,8 @@ def main() -> None:
             if sim.stdin is not None:
                 sim.stdin.close()
             sim.wait(30)
+    if args.ssh_hosts:
+        result["ssh_path"] = ssh_path(args.ssh_hosts)
     print(json.dumps(result), flush=True)
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
