@@ -63,6 +63,11 @@ JUDGED_SIGNALS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("recovery action", ("recovery_action",)),
 )
 XID_FAMILY = "xid"
+# The families whose series carry a GPU's job labels for the reader: the temperature (which
+# dates every host, so a read GPU has it) and the XID (which DCGM keeps for a GPU off the bus).
+# dcgm-exporter puts the label on every series of the GPU; reading it off the other families
+# too would add a fifth to the reader's cost per tick and name no other job.
+JOB_FAMILIES = frozenset({FRESHNESS_FIELD, XID_FAMILY})
 # dcgm-exporter's free frame buffer: with the used and reserved, the GPU's memory total (which
 # the memory rule judges against), read once per GPU as the agent reads its inventory.
 FREE_FAMILY = "mem_free"
@@ -205,8 +210,9 @@ class FleetReader:
     ) -> TickRead:
         hosts: dict[str, HostRead] = {}
         for fam in self.families:
+            jobs = fam.key in JOB_FAMILIES
             for item in results.get(fam.key, ()):
-                self._place(hosts, fam, item)
+                self._place(hosts, fam, item, jobs)
         for item in freshness:
             name = host_of(item.metric)
             if name is None or name not in hosts:
@@ -217,7 +223,9 @@ class FleetReader:
                 host.newest_t = t
         return TickRead(now=now, hosts=hosts)
 
-    def _place(self, hosts: dict[str, HostRead], fam: Family, item: VectorSample) -> None:
+    def _place(
+        self, hosts: dict[str, HostRead], fam: Family, item: VectorSample, jobs: bool
+    ) -> None:
         metric = item.metric
         name = host_of(metric)
         if name is None:
@@ -235,10 +243,11 @@ class FleetReader:
         if gpu is None:
             model = _label(metric, MODEL_LABELS) or "unknown model"
             host.gpus[index] = _Gpu(index, plain(uuid, 128), plain(model, 128))
-        for label in JOB_LABELS:
-            job = metric.get(label)
-            if job:  # Prometheus drops an empty label: no job
-                host.job_labels.setdefault(index, {})[job] = None
+        if jobs:
+            for label in JOB_LABELS:
+                job = metric.get(label)
+                if job:  # Prometheus drops an empty label: no job
+                    host.job_labels.setdefault(index, {})[job] = None
         value = _number(item.value[1])
         from_gputui = metric.get("__name__") in self._gputui_names
         if value is None:
