@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.conftest import need_program
@@ -28,14 +29,19 @@ class SimDcgm:
     """`python -m gputui.collect.dcgm_sim` over `mix`, on `endpoints` loopback ports."""
 
     def __init__(
-        self, directory: Path, mix: str, endpoints: int = 2, elapsed_s: float | None = None
+        self,
+        directory: Path,
+        mix: str,
+        endpoints: int = 2,
+        elapsed_s: float | None = None,
+        extra: Sequence[str] = (),
     ) -> None:
         self.ports_file = directory / "dcgm-ports.json"
         args = [sys.executable, "-m", "gputui.collect.dcgm_sim", "--hosts", mix]
         args += ["--endpoints", str(endpoints), "--ports-file", str(self.ports_file)]
         if elapsed_s is not None:
             args += ["--sim-elapsed", str(elapsed_s)]
-        self.args = args
+        self.args = [*args, *extra]  # e.g. --jobs, --hpc-job HOST:GPUS=TEXT
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoints: list[int] = []
         self.hosts: dict[str, int] = {}

@@ -26,7 +26,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gputui.agent import attribution
-from gputui.agent.attribution import ProcAttribution, job_from_cgroup, slurm_from_environ
+from gputui.agent.attribution import (
+    ProcAttribution,
+    job_from_cgroup,
+    job_from_id,
+    slurm_from_environ,
+)
 from gputui.agent.nvml_backend import NvmlBackend
 from gputui.agent.simnvml import SimNvml
 from gputui.agent.simulation import Simulation
@@ -228,6 +233,7 @@ def test_the_environment_names_an_array_task_by_its_own_job_id() -> None:
         environ(SLURM_JOB_ID="42; rm -rf /"),
         environ(SLURM_JOB_ID=""),
         environ(SLURM_JOB_ID="9" * 21),
+        environ(SLURM_JOB_ID="42\n"),  # a line break after the digits is no id either
         environ(NOT_SLURM_JOB_ID="42"),
         b"SLURM_JOB_ID",  # no `=`
         b"",
@@ -446,6 +452,57 @@ def test_parsers_take_any_bytes(data: bytes) -> None:
             msgspec.convert(job, JobRef)
     attribution.real_uid(data)
     attribution.start_time(data)
+
+
+# -- a job named by its id alone (a Prometheus series' job label) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "job_id"),
+    [
+        ("4242", "slurm", "4242"),
+        ("4242\n", "slurm", "4242"),  # a mapping file's line, as read
+        (" 4242\r", "slurm", "4242"),
+        (U1, "k8s", U1),
+        (U1.upper().replace("-", "_"), "k8s", U1),  # as the systemd driver writes it
+    ],
+)
+def test_an_id_alone_names_a_slurm_job_or_a_pod(text: str, kind: str, job_id: str) -> None:
+    job = job_from_id(text)
+    assert job == {"kind": kind, "id": job_id, "source": "label"}
+    msgspec.convert(job, JobRef)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "42; rm -rf /",
+        "4242_7",  # an array task goes by its own job id, as its processes' cgroups do
+        "9" * 21,
+        "-4242",
+        "42\n43",  # two lines: a list, not an id
+        "\x1b]0;owned\x074242",  # an escape sequence that retitles the terminal
+        "\x1b[2J",
+        "[bold red]4242[/]",  # Rich markup
+        "\u202e4242",  # a bidi override
+        "\u0664\u0662",  # Arabic-Indic digits: digits to Unicode, not to Slurm
+        "\uff14\uff12",  # full-width digits
+        "job-4242",
+    ],
+)
+def test_anything_else_names_no_job(text: str) -> None:
+    assert job_from_id(text) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_label_text_gives_a_job_within_bounds_or_none(text: str) -> None:
+    job = job_from_id(text)
+    if job is not None:
+        ref = msgspec.convert(job, JobRef)
+        assert ref.id.isascii() and ref.id.replace("-", "").isalnum()
 
 
 @settings(max_examples=200, deadline=None)

@@ -10,7 +10,7 @@ from gputui.agent.fields import READINGS, bytes_to_mib, milliwatts_to_w, smi_flo
 from gputui.agent.smi_parse import RESERVED_FIELD, stream_fields
 from gputui.core.model import GpuReading
 
-NOT_READINGS = {"index", "status", "error", "processes"}
+NOT_READINGS = {"index", "status", "error", "processes", "jobs"}
 
 
 def test_every_reading_field_of_the_protocol_is_declared_once() -> None:

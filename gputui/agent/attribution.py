@@ -58,7 +58,8 @@ _SLURM_PATH = re.compile(
 # Step names Slurm writes: numbered steps (a heterogeneous component as `0+1`), and the batch
 # script, the extern step (pam_slurm_adopt, X11) and salloc's interactive step.
 _SLURM_STEP = re.compile(r"^(?:\d{1,10}(?:\+\d{1,10})?|batch|extern|interactive)$")
-_DIGITS = re.compile(rb"^\d{1,20}$")
+# `\Z`, not `$`: `$` also matches before a final line break, which would pass "4242\n" as an id.
+_DIGITS = re.compile(rb"^\d{1,20}\Z")
 
 # Kubernetes, cgroupfs driver: `kubepods/[burstable|besteffort/]pod<UID>/<container id>`
 # (Guaranteed pods sit directly under kubepods).
@@ -73,7 +74,7 @@ _K8S_SYSTEMD = re.compile(
     r"(?:/(?:cri-containerd|docker|crio)-([0-9a-f]{12,64})\.scope)?"
 )
 _POD_UID = re.compile(
-    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$"
+    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})\Z"
 )
 # A namespace is a DNS label; a pod's hostname (its name, unless spec.hostname says otherwise)
 # is a DNS label too, as kubelet truncates longer names to 63.
@@ -169,6 +170,24 @@ def k8s_from_cgroup(cgroup: bytes) -> Json | None:
             job["container"] = m.group(2)
         job["source"] = "cgroup"
         return job
+    return None
+
+
+def job_from_id(text: str) -> Json | None:
+    """The job that an id alone names, with no process to read it from: the job label of a
+    GPU's series in Prometheus (dcgm-exporter's `hpc_job`, which a Slurm prolog writes into
+    DCGM's job mapping files, or gputui exporter's `job_id`). It is held to the rules of the
+    ids read from /proc: a Slurm job id is digits, a pod UID hex in UUID form; surrounding
+    white space is dropped (a mapping file's line ending), and anything else (a name, markup,
+    an escape sequence, a list) names no job."""
+    raw = text.strip(" \t\r\n")
+    if not raw.isascii():  # every id is ASCII: no look-alike digit or letter passes
+        return None
+    if _DIGITS.match(raw.encode("ascii")):
+        return {"kind": "slurm", "id": raw, "source": "label"}
+    uid = pod_uid(raw)
+    if uid is not None:
+        return {"kind": "k8s", "id": uid, "source": "label"}
     return None
 
 

@@ -12,8 +12,16 @@ site; `--fields all` serves every DCGM field of core/prom_series.py. A lost GPU 
 XID series, as DCGM returns blank values for a GPU off the bus. DCGM_FI_DEV_XID_ERRORS carries
 the last XID seen on the GPU, 0 before any.
 
+HPC job labels, as dcgm-exporter adds them from its job mapping directory (one file per GPU,
+one job id a line, written by a Slurm prolog): every series of a GPU that runs jobs carries
+`hpc_job`, repeated once per job. `--jobs` runs the fleet's Slurm jobs as `gputui demo` places
+them (collect/sim_jobs.py: multi-host data-parallel jobs, whole-host and shared hosts);
+`--hpc-job HOST:GPUS=TEXT` puts any text there, as a mapping file may hold it (an empty text,
+an id with its line ending, garbage), on those GPUs in place of their jobs.
+
     python -m gputui.collect.dcgm_sim --hosts healthy:3,xid79:1,thermal:1 \
-        --endpoints 2 --ports-file ports.json [--sim-elapsed 60] [--fields default|all]
+        --endpoints 2 --ports-file ports.json [--sim-elapsed 60] [--fields default|all] \
+        [--jobs] [--hpc-job sim-002:0-3=4242 ...]
 
 writes ports.json ({"endpoints": [port, ...], "hosts": {"sim-001": port, ...}}) once every
 listener is up, on 127.0.0.1 only, and serves until stdin closes or SIGTERM. SIGUSR1 injects a
@@ -30,7 +38,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +48,7 @@ from gputui.agent.sim_backend import SimBackend
 from gputui.agent.simulation import EVENT_XID
 from gputui.collect.prom_fleet import DCGM_FB_FREE
 from gputui.collect.scenarios import load_scenario
+from gputui.collect.sim_jobs import assign_jobs
 from gputui.core import prom_series as ps
 
 #: dcgm-exporter's default field set (default-counters.csv), among the fields gputui reads.
@@ -61,6 +70,11 @@ DEFAULT_FIELDS = frozenset(
 ALL_FIELDS = frozenset(s.dcgm for s in ps.GPU_SERIES if s.dcgm is not None)
 # The fewest seconds between two reads of the simulation: scrapes in between get the same text.
 MIN_READ_S = 0.5
+#: The seed of the fleet's job placement with --jobs (as `gputui demo`'s default).
+JOBS_SEED = 0
+
+#: Host -> GPU index -> the `hpc_job` values of its series (one series per value).
+HpcJobs = dict[str, dict[int, list[str]]]
 
 
 def _escape(value: str) -> str:
@@ -83,6 +97,8 @@ class SimHost:
     scenario: str
     backend: SimBackend
     labels: dict[int, str] = field(default_factory=dict)  # GPU index -> its label text
+    # GPU index -> the label text of each of its series: one per HPC job, with its hpc_job
+    jobs: dict[int, list[str]] = field(default_factory=dict)
     memory_total_mib: dict[int, float] = field(default_factory=dict)
     last_xid: dict[int, int] = field(default_factory=dict)
     _events_read: int = 0
@@ -90,6 +106,15 @@ class SimHost:
     def inject_xid(self, gpu: int, xid: int) -> None:
         """DCGM reports `xid` on `gpu` from the next read on (a fault injected from outside)."""
         self.last_xid[gpu] = xid
+
+    def set_jobs(self, gpu: int, jobs: Sequence[str]) -> None:
+        """The `hpc_job` values of `gpu`'s series from the next read on (none: no label)."""
+        self.jobs[gpu] = [f'{self.labels[gpu]},hpc_job="{_escape(job)}"' for job in jobs]
+
+    def label_sets(self, gpu: int) -> list[str]:
+        """The label text of each of `gpu`'s series: dcgm-exporter repeats a GPU's series once
+        per job its mapping file lists."""
+        return self.jobs.get(gpu) or [self.labels[gpu]]
 
     def read_xids(self) -> None:
         """DCGM keeps the last XID of each GPU: read it from the simulation's event log (the
@@ -154,18 +179,21 @@ class SimExporter:
             host.read_xids()
             for reading in sample["gpus"]:
                 idx = int(reading["index"])
-                label = host.labels[idx]
-                xids.append(f"{ps.DCGM_XID}{{{label}}} {host.last_xid.get(idx, 0)}")
+                labels = host.label_sets(idx)
+                xid = host.last_xid.get(idx, 0)
+                xids.extend(f"{ps.DCGM_XID}{{{label}}} {xid}" for label in labels)
                 if reading.get("status", "ok") != "ok":
                     continue  # DCGM has blank values for a GPU off the bus: no series
                 for s in self.series:
                     value = reading.get(s.field)
                     if value is not None and s.dcgm is not None:
-                        lines[s.dcgm].append(f"{s.dcgm}{{{label}}} {_number(value)}")
+                        text = _number(value)
+                        lines[s.dcgm].extend(f"{s.dcgm}{{{label}}} {text}" for label in labels)
                 total = host.memory_total_mib.get(idx)
                 if total is not None and reading.get("mem_used_mib") is not None:
                     left = total - reading["mem_used_mib"] - reading.get("mem_reserved_mib", 0.0)
-                    free.append(f"{DCGM_FB_FREE}{{{label}}} {_number(max(0.0, left))}")
+                    text = _number(max(0.0, left))
+                    free.extend(f"{DCGM_FB_FREE}{{{label}}} {text}" for label in labels)
         out: list[str] = []
         for s in self.series:
             assert s.dcgm is not None
@@ -227,19 +255,61 @@ def parse_mix(text: str) -> list[str]:
     return out
 
 
+def parse_hpc_job(text: str) -> tuple[str, list[int], str]:
+    """'sim-002:0-3=4242' -> ('sim-002', [0, 1, 2, 3], '4242'); GPUS as `0,2` or `0-3`."""
+    spec, sep, value = text.partition("=")
+    host, _, gpus = spec.rpartition(":")
+    if not sep or not host or not gpus:
+        raise ValueError(f"expected HOST:GPUS=TEXT, got {text!r}")
+    indices: list[int] = []
+    for part in gpus.split(","):
+        first, _, last = part.partition("-")
+        indices.extend(range(int(first), int(last or first) + 1))
+    return host, indices, value
+
+
+def host_names(mix: Sequence[str], prefix: str = "sim") -> list[str]:
+    """The names of `mix`'s hosts: PREFIX-001, ..."""
+    width = max(3, len(str(len(mix))))
+    return [f"{prefix}-{i + 1:0{width}d}" for i in range(len(mix))]
+
+
+def fleet_jobs(mix: Sequence[str], prefix: str = "sim", seed: int = JOBS_SEED) -> HpcJobs:
+    """The Slurm jobs of each GPU of `mix`'s hosts, placed as `gputui demo` places them
+    (a Kubernetes pod is no HPC job: dcgm-exporter labels pods otherwise)."""
+    hosts = [(n, load_scenario(sc)) for n, sc in zip(host_names(mix, prefix), mix, strict=True)]
+    out: HpcJobs = {}
+    for name, sc in assign_jobs(hosts, seed):
+        for job in sc.get("job") or ():
+            if job["kind"] == "slurm":
+                for gpu in job["gpus"]:
+                    out.setdefault(name, {}).setdefault(int(gpu), []).append(str(job["id"]))
+    return out
+
+
 def build(
     mix: Sequence[str],
     endpoints: int,
     elapsed_s: float | None = None,
     fields: frozenset[str] = DEFAULT_FIELDS,
     prefix: str = "sim",
+    jobs: Mapping[str, Mapping[int, Sequence[str]]] | None = None,
 ) -> list[SimExporter]:
-    """`len(mix)` simulated hosts named PREFIX-001..., dealt round-robin over `endpoints`."""
-    width = max(3, len(str(len(mix))))
+    """`len(mix)` simulated hosts named PREFIX-001..., dealt round-robin over `endpoints`,
+    with `jobs` (host -> GPU -> `hpc_job` values) on their series."""
     hosts = [
-        make_host(f"{prefix}-{i + 1:0{width}d}", scenario, seed=i + 1, elapsed_s=elapsed_s)
-        for i, scenario in enumerate(mix)
+        make_host(name, scenario, seed=i + 1, elapsed_s=elapsed_s)
+        for i, (name, scenario) in enumerate(zip(host_names(mix, prefix), mix, strict=True))
     ]
+    by_name = {h.name: h for h in hosts}
+    for name, gpus in (jobs or {}).items():
+        host = by_name.get(name)
+        if host is None:
+            raise ValueError(f"--hpc-job names {name!r}, which is not a host of the fleet")
+        for gpu, values in gpus.items():
+            if gpu not in host.labels:
+                raise ValueError(f"--hpc-job names GPU {gpu} of {name}, which has no such GPU")
+            host.set_jobs(gpu, values)
     n = max(1, min(endpoints, len(hosts)))
     return [SimExporter(hosts[k::n], fields) for k in range(n)]
 
@@ -252,11 +322,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sim-elapsed", type=float, default=None)
     parser.add_argument("--fields", choices=("default", "all"), default="default")
     parser.add_argument("--prefix", default="sim")
+    parser.add_argument(
+        "--jobs", action="store_true", help="hpc_job labels of the fleet's Slurm jobs"
+    )
+    parser.add_argument(
+        "--hpc-job",
+        action="append",
+        default=[],
+        metavar="HOST:GPUS=TEXT",
+        help="hpc_job TEXT on those GPUs' series (repeat for several jobs on one GPU)",
+    )
     args = parser.parse_args(argv)
     try:
         mix = parse_mix(args.hosts)
         fields = ALL_FIELDS if args.fields == "all" else DEFAULT_FIELDS
-        exporters = build(mix, args.endpoints, args.sim_elapsed, fields, args.prefix)
+        jobs = fleet_jobs(mix, args.prefix) if args.jobs else {}
+        given: HpcJobs = {}
+        for text in args.hpc_job:
+            host, gpus, value = parse_hpc_job(text)
+            for gpu in gpus:
+                given.setdefault(host, {}).setdefault(gpu, []).append(value)
+        for host, by_gpu in given.items():
+            jobs.setdefault(host, {}).update(by_gpu)  # in place of the fleet's jobs there
+        exporters = build(mix, args.endpoints, args.sim_elapsed, fields, args.prefix, jobs)
     except Exception as exc:  # a bad argument or scenario: one line, not a traceback
         print(f"dcgm_sim: {exc}", file=sys.stderr)
         return 2

@@ -12,10 +12,17 @@ DCGM's units and labels (Hostname, gpu, UUID, modelName), and gputui's own names
 (labels host, gpu, uuid, model). A field neither kind carries for a host is left None, and the
 signals that matter to the health rules are named in the Hello's `unavailable`, so the host
 shows "not available from this source" rather than ok.
+
+A GPU's job comes from the job label of its series (dcgm-exporter's `hpc_job`, or `job_id`
+where a site relabels it so and on gputui's own series), held to the rules the agent holds the
+ids it reads from /proc to (agent/attribution.py): digits name a Slurm job, a UUID a pod, and
+any other value names none. Only the job is known, so the reading carries it as
+GpuReading.jobs, never as made-up processes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +30,11 @@ from typing import Any
 
 import msgspec
 
+from gputui.agent.attribution import job_from_id
 from gputui.collect.prom_api import VectorSample
 from gputui.config.schema import SeriesKind
 from gputui.core import prom_series as ps
-from gputui.core.model import PROTOCOL_VERSION, GpuReading
+from gputui.core.model import MAX_GPU_JOBS, PROTOCOL_VERSION, GpuReading
 from gputui.core.text import plain
 
 AGENT_VERSION = "prometheus"
@@ -34,6 +42,10 @@ AGENT_VERSION = "prometheus"
 HOST_LABELS = (ps.DCGM_LABEL_HOST, ps.LABEL_HOST, "instance")
 UUID_LABELS = (ps.DCGM_LABEL_UUID, ps.LABEL_UUID)
 MODEL_LABELS = (ps.DCGM_LABEL_MODEL, ps.LABEL_MODEL)
+#: Label names that name a GPU's jobs: dcgm-exporter's, then `job_id` (gputui exporter's, and
+#: what sites relabel hpc_job to). gputui's holds several ids joined by commas; dcgm-exporter
+#: repeats the series once per job instead.
+JOB_LABELS = (ps.DCGM_LABEL_JOB, ps.LABEL_JOB)
 #: The family whose sample timestamps date a host (read through `timestamp()`).
 FRESHNESS_FIELD = "temp_c"
 # Signals the health rules judge, by the reading fields that carry them: a host none of whose
@@ -51,6 +63,11 @@ JUDGED_SIGNALS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("recovery action", ("recovery_action",)),
 )
 XID_FAMILY = "xid"
+# The families whose series carry a GPU's job labels for the reader: the temperature (which
+# dates every host, so a read GPU has it) and the XID (which DCGM keeps for a GPU off the bus).
+# dcgm-exporter puts the label on every series of the GPU; reading it off the other families
+# too would add a fifth to the reader's cost per tick and name no other job.
+JOB_FAMILIES = frozenset({FRESHNESS_FIELD, XID_FAMILY})
 # dcgm-exporter's free frame buffer: with the used and reserved, the GPU's memory total (which
 # the memory rule judges against), read once per GPU as the agent reads its inventory.
 FREE_FAMILY = "mem_free"
@@ -147,6 +164,7 @@ class HostRead:
     xids: dict[int, int] = field(default_factory=dict)  # gpu -> DCGM's last XID
     xid_counts: dict[tuple[int, int], float] = field(default_factory=dict)  # (gpu, xid) -> count
     free_mib: dict[int, float] = field(default_factory=dict)  # gpu -> free frame buffer (DCGM)
+    job_labels: dict[int, dict[str, None]] = field(default_factory=dict)  # gpu -> label values
     unplaced: int = 0  # series without a usable gpu index or UUID label
     bad_values: list[str] = field(default_factory=list)  # NaN, infinite or unparsable values
 
@@ -192,8 +210,9 @@ class FleetReader:
     ) -> TickRead:
         hosts: dict[str, HostRead] = {}
         for fam in self.families:
+            jobs = fam.key in JOB_FAMILIES
             for item in results.get(fam.key, ()):
-                self._place(hosts, fam, item)
+                self._place(hosts, fam, item, jobs)
         for item in freshness:
             name = host_of(item.metric)
             if name is None or name not in hosts:
@@ -204,7 +223,9 @@ class FleetReader:
                 host.newest_t = t
         return TickRead(now=now, hosts=hosts)
 
-    def _place(self, hosts: dict[str, HostRead], fam: Family, item: VectorSample) -> None:
+    def _place(
+        self, hosts: dict[str, HostRead], fam: Family, item: VectorSample, jobs: bool
+    ) -> None:
         metric = item.metric
         name = host_of(metric)
         if name is None:
@@ -222,6 +243,11 @@ class FleetReader:
         if gpu is None:
             model = _label(metric, MODEL_LABELS) or "unknown model"
             host.gpus[index] = _Gpu(index, plain(uuid, 128), plain(model, 128))
+        if jobs:
+            for label in JOB_LABELS:
+                job = metric.get(label)
+                if job:  # Prometheus drops an empty label: no job
+                    host.job_labels.setdefault(index, {})[job] = None
         value = _number(item.value[1])
         from_gputui = metric.get("__name__") in self._gputui_names
         if value is None:
@@ -245,6 +271,29 @@ class FleetReader:
             return  # gputui's own series, read first, carry more; dcgm's fills the rest
         reading[fam.key] = _convert(fam.key, value, from_gputui)
         host.fields_seen.add(fam.key)
+
+
+# The longest job id is a pod UID's 36 characters: a longer value (with room for white space)
+# is no id, and is neither checked nor kept in the cache.
+_ID_CHARS = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def _job(value: str) -> dict[str, Any] | None:
+    # The same few ids arrive on every GPU's series at every tick: each is checked once.
+    return job_from_id(value)
+
+
+def jobs_of(labels: Iterable[str]) -> list[dict[str, Any]]:
+    """The jobs a GPU's job label values name, each once, in order (as JobRef dicts); a value
+    that is no job id names none."""
+    jobs: dict[str, dict[str, Any]] = {}
+    for text in labels:
+        for part in text.split(","):
+            job = _job(part) if len(part) <= _ID_CHARS else None
+            if job is not None:
+                jobs.setdefault(f"{job['kind']}:{job['id']}", job)
+    return list(jobs.values())[:MAX_GPU_JOBS]
 
 
 def unavailable_signals(fields_seen: set[str]) -> list[str]:
@@ -298,6 +347,14 @@ class HostTracker:
             self.hello_sent = True
         t = read.newest_t if read.newest_t is not None else 0.0
         self.last_t = t
+        for index, labels in read.job_labels.items():
+            # Only a GPU with readings carries its jobs: one without (DCGM's blank values of
+            # a GPU off the bus) counts for every job of its host (core/jobs.py).
+            values = read.readings.get(index)
+            if values is not None:
+                jobs = jobs_of(labels)
+                if jobs:
+                    values["jobs"] = jobs
         out.append(
             {
                 "type": "sample",

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from gputui.core.jobs import Job, build_jobs
+from gputui.core.jobs import Job, build_jobs, gpu_jobs
 from gputui.core.model import (
     CLOCK_EVENT_GPU_IDLE,
     CLOCK_EVENT_SW_POWER_CAP,
@@ -107,12 +107,10 @@ _Attribution = tuple[tuple[int, str], ...]
 
 
 def _attribution(sample: Sample | None) -> _Attribution:
-    """The (GPU, job key) pairs of a slow sample's processes: what build_jobs groups."""
+    """The (GPU, job key) pairs of a slow sample's processes and GPUs: what build_jobs groups."""
     if sample is None:
         return ()
-    return tuple(
-        (r.index, p.job.key) for r in sample.gpus for p in r.processes or () if p.job is not None
-    )
+    return tuple((r.index, job.key) for r in sample.gpus for job in gpu_jobs(r))
 
 
 class _Layout(NamedTuple):

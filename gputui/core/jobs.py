@@ -1,8 +1,10 @@
 """Training jobs as the fleet shows them: GPU processes grouped by the job the agent attributed.
 
 The agent attributes each GPU process on its host (agent/attribution.py: Slurm job from the
-cgroup path or SLURM_JOB_ID, Kubernetes pod from the cgroup path); this module groups those
-attributions across hosts into jobs, judges each job by the worst of its GPUs, and gives it its
+cgroup path or SLURM_JOB_ID, Kubernetes pod from the cgroup path); a source that lists no
+processes may name each GPU's jobs instead (GpuReading.jobs: the Prometheus source reads them
+from the job label of the GPU's series). This module groups those attributions across hosts
+into jobs, judges each job by the worst of its GPUs, and gives it its
 own risk (survival odds, checkpoint interval) for its own GPU count. Pure functions over
 snapshots: no I/O, no scheduler call. What a scheduler says of a job (name, user, start time,
 nodes) arrives as `SchedulerJob`s, gathered elsewhere at most once per period for the fleet.
@@ -10,7 +12,7 @@ nodes) arrives as `SchedulerJob`s, gathered elsewhere at most once per period fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -141,6 +143,15 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 # --------------------------------------------------------------------------------------------
 
 
+def gpu_jobs(reading: GpuReading) -> Iterator[JobRef]:
+    """The jobs a GPU's reading names: its processes' (as the agent attributed them), then
+    those its source names for the GPU itself (GpuReading.jobs), repeats included."""
+    for proc in reading.processes or ():
+        if proc.job is not None:
+            yield proc.job
+    yield from reading.jobs or ()
+
+
 def jobs_on_host(host: HostSnapshot) -> tuple[JobRef, ...]:
     """The jobs seen on this host's GPUs in its last slow sample, each once, in GPU order.
 
@@ -150,9 +161,8 @@ def jobs_on_host(host: HostSnapshot) -> tuple[JobRef, ...]:
         return ()
     seen: dict[str, JobRef] = {}
     for reading in sample.gpus:
-        for proc in reading.processes or ():
-            job = proc.job
-            if job is not None and job.key not in seen:
+        for job in gpu_jobs(reading):
+            if job.key not in seen:
                 seen[job.key] = job
     return tuple(seen.values())
 
@@ -248,14 +258,20 @@ _HostPart = dict[str, tuple[JobRef, "str | None", tuple[JobGpu, ...], JobHealth]
 
 
 def _silent(host: HostSnapshot) -> frozenset[int]:
-    """The host's GPUs that cannot list their processes now (lost, reset required, error)."""
-    return frozenset(
+    """The host's GPUs that cannot say what they run now: lost, reset required, an error, or
+    a GPU of its inventory missing from its slow sample (the Prometheus source has no reading
+    of a GPU off the bus: DCGM leaves its values blank)."""
+    silent = {
         r.index
         for s in (host.sample, host.slow_sample)
         if s is not None
         for r in s.gpus
         if r.status != "ok"
-    )
+    }
+    hello, sample = host.hello, host.slow_sample
+    if hello is not None and sample is not None and len(sample.gpus) < len(hello.gpus):
+        silent.update({g.index for g in hello.gpus} - {r.index for r in sample.gpus})
+    return frozenset(silent)
 
 
 def _inputs(host: HostSnapshot, silent: frozenset[int]) -> tuple[object, ...]:
@@ -295,6 +311,11 @@ def _host_part(host: HostSnapshot, silent: frozenset[int]) -> _HostPart:
             on_host.setdefault(key, {}).setdefault(reading.index, []).append(proc.pid)
             if proc.user and key not in users:
                 users[key] = proc.user
+        for job in reading.jobs or ():  # named for the GPU, with no process: no pid, no user
+            key = job.key
+            if key not in refs:
+                refs[key] = job
+            on_host.setdefault(key, {}).setdefault(reading.index, [])
     if not on_host:
         return {}
     judge = _GpuJudge(host)
@@ -304,8 +325,8 @@ def _host_part(host: HostSnapshot, silent: frozenset[int]) -> _HostPart:
             beats.setdefault(beat.gpu, []).append(beat)
     part: _HostPart = {}
     for key, by_gpu in on_host.items():
-        # A GPU that fell off the bus lists no process any more: it counts for every job of
-        # its host (a job spread over the host's GPUs stops with it).
+        # A GPU that fell off the bus lists no process (nor job) any more: it counts for every
+        # job of its host (a job spread over the host's GPUs stops with it).
         for index in silent - by_gpu.keys():
             by_gpu[index] = []
         gpus = tuple(

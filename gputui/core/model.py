@@ -108,9 +108,12 @@ ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 Uid = Annotated[int, msgspec.Meta(ge=0, le=(1 << 32) - 1)]
 
 JobKind = Literal["slurm", "k8s"]
-# Where the agent read the attribution: the process's cgroup path, or its environment
-# (SLURM_JOB_ID, readable by root or the process's own user only).
-JobSource = Literal["cgroup", "environ"]
+# Where the attribution was read: the process's cgroup path, or its environment (SLURM_JOB_ID,
+# readable by root or the process's own user only), both by the agent; or the job label of the
+# GPU's series in Prometheus (dcgm-exporter's hpc_job), by the Prometheus source, per GPU.
+JobSource = Literal["cgroup", "environ", "label"]
+# A GPU serves a few jobs at most (shared GPUs, MPS); a longer list is refused as implausible.
+MAX_GPU_JOBS = 64
 
 
 class JobRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -231,6 +234,10 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
         None  # 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain+reset
     )
     processes: list[GpuProcess] | None = None
+    # The jobs the GPU serves where the source knows them per GPU, not per process: the job
+    # labels of its series in Prometheus (collect/prom_fleet.py). An agent never sends it: its
+    # processes carry their jobs. None: not known this way (an empty list: known, no job).
+    jobs: Annotated[list[JobRef], msgspec.Meta(max_length=MAX_GPU_JOBS)] | None = None
 
 
 class Hello(

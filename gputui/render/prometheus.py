@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from gputui.core import prom_series as ps
 from gputui.core.fleet_tally import Tally
+from gputui.core.jobs import gpu_jobs
 from gputui.core.model import FleetSnapshot, GpuInfo, GpuReading, HostSnapshot, HostState, Reason
 from gputui.core.text import plain
 
@@ -71,14 +72,15 @@ def _text(value: str) -> str:
 
 
 def _jobs_by_gpu(host: HostSnapshot) -> dict[int, str]:
-    """GPU index -> the ids of the jobs its processes serve (comma-separated when several), as
-    the agent attributed them in the host's last slow sample (core/jobs.py)."""
+    """GPU index -> the ids of the jobs it serves (comma-separated when several), as the agent
+    attributed its processes, or its source named them, in the host's last slow sample
+    (core/jobs.py)."""
     sample = host.slow_sample
     if sample is None:
         return {}
     out: dict[int, str] = {}
     for reading in sample.gpus:
-        ids = sorted({p.job.id for p in reading.processes or () if p.job is not None})
+        ids = sorted({job.id for job in gpu_jobs(reading)})
         if ids:
             out[reading.index] = _text(",".join(ids))
     return out
