@@ -20,7 +20,8 @@ one after the other against the same server, and reports its own CPU, RSS and sa
 - gputui-in-process: gputui's client in one process whatever `--workers` says, so that the
             worker processes and the single process are measured in one run;
 - gputui-baseline: gputui's client from another revision (`--baseline-src DIR`), in one
-            process, for before and after in one run.
+            process (over `--baseline-workers N` worker processes if that revision has
+            them), for before and after in one run.
 
 Each strategy is also offered with gputui's cipher choice as STRATEGY-gcm (floor-lean always
 uses it).
@@ -417,6 +418,12 @@ def main() -> None:
         default=0,
         help="gputui's client reads the streams in N collector worker processes (0: in-process)",
     )
+    ap.add_argument(
+        "--baseline-workers",
+        type=int,
+        default=0,
+        help=f"{BASELINE!r} over N collector worker processes (a revision that has them)",
+    )
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -464,7 +471,13 @@ def main() -> None:
                             "--settle",
                             str(args.settle),
                             "--workers",
-                            str(0 if strategy in (BASELINE, IN_PROCESS) else args.workers),
+                            str(
+                                args.baseline_workers
+                                if strategy == BASELINE
+                                else 0
+                                if strategy == IN_PROCESS
+                                else args.workers
+                            ),
                         ],
                         capture_output=True,
                         text=True,

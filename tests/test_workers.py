@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from gputui.collect.workers.frames import (
     up_reader,
 )
 from gputui.collect.workers.link import WORKER_ARGV, exit_words
-from gputui.collect.workers.monitor import WorkerMonitor
+from gputui.collect.workers.monitor import WorkerHost, WorkerMonitor
+from gputui.collect.workers.worker import DeltaBuilder
 from gputui.config import ConfigError, config_from_text
 from gputui.core.model import FleetEvent, FleetSnapshot, HostState, Level
 from gputui.tui.app import GpuTuiApp
@@ -146,6 +148,31 @@ def test_frames_round_trip_split_anywhere() -> None:
         got = reader.feed(data[:cut]) + reader.feed(data[cut:])
         assert got == [delta, delta]
         assert reader.pending == 0
+
+
+def test_a_hello_or_slow_sample_already_sent_is_left_out_and_put_back() -> None:
+    fast = small_fleet().advance(3).hosts[0]
+    assert fast.hello is not None and fast.sample is not None
+    host = msgspec.structs.replace(fast, slow_sample=fast.sample)  # as after a slow sample
+    assert host.slow_sample is not None
+    newer = msgspec.structs.replace(host, sample_t=(host.sample_t or 0) + 1)  # same hello, slow
+    slower = msgspec.structs.replace(
+        newer, slow_sample=msgspec.structs.replace(host.slow_sample, seq=host.slow_sample.seq + 9)
+    )
+    builder = DeltaBuilder(types.SimpleNamespace(hosts={}))  # type: ignore[arg-type]
+    mine = WorkerHost(sim_recipe(host.name, "healthy"), time.time)
+    reader = up_reader()
+    sizes = []
+    for snap in (host, newer, slower):
+        frame = encode(builder.build(FleetSnapshot(t=1.0, hosts=(snap,))))
+        sizes.append(len(frame))
+        (delta,) = reader.feed(frame)
+        for got in delta.hosts:
+            mine.receive(got, got.name in delta.same_hello, got.name in delta.same_slow)
+        assert mine.latest == snap  # whole again on this side
+    assert builder.build(FleetSnapshot(t=2.0, hosts=(slower,))).hosts == []  # unchanged: none
+    # The second left both out, the third only the hello: each is smaller than the first.
+    assert sizes[1] < sizes[2] < sizes[0]
 
 
 def test_commands_round_trip() -> None:
@@ -273,7 +300,8 @@ def test_a_worker_streams_its_shard_and_ends_with_its_stdin_leaving_no_agent() -
 PARENT = """
 import asyncio, sys
 from tests.test_workers import sim_recipe
-from gputui.collect.workers.monitor import WorkerMonitor
+from gputui.collect.workers.monitor import WorkerHost, WorkerMonitor
+from gputui.collect.workers.worker import DeltaBuilder
 
 async def main():
     async with WorkerMonitor([sim_recipe("p0"), sim_recipe("p1")], 2, tick_s=0.25) as mon:

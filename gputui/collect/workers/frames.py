@@ -3,7 +3,8 @@
 Each frame is a 4-byte big-endian length and that many bytes of msgpack (msgspec), a tagged
 struct. Down (parent -> worker): `Start` first, then operator commands and `Stop`. Up (worker
 -> parent): one `Delta` per published snapshot of the worker's monitor: the hosts whose
-snapshot changed, the new events, and every history point recorded since the last frame.
+snapshot changed (less a hello or slow sample already sent), the new events, and every
+history point recorded since the last frame.
 """
 
 from __future__ import annotations
@@ -75,7 +76,14 @@ class Points(msgspec.Struct, kw_only=True, frozen=True, array_like=True):
 
 class Delta(msgspec.Struct, tag="delta", kw_only=True, frozen=True):
     t: float
-    hosts: list[HostSnapshot]  # only those whose snapshot changed since the last frame
+    # Only the hosts whose snapshot changed since the last frame. A host named in `same_hello`
+    # (`same_slow`) comes without its hello (slow sample): it is the one this worker sent
+    # last. They change at a reconnect and every few seconds, and are four fifths of an 8-GPU
+    # host's snapshot: sent every tick they made encoding, the pipe and decoding in the UI's
+    # process cost more than reading the host's stream.
+    hosts: list[HostSnapshot]
+    same_hello: list[str] = msgspec.field(default_factory=list)
+    same_slow: list[str] = msgspec.field(default_factory=list)
     events: list[FleetEvent]
     points: list[Points]
     answered: list[str]  # hosts that answered (sampled or failed) for the first time

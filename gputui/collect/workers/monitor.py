@@ -40,7 +40,15 @@ from gputui.collect.workers.link import WORKER_ARGV, WorkerLink
 from gputui.config import SshSettings
 from gputui.core.health import Thresholds
 from gputui.core.job_straggler import JobStragglerRule
-from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, HostState, Level
+from gputui.core.model import (
+    FleetEvent,
+    FleetSnapshot,
+    Hello,
+    HostSnapshot,
+    HostState,
+    Level,
+    Sample,
+)
 
 #: Points a worker's rings hold between two frames: many ticks of the fastest host.
 WORKER_RING = 64
@@ -71,6 +79,10 @@ class WorkerHost:
         self.marked_failed = False
         self.in_place_of: str | None = None
         self._shown: tuple[HostSnapshot, HostSnapshot] | None = None  # latest, with the marks
+        # The hello and slow sample its worker sent last (whether or not `update` took them):
+        # what a snapshot sent without them stands for.
+        self._wire_hello: Hello | None = None
+        self._wire_slow: Sample | None = None
 
     def snapshot(self) -> HostSnapshot:
         """The latest snapshot with the operator's marks as they are now (a mark shows at the
@@ -94,6 +106,18 @@ class WorkerHost:
         )
         self._shown = (latest, merged)
         return merged
+
+    def receive(self, snap: HostSnapshot, same_hello: bool, same_slow: bool) -> None:
+        """A snapshot off the wire: one sent without its hello or slow sample (the worker's
+        previous ones, frames.Delta) gets them back before it is the host's."""
+        if same_hello or same_slow:
+            snap = msgspec.structs.replace(
+                snap,
+                hello=self._wire_hello if same_hello else snap.hello,
+                slow_sample=self._wire_slow if same_slow else snap.slow_sample,
+            )
+        self._wire_hello, self._wire_slow = snap.hello, snap.slow_sample
+        self.update(snap)
 
     def update(self, snap: HostSnapshot) -> None:
         """The worker's newest snapshot of this host. After a worker failed, its replacement's
@@ -228,8 +252,9 @@ class WorkerMonitor:
 
     def _on_delta(self, link: WorkerLink, delta: Delta) -> None:
         hosts = self.hosts
+        same_hello, same_slow = set(delta.same_hello), set(delta.same_slow)
         for snap in delta.hosts:
-            hosts[snap.name].update(snap)
+            hosts[snap.name].receive(snap, snap.name in same_hello, snap.name in same_slow)
         for points in delta.points:
             hosts[points.host].add_points(points, self.history_len)
         for name in delta.answered:

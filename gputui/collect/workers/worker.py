@@ -18,6 +18,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from gputui.collect.fdlimit import load_lazy_modules, raise_soft_limit
 from gputui.collect.history import HostHistory
 from gputui.collect.monitor import FleetMonitor
@@ -43,7 +45,8 @@ _READ_CHUNK = 1 << 16
 
 class DeltaBuilder:
     """What changed in a monitor since the last frame: hosts by snapshot identity (each
-    host's snapshot is cached until something changes), history points by ring count."""
+    host's snapshot is cached until something changes), less the hello and slow sample when
+    they are the objects sent before (by identity too), and history points by ring count."""
 
     def __init__(self, monitor: FleetMonitor) -> None:
         self.monitor = monitor
@@ -55,10 +58,27 @@ class DeltaBuilder:
     def build(self, snap: FleetSnapshot) -> Delta:
         sent = self._sent
         changed = []
+        same_hello: list[str] = []
+        same_slow: list[str] = []
         for host in snap.hosts:
-            if sent.get(host.name) is not host:
-                sent[host.name] = host
-                changed.append(host)
+            before = sent.get(host.name)
+            if before is host:
+                continue
+            sent[host.name] = host
+            if before is not None:
+                keep_hello = host.hello is not None and host.hello is before.hello
+                keep_slow = host.slow_sample is not None and host.slow_sample is before.slow_sample
+                if keep_hello:
+                    same_hello.append(host.name)
+                if keep_slow:
+                    same_slow.append(host.name)
+                if keep_hello or keep_slow:
+                    host = msgspec.structs.replace(
+                        host,
+                        hello=None if keep_hello else host.hello,
+                        slow_sample=None if keep_slow else host.slow_sample,
+                    )
+            changed.append(host)
         answered = []
         points = []
         for name, rt in self.monitor.hosts.items():
@@ -89,6 +109,8 @@ class DeltaBuilder:
         return Delta(
             t=snap.t,
             hosts=changed,
+            same_hello=same_hello,
+            same_slow=same_slow,
             events=list(snap.events),
             points=points,
             answered=answered,
