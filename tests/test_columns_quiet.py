@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gputui.collect.columns import FleetColumns
+from gputui.collect.columns import MIN_VECTOR_BATCH, FleetColumns
 from gputui.collect.history import HostHistory, Metric
 from gputui.collect.scenarios import load_scenario, mix_names, scenario_names
 from gputui.core.health import HostHealth
@@ -53,8 +53,10 @@ class Host:
 class Fleet:
     """Hosts fed through one FleetColumns, flushed when the test says."""
 
-    def __init__(self, n: int, history_len: int = 16) -> None:
+    def __init__(self, n: int, history_len: int = 16, min_vector_batch: int = 1) -> None:
         self.columns = FleetColumns(history_len, n)
+        # Every batch, however small, through the vectorised path unless a test says otherwise.
+        self.columns.min_vector_batch = min_vector_batch
         self.hosts = [Host() for _ in range(n)]
         self.layouts: list[Any] = [None] * n
         self.hellos: list[Hello | None] = [None] * n
@@ -253,6 +255,23 @@ def test_a_clean_busy_fleet_is_settled_by_the_vectorised_path() -> None:
     samples = sum(len(h.verdicts) for h in fleet.hosts)
     # Slow samples (1 in 10) and a straggler window's first samples go to the rules.
     assert fleet.columns.settled >= 0.6 * samples
+
+
+def test_a_small_batch_is_judged_by_the_rules_with_the_same_verdicts_and_rings() -> None:
+    """Below MIN_VECTOR_BATCH samples the numpy calls cost more than the rules: each sample is
+    judged and written on its own, and nothing else differs."""
+    streams = [run_fast(scenario(), until=30.0, slow_every=10, seed=s).lines for s in range(2)]
+    fleet = Fleet(2, min_vector_batch=MIN_VECTOR_BATCH)
+    for i, stream in enumerate(streams):
+        fleet.hello(i, msgspec.convert(stream[0], Hello))
+    for first, second in zip(streams[0][1:], streams[1][1:], strict=False):
+        for i, line in enumerate((first, second)):
+            if line["type"] == "sample":
+                sample = msgspec.convert(line, Sample)
+                fleet.sample(i, sample, sample.t)
+        fleet.columns.flush()  # two samples a batch: under the bound
+        fleet.check()
+    assert fleet.columns.batches > 0 and fleet.columns.settled == 0
 
 
 def test_the_fleet_ring_keeps_136_bytes_per_point_of_an_8_gpu_host() -> None:

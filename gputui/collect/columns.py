@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 #: Longest a sample waits to be judged (the monitor also flushes at every tick).
 BATCH_S = 0.05
+#: Batches smaller than this are judged sample by sample (the rules and one ring write each):
+#: the vectorised path's numpy calls cost a fixed ~0.3 ms a batch, more than a few samples'
+#: Python rules (a small fleet, a host driven by hand, a pushed event's early flush).
+MIN_VECTOR_BATCH = 8
 
 _fast_of = attrgetter(*FAST_FIELDS)
 _index_of = attrgetter("index")
@@ -92,6 +96,7 @@ class FleetColumns:
     ) -> None:
         self.thresholds = thresholds or DEFAULT_THRESHOLDS
         self.batch_s = batch_s
+        self.min_vector_batch = MIN_VECTOR_BATCH
         self.ring = FleetRing(capacity, hosts, 8 * max(hosts, 1))
         slots = len(self.ring.values)
         # Fleet-wide, one row per GPU slot (the ring's slots): the newest fast readings.
@@ -198,6 +203,7 @@ class FleetColumns:
         starts: list[int] = []
         counts: list[int] = []
         not_ok: list[int] = []
+        vector = n >= self.min_vector_batch
         for i, (layout, hello, sample, _now) in enumerate(pending):
             positions[i] = layout.history.next_slot()
             seen = newest.get(id(layout))
@@ -206,7 +212,8 @@ class FleetColumns:
             newest[id(layout)] = i
             gpus = sample.gpus
             if not (
-                layout.columnar
+                vector
+                and layout.columnar
                 and hello is layout.hello
                 and tuple(map(_index_of, gpus)) == layout.indices
             ):
