@@ -270,6 +270,19 @@ def test_history_points_travel_between_rings() -> None:
 # -- the worker itself -----------------------------------------------------------------------------
 
 
+def test_a_worker_runs_this_gputui_not_a_gputui_folder_in_the_current_directory(
+    tmp_path: Path,
+) -> None:
+    planted = tmp_path / "gputui"
+    (planted / "collect" / "workers").mkdir(parents=True)
+    ran = tmp_path / "planted-ran"
+    for folder in (planted, planted / "collect", planted / "collect" / "workers"):
+        (folder / "__init__.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    done = subprocess.run(WORKER_ARGV, cwd=tmp_path, input=b"", capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr  # no Start before its stdin ended: nothing to run
+    assert not ran.exists()
+
+
 def test_a_worker_streams_its_shard_and_ends_with_its_stdin_leaving_no_agent() -> None:
     proc = subprocess.Popen(
         WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE

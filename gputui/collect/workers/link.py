@@ -15,13 +15,23 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from gputui.collect.feed import Backoff
 from gputui.collect.workers.frames import Command, Delta, FrameError, Start, Stop, encode, up_reader
 from gputui.core.text import plain
 
-#: How a worker is started: this interpreter, the worker's module.
-WORKER_ARGV = (sys.executable, "-m", "gputui.collect.workers")
+#: The folder this process's gputui package is in: its workers run the same package.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
+#: How a worker is started: this interpreter and this gputui. Not `python -m`, which puts the
+#: current directory first on the worker's import path: a `gputui` folder there (another
+#: version's checkout, or one planted in a shared directory) would run as the collector.
+WORKER_ARGV = (
+    sys.executable,
+    "-c",
+    f"import sys; sys.path[0] = {PACKAGE_ROOT!r}; "
+    "from gputui.collect.workers.worker import main; raise SystemExit(main())",
+)
 #: A worker that streamed this long counts as a success: the backoff starts over.
 HEALTHY_AFTER_S = 30.0
 #: How long a worker has to stop (close its connections) before it is killed.

@@ -1,6 +1,7 @@
 """One collector worker process: its shard of hosts on its own event loop.
 
-Started by the UI process as `python -m gputui.collect.workers` (asyncio's subprocess API, never
+Started by the UI process as `python -c` with the UI process's own gputui first on its path
+(collect/workers/link.py `WORKER_ARGV`; asyncio's subprocess API, never
 a fork of a process that runs threads). It reads a `Start` frame on stdin, builds its hosts'
 plans with the code the in-process monitor uses (collect/fleet.py), runs an ordinary
 FleetMonitor over them without the job-level straggler rule (the parent applies it over the
