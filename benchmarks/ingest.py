@@ -457,7 +457,7 @@ def main() -> None:
                     done = subprocess.run(
                         [
                             sys.executable,
-                            __file__,
+                            str(Path(__file__).resolve()),
                             "--client",
                             "gputui" if strategy in (BASELINE, IN_PROCESS) else strategy,
                             "--hosts",
@@ -483,6 +483,9 @@ def main() -> None:
                         text=True,
                         timeout=args.settle + args.seconds + 120,
                         env=env,
+                        # An older revision starts its workers with `python -m`, which
+                        # imports from the current directory first: run it from its own.
+                        cwd=args.baseline_src if strategy == BASELINE else None,
                     )
                     if done.returncode != 0:
                         print(done.stderr[-2000:], file=sys.stderr)

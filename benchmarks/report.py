@@ -34,11 +34,28 @@ LABELS = {
 
 BEFORE_AFTER = {"gputui-baseline": "gputui before", "gputui": "gputui after"}
 
+
+def label(r: dict[str, Any]) -> str:
+    """A strategy's name in the tables; gputui's says how many collector processes it ran."""
+    if r["strategy"] == "gputui" and r.get("workers"):
+        return f"gputui over {r['workers']} collector worker processes (all its processes' CPU)"
+    if r["strategy"] == "gputui-in-process":
+        return "gputui in one process"
+    if r["strategy"] == "gputui-baseline":
+        if r.get("workers"):
+            return f"gputui before, over {r['workers']} collector worker processes"
+        return "gputui before (one process)"
+    return LABELS.get(r["strategy"], r["strategy"])
+
+
 # Ratio columns: (key in the JSON, header); a column shows when a run measured it.
 RATIO_COLUMNS = (
     ("gputui_over_floor", "gputui / floor"),
     ("gputui_over_floor-gcm", "gputui / floor (AES-GCM)"),
     ("gputui_over_floor-lean", "gputui / lean floor"),
+    ("in_process_over_floor-lean", "gputui in one process / lean floor"),
+    ("gputui_over_baseline", "gputui / before"),
+    ("in_process_over_gputui-baseline", "gputui in one process / before"),
     ("exec_over_gputui", "exec-per-poll / gputui"),
     ("exec-gcm_over_gputui", "exec-per-poll (AES-GCM) / gputui"),
     ("connect_over_gputui", "connect-per-refresh / gputui"),
@@ -84,7 +101,7 @@ def ingest(d: dict[str, Any]) -> str:
         rows.append(
             [
                 n(r["hosts"]),
-                LABELS.get(r["strategy"], r["strategy"]),
+                label(r),
                 f"{r['cpu_pct_of_one_core']:.1f}%",
                 f"{r['us_per_host_sample']:,.0f} us",
                 rate,
@@ -137,7 +154,7 @@ def floors(d: dict[str, Any]) -> str:
         rows.append(
             [
                 n(r["hosts"]),
-                f"{LABELS.get(r['strategy'], r['strategy'])} ({seen[k]})",
+                f"{label(r)} ({seen[k]})",
                 f"{r['us_per_host_sample']:,.0f} us",
                 f"{r['cpu_pct_of_one_core']:.1f}%",
                 n(r["samples_per_s"]),
@@ -283,6 +300,65 @@ def memory_ff(d: dict[str, Any]) -> str:
     return md(["simulated time", "RSS", "host-samples fed", "event log entries", "wall time"], rows)
 
 
+def detect_screen(d: dict[str, Any]) -> str:
+    kinds = {"xid": "XID 79 pushed by the agent (failed)", "hot": "GPU at 110 C (critical)"}
+
+    def row(what: str, v: dict[str, Any]) -> list[str]:
+        cells = [ms(v["p50_ms"]), ms(v["p95_ms"]), ms(v["p99_ms"]), ms(v["max_ms"])]
+        return [what, str(v["n"]), *cells]
+
+    rows = [row(kinds.get(k, k), v) for k, v in d["fault_to_screen_ms_by_kind"].items()]
+    rows.append(row("every fault", d["fault_to_screen_ms"]))
+    missed = len(d["missed_within_10_intervals"])
+    workers = d.get("collector_workers") or 0
+    facts = [
+        ["collector", f"{workers} worker processes" if workers else "in the app's process"],
+        ["target p99", ms(d["target_p99_ms"])],
+        ["faults not on screen within 10 intervals", str(missed)],
+        ["hosts streaming at the end", f"{n(d['hosts_streaming_at_end'])} of {n(d['hosts'])}"],
+    ]
+    return (
+        md(["fault injected on the host, to its STATE cell on screen", "n", "p50", "p95", "p99",
+            "max"], rows)
+        + "\n\n"
+        + md([f"{n(d['hosts'])} hosts, {d['terminal']}", ""], facts)
+    )  # fmt: skip
+
+
+def prom_source(d: dict[str, Any]) -> str:
+    wall = f"{d['tick_wall_s_median']:.2f} s ({d['tick_wall_s_max']:.2f} s)"
+    rss = f"{d['rss_mib_before']:.0f} / {d['rss_mib_after']:.0f} MiB"
+    seen = "not seen" if d["detection_s"] is None else f"{d['detection_s']:.1f} s"
+    rows = [
+        ["hosts x GPUs", f"{n(d['hosts'])} x 8 ({n(d['gpus'])} GPUs)"],
+        ["scrape targets (simulated dcgm-exporter endpoints)", str(d["endpoints"])],
+        ["scrape / query interval", f"{d['scrape_s']:g} s / {d['query_s']:g} s"],
+        ["queries per tick", str(d["queries_per_tick"])],
+        ["tick wall time, median (max)", wall],
+        [
+            "... queries, decoding and mapping, median",
+            f"{d['tick_query_decode_map_s_median']:.2f} s",
+        ],
+        ["... feeding and judging every host, median", f"{d['tick_feed_judge_s_median']:.2f} s"],
+        ["CPU per tick, median", f"{d['tick_cpu_s_median']:.2f} s"],
+        ["CPU per GPU per tick", f"{d['tick_cpu_us_per_gpu']:.1f} us"],
+        [
+            "RSS before the source / after the ticks",
+            f"{rss} ({d['rss_kib_per_host']:.1f} KiB/host)",
+        ],
+        ["XID 79 at the exporter to the host judged failed", seen],
+    ]
+    ssh = d.get("ssh_path")
+    if ssh:
+        what = f"SSH path, same run: {n(ssh['hosts'])} hosts at {ssh['interval_s']:g} s"
+        cpu = f"{ssh['cpu_us_per_gpu_sample']:.1f} us ({ssh['cpu_pct_of_one_core']:.1f}% of a core)"
+        rows += [
+            [f"{what}, CPU per GPU per sample", cpu],
+            [f"{what}, RSS", f"{ssh['rss_mib']:.0f} MiB ({ssh['rss_kib_per_host']:.1f} KiB/host)"],
+        ]
+    return md(["Prometheus source", ""], rows)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "memory-200": ("memory-200.json", memory_200),
     "ingest": ("ingest.json", ingest),
@@ -295,6 +371,12 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ingest-floors-1000": ("ingest-floors-1000.json", floors),
     "ingest-floors-3000": ("ingest-floors-3000.json", floors),
     "app-ingest-1000": ("app_ingest-1000.json", app_ingest),
+    "ingest-targets-1000": ("ingest-targets-1000.json", floors),
+    "ingest-targets-3000": ("ingest-targets-3000.json", floors),
+    "ingest-targets-10000": ("ingest-targets-10000.json", ingest),
+    "app-ingest-3000-workers": ("app_ingest-3000-workers2.json", app_ingest),
+    "detect-screen-1000": ("detect_screen-1000.json", detect_screen),
+    "prom-source-10000": ("prom_source-10000.json", prom_source),
 }
 
 
