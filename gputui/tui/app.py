@@ -30,7 +30,7 @@ from gputui.config.ui import UiSettings
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
 from gputui.core.text import plain
 from gputui.core.words import counted
-from gputui.render.report import host_label, host_why, live_label
+from gputui.render.report import fleet_labels, host_label, host_why, live_label
 from gputui.tui.commands import HostCommands
 from gputui.tui.fleetview import LABEL_RANK, severity
 from gputui.tui.gc_pacing import GcPacer
@@ -254,8 +254,7 @@ class GpuTuiApp(App[None]):
     def _announce(self, snapshot: FleetSnapshot) -> list[FleetEvent]:
         """Hosts whose state got worse since the last tick: a log line each, one toast."""
         worse: list[FleetEvent] = []
-        for host in snapshot.hosts:
-            label = host_label(host)
+        for host, label in zip(snapshot.hosts, fleet_labels(snapshot), strict=True):
             now_bad = severity(label)
             if now_bad is None:
                 continue  # connecting or marked failed: not a judgement of the host
