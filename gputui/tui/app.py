@@ -38,6 +38,7 @@ from gputui.tui.hangup import ignore_resume_once_hung_up, terminal_fd
 from gputui.tui.hostview import gpu_views
 from gputui.tui.operator import OperatorPort, Outcome, Prepared, RequestKind, SessionOperator
 from gputui.tui.palette import Palette
+from gputui.tui.release import Release
 from gputui.tui.screens.dialogs import ActionPicker, ConfirmDialog, PreviewDialog, ReasonDialog
 from gputui.tui.screens.fleet import FleetScreen
 from gputui.tui.screens.gpus import GpusData, GpusScreen, opens_on_gpus
@@ -128,6 +129,7 @@ class GpuTuiApp(App[None]):
         self._scheduler = scheduler
         self._prevention = prevention  # the journal's service list and daily rollups
         self._applied = asyncio.Event()
+        self._release = Release()
         self._quitting = False
         self._host_events: dict[str, deque[FleetEvent]] = {}
         self._settled: dict[str, str] = {}
@@ -215,6 +217,10 @@ class GpuTuiApp(App[None]):
 
     def _apply(self, snapshot: FleetSnapshot) -> None:
         first = self.snapshot is None
+        if self.snapshot is not None:
+            # Its hosts are let go after this tick is drawn, not inside it (release.py).
+            self._release.hold(self.snapshot)
+            self.call_after_refresh(self._release.start)
         self.snapshot = snapshot
         self.by_name = {h.name: h for h in snapshot.hosts}
         events = list(snapshot.events) + self._announce(snapshot)
