@@ -156,7 +156,9 @@ class GpuTuiApp(App[None]):
     # -- screens --------------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
-        return FleetScreen(self.open_host, self._risk_settings, self._record, self._prevention)
+        return FleetScreen(
+            self.open_host, self._risk_settings, self._record, self._prevention, self._release
+        )
 
     @property
     def _background_screens(self) -> list[Screen[Any]]:
