@@ -26,7 +26,11 @@ async def test_held_hosts_are_let_go_a_chunk_per_turn_of_the_loop() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
     assert release.held == 0
+    calls: list[int] = []
     release.hold(fleet(3))  # a later snapshot starts a new chain
-    release.start()
+    release.start(lambda: calls.append(release.held))
+    assert calls == []
     await asyncio.sleep(0)
-    assert release.held == 0
+    assert release.held == 0 and calls == [0]  # then: once every host is let go
+    release.start(lambda: calls.append(-1))  # nothing held: at once
+    assert calls == [0, -1]

@@ -222,7 +222,6 @@ class GpuTuiApp(App[None]):
         if self.snapshot is not None:
             # Its hosts are let go after this tick is drawn, not inside it (release.py).
             self._release.hold(self.snapshot)
-            self.call_after_refresh(self._release.start)
         self.snapshot = snapshot
         self.by_name = {h.name: h for h in snapshot.hosts}
         events = list(snapshot.events) + self._announce(snapshot)
@@ -236,7 +235,10 @@ class GpuTuiApp(App[None]):
             if self.gc_pacer is not None:
                 self.call_after_refresh(self.gc_pacer.start)  # start-up objects, on screen
         elif self.gc_pacer is not None:
-            self.call_after_refresh(self.gc_pacer.after_tick)
+            # A full collection, if due, once the previous snapshot is let go.
+            self.call_after_refresh(self._release.start, self.gc_pacer.after_tick)
+        else:
+            self.call_after_refresh(self._release.start)
         if self._scheduler is not None:
             said = self._scheduler()
             if said is not None:

@@ -16,6 +16,7 @@ that a key press or the next tick waits for one of at most.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
 
@@ -25,6 +26,7 @@ class Release:
         self.chunk = chunk
         self._held: list[HostSnapshot] = []
         self._running = False
+        self._then: list[Callable[[], None]] = []
 
     @property
     def held(self) -> int:
@@ -35,9 +37,15 @@ class Release:
         """Keep `snapshot`'s hosts until `start` lets them go."""
         self._held.extend(snapshot.hosts)
 
-    def start(self) -> None:
-        """Let the held hosts go, a chunk per turn of the running event loop."""
-        if self._running or not self._held:
+    def start(self, then: Callable[[], None] | None = None) -> None:
+        """Let the held hosts go, a chunk per turn of the running event loop; `then` once
+        none is held (the paced full collection: it need not walk what is let go anyway)."""
+        if then is not None:
+            self._then.append(then)
+        if not self._held:
+            self._done()
+            return
+        if self._running:
             return
         self._running = True
         asyncio.get_running_loop().call_soon(self._step)
@@ -48,3 +56,9 @@ class Release:
             asyncio.get_running_loop().call_soon(self._step)
         else:
             self._running = False
+            self._done()
+
+    def _done(self) -> None:
+        then, self._then = self._then, []
+        for callback in then:
+            callback()
