@@ -245,14 +245,14 @@ async def test_grid_draws_every_gpu_moves_host_by_host_and_opens_the_chosen_host
         grid = r.app.screen.query_one(GpuGrid)
         assert r.app.focused is grid
         assert grid.selected_host == "gpu005"  # the table's selection carries over
-        assert [len(c) for c in grid._colors] == [8] * 8 + [4, 8]
+        assert [len(grid.colors_of(i)) for i in range(len(grid.hosts))] == [8] * 8 + [4, 8]
         legend = static_text(r, "#grid-legend")
         assert "10 hosts, 68 GPUs" in legend and "verdict" in legend
         # Verdict colours: gpu005's lost GPU3 is "failed", gpu004's GPU5 "critical".
         palette = grid.palette
-        assert grid._colors[4][3] == palette.color("failed")
-        assert grid._colors[3][5] == palette.color("critical")
-        assert grid._colors[5] == [palette.color("unreachable")] * 8
+        assert grid.colors_of(4)[3] == palette.color("failed")
+        assert grid.colors_of(3)[5] == palette.color("critical")
+        assert grid.colors_of(5) == [palette.color("unreachable")] * 8
         await r.press("right", "right")
         assert grid.selected_host == "gpu007"
         assert "gpu007" in static_text(r, "#grid-status")
@@ -284,7 +284,7 @@ async def test_thousand_hosts_of_eight_gpus_fit_one_200x50_screen() -> None:
         grid = r.app.screen.query_one(GpuGrid)
         lines = len(grid._layout.lines)
         assert grid.max_scroll_y == 0 and lines <= grid.scrollable_content_region.height
-        assert sum(len(c) for c in grid._colors) == 8000
+        assert sum(len(grid.colors_of(i)) for i in range(len(grid.hosts))) == 8000
 
 
 # -- host screen ------------------------------------------------------------------------------

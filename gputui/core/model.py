@@ -424,7 +424,11 @@ class Level(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return str(self.name).lower()
+        return _LEVEL_LABELS[self]
+
+
+# Read for every host at every tick (host_label): worked out once, not each time.
+_LEVEL_LABELS = {level: str(level.name).lower() for level in Level}
 
 
 class Action(enum.Enum):

@@ -54,6 +54,20 @@ def host_label(host: HostSnapshot) -> str:
     return live_label(host)
 
 
+_labelled: tuple[FleetSnapshot, tuple[str, ...]] | None = None
+
+
+def fleet_labels(snapshot: FleetSnapshot) -> tuple[str, ...]:
+    """host_label of each of the snapshot's hosts, in its order: worked out once per snapshot
+    (the app's announcements, its summary line and the fleet table each need every host's)."""
+    global _labelled
+    if _labelled is not None and _labelled[0] is snapshot:
+        return _labelled[1]
+    labels = tuple(map(host_label, snapshot.hosts))
+    _labelled = (snapshot, labels)
+    return labels
+
+
 def live_label(host: HostSnapshot) -> str:
     """What a host reads now, whether or not the operator marked it failed."""
     if host.state in UNREAD_STATES or host.state is HostState.CONNECTING:

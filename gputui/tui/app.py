@@ -30,7 +30,7 @@ from gputui.config.ui import UiSettings
 from gputui.core.model import FleetEvent, FleetSnapshot, HostSnapshot, Level
 from gputui.core.text import plain
 from gputui.core.words import counted
-from gputui.render.report import host_label, host_why, live_label
+from gputui.render.report import fleet_labels, host_label, host_why, live_label
 from gputui.tui.commands import HostCommands
 from gputui.tui.fleetview import LABEL_RANK, severity
 from gputui.tui.gc_pacing import GcPacer
@@ -38,6 +38,7 @@ from gputui.tui.hangup import ignore_resume_once_hung_up, terminal_fd
 from gputui.tui.hostview import gpu_views
 from gputui.tui.operator import OperatorPort, Outcome, Prepared, RequestKind, SessionOperator
 from gputui.tui.palette import Palette
+from gputui.tui.release import Release
 from gputui.tui.screens.dialogs import ActionPicker, ConfirmDialog, PreviewDialog, ReasonDialog
 from gputui.tui.screens.fleet import FleetScreen
 from gputui.tui.screens.gpus import GpusData, GpusScreen, opens_on_gpus
@@ -128,6 +129,7 @@ class GpuTuiApp(App[None]):
         self._scheduler = scheduler
         self._prevention = prevention  # the journal's service list and daily rollups
         self._applied = asyncio.Event()
+        self._release = Release()
         self._quitting = False
         self._host_events: dict[str, deque[FleetEvent]] = {}
         self._settled: dict[str, str] = {}
@@ -154,7 +156,9 @@ class GpuTuiApp(App[None]):
     # -- screens --------------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
-        return FleetScreen(self.open_host, self._risk_settings, self._record, self._prevention)
+        return FleetScreen(
+            self.open_host, self._risk_settings, self._record, self._prevention, self._release
+        )
 
     @property
     def _background_screens(self) -> list[Screen[Any]]:
@@ -215,6 +219,9 @@ class GpuTuiApp(App[None]):
 
     def _apply(self, snapshot: FleetSnapshot) -> None:
         first = self.snapshot is None
+        if self.snapshot is not None:
+            # Its hosts are let go after this tick is drawn, not inside it (release.py).
+            self._release.hold(self.snapshot)
         self.snapshot = snapshot
         self.by_name = {h.name: h for h in snapshot.hosts}
         events = list(snapshot.events) + self._announce(snapshot)
@@ -228,7 +235,10 @@ class GpuTuiApp(App[None]):
             if self.gc_pacer is not None:
                 self.call_after_refresh(self.gc_pacer.start)  # start-up objects, on screen
         elif self.gc_pacer is not None:
-            self.call_after_refresh(self.gc_pacer.after_tick)
+            # A full collection, if due, once the previous snapshot is let go.
+            self.call_after_refresh(self._release.start, self.gc_pacer.after_tick)
+        else:
+            self.call_after_refresh(self._release.start)
         if self._scheduler is not None:
             said = self._scheduler()
             if said is not None:
@@ -254,8 +264,7 @@ class GpuTuiApp(App[None]):
     def _announce(self, snapshot: FleetSnapshot) -> list[FleetEvent]:
         """Hosts whose state got worse since the last tick: a log line each, one toast."""
         worse: list[FleetEvent] = []
-        for host in snapshot.hosts:
-            label = host_label(host)
+        for host, label in zip(snapshot.hosts, fleet_labels(snapshot), strict=True):
             now_bad = severity(label)
             if now_bad is None:
                 continue  # connecting or marked failed: not a judgement of the host

@@ -7,7 +7,7 @@ from rich.text import Text
 from gputui.core.model import FleetSnapshot
 from gputui.core.text import plain
 from gputui.core.words import counted
-from gputui.render.report import host_label
+from gputui.render.report import fleet_labels
 from gputui.tui.palette import LABELS, Palette
 from gputui.tui.widgets.event_log import clock
 
@@ -29,8 +29,7 @@ def summary_text(snapshot: FleetSnapshot, palette: Palette, note: str = "", widt
     """
     counts: dict[str, int] = {}
     gpus = 0
-    for host in snapshot.hosts:
-        label = host_label(host)
+    for host, label in zip(snapshot.hosts, fleet_labels(snapshot), strict=True):
         counts[label] = counts.get(label, 0) + 1
         gpus += len(host.hello.gpus) if host.hello is not None else 0
 

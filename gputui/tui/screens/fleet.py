@@ -28,6 +28,7 @@ from gputui.core.words import counted
 from gputui.tui.fleetview import SORT_OF_COLUMN, SortKey
 from gputui.tui.gridview import GridMode
 from gputui.tui.palette import DEFAULT_PALETTE, Palette
+from gputui.tui.release import Release
 from gputui.tui.summary import summary_text
 from gputui.tui.widgets.acyclic_lines import AcyclicLines
 from gputui.tui.widgets.event_log import EventLog
@@ -75,8 +76,10 @@ class FleetScreen(AcyclicLines, Screen[None]):
         risk_settings: RiskSettings | None = None,
         record: Record | None = None,
         prevention: PreventionSource | None = None,
+        release: Release | None = None,
     ) -> None:
         super().__init__(classes="fleet-screen")
+        self._release = release
         self._open_host = open_host
         self._risk_settings = risk_settings
         self._record = record
@@ -156,6 +159,12 @@ class FleetScreen(AcyclicLines, Screen[None]):
         snapshot = self.snapshot
         if snapshot is None:
             return
+        shown = self._applied.get(tab)
+        if shown is not None and shown is not snapshot and self._release is not None:
+            # A tab shown again after ticks away holds an older snapshot's hosts than the
+            # app's: they too are let go after the screen update, not inside it.
+            self._release.hold(shown)
+            self.call_after_refresh(self._release.start)
         self._applied[tab] = snapshot
         if tab == "fleet":
             self.table.apply(snapshot)

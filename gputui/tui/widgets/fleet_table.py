@@ -35,9 +35,10 @@ from textual.strip import Strip
 
 from gputui.core.model import FleetSnapshot, HostSnapshot
 from gputui.core.text import plain
-from gputui.render.report import host_label
+from gputui.render.report import fleet_labels
 from gputui.tui.fleetview import (
     COLUMNS,
+    LABEL_RANK,
     SORT_KEYS,
     Column,
     FleetFilter,
@@ -50,7 +51,7 @@ from gputui.tui.fleetview import (
     light_sort_key,
     row_why,
 )
-from gputui.tui.palette import DEFAULT_PALETTE, Palette
+from gputui.tui.palette import DEFAULT_PALETTE, LABELS, Palette
 from gputui.tui.widgets.acyclic_lines import AcyclicLines
 
 _DIM = Style(dim=True)
@@ -175,6 +176,7 @@ class FleetTable(AcyclicLines, ScrollView, can_focus=True):
         self._row_cache: dict[str, tuple[HostSnapshot, HostRow]] = {}
         self._latest: dict[str, HostSnapshot] = {}  # shown host -> its newest snapshot
         self._keys: dict[str, tuple[object, ...]] = {}  # shown host -> its sort key
+        self._sorted_by: tuple[SortKey, bool] | None = None  # the order `_order` was made in
         self._current: set[str] = set()  # hosts whose cells show the newest snapshot
         self._order: list[str] = []  # hosts in screen order
         self._index: dict[str, int] = {}  # host -> its place in `_order`
@@ -455,25 +457,32 @@ class FleetTable(AcyclicLines, ScrollView, can_focus=True):
         # key of each host (light_sort_key: its state, age or one figure) and the rows in
         # view (below), the others when they scroll into view.
         full = not self._shown
-        sort_key = SORT_KEYS[self.sort_key]
+        order_by = self.sort_key
+        sort_key = SORT_KEYS[order_by]
+        by_state = order_by is SortKey.STATE
+        unranked = len(LABELS)
+        fleet_filter = self.filter if self.filter else None
         rows: dict[str, HostRow] = {}
         latest: dict[str, HostSnapshot] = {}
         keys: dict[str, tuple[object, ...]] = {}
-        for host in snapshot.hosts:
+        # Each host's label once per snapshot, shared with the summary line and the app's
+        # announcements; sorted by state (the default), a key is the label's rank and the name.
+        for host, label in zip(snapshot.hosts, fleet_labels(snapshot), strict=True):
             name = host.name
             if full:
                 row = rows[name] = self._row(host, now)
-                label = row.label
-            else:
-                label = host_label(host)
-            if self.filter:
+            if fleet_filter is not None:
                 why = rows[name].cells[-1] if full else row_why(host)
-                if not self.filter.matches(host, label, why):
+                if not fleet_filter.matches(host, label, why):
                     continue
             latest[name] = host
-            keys[name] = (
-                sort_key(rows[name]) if full else light_sort_key(self.sort_key, host, label, now)
-            )
+            if full:
+                keys[name] = sort_key(rows[name])
+            elif by_state:
+                keys[name] = (LABEL_RANK.get(label, unranked), name)
+            else:
+                keys[name] = light_sort_key(order_by, host, label, now)
+        sorted_as = (self._keys, self._sorted_by)
         self._latest, self._keys = latest, keys
         gone = [name for name in self._shown if name not in latest]
         if len(gone) > _REBUILD_AFTER_REMOVALS and len(gone) * 4 > len(self._shown):
@@ -484,6 +493,7 @@ class FleetTable(AcyclicLines, ScrollView, can_focus=True):
             self.remove_row(name)
             del self._shown[name]
         self._current = set()
+        added = False
         for name, host in latest.items():
             if name in self._shown:
                 if full:
@@ -493,7 +503,10 @@ class FleetTable(AcyclicLines, ScrollView, can_focus=True):
             self.add_row(*self._texts(row), key=name)
             self._shown[name] = (row.label, row.dimmed, row.cells)
             self._current.add(name)
-        self._resort()
+            added = True
+        # The same hosts with the same keys in the same order keep their places: no sort.
+        if added or gone or sorted_as != (keys, (order_by, self.sort_reverse)):
+            self._resort()
         self._resize()
         self._refresh_visible()
         self._follow(selected)
@@ -646,6 +659,7 @@ class FleetTable(AcyclicLines, ScrollView, can_focus=True):
 
     def _resort(self) -> None:
         keys = self._keys
+        self._sorted_by = (self.sort_key, self.sort_reverse)
         order = sorted(self._shown, key=keys.__getitem__, reverse=self.sort_reverse)
         if order == self._order:
             return

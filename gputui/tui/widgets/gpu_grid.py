@@ -1,7 +1,8 @@
 """The GPU grid: every GPU of the fleet as half a character, drawn with the Line API.
 
 Like toolong's log view, the widget keeps its data in plain lists and renders only the lines
-in view; a tick recomputes the colours (one pass over the GPUs) and drops the cached strips.
+in view; a tick drops the colours and the cached strips, and the colours of a host are worked
+out again when a line in view draws it.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ class GpuGrid(AcyclicLines, ScrollView, can_focus=True):
         self.palette: Palette = DEFAULT_PALETTE
         self.hosts: list[HostSnapshot] = []
         self._index: dict[str, int] = {}
-        self._colors: list[list[Color]] = []
+        # Each host's GPU colours, worked out when its line is first drawn after a tick or a
+        # mode change (None: not yet): the lines out of view cost nothing.
+        self._colors: list[list[Color] | None] = []
         self._widths: list[int] = []
         self._layout = GridLayout.flow([], 1)
         self._flow_width = -1  # the width the layout was flowed for
@@ -126,7 +129,14 @@ class GpuGrid(AcyclicLines, ScrollView, can_focus=True):
         return self.hosts[self.cursor].name if self.hosts else None
 
     def _recolor(self) -> None:
-        self._colors = [host_colors(h, self.mode, self.palette) for h in self.hosts]
+        self._colors = [None] * len(self.hosts)
+
+    def colors_of(self, index: int) -> list[Color]:
+        """The colour of each GPU of the host at `index`, in inventory order."""
+        colors = self._colors[index]
+        if colors is None:
+            colors = self._colors[index] = host_colors(self.hosts[index], self.mode, self.palette)
+        return colors
 
     def _relayout(self) -> None:
         width = self._content_width()
@@ -187,7 +197,7 @@ class GpuGrid(AcyclicLines, ScrollView, can_focus=True):
         for index in self._layout.lines[line]:
             mark = CURSOR if index == self.cursor else " "
             segments.append(Segment(mark, cursor_style if mark == CURSOR else None))
-            colors = self._colors[index]
+            colors = self.colors_of(index)
             half = self._widths[index]
             run_style: Style | None = None
             run = 0
