@@ -155,12 +155,12 @@ class WorkerHost:
 def _same_parts_kept(old: HostSnapshot, new: HostSnapshot) -> HostSnapshot:
     """`new`, with `old`'s hello and slow sample where the new ones are the same.
 
-    A worker's frame carries every host whole, so each tick decodes a new hello and slow
-    sample of every host although they change only at a (re)connect or a slow sample. Kept
-    as the same objects, as the in-process monitor hands them over, the caches that go by
-    identity (the job straggler rule's attributions and GPU models) hold across ticks, and
-    the app lets go of fewer objects each tick (at 3,000 hosts the rule redid every host's
-    attribution each tick).
+    A frame leaves out a hello or slow sample its worker sent before (`receive` puts the
+    parent's copy back), but a replacement worker's first frames, or a reconnect that reads
+    the same inventory again, bring equal ones anew. Kept as the same objects, as the
+    in-process monitor hands them over, the caches that go by identity (the job straggler
+    rule's attributions and GPU models) hold across ticks, and the app lets go of fewer
+    objects each tick (at 3,000 hosts the rule redid every host's attribution each tick).
     """
     hello = new.hello
     if hello is not None and hello is not old.hello and hello == old.hello:
