@@ -61,12 +61,13 @@ def free_port() -> int:
 
 
 def start_sim(
-    directory: Path, hosts: int, endpoints: int
+    directory: Path, hosts: int, endpoints: int, step_s: float
 ) -> tuple[subprocess.Popen[bytes], list[int]]:
     ports_file = directory / "ports.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gputui.collect.dcgm_sim", "--hosts", f"healthy:{hosts}",
-         "--endpoints", str(endpoints), "--ports-file", str(ports_file)],
+         "--endpoints", str(endpoints), "--ports-file", str(ports_file),
+         "--step-s", str(step_s)],
         stdin=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 600
@@ -215,7 +216,11 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gputui-prom-bench-") as tmp:
         directory = Path(tmp)
-        sim, ports = start_sim(directory, args.hosts, args.endpoints)
+        # The simulation steps once per scrape: at 0.25 s steps, 10,000 hosts read every
+        # tens of seconds cost the simulator more CPU than this machine has.
+        sim, ports = start_sim(
+            directory, args.hosts, args.endpoints, max(0.25, min(60.0, args.scrape_s))
+        )
         prom, url = start_prometheus(directory, ports, args.scrape_s)
         try:
             wait_scraped(url, len(ports), 2)

@@ -126,8 +126,10 @@ class SimHost:
         self._events_read = len(events)
 
 
-def make_host(name: str, scenario: str, seed: int, elapsed_s: float | None) -> SimHost:
-    backend = SimBackend(load_scenario(scenario), seed=seed, event_thread=False)
+def make_host(
+    name: str, scenario: str, seed: int, elapsed_s: float | None, step_s: float | None = None
+) -> SimHost:
+    backend = SimBackend(load_scenario(scenario), seed=seed, event_thread=False, step_s=step_s)
     # The inventory is read before the simulation moves on, as DCGM reads it when it starts:
     # a GPU lost later keeps its UUID on its XID series.
     hello = backend.hello()
@@ -294,11 +296,12 @@ def build(
     fields: frozenset[str] = DEFAULT_FIELDS,
     prefix: str = "sim",
     jobs: Mapping[str, Mapping[int, Sequence[str]]] | None = None,
+    step_s: float | None = None,
 ) -> list[SimExporter]:
     """`len(mix)` simulated hosts named PREFIX-001..., dealt round-robin over `endpoints`,
     with `jobs` (host -> GPU -> `hpc_job` values) on their series."""
     hosts = [
-        make_host(name, scenario, seed=i + 1, elapsed_s=elapsed_s)
+        make_host(name, scenario, seed=i + 1, elapsed_s=elapsed_s, step_s=step_s)
         for i, (name, scenario) in enumerate(zip(host_names(mix, prefix), mix, strict=True))
     ]
     by_name = {h.name: h for h in hosts}
@@ -320,6 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--endpoints", type=int, default=1)
     parser.add_argument("--ports-file", type=Path, required=True)
     parser.add_argument("--sim-elapsed", type=float, default=None)
+    parser.add_argument(
+        "--step-s",
+        type=float,
+        default=None,
+        help="the simulation's step (default 0.25 s): a fleet of thousands read every tens of "
+        "seconds costs each read a step per GPU, not hundreds",
+    )
     parser.add_argument("--fields", choices=("default", "all"), default="default")
     parser.add_argument("--prefix", default="sim")
     parser.add_argument(
@@ -344,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 given.setdefault(host, {}).setdefault(gpu, []).append(value)
         for host, by_gpu in given.items():
             jobs.setdefault(host, {}).update(by_gpu)  # in place of the fleet's jobs there
-        exporters = build(mix, args.endpoints, args.sim_elapsed, fields, args.prefix, jobs)
+        exporters = build(
+            mix, args.endpoints, args.sim_elapsed, fields, args.prefix, jobs, args.step_s
+        )
     except Exception as exc:  # a bad argument or scenario: one line, not a traceback
         print(f"dcgm_sim: {exc}", file=sys.stderr)
         return 2
