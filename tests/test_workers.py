@@ -156,8 +156,10 @@ def test_a_hello_or_slow_sample_already_sent_is_left_out_and_put_back() -> None:
     host = msgspec.structs.replace(fast, slow_sample=fast.sample)  # as after a slow sample
     assert host.slow_sample is not None
     newer = msgspec.structs.replace(host, sample_t=(host.sample_t or 0) + 1)  # same hello, slow
-    slower = msgspec.structs.replace(
-        newer, slow_sample=msgspec.structs.replace(host.slow_sample, seq=host.slow_sample.seq + 9)
+    slower = msgspec.structs.replace(  # a new slow sample comes with its time, as a runtime's
+        newer,
+        slow_sample=msgspec.structs.replace(host.slow_sample, seq=host.slow_sample.seq + 9),
+        slow_sample_t=(host.slow_sample_t or 0) + 10,
     )
     builder = DeltaBuilder(types.SimpleNamespace(hosts={}))  # type: ignore[arg-type]
     mine = WorkerHost(sim_recipe(host.name, "healthy"), time.time)
