@@ -375,6 +375,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ingest-targets-3000": ("ingest-targets-3000.json", floors),
     "ingest-targets-10000": ("ingest-targets-10000.json", ingest),
     "app-ingest-3000-workers": ("app_ingest-3000-workers2.json", app_ingest),
+    "app-ingest-3000-final": ("app_ingest-3000-workers2-final.json", app_ingest),
     "detect-screen-1000": ("detect_screen-1000.json", detect_screen),
     "prom-source-10000": ("prom_source-10000.json", prom_source),
 }
